@@ -1,0 +1,2 @@
+//! Shared fixtures for Tacit's benchmarks.
+pub mod reference {}

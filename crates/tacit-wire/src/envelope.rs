@@ -1,0 +1,643 @@
+//! The envelope every intent travels in, and its zero-copy decoder.
+//!
+//! [`Envelope::decode`] reads an envelope from a frame in one pass without
+//! copying: the payload, the conversation id and an IntentId stay slices of
+//! the frame's buffer, and the typed payload is decoded only when asked for
+//! ([`Envelope::decode_payload`]). It also checks what prost's generated
+//! decoder cannot: a known act, an intent reference that is present and
+//! well-formed, length limits, and it counts unknown fields. The generated
+//! [`pb::Envelope`] stays the reference: tests check that both agree byte for
+//! byte.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::DecodeError;
+use crate::frame::Encode;
+use crate::intent_id::IntentId;
+use crate::varint::{self, VarintError};
+use crate::{Act, pb};
+
+/// Longest conversation id, in bytes.
+pub const MAX_CONVERSATION_ID_LEN: usize = 64;
+/// Deepest nesting of (unknown) groups the decoder skips before refusing.
+pub const MAX_NESTING_DEPTH: usize = 64;
+
+/// Which intent an envelope's payload holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntentRef {
+    /// An alias from the table negotiated in the capability handshake.
+    Alias(u32),
+    /// A full IntentId.
+    Id(IntentId),
+}
+
+/// A conversation id: UTF-8, at most [`MAX_CONVERSATION_ID_LEN`] bytes; empty
+/// means "no conversation". Decoding keeps it as a slice of the frame.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct ConversationId(Bytes);
+
+impl ConversationId {
+    /// The empty id (no conversation).
+    pub const fn none() -> Self {
+        Self(Bytes::new())
+    }
+
+    /// Makes an id from a static string without allocating.
+    ///
+    /// Returns `None` if it is longer than [`MAX_CONVERSATION_ID_LEN`].
+    pub const fn from_static(id: &'static str) -> Option<Self> {
+        if id.len() > MAX_CONVERSATION_ID_LEN {
+            return None;
+        }
+        Some(Self(Bytes::from_static(id.as_bytes())))
+    }
+
+    /// Makes an id from UTF-8 bytes, checking the encoding and the length.
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, DecodeError> {
+        check_conversation_id(&bytes)?;
+        Ok(Self(bytes))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        // Checked on construction; cannot fail.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// True for the empty id.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The underlying bytes.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for ConversationId {
+    type Error = DecodeError;
+
+    fn try_from(id: &str) -> Result<Self, Self::Error> {
+        Self::from_bytes(Bytes::copy_from_slice(id.as_bytes()))
+    }
+}
+
+impl TryFrom<String> for ConversationId {
+    type Error = DecodeError;
+
+    fn try_from(id: String) -> Result<Self, Self::Error> {
+        Self::from_bytes(Bytes::from(id))
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+fn check_conversation_id(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.len() > MAX_CONVERSATION_ID_LEN {
+        return Err(DecodeError::FieldTooLarge {
+            field: field::CONVERSATION_ID,
+            len: bytes.len(),
+            max: MAX_CONVERSATION_ID_LEN,
+        });
+    }
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 {
+        field: field::CONVERSATION_ID,
+    })?;
+    Ok(())
+}
+
+/// W3C trace context in binary form.
+///
+/// A malformed trace context on the wire (wrong id lengths, flags above 0xff)
+/// is ignored, as the W3C recommendation asks, rather than failing the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Parent span id.
+    pub span_id: [u8; 8],
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl From<TraceContext> for pb::TraceContext {
+    fn from(trace: TraceContext) -> Self {
+        Self {
+            trace_id: Bytes::copy_from_slice(&trace.trace_id),
+            span_id: Bytes::copy_from_slice(&trace.span_id),
+            flags: u32::from(trace.flags),
+        }
+    }
+}
+
+impl TraceContext {
+    /// Validates a wire trace context; `None` if malformed.
+    fn from_parts(trace_id: &[u8], span_id: &[u8], flags: u32) -> Option<Self> {
+        Some(Self {
+            trace_id: trace_id.try_into().ok()?,
+            span_id: span_id.try_into().ok()?,
+            flags: u8::try_from(flags).ok()?,
+        })
+    }
+
+    const fn encoded_len() -> usize {
+        // Two length-delimited fields with one-byte keys and lengths; flags added by caller.
+        2 + 16 + 2 + 8
+    }
+}
+
+/// One message between two agents: an intent reference, a performative, ids
+/// that thread conversations, and the intent itself as protobuf bytes.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Envelope {
+    /// Which intent the payload holds.
+    pub intent: IntentRef,
+    /// The performative.
+    pub act: Act,
+    /// Sender-chosen id, unique per sender; the key for idempotent retry.
+    pub message_id: u64,
+    /// The conversation this message belongs to (empty for none).
+    pub conversation_id: ConversationId,
+    /// The `message_id` this message answers; 0 for none.
+    pub in_reply_to: u64,
+    /// Relative deadline in microseconds from when the receiver reads the
+    /// message; 0 for none.
+    pub deadline_micros: u64,
+    /// Distributed-tracing context, if any.
+    pub trace: Option<TraceContext>,
+    /// The intent, protobuf-encoded.
+    pub payload: Bytes,
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("intent", &self.intent)
+            .field("act", &self.act)
+            .field("message_id", &self.message_id)
+            .field("conversation_id", &self.conversation_id)
+            .field("in_reply_to", &self.in_reply_to)
+            .field("deadline_micros", &self.deadline_micros)
+            .field("trace", &self.trace)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// What the decoder noticed besides the envelope itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecodeStats {
+    /// Fields this version does not know, skipped (including inside the
+    /// trace context). A newer peer may send them.
+    pub unknown_fields: u32,
+}
+
+/// Field numbers of `tacit.v1.Envelope` and `tacit.v1.TraceContext`.
+mod field {
+    pub(super) const ALIAS: u32 = 1;
+    pub(super) const INTENT_ID: u32 = 2;
+    pub(super) const ACT: u32 = 3;
+    pub(super) const MESSAGE_ID: u32 = 4;
+    pub(super) const CONVERSATION_ID: u32 = 5;
+    pub(super) const IN_REPLY_TO: u32 = 6;
+    pub(super) const DEADLINE_MICROS: u32 = 7;
+    pub(super) const TRACE: u32 = 8;
+    pub(super) const PAYLOAD: u32 = 15;
+
+    pub(super) const TRACE_ID: u32 = 1;
+    pub(super) const SPAN_ID: u32 = 2;
+    pub(super) const TRACE_FLAGS: u32 = 3;
+}
+
+/// Protobuf wire types.
+mod wire {
+    pub(super) const VARINT: u8 = 0;
+    pub(super) const FIXED64: u8 = 1;
+    pub(super) const LEN: u8 = 2;
+    pub(super) const START_GROUP: u8 = 3;
+    pub(super) const END_GROUP: u8 = 4;
+    pub(super) const FIXED32: u8 = 5;
+}
+
+impl Envelope {
+    /// An envelope with the given intent, act, id and payload, and no
+    /// conversation, reply-to, deadline or trace.
+    pub fn new(intent: IntentRef, act: Act, message_id: u64, payload: Bytes) -> Self {
+        Self {
+            intent,
+            act,
+            message_id,
+            conversation_id: ConversationId::none(),
+            in_reply_to: 0,
+            deadline_micros: 0,
+            trace: None,
+            payload,
+        }
+    }
+
+    /// Decodes an envelope from one frame body without copying: the payload
+    /// and other byte fields share `frame`'s memory.
+    pub fn decode(frame: Bytes) -> Result<Self, DecodeError> {
+        Self::decode_with_stats(frame).map(|(envelope, _)| envelope)
+    }
+
+    /// Like [`decode`](Self::decode), and reports what was skipped.
+    pub fn decode_with_stats(frame: Bytes) -> Result<(Self, DecodeStats), DecodeError> {
+        let mut reader = Reader { buf: &frame, pos: 0 };
+        let mut stats = DecodeStats::default();
+        let mut intent = None;
+        let mut act = 0i32;
+        let mut message_id = 0;
+        let mut conversation = 0..0;
+        let mut in_reply_to = 0;
+        let mut deadline_micros = 0;
+        let mut trace: Option<RawTrace> = None;
+        let mut payload = 0..0;
+
+        while let Some((number, wire_type)) = reader.key()? {
+            match (number, wire_type) {
+                (field::ALIAS, wire::VARINT) => intent = Some(RawIntent::Alias(reader.varint(number)? as u32)),
+                (field::INTENT_ID, wire::LEN) => intent = Some(RawIntent::Id(reader.len_delimited(number)?)),
+                (field::ACT, wire::VARINT) => act = reader.varint(number)? as i32,
+                (field::MESSAGE_ID, wire::FIXED64) => message_id = reader.fixed64(number)?,
+                (field::CONVERSATION_ID, wire::LEN) => conversation = reader.len_delimited(number)?,
+                (field::IN_REPLY_TO, wire::FIXED64) => in_reply_to = reader.fixed64(number)?,
+                (field::DEADLINE_MICROS, wire::VARINT) => deadline_micros = reader.varint(number)?,
+                (field::TRACE, wire::LEN) => {
+                    let body = reader.len_delimited(number)?;
+                    // Protobuf merges repeated occurrences of a message field.
+                    let merged = trace.get_or_insert_with(RawTrace::default);
+                    merged.merge(&frame, body, &mut stats)?;
+                }
+                (field::PAYLOAD, wire::LEN) => payload = reader.len_delimited(number)?,
+                (
+                    field::ALIAS | field::ACT | field::DEADLINE_MICROS | field::MESSAGE_ID | field::IN_REPLY_TO,
+                    found,
+                ) => return Err(wrong_wire_type(number, expected_wire_type(number), found)),
+                (field::INTENT_ID | field::CONVERSATION_ID | field::TRACE | field::PAYLOAD, found) => {
+                    return Err(wrong_wire_type(number, wire::LEN, found));
+                }
+                (_, wire_type) => {
+                    reader.skip(number, wire_type)?;
+                    stats.unknown_fields = stats.unknown_fields.saturating_add(1);
+                }
+            }
+        }
+
+        let intent = match intent {
+            None => return Err(DecodeError::MissingIntent),
+            Some(RawIntent::Alias(alias)) => IntentRef::Alias(alias),
+            Some(RawIntent::Id(range)) => IntentRef::Id(
+                IntentId::try_from(&frame[range.clone()])
+                    .map_err(|_| DecodeError::InvalidIntentIdLength(range.len()))?,
+            ),
+        };
+        let act = match Act::try_from(act) {
+            Ok(Act::Unspecified) | Err(_) => return Err(DecodeError::UnknownAct(act)),
+            Ok(act) => act,
+        };
+        check_conversation_id(&frame[conversation.clone()])?;
+        let envelope = Self {
+            intent,
+            act,
+            message_id,
+            conversation_id: ConversationId(slice(&frame, conversation)),
+            in_reply_to,
+            deadline_micros,
+            trace: trace.and_then(|t| TraceContext::from_parts(&frame[t.trace_id], &frame[t.span_id], t.flags)),
+            payload: slice(&frame, payload),
+        };
+        Ok((envelope, stats))
+    }
+
+    /// Decodes the payload as the intent type `M`. Byte fields of `M` that
+    /// are `Bytes` share the frame's memory.
+    pub fn decode_payload<M: prost::Message + Default>(&self) -> Result<M, DecodeError> {
+        M::decode(self.payload.clone()).map_err(|source| DecodeError::InvalidPayload {
+            type_name: std::any::type_name::<M>(),
+            source,
+        })
+    }
+
+    /// Encodes the envelope (no frame prefix) into a new buffer.
+    pub fn encode_to_bytes(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(Encode::encoded_len(self));
+        Encode::encode_raw(self, &mut buf);
+        buf.freeze()
+    }
+}
+
+impl Encode for Envelope {
+    fn encoded_len(&self) -> usize {
+        let mut len = match self.intent {
+            IntentRef::Alias(alias) => 1 + varint::encoded_len(u64::from(alias)),
+            IntentRef::Id(_) => 2 + IntentId::LEN,
+        };
+        let act = self.act as i32;
+        if act != 0 {
+            len += 1 + varint::encoded_len(act as i64 as u64);
+        }
+        if self.message_id != 0 {
+            len += 1 + 8;
+        }
+        len += len_field_len(self.conversation_id.0.len());
+        if self.in_reply_to != 0 {
+            len += 1 + 8;
+        }
+        if self.deadline_micros != 0 {
+            len += 1 + varint::encoded_len(self.deadline_micros);
+        }
+        if let Some(trace) = &self.trace {
+            len += 2 + trace_body_len(trace);
+        }
+        len + len_field_len(self.payload.len())
+    }
+
+    fn encode_raw(&self, buf: &mut BytesMut) {
+        match &self.intent {
+            IntentRef::Alias(alias) => {
+                put_key(field::ALIAS, wire::VARINT, buf);
+                varint::encode(u64::from(*alias), buf);
+            }
+            IntentRef::Id(id) => put_len_field(field::INTENT_ID, id.as_bytes(), buf),
+        }
+        let act = self.act as i32;
+        if act != 0 {
+            put_key(field::ACT, wire::VARINT, buf);
+            varint::encode(act as i64 as u64, buf);
+        }
+        if self.message_id != 0 {
+            put_key(field::MESSAGE_ID, wire::FIXED64, buf);
+            buf.put_u64_le(self.message_id);
+        }
+        if !self.conversation_id.is_empty() {
+            put_len_field(field::CONVERSATION_ID, &self.conversation_id.0, buf);
+        }
+        if self.in_reply_to != 0 {
+            put_key(field::IN_REPLY_TO, wire::FIXED64, buf);
+            buf.put_u64_le(self.in_reply_to);
+        }
+        if self.deadline_micros != 0 {
+            put_key(field::DEADLINE_MICROS, wire::VARINT, buf);
+            varint::encode(self.deadline_micros, buf);
+        }
+        if let Some(trace) = &self.trace {
+            put_key(field::TRACE, wire::LEN, buf);
+            varint::encode(trace_body_len(trace) as u64, buf);
+            put_len_field(field::TRACE_ID, &trace.trace_id, buf);
+            put_len_field(field::SPAN_ID, &trace.span_id, buf);
+            if trace.flags != 0 {
+                put_key(field::TRACE_FLAGS, wire::VARINT, buf);
+                varint::encode(u64::from(trace.flags), buf);
+            }
+        }
+        if !self.payload.is_empty() {
+            put_len_field(field::PAYLOAD, &self.payload, buf);
+        }
+    }
+}
+
+impl From<Envelope> for pb::Envelope {
+    fn from(envelope: Envelope) -> Self {
+        Self {
+            intent: Some(match envelope.intent {
+                IntentRef::Alias(alias) => pb::envelope::Intent::Alias(alias),
+                IntentRef::Id(id) => pb::envelope::Intent::IntentId(Bytes::copy_from_slice(id.as_bytes())),
+            }),
+            act: envelope.act.into(),
+            message_id: envelope.message_id,
+            conversation_id: envelope.conversation_id.as_str().to_owned(),
+            in_reply_to: envelope.in_reply_to,
+            deadline_micros: envelope.deadline_micros,
+            trace: envelope.trace.map(Into::into),
+            payload: envelope.payload,
+        }
+    }
+}
+
+impl TryFrom<pb::Envelope> for Envelope {
+    type Error = DecodeError;
+
+    /// Applies the same checks as [`Envelope::decode`].
+    fn try_from(envelope: pb::Envelope) -> Result<Self, Self::Error> {
+        let intent = match envelope.intent {
+            None => return Err(DecodeError::MissingIntent),
+            Some(pb::envelope::Intent::Alias(alias)) => IntentRef::Alias(alias),
+            Some(pb::envelope::Intent::IntentId(id)) => IntentRef::Id(
+                IntentId::try_from(&id[..]).map_err(|_| DecodeError::InvalidIntentIdLength(id.len()))?,
+            ),
+        };
+        let act = match Act::try_from(envelope.act) {
+            Ok(Act::Unspecified) | Err(_) => return Err(DecodeError::UnknownAct(envelope.act)),
+            Ok(act) => act,
+        };
+        Ok(Self {
+            intent,
+            act,
+            message_id: envelope.message_id,
+            conversation_id: ConversationId::try_from(envelope.conversation_id)?,
+            in_reply_to: envelope.in_reply_to,
+            deadline_micros: envelope.deadline_micros,
+            trace: envelope
+                .trace
+                .and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
+            payload: envelope.payload,
+        })
+    }
+}
+
+/// An intent reference before validation: the byte range of an id.
+enum RawIntent {
+    Alias(u32),
+    Id(Range<usize>),
+}
+
+/// A trace context before validation; ranges index the outer frame.
+#[derive(Default)]
+struct RawTrace {
+    trace_id: Range<usize>,
+    span_id: Range<usize>,
+    flags: u32,
+}
+
+impl RawTrace {
+    /// Merges the fields of one occurrence of the trace message, whose bytes
+    /// are `frame[body]`.
+    fn merge(&mut self, frame: &[u8], body: Range<usize>, stats: &mut DecodeStats) -> Result<(), DecodeError> {
+        // Reading the frame only up to the body's end keeps ranges in frame coordinates.
+        let mut reader = Reader {
+            buf: frame.get(..body.end).unwrap_or_default(),
+            pos: body.start,
+        };
+        while let Some((number, wire_type)) = reader.key()? {
+            match (number, wire_type) {
+                (field::TRACE_ID, wire::LEN) => self.trace_id = reader.len_delimited(number)?,
+                (field::SPAN_ID, wire::LEN) => self.span_id = reader.len_delimited(number)?,
+                (field::TRACE_FLAGS, wire::VARINT) => self.flags = reader.varint(number)? as u32,
+                (field::TRACE_ID | field::SPAN_ID, found) => return Err(wrong_wire_type(number, wire::LEN, found)),
+                (field::TRACE_FLAGS, found) => return Err(wrong_wire_type(number, wire::VARINT, found)),
+                (_, wire_type) => {
+                    reader.skip(number, wire_type)?;
+                    stats.unknown_fields = stats.unknown_fields.saturating_add(1);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A cursor over protobuf bytes. Every read checks bounds; nothing panics on
+/// malformed input.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    /// The next key, or `None` at the end of the buffer.
+    #[inline]
+    fn key(&mut self) -> Result<Option<(u32, u8)>, DecodeError> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint(0)?;
+        let wire_type = (key & 0x7) as u8;
+        let number = key >> 3;
+        if number == 0 || number > u64::from(u32::MAX >> 3) || wire_type > wire::FIXED32 {
+            return Err(DecodeError::InvalidKey { key });
+        }
+        Ok(Some((number as u32, wire_type)))
+    }
+
+    #[inline]
+    fn varint(&mut self, field: u32) -> Result<u64, DecodeError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        match varint::decode(rest) {
+            Ok((value, len)) => {
+                self.pos += len;
+                Ok(value)
+            }
+            Err(VarintError::Truncated) => Err(DecodeError::Truncated { field }),
+            Err(VarintError::Overlong) => Err(DecodeError::OverlongVarint { field }),
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, len: usize, field: u32) -> Result<Range<usize>, DecodeError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or(DecodeError::Truncated { field })?;
+        let range = self.pos..end;
+        self.pos = end;
+        Ok(range)
+    }
+
+    #[inline]
+    fn fixed64(&mut self, field: u32) -> Result<u64, DecodeError> {
+        let range = self.take(8, field)?;
+        let bytes: [u8; 8] = self.buf[range].try_into().map_err(|_| DecodeError::Truncated { field })?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    #[inline]
+    fn len_delimited(&mut self, field: u32) -> Result<Range<usize>, DecodeError> {
+        let len = self.varint(field)?;
+        let len = usize::try_from(len).map_err(|_| DecodeError::Truncated { field })?;
+        self.take(len, field)
+    }
+
+    /// Skips the value of an unknown field. Groups are skipped iteratively,
+    /// checking that each end tag matches its start, up to
+    /// [`MAX_NESTING_DEPTH`] levels.
+    fn skip(&mut self, number: u32, wire_type: u8) -> Result<(), DecodeError> {
+        let mut open_groups = [0u32; MAX_NESTING_DEPTH];
+        let mut depth = 0usize;
+        let (mut number, mut wire_type) = (number, wire_type);
+        loop {
+            match wire_type {
+                wire::VARINT => drop(self.varint(number)?),
+                wire::FIXED64 => drop(self.take(8, number)?),
+                wire::FIXED32 => drop(self.take(4, number)?),
+                wire::LEN => drop(self.len_delimited(number)?),
+                wire::START_GROUP => {
+                    let slot = open_groups
+                        .get_mut(depth)
+                        .ok_or(DecodeError::NestingTooDeep { max: MAX_NESTING_DEPTH })?;
+                    *slot = number;
+                    depth += 1;
+                }
+                _ => {
+                    // END_GROUP: must close the innermost open group.
+                    let matches = depth > 0 && open_groups.get(depth - 1) == Some(&number);
+                    if !matches {
+                        return Err(DecodeError::InvalidKey {
+                            key: (u64::from(number) << 3) | u64::from(wire::END_GROUP),
+                        });
+                    }
+                    depth -= 1;
+                }
+            }
+            if depth == 0 {
+                return Ok(());
+            }
+            (number, wire_type) = self.key()?.ok_or(DecodeError::Truncated { field: number })?;
+        }
+    }
+}
+
+#[inline]
+fn slice(frame: &Bytes, range: Range<usize>) -> Bytes {
+    if range.is_empty() { Bytes::new() } else { frame.slice(range) }
+}
+
+fn expected_wire_type(number: u32) -> u8 {
+    match number {
+        field::MESSAGE_ID | field::IN_REPLY_TO => wire::FIXED64,
+        _ => wire::VARINT,
+    }
+}
+
+fn wrong_wire_type(field: u32, expected: u8, found: u8) -> DecodeError {
+    DecodeError::WrongWireType { field, expected, found }
+}
+
+#[inline]
+fn put_key(number: u32, wire_type: u8, buf: &mut impl BufMut) {
+    varint::encode((u64::from(number) << 3) | u64::from(wire_type), buf);
+}
+
+#[inline]
+fn put_len_field(number: u32, value: &[u8], buf: &mut impl BufMut) {
+    put_key(number, wire::LEN, buf);
+    varint::encode(value.len() as u64, buf);
+    buf.put_slice(value);
+}
+
+/// Length of a length-delimited field with a one-byte key, or 0 when empty.
+#[inline]
+fn len_field_len(len: usize) -> usize {
+    if len == 0 { 0 } else { 1 + varint::encoded_len(len as u64) + len }
+}
+
+#[inline]
+fn trace_body_len(trace: &TraceContext) -> usize {
+    TraceContext::encoded_len() + if trace.flags != 0 { 1 + varint::encoded_len(u64::from(trace.flags)) } else { 0 }
+}

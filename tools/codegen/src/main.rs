@@ -1,0 +1,139 @@
+//! Regenerates the Rust code that is checked in beside the crates, from the
+//! `.proto` files under `proto/`, with protox (pure Rust, no `protoc`) and
+//! prost-build.
+//!
+//! ```text
+//! cargo run -p tacit-codegen            # rewrite the generated files
+//! cargo run -p tacit-codegen -- --check # fail if they are out of date
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// One generated module tree: which protos go in, where the Rust goes.
+struct Target {
+    /// Proto files, relative to `proto/`.
+    protos: &'static [&'static str],
+    /// Output directory, relative to the workspace root.
+    out_dir: &'static str,
+    /// Protobuf paths whose `bytes` fields become `bytes::Bytes`.
+    bytes: &'static [&'static str],
+    /// Enums that may gain values in later protocol versions.
+    non_exhaustive_enums: &'static [&'static str],
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        protos: &["tacit/v1/envelope.proto"],
+        out_dir: "crates/tacit-wire/src/generated",
+        bytes: &["."],
+        non_exhaustive_enums: &[".tacit.v1.Act", ".tacit.v1.ErrorCode"],
+    },
+    Target {
+        protos: &["tacit/bench/v1/reference.proto"],
+        out_dir: "benches/src/generated",
+        // The typed payload decodes its blob without copying; the flat
+        // baseline is plain prost (`Vec<u8>`, `String`), as most users have it.
+        bytes: &[".tacit.bench.v1.ReserveSlot"],
+        non_exhaustive_enums: &[],
+    },
+];
+
+fn main() -> ExitCode {
+    let check = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--check") => true,
+        Some(other) => {
+            eprintln!("unknown argument {other:?}; usage: tacit-codegen [--check]");
+            return ExitCode::from(2);
+        }
+    };
+    match run(check) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!(
+                "generated code is out of date: run `cargo run -p tacit-codegen` and commit the result"
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("codegen failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Generates every target; in check mode compares instead of writing.
+/// Returns whether the checked-in files were already up to date.
+fn run(check: bool) -> Result<bool, Box<dyn std::error::Error>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
+    let proto_root = root.join("proto");
+    let mut up_to_date = true;
+    for target in TARGETS {
+        let generated = generate(&proto_root, target)?;
+        let out_dir = root.join(target.out_dir);
+        let existing = read_dir_files(&out_dir)?;
+        for (name, content) in &generated {
+            if existing.get(name) != Some(content) {
+                up_to_date = false;
+                println!("{}: {}", if check { "differs" } else { "writing" }, out_dir.join(name).display());
+            }
+        }
+        for name in existing.keys().filter(|n| !generated.contains_key(*n)) {
+            up_to_date = false;
+            println!("{}: {}", if check { "stale" } else { "removing" }, out_dir.join(name).display());
+        }
+        if !check {
+            fs::create_dir_all(&out_dir)?;
+            for name in existing.keys().filter(|n| !generated.contains_key(*n)) {
+                fs::remove_file(out_dir.join(name))?;
+            }
+            for (name, content) in &generated {
+                fs::write(out_dir.join(name), content)?;
+            }
+        }
+    }
+    Ok(up_to_date)
+}
+
+/// Compiles one target into a scratch directory and returns its files.
+fn generate(proto_root: &Path, target: &Target) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+    let fds = protox::compile(target.protos, [proto_root])?;
+    let scratch = scratch_dir()?;
+    let mut config = prost_build::Config::new();
+    config.bytes(target.bytes).out_dir(&scratch);
+    for path in target.non_exhaustive_enums {
+        config.enum_attribute(path, "#[non_exhaustive]");
+    }
+    config.compile_fds(fds)?;
+    let files = read_dir_files(&scratch)?;
+    fs::remove_dir_all(&scratch)?;
+    Ok(files)
+}
+
+fn scratch_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tacit-codegen-{}", std::process::id()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The `.rs` files directly in `dir` (none if it does not exist), by name.
+fn read_dir_files(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let mut files = BTreeMap::new();
+    if !dir.exists() {
+        return Ok(files);
+    }
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            files.insert(name, fs::read_to_string(&path)?);
+        }
+    }
+    Ok(files)
+}
