@@ -15,7 +15,7 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
-use crate::frame::Encode;
+use crate::frame::FrameBody;
 use crate::intent_id::IntentId;
 use crate::varint::{self, VarintError};
 use crate::{Act, pb};
@@ -114,9 +114,7 @@ fn check_conversation_id(bytes: &[u8]) -> Result<(), DecodeError> {
             max: MAX_CONVERSATION_ID_LEN,
         });
     }
-    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 {
-        field: field::CONVERSATION_ID,
-    })?;
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { field: field::CONVERSATION_ID })?;
     Ok(())
 }
 
@@ -329,22 +327,19 @@ impl Envelope {
     /// Decodes the payload as the intent type `M`. Byte fields of `M` that
     /// are `Bytes` share the frame's memory.
     pub fn decode_payload<M: prost::Message + Default>(&self) -> Result<M, DecodeError> {
-        M::decode(self.payload.clone()).map_err(|source| DecodeError::InvalidPayload {
-            type_name: std::any::type_name::<M>(),
-            source,
-        })
+        M::decode(self.payload.clone())
+            .map_err(|source| DecodeError::InvalidPayload { type_name: std::any::type_name::<M>(), source })
     }
 
     /// Encodes the envelope (no frame prefix) into a new buffer.
     pub fn encode_to_bytes(&self) -> Bytes {
-        let mut buf = BytesMut::with_capacity(Encode::encoded_len(self));
-        Encode::encode_raw(self, &mut buf);
+        let mut buf = BytesMut::with_capacity(self.encoded_len());
+        self.encode_raw(&mut buf);
         buf.freeze()
     }
-}
 
-impl Encode for Envelope {
-    fn encoded_len(&self) -> usize {
+    /// Length of the protobuf encoding in bytes.
+    pub fn encoded_len(&self) -> usize {
         let mut len = match self.intent {
             IntentRef::Alias(alias) => 1 + varint::encoded_len(u64::from(alias)),
             IntentRef::Id(_) => 2 + IntentId::LEN,
@@ -369,7 +364,9 @@ impl Encode for Envelope {
         len + len_field_len(self.payload.len())
     }
 
-    fn encode_raw(&self, buf: &mut BytesMut) {
+    /// Appends the protobuf encoding (no frame prefix) to `buf`, fields in
+    /// number order, exactly as prost would write [`pb::Envelope`].
+    pub fn encode_raw(&self, buf: &mut impl BufMut) {
         match &self.intent {
             IntentRef::Alias(alias) => {
                 put_key(field::ALIAS, wire::VARINT, buf);
@@ -413,6 +410,18 @@ impl Encode for Envelope {
     }
 }
 
+impl FrameBody for Envelope {
+    #[inline]
+    fn body_len(&self) -> usize {
+        self.encoded_len()
+    }
+
+    #[inline]
+    fn write_body(&self, buf: &mut BytesMut) {
+        self.encode_raw(buf)
+    }
+}
+
 impl From<Envelope> for pb::Envelope {
     fn from(envelope: Envelope) -> Self {
         Self {
@@ -439,9 +448,9 @@ impl TryFrom<pb::Envelope> for Envelope {
         let intent = match envelope.intent {
             None => return Err(DecodeError::MissingIntent),
             Some(pb::envelope::Intent::Alias(alias)) => IntentRef::Alias(alias),
-            Some(pb::envelope::Intent::IntentId(id)) => IntentRef::Id(
-                IntentId::try_from(&id[..]).map_err(|_| DecodeError::InvalidIntentIdLength(id.len()))?,
-            ),
+            Some(pb::envelope::Intent::IntentId(id)) => {
+                IntentRef::Id(IntentId::try_from(&id[..]).map_err(|_| DecodeError::InvalidIntentIdLength(id.len()))?)
+            }
         };
         let act = match Act::try_from(envelope.act) {
             Ok(Act::Unspecified) | Err(_) => return Err(DecodeError::UnknownAct(envelope.act)),
@@ -454,9 +463,7 @@ impl TryFrom<pb::Envelope> for Envelope {
             conversation_id: ConversationId::try_from(envelope.conversation_id)?,
             in_reply_to: envelope.in_reply_to,
             deadline_micros: envelope.deadline_micros,
-            trace: envelope
-                .trace
-                .and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
+            trace: envelope.trace.and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
             payload: envelope.payload,
         })
     }
@@ -481,10 +488,7 @@ impl RawTrace {
     /// are `frame[body]`.
     fn merge(&mut self, frame: &[u8], body: Range<usize>, stats: &mut DecodeStats) -> Result<(), DecodeError> {
         // Reading the frame only up to the body's end keeps ranges in frame coordinates.
-        let mut reader = Reader {
-            buf: frame.get(..body.end).unwrap_or_default(),
-            pos: body.start,
-        };
+        let mut reader = Reader { buf: frame.get(..body.end).unwrap_or_default(), pos: body.start };
         while let Some((number, wire_type)) = reader.key()? {
             match (number, wire_type) {
                 (field::TRACE_ID, wire::LEN) => self.trace_id = reader.len_delimited(number)?,
@@ -540,11 +544,8 @@ impl Reader<'_> {
 
     #[inline]
     fn take(&mut self, len: usize, field: u32) -> Result<Range<usize>, DecodeError> {
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or(DecodeError::Truncated { field })?;
+        let end =
+            self.pos.checked_add(len).filter(|&end| end <= self.buf.len()).ok_or(DecodeError::Truncated { field })?;
         let range = self.pos..end;
         self.pos = end;
         Ok(range)
@@ -573,14 +574,21 @@ impl Reader<'_> {
         let (mut number, mut wire_type) = (number, wire_type);
         loop {
             match wire_type {
-                wire::VARINT => drop(self.varint(number)?),
-                wire::FIXED64 => drop(self.take(8, number)?),
-                wire::FIXED32 => drop(self.take(4, number)?),
-                wire::LEN => drop(self.len_delimited(number)?),
+                wire::VARINT => {
+                    self.varint(number)?;
+                }
+                wire::FIXED64 => {
+                    self.take(8, number)?;
+                }
+                wire::FIXED32 => {
+                    self.take(4, number)?;
+                }
+                wire::LEN => {
+                    self.len_delimited(number)?;
+                }
                 wire::START_GROUP => {
-                    let slot = open_groups
-                        .get_mut(depth)
-                        .ok_or(DecodeError::NestingTooDeep { max: MAX_NESTING_DEPTH })?;
+                    let slot =
+                        open_groups.get_mut(depth).ok_or(DecodeError::NestingTooDeep { max: MAX_NESTING_DEPTH })?;
                     *slot = number;
                     depth += 1;
                 }

@@ -16,22 +16,23 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 0x10_0000;
 
 /// Something that can be written as a frame body: any prost message, or an
 /// [`Envelope`](crate::Envelope).
-pub trait Encode {
+pub trait FrameBody {
     /// Length of the encoded body in bytes.
-    fn encoded_len(&self) -> usize;
-    /// Writes the body (without length prefix) to `buf`.
-    fn encode_raw(&self, buf: &mut BytesMut);
+    fn body_len(&self) -> usize;
+    /// Writes the body (without length prefix) to `buf`; writes exactly
+    /// [`body_len`](Self::body_len) bytes.
+    fn write_body(&self, buf: &mut BytesMut);
 }
 
-impl<M: prost::Message> Encode for M {
+impl<M: prost::Message> FrameBody for M {
     #[inline]
-    fn encoded_len(&self) -> usize {
-        prost::Message::encoded_len(self)
+    fn body_len(&self) -> usize {
+        self.encoded_len()
     }
 
     #[inline]
-    fn encode_raw(&self, buf: &mut BytesMut) {
-        prost::Message::encode_raw(self, buf)
+    fn write_body(&self, buf: &mut BytesMut) {
+        self.encode_raw(buf)
     }
 }
 
@@ -60,24 +61,21 @@ impl FrameEncoder {
     }
 
     /// Appends `body` as one frame to `dst`, reserving the space it needs once.
-    pub fn encode(&self, body: &impl Encode, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let len = body.encoded_len();
+    pub fn encode(&self, body: &impl FrameBody, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let len = body.body_len();
         if len > self.max_frame_len {
-            return Err(FrameError::TooLarge {
-                len: len as u64,
-                max: self.max_frame_len,
-            });
+            return Err(FrameError::TooLarge { len: len as u64, max: self.max_frame_len });
         }
         dst.reserve(varint::encoded_len(len as u64) + len);
         varint::encode(len as u64, dst);
         let start = dst.len();
-        body.encode_raw(dst);
-        debug_assert_eq!(dst.len() - start, len, "encoded_len disagrees with encode_raw");
+        body.write_body(dst);
+        debug_assert_eq!(dst.len() - start, len, "body_len disagrees with write_body");
         Ok(())
     }
 
     /// Encodes `body` as one frame into a new buffer.
-    pub fn encode_to_bytes(&self, body: &impl Encode) -> Result<Bytes, FrameError> {
+    pub fn encode_to_bytes(&self, body: &impl FrameBody) -> Result<Bytes, FrameError> {
         let mut dst = BytesMut::new();
         self.encode(body, &mut dst)?;
         Ok(dst.freeze())
@@ -182,10 +180,7 @@ impl FrameDecoder {
         };
         match usize::try_from(len) {
             Ok(len) if len <= self.max_frame_len => Ok(Some((len, prefix_len))),
-            _ => Err(FrameError::TooLarge {
-                len,
-                max: self.max_frame_len,
-            }),
+            _ => Err(FrameError::TooLarge { len, max: self.max_frame_len }),
         }
     }
 }
@@ -272,11 +267,7 @@ mod tests {
     #[test]
     fn encoder_refuses_oversized_body() {
         let encoder = FrameEncoder::new(4);
-        let body = crate::pb::TraceContext {
-            flags: 1,
-            trace_id: Bytes::from_static(&[1; 16]),
-            ..Default::default()
-        };
+        let body = crate::pb::TraceContext { flags: 1, trace_id: Bytes::from_static(&[1; 16]), ..Default::default() };
         let mut dst = BytesMut::new();
         assert!(matches!(encoder.encode(&body, &mut dst), Err(FrameError::TooLarge { max: 4, .. })));
         assert!(dst.is_empty());

@@ -66,10 +66,7 @@ impl TryFrom<&[u8]> for IntentId {
     type Error = ParseIntentIdError;
 
     fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
-        bytes
-            .try_into()
-            .map(Self)
-            .map_err(|_| ParseIntentIdError::WrongByteLength(bytes.len()))
+        bytes.try_into().map(Self).map_err(|_| ParseIntentIdError::WrongByteLength(bytes.len()))
     }
 }
 
@@ -213,11 +210,11 @@ pub fn canonical_schema(set: &FileDescriptorSet, full_name: &str) -> Result<Stri
 
 /// The fully qualified name (no leading dot) a field refers to, if it is a
 /// message, group or enum field.
-fn referenced_type<'a>(message: &str, field: &'a prost_types::FieldDescriptorProto) -> Result<Option<&'a str>, SchemaError> {
-    let missing = || SchemaError::MissingFieldType {
-        message: message.to_owned(),
-        field: field.name().to_owned(),
-    };
+fn referenced_type<'a>(
+    message: &str,
+    field: &'a prost_types::FieldDescriptorProto,
+) -> Result<Option<&'a str>, SchemaError> {
+    let missing = || SchemaError::MissingFieldType { message: message.to_owned(), field: field.name().to_owned() };
     let ty = field.r#type.and_then(|t| Type::try_from(t).ok()).ok_or_else(missing)?;
     match ty {
         Type::Message | Type::Group | Type::Enum => {

@@ -63,7 +63,7 @@ pub use envelope::{
     ConversationId, DecodeStats, Envelope, IntentRef, MAX_CONVERSATION_ID_LEN, MAX_NESTING_DEPTH, TraceContext,
 };
 pub use error::{DecodeError, FrameError};
-pub use frame::{DEFAULT_MAX_FRAME_LEN, Encode, FrameDecoder, FrameEncoder};
+pub use frame::{DEFAULT_MAX_FRAME_LEN, FrameBody, FrameDecoder, FrameEncoder};
 pub use intent_id::{INTENT_ID_LABEL, IntentId, ParseIntentIdError, SchemaError, canonical_schema};
 pub use pb::{Act, ErrorCode};
 

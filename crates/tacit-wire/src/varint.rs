@@ -31,11 +31,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(u64, usize), VarintError> {
             return Ok((value, i + 1));
         }
     }
-    if buf.len() >= MAX_VARINT_LEN {
-        Err(VarintError::Overlong)
-    } else {
-        Err(VarintError::Truncated)
-    }
+    if buf.len() >= MAX_VARINT_LEN { Err(VarintError::Overlong) } else { Err(VarintError::Truncated) }
 }
 
 /// Appends `value` as a minimal varint.
@@ -52,7 +48,7 @@ pub(crate) fn encode(mut value: u64, buf: &mut impl BufMut) {
 #[inline]
 pub(crate) const fn encoded_len(value: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 still takes one byte.
-    ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 #[cfg(test)]

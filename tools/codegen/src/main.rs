@@ -53,9 +53,7 @@ fn main() -> ExitCode {
     match run(check) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!(
-                "generated code is out of date: run `cargo run -p tacit-codegen` and commit the result"
-            );
+            eprintln!("generated code is out of date: run `cargo run -p tacit-codegen` and commit the result");
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -1,0 +1,268 @@
+//! IntentId: the test vectors in docs/PROTOCOL.md, the printed form, and what
+//! does and does not change an id.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use prost::Message as _;
+use prost_types::FileDescriptorSet;
+use tacit_wire::{IntentId, ParseIntentIdError, SchemaError, canonical_schema};
+
+/// Compiles in-memory `.proto` files with protox (no `protoc`).
+fn compile(files: &[(&str, &str)]) -> FileDescriptorSet {
+    let dir = std::env::temp_dir().join(format!("tacit-intent-id-{}-{}", std::process::id(), unique()));
+    for (name, source) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, source).unwrap();
+    }
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    let set = protox::compile(names, [&dir]).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    set
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One test vector as docs/PROTOCOL.md states it.
+#[derive(Debug, Default)]
+struct Vector {
+    title: String,
+    files: Vec<(String, String)>,
+    message: String,
+    canonical: String,
+    id: String,
+}
+
+/// Parses the "#### Vector" sections of docs/PROTOCOL.md: ```` ```proto file=NAME ````
+/// blocks, a `- message:` line, a ```` ```text ```` block with the canonical
+/// form and an `- intent id:` line.
+fn vectors_from_protocol_doc() -> Vec<Vector> {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/PROTOCOL.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let mut vectors: Vec<Vector> = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if let Some(title) = line.strip_prefix("#### Vector ") {
+            vectors.push(Vector { title: title.to_owned(), ..Vector::default() });
+            continue;
+        }
+        let Some(vector) = vectors.last_mut() else { continue };
+        if line.starts_with("#") {
+            // Any other heading ends the vectors' section for this one.
+            continue;
+        }
+        let code = |lines: &mut std::str::Lines<'_>| {
+            let mut body = String::new();
+            for l in lines.by_ref() {
+                if l == "```" {
+                    break;
+                }
+                body.push_str(l);
+                body.push('\n');
+            }
+            body
+        };
+        if let Some(name) = line.strip_prefix("```proto file=") {
+            vector.files.push((name.to_owned(), code(&mut lines)));
+        } else if line == "```text" {
+            vector.canonical = code(&mut lines);
+        } else if let Some(rest) = line.strip_prefix("- message: `") {
+            vector.message = rest.trim_end_matches('`').to_owned();
+        } else if let Some(rest) = line.strip_prefix("- intent id: `") {
+            vector.id = rest.trim_end_matches('`').to_owned();
+        }
+    }
+    vectors
+}
+
+#[test]
+fn protocol_doc_vectors() {
+    let vectors = vectors_from_protocol_doc();
+    assert!(vectors.len() >= 3, "docs/PROTOCOL.md must hold at least 3 vectors, found {}", vectors.len());
+    for vector in &vectors {
+        assert!(!vector.files.is_empty() && !vector.message.is_empty(), "incomplete vector {vector:?}");
+        let files: Vec<(&str, &str)> = vector.files.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
+        let set = compile(&files);
+        let canonical = canonical_schema(&set, &vector.message).unwrap();
+        assert_eq!(canonical, vector.canonical, "canonical form of vector {}", vector.title);
+        let expected: IntentId = vector.id.parse().unwrap();
+        assert_eq!(IntentId::from_canonical(&vector.canonical), expected, "hash of vector {}", vector.title);
+        assert_eq!(IntentId::of_message(&set, &vector.message).unwrap(), expected, "vector {}", vector.title);
+        // The same from the encoded set, as a schema-fetch reply carries it.
+        let encoded = set.encode_to_vec();
+        assert_eq!(IntentId::of_message_in_encoded_set(&encoded, &vector.message).unwrap(), expected);
+        println!("vector {}: {} = {expected}", vector.title, vector.message);
+    }
+}
+
+const BASE: &str = r#"
+syntax = "proto3";
+package acme.v1;
+message Slot {
+  string resource = 1;
+  uint64 start = 2;
+  Color color = 3;
+}
+enum Color { COLOR_UNSPECIFIED = 0; RED = 1; }
+"#;
+
+fn id_of(source: &str, message: &str) -> IntentId {
+    IntentId::of_message(&compile(&[("acme/v1/slot.proto", source)]), message).unwrap()
+}
+
+#[test]
+fn unrelated_changes_keep_the_id() {
+    let base = id_of(BASE, "acme.v1.Slot");
+    // Comments, declaration order, json names, options, unrelated types.
+    let reordered = r#"
+// A comment.
+syntax = "proto3";
+package acme.v1;
+option java_package = "com.acme";
+enum Color { COLOR_UNSPECIFIED = 0; RED = 1; }
+message Unrelated { bytes x = 1; }
+message Slot {
+  Color color = 3 [json_name = "colour"];
+  // The thing reserved.
+  string resource = 1 [deprecated = true];
+  uint64 start = 2;
+}
+"#;
+    assert_eq!(id_of(reordered, "acme.v1.Slot"), base);
+
+    // The same types split over two files with other names.
+    let set = compile(&[
+        ("a/color.proto", "syntax = \"proto3\";\npackage acme.v1;\nenum Color { COLOR_UNSPECIFIED = 0; RED = 1; }\n"),
+        (
+            "b/slot.proto",
+            "syntax = \"proto3\";\npackage acme.v1;\nimport \"a/color.proto\";\n\
+             message Slot { string resource = 1; uint64 start = 2; Color color = 3; }\n",
+        ),
+    ]);
+    assert_eq!(IntentId::of_message(&set, "acme.v1.Slot").unwrap(), base);
+    // A leading dot on the name is accepted.
+    assert_eq!(IntentId::of_message(&set, ".acme.v1.Slot").unwrap(), base);
+}
+
+#[test]
+fn meaningful_changes_change_the_id() {
+    let base = id_of(BASE, "acme.v1.Slot");
+    let variants = [
+        ("field renamed", BASE.replace("string resource = 1", "string resource_name = 1")),
+        ("field renumbered", BASE.replace("uint64 start = 2", "uint64 start = 4")),
+        ("field type", BASE.replace("uint64 start = 2", "int64 start = 2")),
+        ("label", BASE.replace("uint64 start = 2", "repeated uint64 start = 2")),
+        ("presence", BASE.replace("uint64 start = 2", "optional uint64 start = 2")),
+        ("enum value added", BASE.replace("RED = 1;", "RED = 1; BLUE = 2;")),
+        ("enum value renamed", BASE.replace("RED = 1;", "CRIMSON = 1;")),
+        ("package", BASE.replace("package acme.v1;", "package acme.v2;")),
+        ("field added", BASE.replace("Color color = 3;", "Color color = 3; bool held = 4;")),
+        ("oneof", BASE.replace("uint64 start = 2;", "oneof when { uint64 start = 2; }")),
+    ];
+    for (what, source) in variants {
+        let package = if what == "package" { "acme.v2.Slot" } else { "acme.v1.Slot" };
+        assert_ne!(id_of(&source, package), base, "{what} must change the id");
+    }
+}
+
+#[test]
+fn recursive_and_nested_types() {
+    let source = r#"
+syntax = "proto3";
+package acme.v1;
+message Tree {
+  message Leaf { string label = 1; }
+  repeated Tree children = 1;
+  Leaf leaf = 2;
+  map<string, Tree> named = 3;
+}
+"#;
+    let set = compile(&[("acme/v1/tree.proto", source)]);
+    let canonical = canonical_schema(&set, "acme.v1.Tree").unwrap();
+    // Each reachable type appears once, sorted by name; the map entry is marked.
+    let headers: Vec<&str> = canonical.lines().filter(|l| l.starts_with("message ")).collect();
+    assert_eq!(
+        headers,
+        [
+            "message acme.v1.Tree proto3",
+            "message acme.v1.Tree.Leaf proto3",
+            "message acme.v1.Tree.NamedEntry proto3 map_entry"
+        ]
+    );
+    // A nested type on its own does not reach its parent.
+    let leaf = canonical_schema(&set, "acme.v1.Tree.Leaf").unwrap();
+    assert_eq!(leaf.lines().filter(|l| l.starts_with("message ")).count(), 1);
+}
+
+#[test]
+fn schema_errors() {
+    let set = compile(&[("acme/v1/slot.proto", BASE)]);
+    assert_eq!(
+        IntentId::of_message(&set, "acme.v1.Missing"),
+        Err(SchemaError::UnknownMessage("acme.v1.Missing".into()))
+    );
+    // An enum is not a message.
+    assert!(matches!(IntentId::of_message(&set, "acme.v1.Color"), Err(SchemaError::UnknownMessage(_))));
+
+    // A set missing a dependency.
+    let mut partial = set.clone();
+    partial.file[0].enum_type.clear();
+    assert!(matches!(IntentId::of_message(&partial, "acme.v1.Slot"), Err(SchemaError::UnresolvedType { .. })));
+
+    // The same type defined twice.
+    let mut doubled = set.clone();
+    let mut copy = doubled.file[0].clone();
+    copy.name = Some("copy.proto".into());
+    doubled.file.push(copy);
+    assert!(matches!(IntentId::of_message(&doubled, "acme.v1.Slot"), Err(SchemaError::DuplicateType(_))));
+
+    // A field without a type.
+    let mut untyped = set.clone();
+    untyped.file[0].message_type[0].field[0].r#type = None;
+    assert!(matches!(IntentId::of_message(&untyped, "acme.v1.Slot"), Err(SchemaError::MissingFieldType { .. })));
+
+    // Bytes that are not a descriptor set.
+    assert!(matches!(IntentId::of_message_in_encoded_set(&[0xff, 0xff], "acme.v1.Slot"), Err(SchemaError::Decode(_))));
+}
+
+#[test]
+fn printed_form() {
+    let id = IntentId::from_bytes([0xab; 32]);
+    assert_eq!(id.to_string(), "ab".repeat(32));
+    assert_eq!(format!("{id:?}"), format!("IntentId({})", "ab".repeat(32)));
+    assert_eq!("AB".repeat(32).parse::<IntentId>(), Ok(id));
+    assert_eq!("ab".parse::<IntentId>(), Err(ParseIntentIdError::WrongLength(2)));
+    assert_eq!("".parse::<IntentId>(), Err(ParseIntentIdError::WrongLength(0)));
+    let mut bad = "ab".repeat(32);
+    bad.replace_range(10..11, "g");
+    assert_eq!(bad.parse::<IntentId>(), Err(ParseIntentIdError::InvalidChar { index: 10, found: 'g' }));
+    // Multi-byte characters are reported, not split.
+    let wide = format!("{}é", "a".repeat(62));
+    assert_eq!(wide.parse::<IntentId>(), Err(ParseIntentIdError::InvalidChar { index: 62, found: 'é' }));
+    assert_eq!(
+        ParseIntentIdError::InvalidChar { index: 10, found: 'g' }.to_string(),
+        "intent id has 'g' at position 10, expected a hex digit"
+    );
+    assert_eq!(IntentId::try_from(&[1u8; 31][..]), Err(ParseIntentIdError::WrongByteLength(31)));
+}
+
+proptest! {
+    #[test]
+    fn display_from_str_round_trip(bytes: [u8; 32]) {
+        let id = IntentId::from_bytes(bytes);
+        let printed = id.to_string();
+        prop_assert_eq!(printed.len(), 64);
+        prop_assert!(printed.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
+        prop_assert_eq!(printed.parse::<IntentId>(), Ok(id));
+    }
+
+    #[test]
+    fn from_str_never_panics(s in "\\PC{0,70}") {
+        let _ = s.parse::<IntentId>();
+    }
+}
