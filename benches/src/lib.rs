@@ -91,7 +91,7 @@ pub mod reference {
         let payload = Bytes::from(reserve_slot().encode_to_vec());
         let mut envelope =
             Envelope::new(IntentRef::Id(IntentId::from_bytes(INTENT_ID)), Act::Request, MESSAGE_ID, payload);
-        envelope.conversation_id = ConversationId::from_static(CONVERSATION_ID).expect("16 bytes is within the limit");
+        envelope.conversation_id = ConversationId::new(CONVERSATION_ID).expect("16 bytes is within the limit");
         envelope
     }
 

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::frame::FrameBody;
@@ -35,46 +35,91 @@ pub enum IntentRef {
 }
 
 /// A conversation id: UTF-8, at most [`MAX_CONVERSATION_ID_LEN`] bytes; empty
-/// means "no conversation". Decoding keeps it as a slice of the frame.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct ConversationId(Bytes);
+/// means "no conversation". Held inline (no heap, `Copy`), so threading it
+/// through a conversation costs a small copy and never a reference count.
+#[derive(Clone, Copy)]
+pub struct ConversationId {
+    len: u8,
+    bytes: [u8; MAX_CONVERSATION_ID_LEN],
+}
 
 impl ConversationId {
     /// The empty id (no conversation).
     pub const fn none() -> Self {
-        Self(Bytes::new())
+        Self { len: 0, bytes: [0; MAX_CONVERSATION_ID_LEN] }
     }
 
-    /// Makes an id from a static string without allocating.
-    ///
-    /// Returns `None` if it is longer than [`MAX_CONVERSATION_ID_LEN`].
-    pub const fn from_static(id: &'static str) -> Option<Self> {
-        if id.len() > MAX_CONVERSATION_ID_LEN {
-            return None;
+    /// Makes an id from a string of at most [`MAX_CONVERSATION_ID_LEN`] bytes.
+    pub fn new(id: &str) -> Result<Self, DecodeError> {
+        Self::from_checked(id.as_bytes())
+    }
+
+    /// Makes an id from bytes, checking that they are UTF-8 and short enough.
+    pub fn from_utf8(bytes: &[u8]) -> Result<Self, DecodeError> {
+        // Ids are usually ASCII, which is UTF-8 without further checking.
+        if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+            return Err(DecodeError::InvalidUtf8 { field: field::CONVERSATION_ID });
         }
-        Some(Self(Bytes::from_static(id.as_bytes())))
+        Self::from_checked(bytes)
     }
 
-    /// Makes an id from UTF-8 bytes, checking the encoding and the length.
-    pub fn from_bytes(bytes: Bytes) -> Result<Self, DecodeError> {
-        check_conversation_id(&bytes)?;
-        Ok(Self(bytes))
+    /// `bytes` is known to be UTF-8; checks the length and copies.
+    #[inline]
+    fn from_checked(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut id = Self::none();
+        let len = bytes.len();
+        let slot = id.bytes.get_mut(..len).ok_or(DecodeError::FieldTooLarge {
+            field: field::CONVERSATION_ID,
+            len,
+            max: MAX_CONVERSATION_ID_LEN,
+        })?;
+        slot.copy_from_slice(bytes);
+        id.len = len as u8;
+        Ok(id)
     }
 
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         // Checked on construction; cannot fail.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The id's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 
     /// True for the empty id.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
+}
 
-    /// The underlying bytes.
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+impl Default for ConversationId {
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
+impl PartialEq for ConversationId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ConversationId {}
+
+impl std::hash::Hash for ConversationId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl std::str::FromStr for ConversationId {
+    type Err = DecodeError;
+
+    fn from_str(id: &str) -> Result<Self, Self::Err> {
+        Self::new(id)
     }
 }
 
@@ -82,15 +127,7 @@ impl TryFrom<&str> for ConversationId {
     type Error = DecodeError;
 
     fn try_from(id: &str) -> Result<Self, Self::Error> {
-        Self::from_bytes(Bytes::copy_from_slice(id.as_bytes()))
-    }
-}
-
-impl TryFrom<String> for ConversationId {
-    type Error = DecodeError;
-
-    fn try_from(id: String) -> Result<Self, Self::Error> {
-        Self::from_bytes(Bytes::from(id))
+        Self::new(id)
     }
 }
 
@@ -104,18 +141,6 @@ impl fmt::Debug for ConversationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
     }
-}
-
-fn check_conversation_id(bytes: &[u8]) -> Result<(), DecodeError> {
-    if bytes.len() > MAX_CONVERSATION_ID_LEN {
-        return Err(DecodeError::FieldTooLarge {
-            field: field::CONVERSATION_ID,
-            len: bytes.len(),
-            max: MAX_CONVERSATION_ID_LEN,
-        });
-    }
-    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { field: field::CONVERSATION_ID })?;
-    Ok(())
 }
 
 /// W3C trace context in binary form.
@@ -250,19 +275,26 @@ impl Envelope {
     }
 
     /// Decodes an envelope from one frame body without copying: the payload
-    /// and other byte fields share `frame`'s memory.
+    /// shares `frame`'s memory (pass the frame by value; cloning a `Bytes`
+    /// only bumps a reference count).
     pub fn decode(frame: Bytes) -> Result<Self, DecodeError> {
-        Self::decode_with_stats(frame).map(|(envelope, _)| envelope)
+        Self::decode_inner(frame, &mut DecodeStats::default())
     }
 
     /// Like [`decode`](Self::decode), and reports what was skipped.
     pub fn decode_with_stats(frame: Bytes) -> Result<(Self, DecodeStats), DecodeError> {
-        let mut reader = Reader { buf: &frame, pos: 0 };
         let mut stats = DecodeStats::default();
+        let envelope = Self::decode_inner(frame, &mut stats)?;
+        Ok((envelope, stats))
+    }
+
+    #[inline(always)]
+    fn decode_inner(frame: Bytes, stats: &mut DecodeStats) -> Result<Self, DecodeError> {
+        let mut reader = Reader { buf: &frame, pos: 0 };
         let mut intent = None;
         let mut act = 0i32;
         let mut message_id = 0;
-        let mut conversation = 0..0;
+        let mut conversation_id = ConversationId::none();
         let mut in_reply_to = 0;
         let mut deadline_micros = 0;
         let mut trace: Option<RawTrace> = None;
@@ -274,14 +306,17 @@ impl Envelope {
                 (field::INTENT_ID, wire::LEN) => intent = Some(RawIntent::Id(reader.len_delimited(number)?)),
                 (field::ACT, wire::VARINT) => act = reader.varint(number)? as i32,
                 (field::MESSAGE_ID, wire::FIXED64) => message_id = reader.fixed64(number)?,
-                (field::CONVERSATION_ID, wire::LEN) => conversation = reader.len_delimited(number)?,
+                (field::CONVERSATION_ID, wire::LEN) => {
+                    // Every occurrence must be valid, not only the last (which wins).
+                    conversation_id = ConversationId::from_utf8(&frame[reader.len_delimited(number)?])?;
+                }
                 (field::IN_REPLY_TO, wire::FIXED64) => in_reply_to = reader.fixed64(number)?,
                 (field::DEADLINE_MICROS, wire::VARINT) => deadline_micros = reader.varint(number)?,
                 (field::TRACE, wire::LEN) => {
                     let body = reader.len_delimited(number)?;
                     // Protobuf merges repeated occurrences of a message field.
                     let merged = trace.get_or_insert_with(RawTrace::default);
-                    merged.merge(&frame, body, &mut stats)?;
+                    merged.merge(&frame, body, stats)?;
                 }
                 (field::PAYLOAD, wire::LEN) => payload = reader.len_delimited(number)?,
                 (
@@ -310,18 +345,17 @@ impl Envelope {
             Ok(Act::Unspecified) | Err(_) => return Err(DecodeError::UnknownAct(act)),
             Ok(act) => act,
         };
-        check_conversation_id(&frame[conversation.clone()])?;
-        let envelope = Self {
+        let trace = trace.and_then(|t| TraceContext::from_parts(&frame[t.trace_id], &frame[t.span_id], t.flags));
+        Ok(Self {
             intent,
             act,
             message_id,
-            conversation_id: ConversationId(slice(&frame, conversation)),
+            conversation_id,
             in_reply_to,
             deadline_micros,
-            trace: trace.and_then(|t| TraceContext::from_parts(&frame[t.trace_id], &frame[t.span_id], t.flags)),
-            payload: slice(&frame, payload),
-        };
-        Ok((envelope, stats))
+            trace,
+            payload: take_range(frame, payload),
+        })
     }
 
     /// Decodes the payload as the intent type `M`. Byte fields of `M` that
@@ -351,7 +385,7 @@ impl Envelope {
         if self.message_id != 0 {
             len += 1 + 8;
         }
-        len += len_field_len(self.conversation_id.0.len());
+        len += len_field_len(usize::from(self.conversation_id.len));
         if self.in_reply_to != 0 {
             len += 1 + 8;
         }
@@ -384,7 +418,7 @@ impl Envelope {
             buf.put_u64_le(self.message_id);
         }
         if !self.conversation_id.is_empty() {
-            put_len_field(field::CONVERSATION_ID, &self.conversation_id.0, buf);
+            put_len_field(field::CONVERSATION_ID, self.conversation_id.as_bytes(), buf);
         }
         if self.in_reply_to != 0 {
             put_key(field::IN_REPLY_TO, wire::FIXED64, buf);
@@ -445,6 +479,7 @@ impl TryFrom<pb::Envelope> for Envelope {
 
     /// Applies the same checks as [`Envelope::decode`].
     fn try_from(envelope: pb::Envelope) -> Result<Self, Self::Error> {
+        let conversation_id = ConversationId::new(&envelope.conversation_id)?;
         let intent = match envelope.intent {
             None => return Err(DecodeError::MissingIntent),
             Some(pb::envelope::Intent::Alias(alias)) => IntentRef::Alias(alias),
@@ -460,7 +495,7 @@ impl TryFrom<pb::Envelope> for Envelope {
             intent,
             act,
             message_id: envelope.message_id,
-            conversation_id: ConversationId::try_from(envelope.conversation_id)?,
+            conversation_id,
             in_reply_to: envelope.in_reply_to,
             deadline_micros: envelope.deadline_micros,
             trace: envelope.trace.and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
@@ -515,7 +550,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// The next key, or `None` at the end of the buffer.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self) -> Result<Option<(u32, u8)>, DecodeError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -529,8 +564,28 @@ impl Reader<'_> {
         Ok(Some((number as u32, wire_type)))
     }
 
-    #[inline]
+    /// Reads a varint. Keys and most lengths are one or two bytes: those are
+    /// read inline, the rest out of line.
+    #[inline(always)]
     fn varint(&mut self, field: u32) -> Result<u64, DecodeError> {
+        if let Some(&first) = self.buf.get(self.pos) {
+            if first < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(first));
+            }
+            if let Some(&second) = self.buf.get(self.pos + 1)
+                && second < 0x80
+            {
+                self.pos += 2;
+                return Ok(u64::from(first & 0x7f) | (u64::from(second) << 7));
+            }
+        }
+        self.varint_slow(field)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self, field: u32) -> Result<u64, DecodeError> {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         match varint::decode(rest) {
             Ok((value, len)) => {
@@ -611,9 +666,17 @@ impl Reader<'_> {
     }
 }
 
+/// Narrows the frame to `range` without touching its reference count. The
+/// payload is the last field our encoder writes, so usually only the start
+/// moves.
 #[inline]
-fn slice(frame: &Bytes, range: Range<usize>) -> Bytes {
-    if range.is_empty() { Bytes::new() } else { frame.slice(range) }
+fn take_range(mut frame: Bytes, range: Range<usize>) -> Bytes {
+    if range.is_empty() {
+        return Bytes::new();
+    }
+    frame.truncate(range.end);
+    frame.advance(range.start);
+    frame
 }
 
 fn expected_wire_type(number: u32) -> u8 {

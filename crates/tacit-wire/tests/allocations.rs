@@ -62,7 +62,7 @@ fn measure<T>(f: impl FnOnce() -> T) -> (u64, usize, T) {
 fn reference_frame() -> Bytes {
     let payload = Bytes::from(vec![0x42; 240]);
     let mut envelope = Envelope::new(IntentRef::Id(IntentId::from_bytes([9; 32])), Act::Request, 77, payload);
-    envelope.conversation_id = ConversationId::from_static("conv-0123456789a").unwrap();
+    envelope.conversation_id = ConversationId::new("conv-0123456789a").unwrap();
     envelope.in_reply_to = 76;
     envelope.deadline_micros = 250_000;
     envelope.trace = Some(tacit_wire::TraceContext { trace_id: [1; 16], span_id: [2; 8], flags: 1 });
