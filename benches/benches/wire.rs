@@ -127,8 +127,32 @@ fn bench_wire(c: &mut Criterion, fx: &mut Fixture) {
     group.finish();
 }
 
+/// The cases by name, for `TACIT_BENCH_REPEAT`.
+fn run_case(fx: &mut Fixture, name: &str) -> bool {
+    match name {
+        "encode" => encode(fx),
+        "decode_envelope" => drop(black_box(decode_envelope(fx))),
+        "decode_envelope_and_payload" => drop(black_box(decode_envelope_and_payload(fx))),
+        "frame_round_trip" => drop(black_box(frame_round_trip(fx))),
+        "prost_decode_full" => drop(black_box(prost_decode_full(fx))),
+        "prost_decode_envelope" => drop(black_box(prost_decode_envelope(fx))),
+        _ => return false,
+    }
+    true
+}
+
 fn main() {
     let mut fx = Fixture::new();
+    // `TACIT_BENCH_REPEAT=CASE:N` runs one case N times and exits, for
+    // instruction counts under callgrind (see benches/instructions.sh).
+    if let Ok(spec) = std::env::var("TACIT_BENCH_REPEAT") {
+        let (name, count) = spec.split_once(':').expect("TACIT_BENCH_REPEAT=CASE:N");
+        let count: u64 = count.parse().expect("N is a number");
+        for _ in 0..count {
+            assert!(run_case(&mut fx, name), "unknown case {name}");
+        }
+        return;
+    }
     // `--list` output is for tools; keep it to the benchmark names.
     if !std::env::args().any(|arg| arg == "--list") {
         print_allocations(&mut fx);

@@ -51,31 +51,42 @@ impl ConversationId {
 
     /// Makes an id from a string of at most [`MAX_CONVERSATION_ID_LEN`] bytes.
     pub fn new(id: &str) -> Result<Self, DecodeError> {
-        Self::from_checked(id.as_bytes())
+        Self::from_utf8(id.as_bytes())
     }
 
     /// Makes an id from bytes, checking that they are UTF-8 and short enough.
     pub fn from_utf8(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::check(bytes)?;
+        Ok(Self::copy_checked(bytes))
+    }
+
+    /// Checks that `bytes` would make a valid id.
+    #[inline]
+    fn check(bytes: &[u8]) -> Result<(), DecodeError> {
+        if bytes.len() > MAX_CONVERSATION_ID_LEN {
+            return Err(DecodeError::FieldTooLarge {
+                field: field::CONVERSATION_ID,
+                len: bytes.len(),
+                max: MAX_CONVERSATION_ID_LEN,
+            });
+        }
         // Ids are usually ASCII, which is UTF-8 without further checking.
         if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
             return Err(DecodeError::InvalidUtf8 { field: field::CONVERSATION_ID });
         }
-        Self::from_checked(bytes)
+        Ok(())
     }
 
-    /// `bytes` is known to be UTF-8; checks the length and copies.
+    /// Copies bytes that passed [`check`](Self::check).
     #[inline]
-    fn from_checked(bytes: &[u8]) -> Result<Self, DecodeError> {
+    fn copy_checked(bytes: &[u8]) -> Self {
         let mut id = Self::none();
-        let len = bytes.len();
-        let slot = id.bytes.get_mut(..len).ok_or(DecodeError::FieldTooLarge {
-            field: field::CONVERSATION_ID,
-            len,
-            max: MAX_CONVERSATION_ID_LEN,
-        })?;
-        slot.copy_from_slice(bytes);
+        let len = bytes.len().min(MAX_CONVERSATION_ID_LEN);
+        if let (Some(slot), Some(src)) = (id.bytes.get_mut(..len), bytes.get(..len)) {
+            slot.copy_from_slice(src);
+        }
         id.len = len as u8;
-        Ok(id)
+        id
     }
 
     /// The id as a string slice.
@@ -294,7 +305,7 @@ impl Envelope {
         let mut intent = None;
         let mut act = 0i32;
         let mut message_id = 0;
-        let mut conversation_id = ConversationId::none();
+        let mut conversation = 0..0;
         let mut in_reply_to = 0;
         let mut deadline_micros = 0;
         let mut trace: Option<RawTrace> = None;
@@ -308,7 +319,8 @@ impl Envelope {
                 (field::MESSAGE_ID, wire::FIXED64) => message_id = reader.fixed64(number)?,
                 (field::CONVERSATION_ID, wire::LEN) => {
                     // Every occurrence must be valid, not only the last (which wins).
-                    conversation_id = ConversationId::from_utf8(&frame[reader.len_delimited(number)?])?;
+                    conversation = reader.len_delimited(number)?;
+                    ConversationId::check(&frame[conversation.clone()])?;
                 }
                 (field::IN_REPLY_TO, wire::FIXED64) => in_reply_to = reader.fixed64(number)?,
                 (field::DEADLINE_MICROS, wire::VARINT) => deadline_micros = reader.varint(number)?,
@@ -350,7 +362,7 @@ impl Envelope {
             intent,
             act,
             message_id,
-            conversation_id,
+            conversation_id: ConversationId::copy_checked(&frame[conversation]),
             in_reply_to,
             deadline_micros,
             trace,
