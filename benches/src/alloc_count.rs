@@ -3,7 +3,7 @@
 //!
 //! Install it in a benchmark binary:
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static ALLOC: tacit_benches::alloc_count::CountingAlloc = tacit_benches::alloc_count::CountingAlloc;
 //! ```
