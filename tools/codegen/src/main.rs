@@ -26,7 +26,7 @@ struct Target {
 
 const TARGETS: &[Target] = &[
     Target {
-        protos: &["tacit/v1/envelope.proto"],
+        protos: &["tacit/v1/envelope.proto", "tacit/v1/handshake.proto"],
         out_dir: "crates/tacit-wire/src/generated",
         bytes: &["."],
         non_exhaustive_enums: &[".tacit.v1.Act", ".tacit.v1.ErrorCode"],
@@ -101,7 +101,8 @@ fn generate(proto_root: &Path, target: &Target) -> Result<BTreeMap<String, Strin
     let fds = protox::compile(target.protos, [proto_root])?;
     let scratch = scratch_dir()?;
     let mut config = prost_build::Config::new();
-    config.bytes(target.bytes).out_dir(&scratch);
+    // Maps encode in key order, so equal messages encode to equal bytes.
+    config.bytes(target.bytes).btree_map(["."]).out_dir(&scratch);
     for path in target.non_exhaustive_enums {
         config.enum_attribute(path, "#[non_exhaustive]");
     }

@@ -165,6 +165,33 @@ pub enum ErrorCode {
     FieldTooLarge = 266,
     /// The payload does not decode as the intent the envelope names.
     InvalidPayload = 267,
+    /// The two agents speak no common protocol version.
+    NoCommonVersion = 513,
+    /// No intent is usable in either direction, and the acceptor requires one.
+    NoCommonIntents = 514,
+    /// More than 4096 intents offered (in total, counting updates).
+    TooManyIntents = 515,
+    /// An agent card breaks a size limit (16 KiB in total, or a field's limit).
+    CardTooLarge = 516,
+    /// A handshake message arrived a second time (e.g. two Hellos).
+    DuplicateMessage = 517,
+    /// A control message arrived where the protocol does not allow it.
+    UnexpectedMessage = 518,
+    /// The handshake did not finish in time.
+    HandshakeTimeout = 519,
+    /// A schema-fetch reply does not hash to the IntentId asked for.
+    SchemaMismatch = 520,
+    /// The intent is not one the peer offers (schema fetch) or negotiated.
+    UnknownIntent = 521,
+    /// More work was pipelined before the handshake ended than the receiver holds.
+    TooManyEarlyRequests = 522,
+    /// Too many schema requests outstanding.
+    TooManySchemaRequests = 523,
+    /// Capabilities are malformed: a duplicate intent, an id not 32 bytes, a name
+    /// over 128 bytes, an empty version range, a zero limit.
+    InvalidCapabilities = 524,
+    /// The control stream ended before the handshake did.
+    ControlStreamClosed = 525,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -185,6 +212,19 @@ impl ErrorCode {
             Self::InvalidIntentRef => "ERROR_CODE_INVALID_INTENT_REF",
             Self::FieldTooLarge => "ERROR_CODE_FIELD_TOO_LARGE",
             Self::InvalidPayload => "ERROR_CODE_INVALID_PAYLOAD",
+            Self::NoCommonVersion => "ERROR_CODE_NO_COMMON_VERSION",
+            Self::NoCommonIntents => "ERROR_CODE_NO_COMMON_INTENTS",
+            Self::TooManyIntents => "ERROR_CODE_TOO_MANY_INTENTS",
+            Self::CardTooLarge => "ERROR_CODE_CARD_TOO_LARGE",
+            Self::DuplicateMessage => "ERROR_CODE_DUPLICATE_MESSAGE",
+            Self::UnexpectedMessage => "ERROR_CODE_UNEXPECTED_MESSAGE",
+            Self::HandshakeTimeout => "ERROR_CODE_HANDSHAKE_TIMEOUT",
+            Self::SchemaMismatch => "ERROR_CODE_SCHEMA_MISMATCH",
+            Self::UnknownIntent => "ERROR_CODE_UNKNOWN_INTENT",
+            Self::TooManyEarlyRequests => "ERROR_CODE_TOO_MANY_EARLY_REQUESTS",
+            Self::TooManySchemaRequests => "ERROR_CODE_TOO_MANY_SCHEMA_REQUESTS",
+            Self::InvalidCapabilities => "ERROR_CODE_INVALID_CAPABILITIES",
+            Self::ControlStreamClosed => "ERROR_CODE_CONTROL_STREAM_CLOSED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -202,7 +242,192 @@ impl ErrorCode {
             "ERROR_CODE_INVALID_INTENT_REF" => Some(Self::InvalidIntentRef),
             "ERROR_CODE_FIELD_TOO_LARGE" => Some(Self::FieldTooLarge),
             "ERROR_CODE_INVALID_PAYLOAD" => Some(Self::InvalidPayload),
+            "ERROR_CODE_NO_COMMON_VERSION" => Some(Self::NoCommonVersion),
+            "ERROR_CODE_NO_COMMON_INTENTS" => Some(Self::NoCommonIntents),
+            "ERROR_CODE_TOO_MANY_INTENTS" => Some(Self::TooManyIntents),
+            "ERROR_CODE_CARD_TOO_LARGE" => Some(Self::CardTooLarge),
+            "ERROR_CODE_DUPLICATE_MESSAGE" => Some(Self::DuplicateMessage),
+            "ERROR_CODE_UNEXPECTED_MESSAGE" => Some(Self::UnexpectedMessage),
+            "ERROR_CODE_HANDSHAKE_TIMEOUT" => Some(Self::HandshakeTimeout),
+            "ERROR_CODE_SCHEMA_MISMATCH" => Some(Self::SchemaMismatch),
+            "ERROR_CODE_UNKNOWN_INTENT" => Some(Self::UnknownIntent),
+            "ERROR_CODE_TOO_MANY_EARLY_REQUESTS" => Some(Self::TooManyEarlyRequests),
+            "ERROR_CODE_TOO_MANY_SCHEMA_REQUESTS" => Some(Self::TooManySchemaRequests),
+            "ERROR_CODE_INVALID_CAPABILITIES" => Some(Self::InvalidCapabilities),
+            "ERROR_CODE_CONTROL_STREAM_CLOSED" => Some(Self::ControlStreamClosed),
             _ => None,
         }
+    }
+}
+/// Who an agent says it is (its cryptographic identity comes from TLS).
+/// Bounded: see docs/PROTOCOL.md; at most 16 KiB encoded.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AgentCard {
+    /// Human-readable name, at most 64 bytes.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// What the agent does, at most 1024 bytes.
+    #[prost(string, tag = "2")]
+    pub description: ::prost::alloc::string::String,
+    /// Roles or tags, at most 32 of at most 64 bytes each.
+    #[prost(string, repeated, tag = "3")]
+    pub roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Software name and version, at most 64 bytes.
+    #[prost(string, tag = "4")]
+    pub software_version: ::prost::alloc::string::String,
+    /// Free-form metadata, at most 32 entries; keys at most 64 bytes, values at most 256.
+    #[prost(btree_map = "string, string", tag = "5")]
+    pub metadata: ::prost::alloc::collections::BTreeMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+/// One intent an agent offers.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct IntentOffer {
+    /// The 32-byte IntentId.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub intent_id: ::prost::bytes::Bytes,
+    /// Fully qualified protobuf message name, at most 128 bytes.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// The agent accepts this intent from peers.
+    #[prost(bool, tag = "3")]
+    pub handles: bool,
+    /// The agent sends this intent to peers.
+    #[prost(bool, tag = "4")]
+    pub emits: bool,
+}
+/// Protocol versions an agent speaks, inclusive.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VersionRange {
+    /// Lowest version spoken.
+    #[prost(uint32, tag = "1")]
+    pub min: u32,
+    /// Highest version spoken.
+    #[prost(uint32, tag = "2")]
+    pub max: u32,
+}
+/// Limits an agent applies to what it receives.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Limits {
+    /// Largest frame body it accepts, in bytes.
+    #[prost(uint32, tag = "1")]
+    pub max_frame_len: u32,
+    /// Most asks it runs at once for one peer.
+    #[prost(uint32, tag = "2")]
+    pub max_concurrent_asks: u32,
+}
+/// What an agent can do.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Capabilities {
+    /// Protocol versions spoken.
+    #[prost(message, optional, tag = "1")]
+    pub versions: ::core::option::Option<VersionRange>,
+    /// Intents offered, at most 4096. The position of an intent in this list
+    /// (1-based) is the alias under which this agent receives it.
+    #[prost(message, repeated, tag = "2")]
+    pub intents: ::prost::alloc::vec::Vec<IntentOffer>,
+    /// Receive limits.
+    #[prost(message, optional, tag = "3")]
+    pub limits: ::core::option::Option<Limits>,
+    /// Feature flags (bit set); the session uses the bits both sides set.
+    #[prost(uint64, tag = "4")]
+    pub features: u64,
+}
+/// Dialer → acceptor, first message on the control stream.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Hello {
+    /// The dialer's card.
+    #[prost(message, optional, tag = "1")]
+    pub card: ::core::option::Option<AgentCard>,
+    /// The dialer's capabilities.
+    #[prost(message, optional, tag = "2")]
+    pub capabilities: ::core::option::Option<Capabilities>,
+}
+/// Acceptor → dialer: the handshake succeeded.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Welcome {
+    /// The protocol version chosen: the highest both speak.
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// The acceptor's card.
+    #[prost(message, optional, tag = "2")]
+    pub card: ::core::option::Option<AgentCard>,
+    /// The acceptor's capabilities.
+    #[prost(message, optional, tag = "3")]
+    pub capabilities: ::core::option::Option<Capabilities>,
+}
+/// Either side: the handshake or session ends with an error.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Refusal {
+    /// Why, as a wire error code.
+    #[prost(enumeration = "ErrorCode", tag = "1")]
+    pub code: i32,
+    /// A human-readable reason, at most 256 bytes.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// Either side, after the handshake: intents appended to the sender's list.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CapabilityUpdate {
+    /// New intents; aliases continue after the sender's existing list.
+    #[prost(message, repeated, tag = "1")]
+    pub added: ::prost::alloc::vec::Vec<IntentOffer>,
+}
+/// Ask the peer for the schema of an intent.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DescribeIntentRequest {
+    /// The IntentId whose schema is wanted.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub intent_id: ::prost::bytes::Bytes,
+}
+/// The answer to a DescribeIntentRequest.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DescribeIntentResponse {
+    /// The IntentId asked for.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub intent_id: ::prost::bytes::Bytes,
+    /// Fully qualified message name.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// An encoded google.protobuf.FileDescriptorSet defining the message and all
+    /// it reaches. The receiver checks that it hashes to intent_id.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub descriptor_set: ::prost::bytes::Bytes,
+    /// Set instead of the above when the schema cannot be given.
+    #[prost(enumeration = "ErrorCode", tag = "4")]
+    pub error: i32,
+}
+/// Everything on the control stream is one of these.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ControlMessage {
+    /// The message.
+    #[prost(oneof = "control_message::Message", tags = "1, 2, 3, 4, 5, 6")]
+    pub message: ::core::option::Option<control_message::Message>,
+}
+/// Nested message and enum types in `ControlMessage`.
+pub mod control_message {
+    /// The message.
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Message {
+        /// Dialer's opening.
+        #[prost(message, tag = "1")]
+        Hello(super::Hello),
+        /// Acceptor's acceptance.
+        #[prost(message, tag = "2")]
+        Welcome(super::Welcome),
+        /// Either side's refusal.
+        #[prost(message, tag = "3")]
+        Refusal(super::Refusal),
+        /// New intents.
+        #[prost(message, tag = "4")]
+        CapabilityUpdate(super::CapabilityUpdate),
+        /// Schema fetch request.
+        #[prost(message, tag = "5")]
+        DescribeRequest(super::DescribeIntentRequest),
+        /// Schema fetch response.
+        #[prost(message, tag = "6")]
+        DescribeResponse(super::DescribeIntentResponse),
     }
 }
