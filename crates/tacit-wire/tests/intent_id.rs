@@ -45,17 +45,20 @@ fn vectors_from_protocol_doc() -> Vec<Vector> {
     let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/PROTOCOL.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap();
     let mut vectors: Vec<Vector> = Vec::new();
+    let mut in_vector = false;
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
         if let Some(title) = line.strip_prefix("#### Vector ") {
             vectors.push(Vector { title: title.to_owned(), ..Vector::default() });
+            in_vector = true;
             continue;
         }
-        let Some(vector) = vectors.last_mut() else { continue };
-        if line.starts_with("#") {
-            // Any other heading ends the vectors' section for this one.
+        if line.starts_with('#') {
+            // Any other heading ends the current vector.
+            in_vector = false;
             continue;
         }
+        let Some(vector) = vectors.last_mut().filter(|_| in_vector) else { continue };
         let code = |lines: &mut std::str::Lines<'_>| {
             let mut body = String::new();
             for l in lines.by_ref() {
