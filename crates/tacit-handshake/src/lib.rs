@@ -57,7 +57,7 @@ pub mod pair;
 
 pub use capabilities::{Capabilities, IntentOffer, Limits, MAX_INTENT_NAME_LEN, MAX_INTENTS, PROTOCOL_VERSION};
 pub use card::{AgentCard, limits as card_limits};
-pub use identity::{AgentId, Identity, IdentityError, ParseAgentIdError};
+pub use identity::{AgentId, Identity, IdentityError, KeyFileStatus, ParseAgentIdError};
 pub use machine::{Admission, Event, Handshake, HandshakeConfig, Role};
 pub use negotiate::{Negotiated, NegotiatedIntent, choose_version, negotiate};
 

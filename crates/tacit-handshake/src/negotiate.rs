@@ -95,7 +95,7 @@ pub fn negotiate(version: u32, local: &Capabilities, peer: &Capabilities, peer_c
             })
         })
         .collect();
-    intents.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    intents.sort_unstable_by_key(|intent| intent.id);
     let by_id = intents.iter().enumerate().map(|(i, intent)| (intent.id, i)).collect();
     let by_receive_alias =
         intents.iter().enumerate().filter_map(|(i, intent)| Some((intent.receive_alias?, i))).collect();
