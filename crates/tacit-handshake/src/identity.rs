@@ -65,8 +65,11 @@ const MAX_KEY_FILE_LEN: u64 = 16 * 1024;
 /// Printed as 52 lowercase base32 characters (RFC 4648 alphabet, no padding);
 /// see the [module docs](self). Always a valid Ed25519 point that is not of
 /// small order, so [`verifying_key`](Self::verifying_key) cannot fail.
+///
+/// Holds the 32 bytes only (cheap to copy, hash and compare); the curve
+/// point is decoded again when a signature is checked.
 #[derive(Clone, Copy)]
-pub struct AgentId(VerifyingKey);
+pub struct AgentId([u8; 32]);
 
 impl AgentId {
     /// Length in bytes.
@@ -87,12 +90,14 @@ impl AgentId {
 
     /// The public key's 32 bytes, as [`from_bytes`](Self::from_bytes) took them.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
 
     /// The public key, for verifying signatures by other means.
+    #[allow(clippy::expect_used)]
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.0
+        // Every constructor checked that the bytes decode; this cannot fail.
+        VerifyingKey::from_bytes(&self.0).expect("an AgentId holds a valid Ed25519 public key")
     }
 
     /// Whether `signature` is this agent's signature over `message`.
@@ -100,7 +105,7 @@ impl AgentId {
     /// Uses `verify_strict`, which rejects malleable (non-canonical)
     /// signatures.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        self.0.verify_strict(message, signature).is_ok()
+        VerifyingKey::from_bytes(&self.0).is_ok_and(|key| key.verify_strict(message, signature).is_ok())
     }
 
     /// The first 10 characters of the printed form, for logs. Not unique
@@ -120,7 +125,7 @@ impl TryFrom<VerifyingKey> for AgentId {
         if key.is_weak() {
             return Err(ParseAgentIdError::NotAPublicKey);
         }
-        Ok(Self(key))
+        Ok(Self(key.to_bytes()))
     }
 }
 
@@ -274,7 +279,7 @@ impl Identity {
     pub fn agent_id(&self) -> AgentId {
         // A clamped secret scalar never yields a small-order public key, so
         // the check in `AgentId::try_from` is not needed here.
-        AgentId(self.signing_key.verifying_key())
+        AgentId(self.signing_key.verifying_key().to_bytes())
     }
 
     /// The public key.

@@ -1,0 +1,91 @@
+//! Transport limits and their defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Limits of the QUIC transport. Every peer-growable resource has one; the
+/// defaults suit an agent talking to a few hundred peers.
+#[derive(Debug, Clone)]
+pub struct TransportLimits {
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) keep_alive: Option<Duration>,
+    pub(crate) receive_window: u32,
+    pub(crate) stream_receive_window: u32,
+    pub(crate) max_concurrent_streams: u32,
+    pub(crate) max_pending_handshakes: usize,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(10)),
+            receive_window: 8 * 1024 * 1024,
+            stream_receive_window: 2 * 1024 * 1024,
+            max_concurrent_streams: 512,
+            max_pending_handshakes: 256,
+        }
+    }
+}
+
+impl TransportLimits {
+    /// How long the QUIC + capability handshake may take (default 10 s).
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// A connection with no traffic for this long is closed (default 30 s).
+    pub fn idle_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Interval of keep-alive packets, or none (default 10 s).
+    pub fn keep_alive(&mut self, interval: Option<Duration>) -> &mut Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// Bytes a peer may have in flight to us on one connection, over all
+    /// streams (default 8 MiB; quinn's default is unbounded).
+    pub fn receive_window(&mut self, bytes: u32) -> &mut Self {
+        self.receive_window = bytes;
+        self
+    }
+
+    /// Bytes a peer may have in flight to us on one stream (default 2 MiB).
+    pub fn stream_receive_window(&mut self, bytes: u32) -> &mut Self {
+        self.stream_receive_window = bytes;
+        self
+    }
+
+    /// Streams a peer may have open to us at once, of each direction
+    /// (default 512).
+    pub fn max_concurrent_streams(&mut self, count: u32) -> &mut Self {
+        self.max_concurrent_streams = count;
+        self
+    }
+
+    /// Incoming connections that may be in their handshake at once; more are
+    /// refused (default 256).
+    pub fn max_pending_handshakes(&mut self, count: usize) -> &mut Self {
+        self.max_pending_handshakes = count;
+        self
+    }
+
+    /// The quinn transport configuration these limits describe.
+    pub(crate) fn quinn_transport(&self) -> Arc<quinn::TransportConfig> {
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_idle_timeout(quinn::IdleTimeout::try_from(self.idle_timeout).ok())
+            .keep_alive_interval(self.keep_alive)
+            .receive_window(self.receive_window.into())
+            .stream_receive_window(self.stream_receive_window.into())
+            .max_concurrent_bidi_streams(self.max_concurrent_streams.into())
+            .max_concurrent_uni_streams(self.max_concurrent_streams.into());
+        Arc::new(transport)
+    }
+}

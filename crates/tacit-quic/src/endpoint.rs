@@ -1,0 +1,201 @@
+//! The endpoint: one UDP socket, this agent's identity, and the sessions it
+//! dials and accepts.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tacit_handshake::{AgentCard, AgentId, Capabilities, HandshakeConfig, Identity, Role};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::TransportLimits;
+use crate::error::{AcceptError, BindError, ConnectError};
+use crate::session::Session;
+use crate::tls::{self, Credentials, ServerCheck};
+
+/// Builds an [`Endpoint`]: identity, card, capabilities and limits.
+#[derive(Debug, Default)]
+pub struct EndpointBuilder {
+    identity: Option<Identity>,
+    card: AgentCard,
+    capabilities: Capabilities,
+    limits: TransportLimits,
+}
+
+impl EndpointBuilder {
+    /// The agent's identity (required).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// The card shown to peers.
+    pub fn card(mut self, card: AgentCard) -> Self {
+        self.card = card;
+        self
+    }
+
+    /// The capabilities offered to peers.
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Transport limits.
+    pub fn limits(mut self, limits: TransportLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Binds the UDP socket at `addr` and starts accepting connections.
+    pub async fn bind(self, addr: SocketAddr) -> Result<Endpoint, BindError> {
+        let identity = self.identity.ok_or(BindError::MissingIdentity)?;
+        let mut handshake = HandshakeConfig::new(self.card, self.capabilities).map_err(BindError::InvalidConfig)?;
+        handshake.timeout(self.limits.handshake_timeout);
+        let credentials = Credentials::new(&identity)?;
+        let transport = self.limits.quinn_transport();
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(&credentials)?));
+        server.transport_config(transport.clone());
+        let endpoint = quinn::Endpoint::server(server, addr)?;
+        let shared = Arc::new(Shared {
+            agent_id: identity.agent_id(),
+            credentials,
+            transport,
+            pending_handshakes: Arc::new(Semaphore::new(self.limits.max_pending_handshakes)),
+            handshake: Arc::new(handshake),
+            limits: self.limits,
+        });
+        let (ready_tx, ready_rx) = mpsc::channel(1);
+        tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), ready_tx));
+        Ok(Endpoint { inner: endpoint, shared, accepted: Arc::new(tokio::sync::Mutex::new(ready_rx)) })
+    }
+}
+
+/// Accepts connections and runs their handshakes concurrently, so a slow or
+/// hostile peer delays nobody else. A permit of `max_pending_handshakes` is
+/// held from the first packet until the session is handed to the
+/// application, which bounds both handshakes in progress and sessions waiting
+/// for `accept`.
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<Session, AcceptError>>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let Ok(permit) = shared.pending_handshakes.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
+        };
+        let (shared, ready) = (shared.clone(), ready.clone());
+        tokio::spawn(async move {
+            let result = finish_accept(&shared, incoming).await;
+            let _ = ready.send(result).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Session, AcceptError> {
+    let work = async {
+        let connection = incoming.await?;
+        let peer = tls::peer_agent_id(&connection).ok_or(AcceptError::NoPeerIdentity)?;
+        let (send, recv) = connection.accept_bi().await?;
+        Ok(Session::start(connection, peer, Role::Acceptor, shared.handshake.clone(), send, recv))
+    };
+    tokio::time::timeout(shared.limits.handshake_timeout, work).await.unwrap_or(Err(AcceptError::Timeout))
+}
+
+#[derive(Debug)]
+struct Shared {
+    agent_id: AgentId,
+    credentials: Credentials,
+    transport: Arc<quinn::TransportConfig>,
+    handshake: Arc<HandshakeConfig>,
+    pending_handshakes: Arc<Semaphore>,
+    limits: TransportLimits,
+}
+
+/// A QUIC endpoint speaking Tacit: dials and accepts sessions with other agents.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    inner: quinn::Endpoint,
+    shared: Arc<Shared>,
+    accepted: Arc<tokio::sync::Mutex<mpsc::Receiver<Result<Session, AcceptError>>>>,
+}
+
+impl Endpoint {
+    /// Starts building an endpoint.
+    pub fn builder() -> EndpointBuilder {
+        EndpointBuilder::default()
+    }
+
+    /// This agent's id.
+    pub fn agent_id(&self) -> AgentId {
+        self.shared.agent_id
+    }
+
+    /// The local UDP address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Connects to the agent at `addr`. If `expected` is given, the TLS
+    /// handshake fails unless the peer's certificate holds that AgentId.
+    ///
+    /// Returns once the QUIC handshake is done and `Hello` is on its way:
+    /// work may start at once (see [`Session::ready`]).
+    pub async fn connect(&self, addr: SocketAddr, expected: Option<AgentId>) -> Result<Session, ConnectError> {
+        self.connect_with_alpn(addr, expected, vec![tls::ALPN.to_vec()]).await
+    }
+
+    /// Like [`connect`](Self::connect), offering other ALPN ids (for tests).
+    #[doc(hidden)]
+    pub async fn connect_with_alpn(
+        &self,
+        addr: SocketAddr,
+        expected: Option<AgentId>,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<Session, ConnectError> {
+        let check = Arc::new(Mutex::new(ServerCheck::default()));
+        let crypto = tls::client_config(&self.shared.credentials, expected, check.clone(), alpn)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.shared.transport.clone());
+        // The server name is not checked (the AgentId is); a printed AgentId
+        // is a valid DNS label, so use it when known.
+        let server_name = expected.map_or_else(|| "tacit".to_owned(), |id| id.to_string());
+        let connecting = self.inner.connect_with(config, addr, &server_name)?;
+        let connection = match tokio::time::timeout(self.shared.limits.handshake_timeout, connecting).await {
+            Err(_) => return Err(ConnectError::Timeout),
+            Ok(Err(e)) => {
+                let found = check.lock().ok().and_then(|c| c.found);
+                return Err(match (expected, found) {
+                    (Some(expected), Some(found)) if expected != found => {
+                        ConnectError::IdentityMismatch { expected, found }
+                    }
+                    _ => ConnectError::Connection(e),
+                });
+            }
+            Ok(Ok(connection)) => connection,
+        };
+        let peer = tls::peer_agent_id(&connection).ok_or(ConnectError::NoPeerIdentity)?;
+        let (send, recv) = connection.open_bi().await.map_err(ConnectError::Connection)?;
+        Ok(Session::start(connection, peer, Role::Dialer, self.shared.handshake.clone(), send, recv))
+    }
+
+    /// Accepts the next incoming session; `None` once the endpoint is closed.
+    ///
+    /// Handshakes run in the background, at most `max_pending_handshakes` at
+    /// once (more connections are refused); this returns them as they finish.
+    pub async fn accept(&self) -> Option<Result<Session, AcceptError>> {
+        self.accepted.lock().await.recv().await
+    }
+
+    /// Closes every connection with `code` and stops accepting.
+    pub fn close(&self, code: tacit_wire::ErrorCode, reason: &[u8]) {
+        self.inner.close(quinn::VarInt::from_u32(code as u32), reason);
+    }
+
+    /// Waits until every connection is closed and its peer informed.
+    pub async fn wait_idle(&self) {
+        self.inner.wait_idle().await;
+    }
+}

@@ -1,0 +1,87 @@
+//! Errors of the transport, one enum per operation.
+
+use tacit_handshake::{AgentId, Refusal};
+
+use crate::tls::TlsError;
+
+/// Why an endpoint could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// No identity was given to the builder.
+    #[error("an endpoint needs an identity: call `.identity(..)` on the builder")]
+    MissingIdentity,
+    /// The card or capabilities break a limit a peer would enforce.
+    #[error("invalid card or capabilities: {0}")]
+    InvalidConfig(Refusal),
+    /// TLS could not be set up for the identity.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind the UDP socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The peer's certificate names another agent than the one expected; the
+    /// TLS handshake was aborted.
+    #[error("expected agent {expected}, but the peer is {found}")]
+    IdentityMismatch {
+        /// The AgentId asked for.
+        expected: AgentId,
+        /// The AgentId the peer's certificate holds.
+        found: AgentId,
+    },
+    /// The QUIC or TLS handshake failed (unreachable, refused, wrong ALPN,
+    /// bad certificate, timed out, ...).
+    #[error("connection failed: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The connection could not even be started (e.g. an invalid address).
+    #[error("cannot start a connection: {0}")]
+    Start(#[from] quinn::ConnectError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The peer presented no usable certificate.
+    #[error("the peer presented no Ed25519 certificate")]
+    NoPeerIdentity,
+    /// The handshake did not finish in time.
+    #[error("the handshake did not finish within the timeout")]
+    Timeout,
+}
+
+/// Why an incoming connection was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The QUIC or TLS handshake failed.
+    #[error("incoming connection failed: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The peer presented no usable certificate.
+    #[error("the peer presented no Ed25519 certificate")]
+    NoPeerIdentity,
+    /// The peer did not open the control stream in time.
+    #[error("the peer did not open its control stream in time")]
+    Timeout,
+}
+
+/// Why a session ended or could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The capability handshake or the session was refused, by the peer
+    /// (`by_peer`) or by this agent.
+    #[error("session refused by {}: {refusal}", if *by_peer { "the peer" } else { "this agent" })]
+    Refused {
+        /// The code and reason.
+        refusal: Refusal,
+        /// Whether the peer refused.
+        by_peer: bool,
+    },
+    /// The connection was lost or closed.
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+}
