@@ -49,6 +49,8 @@
 
 mod capabilities;
 mod card;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 mod machine;
 mod negotiate;
