@@ -1,25 +1,45 @@
 #!/usr/bin/env bash
-# Instructions per operation for each wire case, counted by callgrind: the
-# difference between N and 0 repetitions, divided by N. Repeatable on a noisy
-# machine, unlike wall-clock time.
+# Instructions per operation for each case of a benchmark, counted by
+# callgrind: the difference between N and 0 repetitions, divided by N.
+# Repeatable on a noisy machine, unlike wall-clock time.
 #
-#   bash benches/instructions.sh [N]
+#   bash benches/instructions.sh [BENCH] [N]
+#
+# BENCH is a bench target of tacit-benches: wire (the default) or handshake.
+# Its cases are the names its `--list` prints, without the group, run through
+# TACIT_BENCH_REPEAT. N defaults to 20000 for wire and 1000 for handshake.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=${1:-20000}
-bin=$(cargo bench --locked -q -p tacit-benches --bench wire --no-run --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+bench=wire
+if [[ $# -gt 0 && ! $1 =~ ^[0-9]+$ ]]; then
+  bench=$1
+  shift
+fi
+case $bench in
+  handshake) default_n=1000 ;;
+  *) default_n=20000 ;;
+esac
+n=${1:-$default_n}
+bin=$(cargo bench --locked -q -p tacit-benches --bench "$bench" --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1) || true
+if [[ -z $bin ]]; then
+  echo "no bench target $bench in tacit-benches" >&2
+  exit 1
+fi
 count() {
   TACIT_BENCH_REPEAT="$1:$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" 2>&1 |
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
+mapfile -t cases < <("$bin" --list | sed -n 's/^[^/]*\/\(.*\): benchmark$/\1/p')
 printf '%-30s %14s\n' case instructions/op
 declare -A per_op
-for case in encode decode_envelope decode_envelope_and_payload frame_round_trip prost_decode_full prost_decode_envelope; do
+for case in "${cases[@]}"; do
   base=$(count "$case" 0)
   total=$(count "$case" "$n")
   per_op[$case]=$(( (total - base) / n ))
   printf '%-30s %14d\n' "$case" "${per_op[$case]}"
 done
-awk -v a="${per_op[decode_envelope]}" -v b="${per_op[prost_decode_full]}" \
-  'BEGIN { printf "decode_envelope / prost_decode_full = %.3f\n", a / b }'
+if [[ $bench == wire ]]; then
+  awk -v a="${per_op[decode_envelope]}" -v b="${per_op[prost_decode_full]}" \
+    'BEGIN { printf "decode_envelope / prost_decode_full = %.3f\n", a / b }'
+fi
