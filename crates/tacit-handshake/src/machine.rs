@@ -182,6 +182,8 @@ pub struct Handshake {
     deadline: Option<Instant>,
     early_work: usize,
     schema_requests: HashSet<IntentId>,
+    /// The peer's list grew; renegotiate once the current input is consumed.
+    renegotiate_pending: bool,
 }
 
 /// Longest refusal reason sent, in bytes.
@@ -217,6 +219,7 @@ impl Handshake {
             deadline: now.checked_add(config.timeout),
             early_work: 0,
             schema_requests: HashSet::new(),
+            renegotiate_pending: false,
             config,
         }
     }
@@ -261,12 +264,17 @@ impl Handshake {
                         return;
                     }
                 }
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(e) => {
                     let reason = e.to_string();
                     return self.fail(Refusal::new(e.code(), reason));
                 }
             }
+        }
+        // However many updates arrived at once, negotiate once: the work a
+        // peer can cause is bounded by what it adds, not by how it slices it.
+        if std::mem::take(&mut self.renegotiate_pending) {
+            self.renegotiate();
         }
     }
 
@@ -463,11 +471,15 @@ impl Handshake {
 
     fn on_update(&mut self, update: pb::CapabilityUpdate) {
         let Some(peer) = self.peer.as_mut() else { return };
+        if update.added.is_empty() {
+            // Nothing changes; an empty update costs the receiver nothing.
+            return;
+        }
         let existing: HashSet<IntentId> = peer.intents.iter().map(|offer| offer.id).collect();
         match intents_from_update(update.added, &existing) {
             Ok(added) => {
                 peer.intents.extend(added);
-                self.renegotiate();
+                self.renegotiate_pending = true;
             }
             Err(refusal) => self.fail(refusal),
         }
@@ -547,7 +559,12 @@ impl Handshake {
         let (Some(peer), Some(current)) = (&self.peer, &self.negotiated) else { return };
         let negotiated = negotiate(current.version, &self.local, peer, current.peer_card.clone());
         self.negotiated = Some(negotiated.clone());
-        self.events.push_back(Event::Updated(negotiated));
+        // An update the transport has not seen yet is superseded, not queued.
+        if let Some(Event::Updated(pending)) = self.events.back_mut() {
+            *pending = negotiated;
+        } else {
+            self.events.push_back(Event::Updated(negotiated));
+        }
     }
 
     /// Fails, telling the peer why.

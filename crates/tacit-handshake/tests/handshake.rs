@@ -561,3 +561,32 @@ fn schema_requests_are_bounded() {
     let events: Vec<Event> = std::iter::from_fn(|| pair.acceptor.poll_event()).collect();
     assert_eq!(failure(&events).0.code, ErrorCode::TooManySchemaRequests);
 }
+
+#[test]
+fn update_floods_cost_one_negotiation() {
+    let mut pair = Pair::new(config("d", Capabilities::default()), config("a", Capabilities::default()));
+    pair.drive_to_idle();
+    let before = pair.acceptor_events.len();
+    // Ten thousand empty updates: nothing changes, nothing is queued.
+    let empty = frame(pb::control_message::Message::CapabilityUpdate(pb::CapabilityUpdate { added: vec![] }));
+    let flood: Vec<u8> = std::iter::repeat_n(empty.to_vec(), 10_000).flatten().collect();
+    pair.inject(Side::Acceptor, &flood);
+    assert_eq!(pair.acceptor_events.len(), before);
+    // A hundred one-intent updates in one read: one negotiation, one event.
+    let updates: Vec<u8> = (0..100u8)
+        .flat_map(|n| {
+            frame(pb::control_message::Message::CapabilityUpdate(pb::CapabilityUpdate {
+                added: vec![pb::IntentOffer {
+                    intent_id: Bytes::copy_from_slice(&[n; 32]),
+                    name: format!("a.I{n}"),
+                    handles: true,
+                    emits: true,
+                }],
+            }))
+            .to_vec()
+        })
+        .collect();
+    pair.inject(Side::Acceptor, &updates);
+    assert_eq!(pair.acceptor_events.len(), before + 1);
+    assert!(matches!(pair.acceptor_events.last(), Some(Event::Updated(_))));
+}
