@@ -85,3 +85,13 @@ pub enum SessionError {
     #[error("connection lost: {0}")]
     ConnectionLost(String),
 }
+
+impl SessionError {
+    /// The wire code that says why (refusals), or `UNSPECIFIED`.
+    pub fn code(&self) -> tacit_wire::ErrorCode {
+        match self {
+            Self::Refused { refusal, .. } => refusal.code,
+            Self::ConnectionLost(_) => tacit_wire::ErrorCode::Unspecified,
+        }
+    }
+}

@@ -9,13 +9,17 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod ask;
 mod config;
 mod endpoint;
 mod error;
+mod incoming;
 mod session;
 pub mod tls;
 
+pub use ask::{AskError, AskOptions};
 pub use config::TransportLimits;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{AcceptError, BindError, ConnectError, SessionError};
+pub use incoming::{Incoming, IncomingAsk, Responder};
 pub use session::Session;

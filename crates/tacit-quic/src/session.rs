@@ -11,12 +11,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use bytes::Bytes;
-use tacit_handshake::{AgentId, Event, Handshake, HandshakeConfig, IntentOffer, Negotiated, Refusal, Role};
-use tacit_wire::{ErrorCode, IntentId};
-use tokio::sync::{Notify, oneshot, watch};
+use bytes::{Bytes, BytesMut};
+use tacit_handshake::{Admission, AgentId, Event, Handshake, HandshakeConfig, IntentOffer, Negotiated, Refusal, Role};
+use tacit_wire::{ErrorCode, IntentId, IntentRef};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
+use crate::ask::{AskError, AskLane, AskOptions, stream_kind};
 use crate::error::SessionError;
+use crate::incoming::{Incoming, serve_ask_stream};
+
+/// Incoming asks and other work queued for the application at most.
+const INCOMING_QUEUE: usize = 1024;
 
 /// Where a session's handshake stands.
 #[derive(Debug, Clone)]
@@ -29,15 +34,57 @@ enum State {
 type SchemaWaiters = HashMap<IntentId, Vec<oneshot::Sender<Result<(String, Bytes), Refusal>>>>;
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     connection: quinn::Connection,
     peer: AgentId,
     role: Role,
+    config: Arc<HandshakeConfig>,
     machine: Mutex<Handshake>,
     /// Wakes the control driver after the machine was used from outside it.
     wake: Notify,
     state: watch::Receiver<State>,
     schema_waiters: Mutex<SchemaWaiters>,
+    asks: AskLane,
+    /// Asks from the peer being handled now; bounded by this agent's
+    /// `max_concurrent_asks`.
+    pub(crate) incoming_asks: Arc<Semaphore>,
+    pub(crate) incoming: mpsc::Sender<Incoming>,
+    incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+}
+
+impl Inner {
+    pub(crate) fn fresh_id(&self) -> u64 {
+        self.asks.fresh_id()
+    }
+
+    pub(crate) fn admit(&self) -> Admission {
+        self.machine.lock().unwrap_or_else(|e| e.into_inner()).admit()
+    }
+
+    pub(crate) async fn ready(&self) -> Result<Arc<Negotiated>, SessionError> {
+        let mut state = self.state.clone();
+        let outcome = state.wait_for(|s| !matches!(s, State::Handshaking)).await;
+        match outcome.as_deref() {
+            Ok(State::Ready(negotiated)) => Ok(negotiated.clone()),
+            Ok(State::Failed(e)) => Err(e.clone()),
+            _ => Err(SessionError::ConnectionLost("the session driver stopped".into())),
+        }
+    }
+
+    fn negotiated(&self) -> Option<Arc<Negotiated>> {
+        match &*self.state.borrow() {
+            State::Ready(negotiated) => Some(negotiated.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn local_max_frame_len(&self) -> usize {
+        self.config.capabilities().limits.max_frame_len as usize
+    }
+
+    pub(crate) fn local_max_concurrent_asks(&self) -> u32 {
+        self.config.capabilities().limits.max_concurrent_asks
+    }
 }
 
 /// A session with a peer agent. Cheap to clone; all clones share it.
@@ -58,21 +105,85 @@ impl Session {
     ) -> Self {
         let now = Instant::now();
         let machine = match role {
-            Role::Dialer => Handshake::dialer(config, now),
-            Role::Acceptor => Handshake::acceptor(config, now),
+            Role::Dialer => Handshake::dialer(config.clone(), now),
+            Role::Acceptor => Handshake::acceptor(config.clone(), now),
         };
         let (state_tx, state_rx) = watch::channel(State::Handshaking);
+        let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+        let max_asks = config.capabilities().limits.max_concurrent_asks as usize;
         let inner = Arc::new(Inner {
             connection,
             peer,
             role,
+            config,
             machine: Mutex::new(machine),
             wake: Notify::new(),
             state: state_rx,
             schema_waiters: Mutex::new(HashMap::new()),
+            asks: AskLane::new(),
+            incoming_asks: Arc::new(Semaphore::new(max_asks)),
+            incoming,
+            incoming_rx: tokio::sync::Mutex::new(incoming_rx),
         });
         tokio::spawn(drive_control(inner.clone(), send, recv, state_tx));
+        tokio::spawn(accept_streams(inner.clone()));
         Self { inner }
+    }
+
+    /// Asks the peer: sends `payload` (an encoded `intent`) as a `REQUEST`
+    /// and waits for the one answer.
+    ///
+    /// Works right after [`Endpoint::connect`](crate::Endpoint::connect):
+    /// asks made during the capability handshake are pipelined.
+    pub async fn ask(&self, intent: IntentId, payload: Bytes) -> Result<tacit_wire::Envelope, AskError> {
+        self.ask_with(intent, payload, AskOptions::default()).await
+    }
+
+    /// Like [`ask`](Self::ask), with options: act, message id (for idempotent
+    /// retries), conversation, deadline.
+    pub async fn ask_with(
+        &self,
+        intent: IntentId,
+        payload: Bytes,
+        options: AskOptions,
+    ) -> Result<tacit_wire::Envelope, AskError> {
+        let inner = &self.inner;
+        let negotiated = match (inner.role, inner.negotiated()) {
+            (_, Some(negotiated)) => Some(negotiated),
+            // The dialer may pipeline asks behind its Hello, within the bound.
+            (Role::Dialer, None) => match inner.admit() {
+                Admission::Proceed => inner.negotiated(),
+                Admission::Hold => Some(inner.ready().await.map_err(AskError::NotSent)?),
+                Admission::Refuse(refusal) => {
+                    return Err(AskError::NotSent(SessionError::Refused { refusal, by_peer: false }));
+                }
+            },
+            (Role::Acceptor, None) => Some(inner.ready().await.map_err(AskError::NotSent)?),
+        };
+        let (intent_ref, max_frame_len) = match &negotiated {
+            Some(negotiated) => match negotiated.send_alias(&intent) {
+                Some(alias) => (IntentRef::Alias(alias), negotiated.limits.max_frame_len as usize),
+                None => return Err(AskError::NotNegotiated(intent)),
+            },
+            // Before the Welcome: the full id, within this agent's own limit.
+            None => (IntentRef::Id(intent), inner.local_max_frame_len()),
+        };
+        let message_id = options.message_id.unwrap_or_else(|| inner.fresh_id());
+        let mut envelope = tacit_wire::Envelope::new(intent_ref, options.act, message_id, payload);
+        envelope.conversation_id = options.conversation_id;
+        envelope.in_reply_to = options.in_reply_to;
+        envelope.deadline_micros = options.deadline.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        inner.asks.ask(&inner.connection, envelope, max_frame_len, options.deadline).await
+    }
+
+    /// The next ask (or other work) from the peer; `None` once the session
+    /// has ended.
+    pub async fn next_incoming(&self) -> Option<Incoming> {
+        let mut rx = self.inner.incoming_rx.lock().await;
+        tokio::select! {
+            incoming = rx.recv() => incoming,
+            _ = self.inner.connection.closed() => rx.try_recv().ok(),
+        }
     }
 
     /// The peer's AgentId, from its TLS certificate.
@@ -93,21 +204,12 @@ impl Session {
     /// Waits for the capability handshake and returns what was negotiated
     /// (the peer's card, intents, limits, aliases).
     pub async fn ready(&self) -> Result<Arc<Negotiated>, SessionError> {
-        let mut state = self.inner.state.clone();
-        let outcome = state.wait_for(|s| !matches!(s, State::Handshaking)).await;
-        match outcome.as_deref() {
-            Ok(State::Ready(negotiated)) => Ok(negotiated.clone()),
-            Ok(State::Failed(e)) => Err(e.clone()),
-            _ => Err(SessionError::ConnectionLost("the session driver stopped".into())),
-        }
+        self.inner.ready().await
     }
 
     /// What is negotiated now, if the handshake has finished.
     pub fn negotiated(&self) -> Option<Arc<Negotiated>> {
-        match &*self.inner.state.borrow() {
-            State::Ready(negotiated) => Some(negotiated.clone()),
-            _ => None,
-        }
+        self.inner.negotiated()
     }
 
     /// Tells the peer this agent now also offers `offers`.
@@ -251,4 +353,49 @@ fn fail_schema_waiters(inner: &Inner) {
     for waiter in waiters.into_values().flatten() {
         let _ = waiter.send(Err(Refusal::new(ErrorCode::ControlStreamClosed, "the session ended")));
     }
+}
+
+/// Accepts the streams the peer opens and serves each by its kind.
+async fn accept_streams(inner: Arc<Inner>) {
+    while let Ok((send, recv)) = inner.connection.accept_bi().await {
+        tokio::spawn(serve_stream(inner.clone(), send, recv));
+    }
+}
+
+/// Reads a stream's kind (its first varint) and hands it to its lane.
+async fn serve_stream(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let mut buffer = BytesMut::new();
+    let kind = loop {
+        if let Some(kind) = read_varint(&mut buffer) {
+            break Some(kind);
+        }
+        if buffer.len() >= 10 {
+            break None;
+        }
+        match recv.read_chunk(16, true).await {
+            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
+            _ => return,
+        }
+    };
+    match kind {
+        Some(stream_kind::ASK) => serve_ask_stream(inner, send, recv, buffer).await,
+        _ => {
+            let code = quinn::VarInt::from_u32(ErrorCode::InvalidStreamKind as u32);
+            let _ = recv.stop(code);
+            let _ = send.reset(code);
+        }
+    }
+}
+
+/// Takes a varint off the front of `buffer`.
+fn read_varint(buffer: &mut BytesMut) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &byte) in buffer.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let _ = buffer.split_to(i + 1);
+            return Some(value);
+        }
+    }
+    None
 }

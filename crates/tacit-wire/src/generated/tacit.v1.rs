@@ -192,6 +192,25 @@ pub enum ErrorCode {
     InvalidCapabilities = 524,
     /// The control stream ended before the handshake did.
     ControlStreamClosed = 525,
+    /// The intent is not negotiated for this direction of the session.
+    IntentNotNegotiated = 769,
+    /// More asks in flight than the receiver's max_concurrent_asks.
+    TooManyAsks = 770,
+    /// The ask's deadline passed before a reply.
+    DeadlineExceeded = 771,
+    /// The asker cancelled the ask.
+    Cancelled = 772,
+    /// The receiver's handler finished without replying.
+    NoReply = 773,
+    /// The agent is shutting down.
+    Shutdown = 774,
+    /// A stream began with a kind this version does not know.
+    InvalidStreamKind = 775,
+    /// A message arrived on a stream whose role does not allow it (e.g. a reply
+    /// to no ask, a request on a tell stream).
+    ProtocolViolation = 776,
+    /// The receiver's handler failed.
+    HandlerFailed = 777,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -225,6 +244,15 @@ impl ErrorCode {
             Self::TooManySchemaRequests => "ERROR_CODE_TOO_MANY_SCHEMA_REQUESTS",
             Self::InvalidCapabilities => "ERROR_CODE_INVALID_CAPABILITIES",
             Self::ControlStreamClosed => "ERROR_CODE_CONTROL_STREAM_CLOSED",
+            Self::IntentNotNegotiated => "ERROR_CODE_INTENT_NOT_NEGOTIATED",
+            Self::TooManyAsks => "ERROR_CODE_TOO_MANY_ASKS",
+            Self::DeadlineExceeded => "ERROR_CODE_DEADLINE_EXCEEDED",
+            Self::Cancelled => "ERROR_CODE_CANCELLED",
+            Self::NoReply => "ERROR_CODE_NO_REPLY",
+            Self::Shutdown => "ERROR_CODE_SHUTDOWN",
+            Self::InvalidStreamKind => "ERROR_CODE_INVALID_STREAM_KIND",
+            Self::ProtocolViolation => "ERROR_CODE_PROTOCOL_VIOLATION",
+            Self::HandlerFailed => "ERROR_CODE_HANDLER_FAILED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -255,6 +283,15 @@ impl ErrorCode {
             "ERROR_CODE_TOO_MANY_SCHEMA_REQUESTS" => Some(Self::TooManySchemaRequests),
             "ERROR_CODE_INVALID_CAPABILITIES" => Some(Self::InvalidCapabilities),
             "ERROR_CODE_CONTROL_STREAM_CLOSED" => Some(Self::ControlStreamClosed),
+            "ERROR_CODE_INTENT_NOT_NEGOTIATED" => Some(Self::IntentNotNegotiated),
+            "ERROR_CODE_TOO_MANY_ASKS" => Some(Self::TooManyAsks),
+            "ERROR_CODE_DEADLINE_EXCEEDED" => Some(Self::DeadlineExceeded),
+            "ERROR_CODE_CANCELLED" => Some(Self::Cancelled),
+            "ERROR_CODE_NO_REPLY" => Some(Self::NoReply),
+            "ERROR_CODE_SHUTDOWN" => Some(Self::Shutdown),
+            "ERROR_CODE_INVALID_STREAM_KIND" => Some(Self::InvalidStreamKind),
+            "ERROR_CODE_PROTOCOL_VIOLATION" => Some(Self::ProtocolViolation),
+            "ERROR_CODE_HANDLER_FAILED" => Some(Self::HandlerFailed),
             _ => None,
         }
     }

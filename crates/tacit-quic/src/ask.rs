@@ -1,0 +1,322 @@
+//! The ask lane: request → exactly one reply.
+//!
+//! Mapping (see docs/PROTOCOL.md, "Streams"): each side sends its asks on one
+//! long-lived bidirectional *ask stream* it opens on first use; the peer
+//! answers on the same stream, matching replies to requests by
+//! `in_reply_to`. Replies may come in any order. A CANCEL envelope withdraws
+//! an ask. Frames are batched by one writer task per stream direction, so
+//! concurrent asks share packets.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use prost::Message as _;
+use tacit_handshake::Refusal;
+use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, FrameDecoder, FrameEncoder, IntentId, IntentRef, pb};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::SessionError;
+
+/// The first varint of every stream except the control stream: what it carries.
+pub(crate) mod stream_kind {
+    /// A long-lived bidirectional stream of asks (requests out, replies back).
+    pub(crate) const ASK: u64 = 0x01;
+}
+
+/// Frames the writer task batches into one write at most.
+const MAX_BATCH: usize = 64;
+
+/// Options of one ask.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AskOptions {
+    /// The performative (default `REQUEST`; `QUERY`, `CFP`, `SUBSCRIBE` also ask).
+    pub act: Act,
+    /// The message id; set it to the id of an earlier attempt to retry
+    /// idempotently. Default: a fresh id.
+    pub message_id: Option<u64>,
+    /// The conversation this ask belongs to.
+    pub conversation_id: ConversationId,
+    /// The message this ask answers, if any.
+    pub in_reply_to: u64,
+    /// How long to wait for the reply; the peer learns it too. Default: none.
+    pub deadline: Option<Duration>,
+}
+
+impl Default for AskOptions {
+    fn default() -> Self {
+        Self {
+            act: Act::Request,
+            message_id: None,
+            conversation_id: ConversationId::none(),
+            in_reply_to: 0,
+            deadline: None,
+        }
+    }
+}
+
+impl AskOptions {
+    /// Sets the deadline.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the message id (for idempotent retries).
+    pub fn message_id(mut self, id: u64) -> Self {
+        self.message_id = Some(id);
+        self
+    }
+
+    /// Sets the act.
+    pub fn act(mut self, act: Act) -> Self {
+        self.act = act;
+        self
+    }
+
+    /// Sets the conversation.
+    pub fn conversation(mut self, conversation_id: ConversationId) -> Self {
+        self.conversation_id = conversation_id;
+        self
+    }
+}
+
+/// How an ask ended, when it did not end in a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// The peer answered with an error act (`REFUSE`, `FAILURE`,
+    /// `NOT_UNDERSTOOD`) and a code. The ask reached the peer.
+    #[error("the peer answered {act:?}: {refusal}")]
+    Remote {
+        /// The act of the answer.
+        act: Act,
+        /// Its code and reason.
+        refusal: Refusal,
+    },
+    /// The intent is not negotiated for sending to this peer; nothing was sent.
+    #[error("intent {0} is not negotiated for sending to this peer")]
+    NotNegotiated(IntentId),
+    /// The ask was not sent: the session failed first. Safe to retry.
+    #[error("the ask was not sent: {0}")]
+    NotSent(SessionError),
+    /// The connection was lost after the ask was sent: it may or may not
+    /// have run. Retry with the same message id to run it at most once.
+    #[error("outcome unknown, the connection was lost after sending: {0}")]
+    Unknown(String),
+    /// No reply before the deadline; the peer was told to cancel. The ask may
+    /// have run.
+    #[error("no reply within the deadline")]
+    DeadlineExceeded,
+    /// The request is larger than the peer accepts.
+    #[error("the request is {len} bytes, more than the peer's limit of {max}")]
+    TooLarge {
+        /// The encoded length.
+        len: usize,
+        /// The negotiated maximum frame size.
+        max: usize,
+    },
+}
+
+/// Asks waiting for replies, and whether the ask stream has ended (then no
+/// new ask may wait on it).
+#[derive(Debug, Default)]
+struct PendingState {
+    waiters: HashMap<u64, oneshot::Sender<Result<Envelope, AskError>>>,
+    closed: Option<String>,
+}
+
+type Pending = Arc<Mutex<PendingState>>;
+
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, PendingState> {
+    pending.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The asking side of one session: the ask stream this agent opened, and
+/// the asks waiting for replies on it.
+#[derive(Debug)]
+pub(crate) struct AskLane {
+    writer: tokio::sync::OnceCell<mpsc::UnboundedSender<Bytes>>,
+    pending: Pending,
+    next_id: AtomicU64,
+}
+
+impl AskLane {
+    pub(crate) fn new() -> Self {
+        // Message ids start at a random point so that ids of a restarted
+        // agent do not collide with its earlier ones in a peer's dedup window.
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Self {
+            writer: tokio::sync::OnceCell::new(),
+            pending: Arc::new(Mutex::new(PendingState::default())),
+            next_id: AtomicU64::new(u64::from_le_bytes(seed) | 1),
+        }
+    }
+
+    pub(crate) fn fresh_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The writer of this agent's ask stream, opening it on first use.
+    async fn writer(&self, connection: &quinn::Connection) -> Result<&mpsc::UnboundedSender<Bytes>, SessionError> {
+        self.writer
+            .get_or_try_init(|| async {
+                let (mut send, recv) = connection.open_bi().await.map_err(crate::session::connection_error)?;
+                let mut kind = BytesMut::new();
+                tacit_wire::put_prefix(stream_kind::ASK, &mut kind);
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(kind.freeze());
+                tokio::spawn(async move { write_frames(&mut send, rx).await });
+                tokio::spawn(read_replies(recv, self.pending.clone()));
+                Ok(tx)
+            })
+            .await
+    }
+
+    /// Sends `envelope` and waits for its reply.
+    pub(crate) async fn ask(
+        &self,
+        connection: &quinn::Connection,
+        envelope: Envelope,
+        max_frame_len: usize,
+        deadline: Option<Duration>,
+    ) -> Result<Envelope, AskError> {
+        let frame = FrameEncoder::new(max_frame_len)
+            .encode_to_bytes(&envelope)
+            .map_err(|_| AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len })?;
+        let writer = self.writer(connection).await.map_err(AskError::NotSent)?;
+        let id = envelope.message_id;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            if let Some(reason) = &pending.closed {
+                return Err(AskError::NotSent(SessionError::ConnectionLost(reason.clone())));
+            }
+            pending.waiters.insert(id, tx);
+        }
+        let mut guard = CancelOnDrop { lane: self, writer, envelope: Some(&envelope) };
+        if writer.send(frame).is_err() {
+            guard.disarm();
+            lock(&self.pending).waiters.remove(&id);
+            return Err(AskError::NotSent(SessionError::ConnectionLost("the ask stream is closed".into())));
+        }
+        let reply = match deadline {
+            None => rx.await,
+            Some(deadline) => match tokio::time::timeout(deadline, rx).await {
+                Ok(reply) => reply,
+                Err(_) => return Err(AskError::DeadlineExceeded),
+            },
+        };
+        guard.disarm();
+        match reply {
+            Ok(result) => result,
+            Err(_) => Err(AskError::Unknown("the ask stream ended".into())),
+        }
+    }
+}
+
+/// Withdraws an ask whose caller stopped waiting (dropped the future or hit
+/// the deadline): forgets it and tells the peer with a CANCEL envelope.
+struct CancelOnDrop<'a> {
+    lane: &'a AskLane,
+    writer: &'a mpsc::UnboundedSender<Bytes>,
+    envelope: Option<&'a Envelope>,
+}
+
+impl CancelOnDrop<'_> {
+    fn disarm(&mut self) {
+        self.envelope = None;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(request) = self.envelope.take() else { return };
+        lock(&self.lane.pending).waiters.remove(&request.message_id);
+        let mut cancel = Envelope::new(request.intent, Act::Cancel, self.lane.fresh_id(), Bytes::new());
+        cancel.in_reply_to = request.message_id;
+        if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(&cancel) {
+            let _ = self.writer.send(frame);
+        }
+    }
+}
+
+/// Writes frames from `rx` to `send`, batching whatever is queued.
+pub(crate) async fn write_frames(send: &mut quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if send.write_all_chunks(&mut batch).await.is_err() {
+            return;
+        }
+        batch.clear();
+    }
+    let _ = send.finish();
+}
+
+/// Reads replies on this agent's ask stream and hands each to its ask.
+async fn read_replies(mut recv: quinn::RecvStream, pending: Pending) {
+    let mut decoder = FrameDecoder::default();
+    let mut buffer = BytesMut::new();
+    let reason = loop {
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
+            Ok(None) => break "the peer closed the ask stream".to_owned(),
+            Err(e) => break e.to_string(),
+        }
+        loop {
+            match decoder.decode(&mut buffer) {
+                Ok(Some(frame)) => deliver_reply(frame, &pending),
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = recv.stop(quinn::VarInt::from_u32(e.code() as u32));
+                    break;
+                }
+            }
+        }
+    };
+    let waiting = {
+        let mut pending = lock(&pending);
+        pending.closed = Some(reason.clone());
+        std::mem::take(&mut pending.waiters)
+    };
+    for (_, waiter) in waiting {
+        let _ = waiter.send(Err(AskError::Unknown(reason.clone())));
+    }
+}
+
+fn deliver_reply(frame: Bytes, pending: &Pending) {
+    let Ok(reply) = Envelope::decode(frame) else { return };
+    let Some(waiter) = lock(pending).waiters.remove(&reply.in_reply_to) else {
+        return;
+    };
+    let result = match reply.act {
+        Act::Refuse | Act::Failure | Act::NotUnderstood => {
+            let refusal = pb::Refusal::decode(reply.payload.clone()).unwrap_or_default();
+            let code = ErrorCode::try_from(refusal.code).unwrap_or(ErrorCode::Unspecified);
+            Err(AskError::Remote { act: reply.act, refusal: Refusal::new(code, refusal.reason) })
+        }
+        _ => Ok(reply),
+    };
+    let _ = waiter.send(result);
+}
+
+/// An error answer to `request`: `act` with a `Refusal` payload.
+pub(crate) fn error_reply(request: &Envelope, act: Act, code: ErrorCode, reason: &str, id: u64) -> Envelope {
+    let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned() };
+    let mut reply = Envelope::new(request.intent, act, id, Bytes::from(refusal.encode_to_vec()));
+    reply.in_reply_to = request.message_id;
+    reply.conversation_id = request.conversation_id;
+    reply
+}
+
+/// The intent an envelope refers to, if resolvable with what is negotiated.
+pub(crate) fn resolve_intent(negotiated: &tacit_handshake::Negotiated, intent: IntentRef) -> Option<IntentId> {
+    match intent {
+        IntentRef::Alias(alias) => negotiated.resolve_alias(alias).map(|intent| intent.id),
+        IntentRef::Id(id) => negotiated.can_receive(&id).then_some(id),
+    }
+}

@@ -1,0 +1,229 @@
+//! The receiving side of the lanes: asks arriving from the peer, each with a
+//! [`Responder`] that sends exactly one answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tacit_handshake::Admission;
+use tacit_wire::{Act, Envelope, ErrorCode, FrameDecoder, FrameEncoder, IntentId, IntentRef};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+
+use crate::ask::{error_reply, resolve_intent, write_frames};
+use crate::session::Inner;
+
+/// Something the peer sent that the application handles.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Incoming {
+    /// An ask: answer it through its responder.
+    Ask(IncomingAsk),
+}
+
+/// An ask from the peer, with the means to answer it.
+#[derive(Debug)]
+pub struct IncomingAsk {
+    /// The request as it arrived (payload not yet decoded).
+    pub envelope: Envelope,
+    /// The intent it carries, resolved from its alias or id.
+    pub intent: IntentId,
+    /// Answers the ask.
+    pub responder: Responder,
+}
+
+type Cancels = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
+
+/// Sends the one answer to an ask. Dropping it unanswered answers
+/// `FAILURE` with `NO_REPLY`, so the asker is never left waiting.
+#[derive(Debug)]
+pub struct Responder {
+    writer: mpsc::UnboundedSender<Bytes>,
+    request: Envelope,
+    reply_id: u64,
+    cancels: Cancels,
+    cancelled: Option<oneshot::Receiver<()>>,
+    answered: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Responder {
+    /// Answers with `INFORM` and the reply intent `intent` encoded in `payload`.
+    pub fn reply(self, intent: IntentId, payload: Bytes) {
+        self.reply_with(Act::Inform, IntentRef::Id(intent), payload);
+    }
+
+    /// Answers with any act and intent reference.
+    pub fn reply_with(mut self, act: Act, intent: IntentRef, payload: Bytes) {
+        let mut reply = Envelope::new(intent, act, self.reply_id, payload);
+        reply.in_reply_to = self.request.message_id;
+        reply.conversation_id = self.request.conversation_id;
+        self.send(&reply);
+    }
+
+    /// Answers `REFUSE` with a code and reason: the agent will not do it.
+    pub fn refuse(mut self, code: ErrorCode, reason: &str) {
+        let reply = error_reply(&self.request, Act::Refuse, code, reason, self.reply_id);
+        self.send(&reply);
+    }
+
+    /// Answers `FAILURE` with a code and reason: the attempt failed.
+    pub fn fail(mut self, code: ErrorCode, reason: &str) {
+        let reply = error_reply(&self.request, Act::Failure, code, reason, self.reply_id);
+        self.send(&reply);
+    }
+
+    /// Resolves when the asker cancels the ask (or gives up on it).
+    pub async fn cancelled(&mut self) {
+        match self.cancelled.as_mut() {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether the asker has cancelled the ask.
+    pub fn is_cancelled(&mut self) -> bool {
+        match self.cancelled.as_mut().map(oneshot::Receiver::try_recv) {
+            Some(Ok(())) | Some(Err(oneshot::error::TryRecvError::Closed)) => true,
+            Some(Err(oneshot::error::TryRecvError::Empty)) | None => false,
+        }
+    }
+
+    fn send(&mut self, reply: &Envelope) {
+        self.answered = true;
+        self.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.request.message_id);
+        if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(reply) {
+            let _ = self.writer.send(frame);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.answered {
+            let reply = error_reply(
+                &self.request,
+                Act::Failure,
+                ErrorCode::NoReply,
+                "the handler did not reply",
+                self.reply_id,
+            );
+            self.send(&reply);
+        }
+    }
+}
+
+/// Serves one ask stream the peer opened: reads requests, resolves and
+/// admits them, hands them to the application, writes the answers back.
+pub(crate) async fn serve_ask_stream(
+    inner: Arc<Inner>,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    initial: BytesMut,
+) {
+    let (writer, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut send = send;
+        write_frames(&mut send, rx).await;
+    });
+    let cancels: Cancels = Arc::new(Mutex::new(HashMap::new()));
+    let mut decoder = FrameDecoder::new(inner.local_max_frame_len());
+    let mut buffer = initial;
+    loop {
+        loop {
+            match decoder.decode(&mut buffer) {
+                Ok(Some(frame)) => {
+                    if let Err(code) = handle_request(&inner, frame, &writer, &cancels).await {
+                        let _ = recv.stop(quinn::VarInt::from_u32(code as u32));
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = recv.stop(quinn::VarInt::from_u32(e.code() as u32));
+                    return;
+                }
+            }
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    // The asker closed its side: cancel whatever it still waits for.
+    for (_, cancel) in std::mem::take(&mut *cancels.lock().unwrap_or_else(|e| e.into_inner())) {
+        let _ = cancel.send(());
+    }
+}
+
+/// Handles one frame of an ask stream. An error code means the stream is
+/// unusable (a malformed envelope) and is stopped with that code.
+async fn handle_request(
+    inner: &Arc<Inner>,
+    frame: Bytes,
+    writer: &mpsc::UnboundedSender<Bytes>,
+    cancels: &Cancels,
+) -> Result<(), ErrorCode> {
+    let request = Envelope::decode(frame).map_err(|e| e.code())?;
+    let answer = |reply: Envelope| {
+        if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(&reply) {
+            let _ = writer.send(frame);
+        }
+    };
+    match request.act {
+        Act::Cancel => {
+            if let Some(cancel) = cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&request.in_reply_to) {
+                let _ = cancel.send(());
+            }
+            return Ok(());
+        }
+        Act::Request | Act::Query | Act::Cfp | Act::Subscribe | Act::Propose => {}
+        _ => {
+            let reason = format!("{:?} is not an ask", request.act);
+            answer(error_reply(&request, Act::NotUnderstood, ErrorCode::ProtocolViolation, &reason, inner.fresh_id()));
+            return Ok(());
+        }
+    }
+    // The pipelining rule: work that arrives during the handshake is held
+    // (bounded) until it ends, or refused with its code.
+    let negotiated = match inner.admit() {
+        Admission::Proceed | Admission::Hold => match inner.ready().await {
+            Ok(negotiated) => negotiated,
+            Err(e) => {
+                let code = e.code();
+                answer(error_reply(&request, Act::Refuse, code, &e.to_string(), inner.fresh_id()));
+                return Ok(());
+            }
+        },
+        Admission::Refuse(refusal) => {
+            answer(error_reply(&request, Act::Refuse, refusal.code, &refusal.reason, inner.fresh_id()));
+            return Ok(());
+        }
+    };
+    let Some(intent) = resolve_intent(&negotiated, request.intent) else {
+        let reason = format!("intent {:?} is not negotiated", request.intent);
+        answer(error_reply(&request, Act::NotUnderstood, ErrorCode::IntentNotNegotiated, &reason, inner.fresh_id()));
+        return Ok(());
+    };
+    let Ok(permit) = inner.incoming_asks.clone().try_acquire_owned() else {
+        let reason = format!("more than {} asks in flight", inner.local_max_concurrent_asks());
+        answer(error_reply(&request, Act::Refuse, ErrorCode::TooManyAsks, &reason, inner.fresh_id()));
+        return Ok(());
+    };
+    let (cancel_tx, cancel_rx) = oneshot::channel();
+    cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(request.message_id, cancel_tx);
+    let responder = Responder {
+        writer: writer.clone(),
+        request: request.clone(),
+        reply_id: inner.fresh_id(),
+        cancels: cancels.clone(),
+        cancelled: Some(cancel_rx),
+        answered: false,
+        _permit: permit,
+    };
+    // Waits while the application's queue is full: back-pressure reaches
+    // the peer through QUIC flow control on this stream.
+    let _ = inner.incoming.send(Incoming::Ask(IncomingAsk { envelope: request, intent, responder })).await;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! The ask lane over loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
+use tacit_quic::{AskError, AskOptions, Endpoint, Incoming, IncomingAsk, Session};
+use tacit_wire::{Act, ErrorCode, IntentId};
+
+const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+const ECHO: IntentId = IntentId::from_bytes([1; 32]);
+const HOLD: IntentId = IntentId::from_bytes([2; 32]);
+const ONLY_SERVER: IntentId = IntentId::from_bytes([3; 32]);
+
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future).await.expect("test step timed out")
+}
+
+/// A server that handles ECHO and HOLD, a client that emits both, connected.
+async fn pair(server_caps: Capabilities) -> (Endpoint, Endpoint, Session, Session) {
+    let server = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[1; 32]))
+        .card(AgentCard::new("server"))
+        .capabilities(
+            server_caps
+                .with_intent(IntentOffer::handles(ECHO, "t.Echo"))
+                .with_intent(IntentOffer::handles(HOLD, "t.Hold"))
+                .with_intent(IntentOffer::handles(ONLY_SERVER, "t.OnlyServer")),
+        )
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let client = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[2; 32]))
+        .card(AgentCard::new("client"))
+        .capabilities(
+            Capabilities::default()
+                .with_intent(IntentOffer::emits(ECHO, "t.Echo"))
+                .with_intent(IntentOffer::emits(HOLD, "t.Hold")),
+        )
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let dialed = within(client.connect(server.local_addr().unwrap(), Some(server.agent_id()))).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap().unwrap();
+    (server, client, dialed, accepted)
+}
+
+/// Answers ECHO asks with their payload; hands HOLD asks to `held`.
+fn serve(session: Session, held: tokio::sync::mpsc::UnboundedSender<IncomingAsk>) {
+    tokio::spawn(async move {
+        while let Some(Incoming::Ask(ask)) = session.next_incoming().await {
+            if ask.intent == ECHO {
+                let payload = ask.envelope.payload.clone();
+                ask.responder.reply(ECHO, payload);
+            } else {
+                let _ = held.send(ask);
+            }
+        }
+    });
+}
+
+#[tokio::test]
+async fn ask_gets_its_reply_even_pipelined() {
+    let (_server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    let (held, _rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    // Sent right after connect, before the Welcome: pipelined with the full id.
+    let reply = within(dialed.ask(ECHO, Bytes::from_static(b"hello"))).await.unwrap();
+    assert_eq!(&reply.payload[..], b"hello");
+    assert_eq!(reply.act, Act::Inform);
+    // After the handshake: by alias.
+    within(dialed.ready()).await.unwrap();
+    let reply = within(dialed.ask(ECHO, Bytes::from_static(b"again"))).await.unwrap();
+    assert_eq!(&reply.payload[..], b"again");
+}
+
+#[tokio::test]
+async fn thousand_concurrent_asks_on_one_session() {
+    let (_server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    let (held, _rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    within(dialed.ready()).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000u32 {
+        let session = dialed.clone();
+        tasks.spawn(async move {
+            let reply = session.ask(ECHO, Bytes::from(i.to_le_bytes().to_vec())).await.unwrap();
+            assert_eq!(&reply.payload[..], i.to_le_bytes());
+        });
+    }
+    let mut done = 0;
+    while let Some(result) = within(tasks.join_next()).await {
+        result.unwrap();
+        done += 1;
+    }
+    assert_eq!(done, 1000);
+}
+
+#[tokio::test]
+async fn unnegotiated_intent_is_refused_without_a_handler_call() {
+    let (_server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    let (held, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    within(dialed.ready()).await.unwrap();
+    // The client does not emit ONLY_SERVER: refused locally, nothing sent.
+    let err = within(dialed.ask(ONLY_SERVER, Bytes::new())).await.unwrap_err();
+    assert_eq!(err, AskError::NotNegotiated(ONLY_SERVER));
+    // An intent nobody offered.
+    let unknown = IntentId::from_bytes([9; 32]);
+    assert_eq!(within(dialed.ask(unknown, Bytes::new())).await.unwrap_err(), AskError::NotNegotiated(unknown));
+    assert!(held_rx.try_recv().is_err(), "no handler saw anything");
+}
+
+#[tokio::test]
+async fn pipelined_unknown_intent_gets_not_understood() {
+    let (_server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    let (held, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    // Before the Welcome the client cannot know; the server answers.
+    let unknown = IntentId::from_bytes([9; 32]);
+    match within(dialed.ask(unknown, Bytes::new())).await {
+        Err(AskError::Remote { act, refusal }) => {
+            assert_eq!((act, refusal.code), (Act::NotUnderstood, ErrorCode::IntentNotNegotiated));
+        }
+        // The Welcome may have won the race: then it is refused locally.
+        Err(AskError::NotNegotiated(id)) => assert_eq!(id, unknown),
+        other => panic!("{other:?}"),
+    }
+    assert!(held_rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn remote_refusal_and_missing_reply_carry_codes() {
+    let (_server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    let (held, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    let asker = dialed.clone();
+    let refused = tokio::spawn(async move { asker.ask(HOLD, Bytes::new()).await });
+    let ask = within(held_rx.recv()).await.unwrap();
+    ask.responder.refuse(ErrorCode::Unspecified, "not today");
+    match within(refused).await.unwrap() {
+        Err(AskError::Remote { act: Act::Refuse, refusal }) => assert_eq!(refusal.reason, "not today"),
+        other => panic!("{other:?}"),
+    }
+    let asker = dialed.clone();
+    let dropped = tokio::spawn(async move { asker.ask(HOLD, Bytes::new()).await });
+    drop(within(held_rx.recv()).await.unwrap());
+    match within(dropped).await.unwrap() {
+        Err(AskError::Remote { act: Act::Failure, refusal }) => assert_eq!(refusal.code, ErrorCode::NoReply),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deadline_and_cancel_reach_the_handler() {
+    let (_server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    let (held, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    within(dialed.ready()).await.unwrap();
+    let options = AskOptions::default().deadline(Duration::from_millis(200));
+    let asker = dialed.clone();
+    let asking = tokio::spawn(async move { asker.ask_with(HOLD, Bytes::new(), options).await });
+    let mut ask = within(held_rx.recv()).await.unwrap();
+    assert!(ask.envelope.deadline_micros > 0 && ask.envelope.deadline_micros <= 200_000);
+    assert_eq!(within(asking).await.unwrap(), Err(AskError::DeadlineExceeded));
+    within(ask.responder.cancelled()).await;
+    assert!(ask.responder.is_cancelled());
+
+    // Dropping the ask future cancels too.
+    let asker = dialed.clone();
+    let asking = tokio::spawn(async move { asker.ask(HOLD, Bytes::new()).await });
+    let mut ask = within(held_rx.recv()).await.unwrap();
+    asking.abort();
+    within(ask.responder.cancelled()).await;
+}
+
+#[tokio::test]
+async fn too_many_concurrent_asks_are_refused() {
+    let mut caps = Capabilities::default();
+    caps.limits.max_concurrent_asks(2);
+    let (_server, _client, dialed, accepted) = pair(caps).await;
+    let (held, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    within(dialed.ready()).await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let asker = dialed.clone();
+        waiting.push(tokio::spawn(async move { asker.ask(HOLD, Bytes::new()).await }));
+    }
+    let first = within(held_rx.recv()).await.unwrap();
+    let second = within(held_rx.recv()).await.unwrap();
+    match within(dialed.ask(HOLD, Bytes::new())).await {
+        Err(AskError::Remote { act: Act::Refuse, refusal }) => assert_eq!(refusal.code, ErrorCode::TooManyAsks),
+        other => panic!("{other:?}"),
+    }
+    // Echo asks are refused too while the limit is reached, then work again.
+    first.responder.reply(HOLD, Bytes::new());
+    second.responder.reply(HOLD, Bytes::new());
+    for task in waiting {
+        within(task).await.unwrap().unwrap();
+    }
+    within(dialed.ask(ECHO, Bytes::from_static(b"ok"))).await.unwrap();
+}
+
+#[tokio::test]
+async fn connection_lost_after_sending_is_unknown() {
+    let (server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    let (held, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    within(dialed.ready()).await.unwrap();
+    let asker = dialed.clone();
+    let asking = tokio::spawn(async move { asker.ask(HOLD, Bytes::new()).await });
+    let _ask = within(held_rx.recv()).await.unwrap();
+    server.close(ErrorCode::Shutdown, b"going away");
+    match within(asking).await.unwrap() {
+        Err(AskError::Unknown(_)) => {}
+        other => panic!("expected Unknown, got {other:?}"),
+    }
+    // Asks after the loss are not sent, and say so.
+    match within(dialed.ask(ECHO, Bytes::new())).await {
+        Err(AskError::NotSent(_)) | Err(AskError::Unknown(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
