@@ -24,6 +24,8 @@ use crate::error::SessionError;
 pub(crate) mod stream_kind {
     /// A long-lived bidirectional stream of asks (requests out, replies back).
     pub(crate) const ASK: u64 = 0x01;
+    /// A long-lived unidirectional stream of tells (one-way envelopes).
+    pub(crate) const TELL: u64 = 0x02;
 }
 
 /// Frames the writer task batches into one write at most.

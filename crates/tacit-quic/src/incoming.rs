@@ -18,6 +18,20 @@ use crate::session::Inner;
 pub enum Incoming {
     /// An ask: answer it through its responder.
     Ask(IncomingAsk),
+    /// A one-way message (tell), delivered reliably and in order.
+    Tell(IncomingMessage),
+    /// A one-way message that came as a QUIC datagram: unreliable, unordered.
+    Datagram(IncomingMessage),
+}
+
+/// A one-way message from the peer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IncomingMessage {
+    /// The message as it arrived (payload not yet decoded).
+    pub envelope: Envelope,
+    /// The intent it carries, resolved from its alias or id.
+    pub intent: IntentId,
 }
 
 /// An ask from the peer, with the means to answer it.
@@ -226,4 +240,58 @@ async fn handle_request(
     // the peer through QUIC flow control on this stream.
     let _ = inner.incoming.send(Incoming::Ask(IncomingAsk { envelope: request, intent, responder })).await;
     Ok(())
+}
+
+/// Serves one tell stream the peer opened: each frame is a one-way envelope.
+/// Envelopes whose intent is not negotiated are dropped (there is no one to
+/// answer); a malformed frame stops the stream with its code.
+pub(crate) async fn serve_tell_stream(inner: Arc<Inner>, mut recv: quinn::RecvStream, initial: BytesMut) {
+    let mut decoder = FrameDecoder::new(inner.local_max_frame_len());
+    let mut buffer = initial;
+    let Ok(negotiated) = inner.ready().await else { return };
+    loop {
+        loop {
+            match decoder.decode(&mut buffer) {
+                Ok(Some(frame)) => {
+                    let envelope = match Envelope::decode(frame) {
+                        Ok(envelope) => envelope,
+                        Err(e) => {
+                            let _ = recv.stop(quinn::VarInt::from_u32(e.code() as u32));
+                            return;
+                        }
+                    };
+                    let negotiated = inner.negotiated().unwrap_or_else(|| negotiated.clone());
+                    let Some(intent) = resolve_intent(&negotiated, envelope.intent) else {
+                        tracing::debug!(intent = ?envelope.intent, "dropped a tell with an unnegotiated intent");
+                        continue;
+                    };
+                    let message = IncomingMessage { envelope, intent };
+                    if inner.incoming.send(Incoming::Tell(message)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = recv.stop(quinn::VarInt::from_u32(e.code() as u32));
+                    return;
+                }
+            }
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// Reads the peer's datagrams: each is one envelope, without a length prefix.
+/// Malformed or unnegotiated datagrams are dropped; when the application's
+/// queue is full, new datagrams are dropped too (they are unreliable anyway).
+pub(crate) async fn serve_datagrams(inner: Arc<Inner>) {
+    while let Ok(datagram) = inner.connection.read_datagram().await {
+        let Some(negotiated) = inner.negotiated() else { continue };
+        let Ok(envelope) = Envelope::decode(datagram) else { continue };
+        let Some(intent) = resolve_intent(&negotiated, envelope.intent) else { continue };
+        let _ = inner.incoming.try_send(Incoming::Datagram(IncomingMessage { envelope, intent }));
+    }
 }

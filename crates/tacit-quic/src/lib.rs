@@ -21,5 +21,5 @@ pub use ask::{AskError, AskOptions};
 pub use config::TransportLimits;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{AcceptError, BindError, ConnectError, SessionError};
-pub use incoming::{Incoming, IncomingAsk, Responder};
+pub use incoming::{Incoming, IncomingAsk, IncomingMessage, Responder};
 pub use session::Session;

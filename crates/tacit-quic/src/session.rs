@@ -18,7 +18,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
 use crate::ask::{AskError, AskLane, AskOptions, stream_kind};
 use crate::error::SessionError;
-use crate::incoming::{Incoming, serve_ask_stream};
+use crate::incoming::{Incoming, serve_ask_stream, serve_datagrams, serve_tell_stream};
 
 /// Incoming asks and other work queued for the application at most.
 const INCOMING_QUEUE: usize = 1024;
@@ -35,7 +35,7 @@ type SchemaWaiters = HashMap<IntentId, Vec<oneshot::Sender<Result<(String, Bytes
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    connection: quinn::Connection,
+    pub(crate) connection: quinn::Connection,
     peer: AgentId,
     role: Role,
     config: Arc<HandshakeConfig>,
@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     state: watch::Receiver<State>,
     schema_waiters: Mutex<SchemaWaiters>,
     asks: AskLane,
+    /// The writer of this agent's tell stream, opened on first use.
+    tells: tokio::sync::OnceCell<mpsc::UnboundedSender<Bytes>>,
     /// Asks from the peer being handled now; bounded by this agent's
     /// `max_concurrent_asks`.
     pub(crate) incoming_asks: Arc<Semaphore>,
@@ -71,7 +73,7 @@ impl Inner {
         }
     }
 
-    fn negotiated(&self) -> Option<Arc<Negotiated>> {
+    pub(crate) fn negotiated(&self) -> Option<Arc<Negotiated>> {
         match &*self.state.borrow() {
             State::Ready(negotiated) => Some(negotiated.clone()),
             _ => None,
@@ -121,13 +123,64 @@ impl Session {
             state: state_rx,
             schema_waiters: Mutex::new(HashMap::new()),
             asks: AskLane::new(),
+            tells: tokio::sync::OnceCell::new(),
             incoming_asks: Arc::new(Semaphore::new(max_asks)),
             incoming,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
         });
         tokio::spawn(drive_control(inner.clone(), send, recv, state_tx));
         tokio::spawn(accept_streams(inner.clone()));
+        tokio::spawn(accept_uni_streams(inner.clone()));
+        tokio::spawn(serve_datagrams(inner.clone()));
         Self { inner }
+    }
+
+    /// Tells the peer: sends `payload` (an encoded `intent`) one way, as
+    /// `INFORM`, reliably and in order with other tells. Returns once queued.
+    pub async fn tell(&self, intent: IntentId, payload: Bytes) -> Result<(), AskError> {
+        let (envelope, max_frame_len) = self.one_way(intent, payload).await?;
+        let frame = tacit_wire::FrameEncoder::new(max_frame_len)
+            .encode_to_bytes(&envelope)
+            .map_err(|_| AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len })?;
+        let writer = self
+            .inner
+            .tells
+            .get_or_try_init(|| async {
+                let mut send = self.inner.connection.open_uni().await.map_err(connection_error)?;
+                let mut kind = BytesMut::new();
+                tacit_wire::put_prefix(stream_kind::TELL, &mut kind);
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(kind.freeze());
+                tokio::spawn(async move { crate::ask::write_frames(&mut send, rx).await });
+                Ok(tx)
+            })
+            .await
+            .map_err(AskError::NotSent)?;
+        writer.send(frame).map_err(|_| AskError::NotSent(SessionError::ConnectionLost("tell stream closed".into())))
+    }
+
+    /// Sends `payload` (an encoded `intent`) as one QUIC datagram:
+    /// unreliable, unordered, for small messages (presence, progress).
+    pub async fn send_datagram(&self, intent: IntentId, payload: Bytes) -> Result<(), AskError> {
+        let (envelope, _) = self.one_way(intent, payload).await?;
+        let bytes = envelope.encode_to_bytes();
+        let max = self.inner.connection.max_datagram_size().unwrap_or(0);
+        if bytes.len() > max {
+            return Err(AskError::TooLarge { len: bytes.len(), max });
+        }
+        self.inner
+            .connection
+            .send_datagram(bytes)
+            .map_err(|e| AskError::NotSent(SessionError::ConnectionLost(e.to_string())))
+    }
+
+    /// Builds a one-way envelope once the handshake is done.
+    async fn one_way(&self, intent: IntentId, payload: Bytes) -> Result<(tacit_wire::Envelope, usize), AskError> {
+        let negotiated = self.inner.ready().await.map_err(AskError::NotSent)?;
+        let alias = negotiated.send_alias(&intent).ok_or(AskError::NotNegotiated(intent))?;
+        let envelope =
+            tacit_wire::Envelope::new(IntentRef::Alias(alias), tacit_wire::Act::Inform, self.inner.fresh_id(), payload);
+        Ok((envelope, negotiated.limits.max_frame_len as usize))
     }
 
     /// Asks the peer: sends `payload` (an encoded `intent`) as a `REQUEST`
@@ -362,22 +415,47 @@ async fn accept_streams(inner: Arc<Inner>) {
     }
 }
 
-/// Reads a stream's kind (its first varint) and hands it to its lane.
-async fn serve_stream(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+/// Accepts the unidirectional streams the peer opens.
+async fn accept_uni_streams(inner: Arc<Inner>) {
+    while let Ok(mut recv) = inner.connection.accept_uni().await {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let Some((kind, buffer)) = read_stream_kind(&mut recv).await else { return };
+            if kind == stream_kind::TELL {
+                serve_tell_stream(inner, recv, buffer).await;
+            } else {
+                let _ = recv.stop(quinn::VarInt::from_u32(ErrorCode::InvalidStreamKind as u32));
+            }
+        });
+    }
+}
+
+/// Reads a stream's kind: its first varint. `None` if the stream ends first
+/// or the varint is malformed.
+async fn read_stream_kind(recv: &mut quinn::RecvStream) -> Option<(u64, BytesMut)> {
     let mut buffer = BytesMut::new();
-    let kind = loop {
+    loop {
         if let Some(kind) = read_varint(&mut buffer) {
-            break Some(kind);
+            return Some((kind, buffer));
         }
         if buffer.len() >= 10 {
-            break None;
+            let _ = recv.stop(quinn::VarInt::from_u32(ErrorCode::VarintOverlong as u32));
+            return None;
         }
         match recv.read_chunk(16, true).await {
             Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
-            _ => return,
+            _ => return None,
         }
+    }
+}
+
+/// Reads a stream's kind (its first varint) and hands it to its lane.
+async fn serve_stream(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let Some((kind, buffer)) = read_stream_kind(&mut recv).await else {
+        let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::InvalidStreamKind as u32));
+        return;
     };
-    match kind {
+    match Some(kind) {
         Some(stream_kind::ASK) => serve_ask_stream(inner, send, recv, buffer).await,
         _ => {
             let code = quinn::VarInt::from_u32(ErrorCode::InvalidStreamKind as u32);

@@ -224,3 +224,31 @@ async fn connection_lost_after_sending_is_unknown() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn tells_and_datagrams_arrive() {
+    let (_server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    within(dialed.ready()).await.unwrap();
+    for i in 0..100u32 {
+        within(dialed.tell(ECHO, Bytes::from(i.to_le_bytes().to_vec()))).await.unwrap();
+    }
+    // Tells arrive reliably and in order.
+    for i in 0..100u32 {
+        match within(accepted.next_incoming()).await {
+            Some(Incoming::Tell(message)) => {
+                assert_eq!(message.intent, ECHO);
+                assert_eq!(&message.envelope.payload[..], i.to_le_bytes());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(within(dialed.tell(ONLY_SERVER, Bytes::new())).await, Err(AskError::NotNegotiated(ONLY_SERVER)));
+    // Datagrams: unreliable in general, but loopback delivers this one.
+    within(dialed.send_datagram(ECHO, Bytes::from_static(b"ping"))).await.unwrap();
+    match within(accepted.next_incoming()).await {
+        Some(Incoming::Datagram(message)) => assert_eq!(&message.envelope.payload[..], b"ping"),
+        other => panic!("{other:?}"),
+    }
+    let too_big = Bytes::from(vec![0; 4000]);
+    assert!(matches!(within(dialed.send_datagram(ECHO, too_big)).await, Err(AskError::TooLarge { .. })));
+}
