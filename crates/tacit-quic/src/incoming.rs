@@ -15,6 +15,9 @@ use crate::session::Inner;
 /// Something the peer sent that the application handles.
 #[derive(Debug)]
 #[non_exhaustive]
+// Moved once per message through a channel; boxing the ask would cost an
+// allocation per message instead.
+#[allow(clippy::large_enum_variant)]
 pub enum Incoming {
     /// An ask: answer it through its responder.
     Ask(IncomingAsk),
