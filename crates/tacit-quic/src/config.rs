@@ -14,6 +14,7 @@ pub struct TransportLimits {
     pub(crate) stream_receive_window: u32,
     pub(crate) max_concurrent_streams: u32,
     pub(crate) max_pending_handshakes: usize,
+    pub(crate) dedup_window: usize,
 }
 
 impl Default for TransportLimits {
@@ -26,6 +27,7 @@ impl Default for TransportLimits {
             stream_receive_window: 2 * 1024 * 1024,
             max_concurrent_streams: 512,
             max_pending_handshakes: 256,
+            dedup_window: 4096,
         }
     }
 }
@@ -73,6 +75,14 @@ impl TransportLimits {
     /// refused (default 256).
     pub fn max_pending_handshakes(&mut self, count: usize) -> &mut Self {
         self.max_pending_handshakes = count;
+        self
+    }
+
+    /// How many recent asks (over all peers) the idempotent-retry window
+    /// remembers with their answers (default 4096; 0 turns it off). An ask
+    /// re-sent with the same message id while in the window runs at most once.
+    pub fn dedup_window(&mut self, asks: usize) -> &mut Self {
+        self.dedup_window = asks;
         self
     }
 

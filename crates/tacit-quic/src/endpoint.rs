@@ -8,6 +8,7 @@ use tacit_handshake::{AgentCard, AgentId, Capabilities, HandshakeConfig, Identit
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::TransportLimits;
+use crate::dedup::Dedup;
 use crate::error::{AcceptError, BindError, ConnectError};
 use crate::session::Session;
 use crate::tls::{self, Credentials, ServerCheck};
@@ -62,6 +63,7 @@ impl EndpointBuilder {
             transport,
             pending_handshakes: Arc::new(Semaphore::new(self.limits.max_pending_handshakes)),
             handshake: Arc::new(handshake),
+            dedup: Arc::new(Dedup::new(self.limits.dedup_window)),
             limits: self.limits,
         });
         let (ready_tx, ready_rx) = mpsc::channel(1);
@@ -99,7 +101,7 @@ async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Ses
         let connection = incoming.await?;
         let peer = tls::peer_agent_id(&connection).ok_or(AcceptError::NoPeerIdentity)?;
         let (send, recv) = connection.accept_bi().await?;
-        Ok(Session::start(connection, peer, Role::Acceptor, shared.handshake.clone(), send, recv))
+        Ok(Session::start(connection, peer, Role::Acceptor, shared.handshake.clone(), shared.dedup.clone(), send, recv))
     };
     tokio::time::timeout(shared.limits.handshake_timeout, work).await.unwrap_or(Err(AcceptError::Timeout))
 }
@@ -111,6 +113,7 @@ struct Shared {
     transport: Arc<quinn::TransportConfig>,
     handshake: Arc<HandshakeConfig>,
     pending_handshakes: Arc<Semaphore>,
+    dedup: Arc<Dedup>,
     limits: TransportLimits,
 }
 
@@ -178,7 +181,15 @@ impl Endpoint {
         };
         let peer = tls::peer_agent_id(&connection).ok_or(ConnectError::NoPeerIdentity)?;
         let (send, recv) = connection.open_bi().await.map_err(ConnectError::Connection)?;
-        Ok(Session::start(connection, peer, Role::Dialer, self.shared.handshake.clone(), send, recv))
+        Ok(Session::start(
+            connection,
+            peer,
+            Role::Dialer,
+            self.shared.handshake.clone(),
+            self.shared.dedup.clone(),
+            send,
+            recv,
+        ))
     }
 
     /// Accepts the next incoming session; `None` once the endpoint is closed.

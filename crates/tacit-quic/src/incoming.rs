@@ -10,6 +10,7 @@ use tacit_wire::{Act, Envelope, ErrorCode, FrameDecoder, FrameEncoder, IntentId,
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::ask::{error_reply, resolve_intent, write_frames};
+use crate::dedup::{AskKey, Begin, Dedup};
 use crate::session::Inner;
 
 /// Something the peer sent that the application handles.
@@ -60,6 +61,8 @@ pub struct Responder {
     cancels: Cancels,
     cancelled: Option<oneshot::Receiver<()>>,
     answered: bool,
+    /// The retry window entry to complete with the answer.
+    dedup: Option<(Arc<Dedup>, AskKey)>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -109,6 +112,9 @@ impl Responder {
 
     fn send(&mut self, reply: &Envelope) {
         self.answered = true;
+        if let Some((dedup, key)) = self.dedup.take() {
+            dedup.finish(key, reply);
+        }
         self.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.request.message_id);
         if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(reply) {
             let _ = self.writer.send(frame);
@@ -223,9 +229,22 @@ async fn handle_request(
         answer(error_reply(&request, Act::NotUnderstood, ErrorCode::IntentNotNegotiated, &reason, inner.fresh_id()));
         return Ok(());
     };
+    // Idempotent retry: the same message id from the same agent runs once.
+    let key = (inner.peer_id(), request.message_id);
+    match inner.dedup.begin(key, writer) {
+        Begin::Run => {}
+        Begin::Answered(previous) => {
+            answer(previous);
+            return Ok(());
+        }
+        Begin::Joined => return Ok(()),
+    }
     let Ok(permit) = inner.incoming_asks.clone().try_acquire_owned() else {
         let reason = format!("more than {} asks in flight", inner.local_max_concurrent_asks());
-        answer(error_reply(&request, Act::Refuse, ErrorCode::TooManyAsks, &reason, inner.fresh_id()));
+        let refusal = error_reply(&request, Act::Refuse, ErrorCode::TooManyAsks, &reason, inner.fresh_id());
+        // Refused before running: a retry may run it later.
+        inner.dedup.abandon(key, &refusal);
+        answer(refusal);
         return Ok(());
     };
     let (cancel_tx, cancel_rx) = oneshot::channel();
@@ -237,6 +256,7 @@ async fn handle_request(
         cancels: cancels.clone(),
         cancelled: Some(cancel_rx),
         answered: false,
+        dedup: Some((inner.dedup.clone(), key)),
         _permit: permit,
     };
     // Waits while the application's queue is full: back-pressure reaches

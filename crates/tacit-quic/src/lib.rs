@@ -11,6 +11,7 @@
 
 mod ask;
 mod config;
+mod dedup;
 mod endpoint;
 mod error;
 mod incoming;

@@ -17,6 +17,7 @@ use tacit_wire::{ErrorCode, IntentId, IntentRef};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
 use crate::ask::{AskError, AskLane, AskOptions, stream_kind};
+use crate::dedup::Dedup;
 use crate::error::SessionError;
 use crate::incoming::{Incoming, serve_ask_stream, serve_datagrams, serve_tell_stream};
 
@@ -51,10 +52,16 @@ pub(crate) struct Inner {
     /// `max_concurrent_asks`.
     pub(crate) incoming_asks: Arc<Semaphore>,
     pub(crate) incoming: mpsc::Sender<Incoming>,
+    /// The endpoint's idempotent-retry window.
+    pub(crate) dedup: Arc<Dedup>,
     incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
 }
 
 impl Inner {
+    pub(crate) fn peer_id(&self) -> AgentId {
+        self.peer
+    }
+
     pub(crate) fn fresh_id(&self) -> u64 {
         self.asks.fresh_id()
     }
@@ -102,6 +109,7 @@ impl Session {
         peer: AgentId,
         role: Role,
         config: Arc<HandshakeConfig>,
+        dedup: Arc<Dedup>,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> Self {
@@ -126,6 +134,7 @@ impl Session {
             tells: tokio::sync::OnceCell::new(),
             incoming_asks: Arc::new(Semaphore::new(max_asks)),
             incoming,
+            dedup,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
         });
         tokio::spawn(drive_control(inner.clone(), send, recv, state_tx));

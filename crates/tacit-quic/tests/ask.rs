@@ -252,3 +252,58 @@ async fn tells_and_datagrams_arrive() {
     let too_big = Bytes::from(vec![0; 4000]);
     assert!(matches!(within(dialed.send_datagram(ECHO, too_big)).await, Err(AskError::TooLarge { .. })));
 }
+
+#[tokio::test]
+async fn idempotent_retry_runs_once_across_connections() {
+    let (server, client, dialed, accepted) = pair(Capabilities::default()).await;
+    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    // Every session the server accepts runs HOLD asks: count, wait for release, reply.
+    let handle = |session: Session| {
+        let (executions, release_rx) = (executions.clone(), release_rx.clone());
+        tokio::spawn(async move {
+            while let Some(Incoming::Ask(ask)) = session.next_incoming().await {
+                executions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut release = release_rx.clone();
+                tokio::spawn(async move {
+                    let _ = release.wait_for(|released| *released).await;
+                    ask.responder.reply(HOLD, Bytes::from_static(b"done"));
+                });
+            }
+        });
+    };
+    handle(accepted);
+    within(dialed.ready()).await.unwrap();
+    let options = AskOptions::default().message_id(777);
+
+    // First attempt: runs, then the connection is lost before the reply.
+    let asker = dialed.clone();
+    let first_options = options.clone();
+    let first = tokio::spawn(async move { asker.ask_with(HOLD, Bytes::new(), first_options).await });
+    while executions.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    dialed.close(ErrorCode::Unspecified, "network died");
+    assert!(matches!(within(first).await.unwrap(), Err(AskError::Unknown(_)) | Err(AskError::NotSent(_))));
+
+    // Retry on a new connection while the first run is still going: it waits for that run.
+    let again = within(client.connect(server.local_addr().unwrap(), Some(server.agent_id()))).await.unwrap();
+    handle(within(server.accept()).await.unwrap().unwrap());
+    within(again.ready()).await.unwrap();
+    let asker = again.clone();
+    let retry_options = options.clone();
+    let retry = tokio::spawn(async move { asker.ask_with(HOLD, Bytes::new(), retry_options).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release_tx.send(true).unwrap();
+    let reply = within(retry).await.unwrap().unwrap();
+    assert_eq!(&reply.payload[..], b"done");
+
+    // A later retry gets the recorded answer.
+    let reply = within(again.ask_with(HOLD, Bytes::new(), options)).await.unwrap();
+    assert_eq!(&reply.payload[..], b"done");
+    assert_eq!(executions.load(std::sync::atomic::Ordering::SeqCst), 1, "ran exactly once");
+
+    // A new id runs again.
+    within(again.ask(HOLD, Bytes::new())).await.unwrap();
+    assert_eq!(executions.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

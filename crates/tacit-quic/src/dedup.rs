@@ -1,0 +1,147 @@
+//! The idempotent-retry window: an ask re-sent with the same message id (by
+//! the same agent, on any connection) runs at most once while it is in the
+//! window. The first attempt runs; a retry that arrives while it runs waits
+//! for its answer; a retry after it answered gets the same answer again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tacit_handshake::AgentId;
+use tacit_wire::{Envelope, FrameEncoder};
+use tokio::sync::mpsc;
+
+/// Identifies an ask across connections: who sent it, and its id.
+pub(crate) type AskKey = (AgentId, u64);
+
+/// Where a duplicate should get its answer: a stream writer and the
+/// duplicate's message id.
+type Waiter = mpsc::UnboundedSender<Bytes>;
+
+#[derive(Debug)]
+enum Entry {
+    Running(Vec<Waiter>),
+    Done(Envelope),
+}
+
+/// What to do with an incoming ask.
+#[derive(Debug)]
+pub(crate) enum Begin {
+    /// Run it.
+    Run,
+    /// It already ran: send this answer (its `in_reply_to` is the same id).
+    Answered(Envelope),
+    /// It is running; the answer will be written to this stream too.
+    Joined,
+}
+
+/// A bounded window of recent asks per endpoint.
+#[derive(Debug)]
+pub(crate) struct Dedup {
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<AskKey, Entry>,
+    order: VecDeque<AskKey>,
+}
+
+impl Dedup {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { capacity, state: Mutex::new(State::default()) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers an incoming ask; `writer` is where its answer goes.
+    pub(crate) fn begin(&self, key: AskKey, writer: &Waiter) -> Begin {
+        let mut state = self.state();
+        match state.entries.get_mut(&key) {
+            Some(Entry::Done(answer)) => Begin::Answered(answer.clone()),
+            Some(Entry::Running(waiters)) => {
+                waiters.push(writer.clone());
+                Begin::Joined
+            }
+            None => {
+                if self.capacity == 0 {
+                    return Begin::Run;
+                }
+                // Oldest first out; a running entry that falls out loses its
+                // duplicates' waiters, which then see their stream end.
+                while state.order.len() >= self.capacity {
+                    if let Some(old) = state.order.pop_front() {
+                        state.entries.remove(&old);
+                    }
+                }
+                state.entries.insert(key, Entry::Running(Vec::new()));
+                state.order.push_back(key);
+                Begin::Run
+            }
+        }
+    }
+
+    /// Forgets an ask that did not run (refused before its handler), telling
+    /// any duplicate that joined meanwhile the same answer.
+    pub(crate) fn abandon(&self, key: AskKey, answer: &Envelope) {
+        let waiters = match self.state().entries.remove(&key) {
+            Some(Entry::Running(waiters)) => waiters,
+            _ => Vec::new(),
+        };
+        send_to(waiters, answer);
+    }
+
+    /// Records the answer of a finished ask and sends it to the duplicates
+    /// waiting for it.
+    pub(crate) fn finish(&self, key: AskKey, answer: &Envelope) {
+        let waiters = {
+            let mut state = self.state();
+            match state.entries.get_mut(&key) {
+                Some(entry) => match std::mem::replace(entry, Entry::Done(answer.clone())) {
+                    Entry::Running(waiters) => waiters,
+                    Entry::Done(_) => Vec::new(),
+                },
+                None => Vec::new(),
+            }
+        };
+        send_to(waiters, answer);
+    }
+}
+
+fn send_to(waiters: Vec<Waiter>, answer: &Envelope) {
+    if waiters.is_empty() {
+        return;
+    }
+    if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(answer) {
+        for waiter in waiters {
+            let _ = waiter.send(frame.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tacit_handshake::Identity;
+    use tacit_wire::{Act, IntentRef};
+
+    #[test]
+    fn window_is_bounded() {
+        let dedup = Dedup::new(2);
+        let peer = Identity::from_secret_bytes(&[1; 32]).agent_id();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        assert!(matches!(dedup.begin((peer, 1), &tx), Begin::Run));
+        assert!(matches!(dedup.begin((peer, 1), &tx), Begin::Joined));
+        let answer = Envelope::new(IntentRef::Alias(1), Act::Inform, 9, Bytes::new());
+        dedup.finish((peer, 1), &answer);
+        assert!(matches!(dedup.begin((peer, 1), &tx), Begin::Answered(_)));
+        assert!(matches!(dedup.begin((peer, 2), &tx), Begin::Run));
+        assert!(matches!(dedup.begin((peer, 3), &tx), Begin::Run));
+        // The oldest (1) fell out of the window.
+        assert!(matches!(dedup.begin((peer, 1), &tx), Begin::Run));
+        assert_eq!(dedup.state().entries.len(), 2);
+    }
+}
