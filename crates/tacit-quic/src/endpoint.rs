@@ -9,8 +9,9 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::TransportLimits;
 use crate::dedup::Dedup;
+use crate::drain::Drain;
 use crate::error::{AcceptError, BindError, ConnectError};
-use crate::session::Session;
+use crate::session::{Session, SessionContext};
 use crate::tls::{self, Credentials, ServerCheck};
 
 /// Builds an [`Endpoint`]: identity, card, capabilities and limits.
@@ -64,6 +65,7 @@ impl EndpointBuilder {
             pending_handshakes: Arc::new(Semaphore::new(self.limits.max_pending_handshakes)),
             handshake: Arc::new(handshake),
             dedup: Arc::new(Dedup::new(self.limits.dedup_window)),
+            drain: Arc::new(Drain::default()),
             limits: self.limits,
         });
         let (ready_tx, ready_rx) = mpsc::channel(1);
@@ -101,7 +103,7 @@ async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Ses
         let connection = incoming.await?;
         let peer = tls::peer_agent_id(&connection).ok_or(AcceptError::NoPeerIdentity)?;
         let (send, recv) = connection.accept_bi().await?;
-        Ok(Session::start(connection, peer, Role::Acceptor, shared.handshake.clone(), shared.dedup.clone(), send, recv))
+        Ok(Session::start(connection, peer, Role::Acceptor, shared.context(), send, recv))
     };
     tokio::time::timeout(shared.limits.handshake_timeout, work).await.unwrap_or(Err(AcceptError::Timeout))
 }
@@ -114,7 +116,14 @@ struct Shared {
     handshake: Arc<HandshakeConfig>,
     pending_handshakes: Arc<Semaphore>,
     dedup: Arc<Dedup>,
+    drain: Arc<Drain>,
     limits: TransportLimits,
+}
+
+impl Shared {
+    fn context(&self) -> SessionContext {
+        SessionContext { handshake: self.handshake.clone(), dedup: self.dedup.clone(), drain: self.drain.clone() }
+    }
 }
 
 /// A QUIC endpoint speaking Tacit: dials and accepts sessions with other agents.
@@ -181,15 +190,7 @@ impl Endpoint {
         };
         let peer = tls::peer_agent_id(&connection).ok_or(ConnectError::NoPeerIdentity)?;
         let (send, recv) = connection.open_bi().await.map_err(ConnectError::Connection)?;
-        Ok(Session::start(
-            connection,
-            peer,
-            Role::Dialer,
-            self.shared.handshake.clone(),
-            self.shared.dedup.clone(),
-            send,
-            recv,
-        ))
+        Ok(Session::start(connection, peer, Role::Dialer, self.shared.context(), send, recv))
     }
 
     /// Accepts the next incoming session; `None` once the endpoint is closed.
@@ -198,6 +199,20 @@ impl Endpoint {
     /// once (more connections are refused); this returns them as they finish.
     pub async fn accept(&self) -> Option<Result<Session, AcceptError>> {
         self.accepted.lock().await.recv().await
+    }
+
+    /// Shuts down gracefully: stops accepting connections, stops reading new
+    /// asks, waits up to `drain` for the asks being handled to be answered and
+    /// their answers acknowledged, then closes every connection with
+    /// `SHUTDOWN`. Returns how many asks or reply streams were still busy when
+    /// the connections closed (their askers see an unknown outcome).
+    pub async fn shutdown(&self, drain: std::time::Duration) -> usize {
+        self.shared.drain.begin();
+        self.inner.set_server_config(None);
+        let unanswered = self.shared.drain.wait(drain).await;
+        self.close(tacit_wire::ErrorCode::Shutdown, b"shutting down");
+        let _ = tokio::time::timeout(drain, self.inner.wait_idle()).await;
+        unanswered
     }
 
     /// Closes every connection with `code` and stops accepting.

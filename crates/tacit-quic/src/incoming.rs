@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::ask::{error_reply, resolve_intent, write_frames};
 use crate::dedup::{AskKey, Begin, Dedup};
+use crate::drain::Drain;
 use crate::session::Inner;
 
 /// Something the peer sent that the application handles.
@@ -63,6 +64,8 @@ pub struct Responder {
     answered: bool,
     /// The retry window entry to complete with the answer.
     dedup: Option<(Arc<Dedup>, AskKey)>,
+    /// Counts this ask as in flight until answered.
+    drain: Arc<Drain>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -112,6 +115,7 @@ impl Responder {
 
     fn send(&mut self, reply: &Envelope) {
         self.answered = true;
+        self.drain.leave();
         if let Some((dedup, key)) = self.dedup.take() {
             dedup.finish(key, reply);
         }
@@ -146,9 +150,15 @@ pub(crate) async fn serve_ask_stream(
     initial: BytesMut,
 ) {
     let (writer, rx) = mpsc::unbounded_channel();
+    // The reply stream counts as busy until its data is acknowledged, so a
+    // graceful shutdown does not cut answers off.
+    let drain = inner.drain.clone();
+    drain.enter();
     tokio::spawn(async move {
         let mut send = send;
         write_frames(&mut send, rx).await;
+        let _ = send.stopped().await;
+        drain.leave();
     });
     let cancels: Cancels = Arc::new(Mutex::new(HashMap::new()));
     let mut decoder = FrameDecoder::new(inner.local_max_frame_len());
@@ -169,9 +179,27 @@ pub(crate) async fn serve_ask_stream(
                 }
             }
         }
-        match recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
-            Ok(None) | Err(_) => break,
+        let draining = inner.drain.is_shutting_down();
+        if draining && cancels.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            // Shutting down and every ask read from this stream is answered:
+            // read no more, so the reply stream can finish and be acknowledged.
+            let _ = recv.stop(quinn::VarInt::from_u32(ErrorCode::Shutdown as u32));
+            return;
+        }
+        let recheck = async {
+            if draining {
+                // While draining, look again shortly whether the last ask was answered.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            } else {
+                inner.drain.shutdown_begun().await;
+            }
+        };
+        tokio::select! {
+            chunk = recv.read_chunk(64 * 1024, true) => match chunk {
+                Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
+                Ok(None) | Err(_) => break,
+            },
+            () = recheck => {}
         }
     }
     // The asker closed its side: cancel whatever it still waits for.
@@ -229,6 +257,10 @@ async fn handle_request(
         answer(error_reply(&request, Act::NotUnderstood, ErrorCode::IntentNotNegotiated, &reason, inner.fresh_id()));
         return Ok(());
     };
+    if inner.drain.is_shutting_down() {
+        answer(error_reply(&request, Act::Refuse, ErrorCode::Shutdown, "the agent is shutting down", inner.fresh_id()));
+        return Ok(());
+    }
     // Idempotent retry: the same message id from the same agent runs once.
     let key = (inner.peer_id(), request.message_id);
     match inner.dedup.begin(key, writer) {
@@ -257,8 +289,10 @@ async fn handle_request(
         cancelled: Some(cancel_rx),
         answered: false,
         dedup: Some((inner.dedup.clone(), key)),
+        drain: inner.drain.clone(),
         _permit: permit,
     };
+    inner.drain.enter();
     // Waits while the application's queue is full: back-pressure reaches
     // the peer through QUIC flow control on this stream.
     let _ = inner.incoming.send(Incoming::Ask(IncomingAsk { envelope: request, intent, responder })).await;

@@ -12,6 +12,7 @@
 mod ask;
 mod config;
 mod dedup;
+mod drain;
 mod endpoint;
 mod error;
 mod incoming;

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
 use crate::ask::{AskError, AskLane, AskOptions, stream_kind};
 use crate::dedup::Dedup;
+use crate::drain::Drain;
 use crate::error::SessionError;
 use crate::incoming::{Incoming, serve_ask_stream, serve_datagrams, serve_tell_stream};
 
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) incoming: mpsc::Sender<Incoming>,
     /// The endpoint's idempotent-retry window.
     pub(crate) dedup: Arc<Dedup>,
+    /// The endpoint's shutdown state.
+    pub(crate) drain: Arc<Drain>,
     incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
 }
 
@@ -96,6 +99,17 @@ impl Inner {
     }
 }
 
+/// What every session of an endpoint shares.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionContext {
+    /// The capability handshake configuration.
+    pub(crate) handshake: Arc<HandshakeConfig>,
+    /// The idempotent-retry window.
+    pub(crate) dedup: Arc<Dedup>,
+    /// The graceful-shutdown state.
+    pub(crate) drain: Arc<Drain>,
+}
+
 /// A session with a peer agent. Cheap to clone; all clones share it.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -108,11 +122,11 @@ impl Session {
         connection: quinn::Connection,
         peer: AgentId,
         role: Role,
-        config: Arc<HandshakeConfig>,
-        dedup: Arc<Dedup>,
+        context: SessionContext,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> Self {
+        let SessionContext { handshake: config, dedup, drain } = context;
         let now = Instant::now();
         let machine = match role {
             Role::Dialer => Handshake::dialer(config.clone(), now),
@@ -135,6 +149,7 @@ impl Session {
             incoming_asks: Arc::new(Semaphore::new(max_asks)),
             incoming,
             dedup,
+            drain,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
         });
         tokio::spawn(drive_control(inner.clone(), send, recv, state_tx));

@@ -307,3 +307,49 @@ async fn idempotent_retry_runs_once_across_connections() {
     within(again.ask(HOLD, Bytes::new())).await.unwrap();
     assert_eq!(executions.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn graceful_shutdown_answers_in_flight_asks() {
+    let (server, _client, dialed, accepted) = pair(Capabilities::default()).await;
+    let (held, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(accepted, held);
+    within(dialed.ready()).await.unwrap();
+    let mut asks = tokio::task::JoinSet::new();
+    for i in 0..100u32 {
+        let asker = dialed.clone();
+        asks.spawn(async move { (i, asker.ask(HOLD, Bytes::from(i.to_le_bytes().to_vec())).await) });
+    }
+    let mut in_flight = Vec::new();
+    for _ in 0..100 {
+        in_flight.push(within(held_rx.recv()).await.unwrap());
+    }
+    // Shut down while 100 asks are being handled.
+    let shutting_down = {
+        let server = server.clone();
+        tokio::spawn(async move { server.shutdown(Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // New asks are refused explicitly.
+    match within(dialed.ask(ECHO, Bytes::new())).await {
+        Err(AskError::Remote { act: Act::Refuse, refusal }) => assert_eq!(refusal.code, ErrorCode::Shutdown),
+        other => panic!("{other:?}"),
+    }
+    // The handlers finish; every in-flight ask gets its own reply.
+    for ask in in_flight {
+        let payload = ask.envelope.payload.clone();
+        ask.responder.reply(HOLD, payload);
+    }
+    assert_eq!(within(shutting_down).await.unwrap(), 0, "nothing left unanswered");
+    let mut replied = 0;
+    while let Some(result) = within(asks.join_next()).await {
+        let (i, reply) = result.unwrap();
+        assert_eq!(&reply.unwrap().payload[..], i.to_le_bytes());
+        replied += 1;
+    }
+    assert_eq!(replied, 100);
+    // Then the session is closed with SHUTDOWN.
+    match within(dialed.closed()).await {
+        tacit_quic::SessionError::Refused { refusal, by_peer: true } => assert_eq!(refusal.code, ErrorCode::Shutdown),
+        other => panic!("{other:?}"),
+    }
+}
