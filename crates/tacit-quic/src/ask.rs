@@ -164,7 +164,11 @@ impl AskLane {
     }
 
     /// The writer of this agent's ask stream, opening it on first use.
-    async fn writer(&self, connection: &quinn::Connection) -> Result<&mpsc::UnboundedSender<Bytes>, SessionError> {
+    async fn writer(
+        &self,
+        connection: &quinn::Connection,
+        local_max_frame_len: usize,
+    ) -> Result<&mpsc::UnboundedSender<Bytes>, SessionError> {
         self.writer
             .get_or_try_init(|| async {
                 let (mut send, recv) = connection.open_bi().await.map_err(crate::session::connection_error)?;
@@ -173,7 +177,7 @@ impl AskLane {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let _ = tx.send(kind.freeze());
                 tokio::spawn(async move { write_frames(&mut send, rx).await });
-                tokio::spawn(read_replies(recv, self.pending.clone()));
+                tokio::spawn(read_replies(recv, self.pending.clone(), local_max_frame_len));
                 Ok(tx)
             })
             .await
@@ -185,12 +189,13 @@ impl AskLane {
         connection: &quinn::Connection,
         envelope: Envelope,
         max_frame_len: usize,
+        local_max_frame_len: usize,
         deadline: Option<Duration>,
     ) -> Result<Envelope, AskError> {
         let frame = FrameEncoder::new(max_frame_len)
             .encode_to_bytes(&envelope)
             .map_err(|_| AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len })?;
-        let writer = self.writer(connection).await.map_err(AskError::NotSent)?;
+        let writer = self.writer(connection, local_max_frame_len).await.map_err(AskError::NotSent)?;
         let id = envelope.message_id;
         let (tx, rx) = oneshot::channel();
         {
@@ -260,10 +265,10 @@ pub(crate) async fn write_frames(send: &mut quinn::SendStream, mut rx: mpsc::Unb
 }
 
 /// Reads replies on this agent's ask stream and hands each to its ask.
-async fn read_replies(mut recv: quinn::RecvStream, pending: Pending) {
-    let mut decoder = FrameDecoder::default();
+async fn read_replies(mut recv: quinn::RecvStream, pending: Pending, max_frame_len: usize) {
+    let mut decoder = FrameDecoder::new(max_frame_len);
     let mut buffer = BytesMut::new();
-    let reason = loop {
+    let reason = 'read: loop {
         match recv.read_chunk(64 * 1024, true).await {
             Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
             Ok(None) => break "the peer closed the ask stream".to_owned(),
@@ -275,7 +280,7 @@ async fn read_replies(mut recv: quinn::RecvStream, pending: Pending) {
                 Ok(None) => break,
                 Err(e) => {
                     let _ = recv.stop(quinn::VarInt::from_u32(e.code() as u32));
-                    break;
+                    break 'read format!("the peer sent a malformed reply: {e}");
                 }
             }
         }

@@ -250,7 +250,7 @@ impl Session {
         envelope.conversation_id = options.conversation_id;
         envelope.in_reply_to = options.in_reply_to;
         envelope.deadline_micros = options.deadline.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        inner.asks.ask(&inner.connection, envelope, max_frame_len, options.deadline).await
+        inner.asks.ask(&inner.connection, envelope, max_frame_len, inner.local_max_frame_len(), options.deadline).await
     }
 
     /// The next ask (or other work) from the peer; `None` once the session
