@@ -26,6 +26,8 @@ pub(crate) mod stream_kind {
     pub(crate) const ASK: u64 = 0x01;
     /// A long-lived unidirectional stream of tells (one-way envelopes).
     pub(crate) const TELL: u64 = 0x02;
+    /// A bidirectional stream for one streaming exchange.
+    pub(crate) const STREAM: u64 = 0x03;
 }
 
 /// Frames the writer task batches into one write at most.

@@ -27,6 +27,22 @@ pub enum Incoming {
     Tell(IncomingMessage),
     /// A one-way message that came as a QUIC datagram: unreliable, unordered.
     Datagram(IncomingMessage),
+    /// A stream lane the peer opened.
+    Stream(IncomingStream),
+}
+
+/// A stream lane the peer opened: its opening message, and both halves.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct IncomingStream {
+    /// The opening envelope (the peer's request).
+    pub envelope: Envelope,
+    /// The intent of the opening envelope.
+    pub intent: IntentId,
+    /// Sends this side's messages back.
+    pub sender: crate::stream::FrameSender,
+    /// Receives the peer's further messages.
+    pub receiver: crate::stream::FrameReceiver,
 }
 
 /// A one-way message from the peer.
@@ -351,4 +367,38 @@ pub(crate) async fn serve_datagrams(inner: Arc<Inner>) {
         let Some(intent) = resolve_intent(&negotiated, envelope.intent) else { continue };
         let _ = inner.incoming.try_send(Incoming::Datagram(IncomingMessage { envelope, intent }));
     }
+}
+
+/// Serves a stream lane the peer opened: reads and checks the opening
+/// envelope, then hands both halves to the application.
+pub(crate) async fn serve_stream_lane(
+    inner: Arc<Inner>,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    initial: BytesMut,
+) {
+    let max = inner.local_max_frame_len();
+    let mut receiver = crate::stream::FrameReceiver::new(recv, initial, max);
+    let Ok(Some(opening)) = receiver.recv().await else {
+        let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::ProtocolViolation as u32));
+        return;
+    };
+    let stop = |send: &mut quinn::SendStream, code: ErrorCode| {
+        let _ = send.reset(quinn::VarInt::from_u32(code as u32));
+    };
+    let negotiated = match inner.ready().await {
+        Ok(negotiated) => negotiated,
+        Err(e) => return stop(&mut send, e.code()),
+    };
+    if inner.drain.is_shutting_down() {
+        return stop(&mut send, ErrorCode::Shutdown);
+    }
+    let Some(intent) = resolve_intent(&negotiated, opening.intent) else {
+        return stop(&mut send, ErrorCode::IntentNotNegotiated);
+    };
+    let reply_intent = negotiated.send_alias(&intent).map_or(IntentRef::Id(intent), IntentRef::Alias);
+    let sender =
+        crate::stream::FrameSender::new(send, reply_intent, inner.fresh_id(), negotiated.limits.max_frame_len as usize);
+    let stream = IncomingStream { envelope: opening, intent, sender, receiver };
+    let _ = inner.incoming.send(Incoming::Stream(stream)).await;
 }

@@ -17,11 +17,13 @@ mod endpoint;
 mod error;
 mod incoming;
 mod session;
+mod stream;
 pub mod tls;
 
 pub use ask::{AskError, AskOptions};
 pub use config::TransportLimits;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{AcceptError, BindError, ConnectError, SessionError};
-pub use incoming::{Incoming, IncomingAsk, IncomingMessage, Responder};
+pub use incoming::{Incoming, IncomingAsk, IncomingMessage, IncomingStream, Responder};
 pub use session::Session;
+pub use stream::{FrameReceiver, FrameSender, StreamError};

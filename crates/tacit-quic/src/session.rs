@@ -20,7 +20,8 @@ use crate::ask::{AskError, AskLane, AskOptions, stream_kind};
 use crate::dedup::Dedup;
 use crate::drain::Drain;
 use crate::error::SessionError;
-use crate::incoming::{Incoming, serve_ask_stream, serve_datagrams, serve_tell_stream};
+use crate::incoming::{Incoming, serve_ask_stream, serve_datagrams, serve_stream_lane, serve_tell_stream};
+use crate::stream::{FrameReceiver, FrameSender, StreamError};
 
 /// Incoming asks and other work queued for the application at most.
 const INCOMING_QUEUE: usize = 1024;
@@ -181,6 +182,30 @@ impl Session {
             .await
             .map_err(AskError::NotSent)?;
         writer.send(frame).map_err(|_| AskError::NotSent(SessionError::ConnectionLost("tell stream closed".into())))
+    }
+
+    /// Opens a stream lane: sends `payload` (an encoded `intent`) as the
+    /// opening `SUBSCRIBE`, then many messages each way, each side ending its
+    /// direction explicitly ([`FrameSender::finish`]).
+    pub async fn open_stream(
+        &self,
+        intent: IntentId,
+        payload: Bytes,
+    ) -> Result<(FrameSender, FrameReceiver), StreamError> {
+        let negotiated = self.inner.ready().await.map_err(|e| StreamError::ConnectionLost(e.to_string()))?;
+        let alias = negotiated
+            .send_alias(&intent)
+            .ok_or(StreamError::Malformed(format!("intent {intent} is not negotiated")))?;
+        let max = negotiated.limits.max_frame_len as usize;
+        let opening_id = self.inner.fresh_id();
+        let envelope =
+            tacit_wire::Envelope::new(IntentRef::Alias(alias), tacit_wire::Act::Subscribe, opening_id, payload);
+        let opening = crate::stream::opening(&envelope, max)?;
+        let (mut send, recv) =
+            self.inner.connection.open_bi().await.map_err(|e| StreamError::ConnectionLost(e.to_string()))?;
+        send.write_chunk(opening).await.map_err(|e| StreamError::ConnectionLost(e.to_string()))?;
+        let sender = FrameSender::new(send, IntentRef::Alias(alias), opening_id, max);
+        Ok((sender, FrameReceiver::new(recv, BytesMut::new(), self.inner.local_max_frame_len())))
     }
 
     /// Sends `payload` (an encoded `intent`) as one QUIC datagram:
@@ -481,6 +506,7 @@ async fn serve_stream(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: 
     };
     match Some(kind) {
         Some(stream_kind::ASK) => serve_ask_stream(inner, send, recv, buffer).await,
+        Some(stream_kind::STREAM) => serve_stream_lane(inner, send, recv, buffer).await,
         _ => {
             let code = quinn::VarInt::from_u32(ErrorCode::InvalidStreamKind as u32);
             let _ = recv.stop(code);

@@ -1,0 +1,116 @@
+//! The stream lane over loopback: many messages each way, an explicit end,
+//! and truncation told apart from the end.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
+use tacit_quic::{Endpoint, Incoming, Session, StreamError};
+use tacit_wire::{Act, Envelope, ErrorCode, FrameEncoder, IntentId, IntentRef};
+
+const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+const FEED: IntentId = IntentId::from_bytes([4; 32]);
+
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future).await.expect("test step timed out")
+}
+
+/// A server whose stream handler echoes every message and reports how its
+/// receiving side ended.
+async fn setup() -> (Endpoint, Session, tokio::sync::mpsc::UnboundedReceiver<Result<usize, StreamError>>) {
+    let both = IntentOffer::handles(FEED, "t.Feed").and_emits();
+    let server = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[1; 32]))
+        .card(AgentCard::new("server"))
+        .capabilities(Capabilities::default().with_intent(both.clone()))
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let (report, reports) = tokio::sync::mpsc::unbounded_channel();
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(session)) = accepting.accept().await {
+            let report = report.clone();
+            tokio::spawn(async move {
+                while let Some(incoming) = session.next_incoming().await {
+                    let Incoming::Stream(mut stream) = incoming else { continue };
+                    let report = report.clone();
+                    tokio::spawn(async move {
+                        assert_eq!(stream.envelope.act, Act::Subscribe);
+                        let mut count = 0;
+                        let outcome = loop {
+                            match stream.receiver.recv().await {
+                                Ok(Some(message)) => {
+                                    count += 1;
+                                    stream.sender.send(message.payload).await.unwrap();
+                                }
+                                Ok(None) => break Ok(count),
+                                Err(e) => break Err(e),
+                            }
+                        };
+                        if outcome.is_ok() {
+                            stream.sender.finish().await.unwrap();
+                        }
+                        let _ = report.send(outcome);
+                    });
+                }
+            });
+        }
+    });
+    let client = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[2; 32]))
+        .card(AgentCard::new("client"))
+        .capabilities(Capabilities::default().with_intent(both))
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let session = within(client.connect(server.local_addr().unwrap(), None)).await.unwrap();
+    within(session.ready()).await.unwrap();
+    std::mem::forget(client);
+    (server, session, reports)
+}
+
+#[tokio::test]
+async fn many_messages_each_way_with_an_explicit_end() {
+    let (_server, session, mut reports) = setup().await;
+    let (mut sender, mut receiver) = within(session.open_stream(FEED, Bytes::from_static(b"subscribe"))).await.unwrap();
+    for i in 0..500u32 {
+        within(sender.send(Bytes::from(i.to_le_bytes().to_vec()))).await.unwrap();
+    }
+    within(sender.finish()).await.unwrap();
+    for i in 0..500u32 {
+        let message = within(receiver.recv()).await.unwrap().expect("a message, not the end");
+        assert_eq!(&message.payload[..], i.to_le_bytes());
+    }
+    assert_eq!(within(receiver.recv()).await, Ok(None));
+    assert_eq!(within(receiver.recv()).await, Ok(None));
+    assert_eq!(within(reports.recv()).await.unwrap(), Ok(500));
+}
+
+#[tokio::test]
+async fn truncation_and_abandonment_are_detected() {
+    let (_server, session, mut reports) = setup().await;
+    // A raw stream that opens properly, sends two messages, and finishes
+    // without the end marker.
+    let (mut send, _recv) = session.connection().open_bi().await.unwrap();
+    let alias = session.negotiated().unwrap().send_alias(&FEED).unwrap();
+    let mut bytes = BytesMut::new();
+    bytes.put_u8(0x03);
+    let encoder = FrameEncoder::default();
+    encoder.encode(&Envelope::new(IntentRef::Alias(alias), Act::Subscribe, 1, Bytes::new()), &mut bytes).unwrap();
+    for id in 2..4 {
+        encoder.encode(&Envelope::new(IntentRef::Alias(alias), Act::Inform, id, Bytes::new()), &mut bytes).unwrap();
+    }
+    send.write_all(&bytes).await.unwrap();
+    send.finish().unwrap();
+    assert_eq!(within(reports.recv()).await.unwrap(), Err(StreamError::Truncated));
+
+    // A sender dropped without finishing: the peer sees a reset with CANCELLED.
+    let (mut sender, mut receiver) = within(session.open_stream(FEED, Bytes::new())).await.unwrap();
+    within(sender.send(Bytes::from_static(b"one"))).await.unwrap();
+    // Once the echo is back, the handler is running; then abandon the stream.
+    assert_eq!(&within(receiver.recv()).await.unwrap().unwrap().payload[..], b"one");
+    drop(sender);
+    assert_eq!(within(reports.recv()).await.unwrap(), Err(StreamError::Reset(ErrorCode::Cancelled as u64)));
+}
