@@ -15,6 +15,8 @@ pub struct TransportLimits {
     pub(crate) max_concurrent_streams: u32,
     pub(crate) max_pending_handshakes: usize,
     pub(crate) dedup_window: usize,
+    pub(crate) max_connections_per_peer: usize,
+    pub(crate) max_stream_rate: u32,
 }
 
 impl Default for TransportLimits {
@@ -28,6 +30,8 @@ impl Default for TransportLimits {
             max_concurrent_streams: 512,
             max_pending_handshakes: 256,
             dedup_window: 4096,
+            max_connections_per_peer: 8,
+            max_stream_rate: 1000,
         }
     }
 }
@@ -83,6 +87,21 @@ impl TransportLimits {
     /// re-sent with the same message id while in the window runs at most once.
     pub fn dedup_window(&mut self, asks: usize) -> &mut Self {
         self.dedup_window = asks;
+        self
+    }
+
+    /// Connections one peer (by AgentId) may have to this endpoint at once;
+    /// more are closed with `TOO_MANY_CONNECTIONS` (default 8).
+    pub fn max_connections_per_peer(&mut self, count: usize) -> &mut Self {
+        self.max_connections_per_peer = count;
+        self
+    }
+
+    /// Streams a peer may open per second on one connection (counting those
+    /// it resets at once); a connection over it is closed with
+    /// `STREAM_RATE_EXCEEDED` (default 1000).
+    pub fn max_stream_rate(&mut self, per_second: u32) -> &mut Self {
+        self.max_stream_rate = per_second;
         self
     }
 

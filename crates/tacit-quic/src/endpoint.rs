@@ -66,6 +66,7 @@ impl EndpointBuilder {
             handshake: Arc::new(handshake),
             dedup: Arc::new(Dedup::new(self.limits.dedup_window)),
             drain: Arc::new(Drain::default()),
+            per_peer: Arc::default(),
             limits: self.limits,
         });
         let (ready_tx, ready_rx) = mpsc::channel(1);
@@ -99,13 +100,22 @@ async fn accept_loop(
 }
 
 async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Session, AcceptError> {
-    let work = async {
-        let connection = incoming.await?;
-        let peer = tls::peer_agent_id(&connection).ok_or(AcceptError::NoPeerIdentity)?;
-        let (send, recv) = connection.accept_bi().await?;
-        Ok(Session::start(connection, peer, Role::Acceptor, shared.context(), send, recv))
-    };
-    tokio::time::timeout(shared.limits.handshake_timeout, work).await.unwrap_or(Err(AcceptError::Timeout))
+    let deadline = tokio::time::Instant::now() + shared.limits.handshake_timeout;
+    let connection = tokio::time::timeout_at(deadline, incoming).await.map_err(|_| AcceptError::Timeout)??;
+    let peer = tls::peer_agent_id(&connection).ok_or(AcceptError::NoPeerIdentity)?;
+    if !shared.admit_connection(peer, &connection) {
+        return Err(AcceptError::TooManyConnections(peer));
+    }
+    match tokio::time::timeout_at(deadline, connection.accept_bi()).await {
+        Ok(Ok((send, recv))) => Ok(Session::start(connection, peer, Role::Acceptor, shared.context(), send, recv)),
+        Ok(Err(e)) => Err(AcceptError::Connection(e)),
+        Err(_) => {
+            // Free the peer's slot and tell it why.
+            let code = quinn::VarInt::from_u32(tacit_wire::ErrorCode::HandshakeTimeout as u32);
+            connection.close(code, b"no control stream before the handshake timeout");
+            Err(AcceptError::Timeout)
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -117,12 +127,47 @@ struct Shared {
     pending_handshakes: Arc<Semaphore>,
     dedup: Arc<Dedup>,
     drain: Arc<Drain>,
+    /// Open connections per peer, for `max_connections_per_peer`.
+    per_peer: Arc<Mutex<std::collections::HashMap<AgentId, usize>>>,
     limits: TransportLimits,
 }
 
 impl Shared {
     fn context(&self) -> SessionContext {
-        SessionContext { handshake: self.handshake.clone(), dedup: self.dedup.clone(), drain: self.drain.clone() }
+        SessionContext {
+            handshake: self.handshake.clone(),
+            dedup: self.dedup.clone(),
+            drain: self.drain.clone(),
+            max_stream_rate: self.limits.max_stream_rate,
+        }
+    }
+
+    /// Counts a new connection from `peer`; closes it if the peer is over its
+    /// limit. The count drops when the connection closes.
+    fn admit_connection(&self, peer: AgentId, connection: &quinn::Connection) -> bool {
+        {
+            let mut per_peer = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+            let count = per_peer.entry(peer).or_insert(0);
+            if *count >= self.limits.max_connections_per_peer {
+                drop(per_peer);
+                let code = quinn::VarInt::from_u32(tacit_wire::ErrorCode::TooManyConnections as u32);
+                connection.close(code, b"too many connections from this agent");
+                return false;
+            }
+            *count += 1;
+        }
+        let (per_peer, connection) = (self.per_peer.clone(), connection.clone());
+        tokio::spawn(async move {
+            connection.closed().await;
+            let mut per_peer = per_peer.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = per_peer.get_mut(&peer) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    per_peer.remove(&peer);
+                }
+            }
+        });
+        true
     }
 }
 
@@ -213,6 +258,18 @@ impl Endpoint {
         self.close(tacit_wire::ErrorCode::Shutdown, b"shutting down");
         let _ = tokio::time::timeout(drain, self.inner.wait_idle()).await;
         unanswered
+    }
+
+    /// Completes a QUIC + TLS handshake with this endpoint's identity and
+    /// returns the raw connection, without the capability handshake (for
+    /// tests that misbehave on purpose).
+    #[doc(hidden)]
+    pub async fn connect_raw(&self, addr: SocketAddr) -> Result<quinn::Connection, ConnectError> {
+        let check = Arc::new(Mutex::new(ServerCheck::default()));
+        let crypto = tls::client_config(&self.shared.credentials, None, check, vec![tls::ALPN.to_vec()])?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.shared.transport.clone());
+        Ok(self.inner.connect_with(config, addr, "tacit")?.await?)
     }
 
     /// Closes every connection with `code` and stops accepting.

@@ -66,6 +66,10 @@ pub enum AcceptError {
     /// The peer did not open the control stream in time.
     #[error("the peer did not open its control stream in time")]
     Timeout,
+    /// The peer already had `max_connections_per_peer` connections; this one
+    /// was closed with `TOO_MANY_CONNECTIONS`.
+    #[error("agent {0} has too many connections")]
+    TooManyConnections(AgentId),
 }
 
 /// Why a session ended or could not be used.

@@ -109,6 +109,8 @@ pub(crate) struct SessionContext {
     pub(crate) dedup: Arc<Dedup>,
     /// The graceful-shutdown state.
     pub(crate) drain: Arc<Drain>,
+    /// Streams the peer may open per second.
+    pub(crate) max_stream_rate: u32,
 }
 
 /// A session with a peer agent. Cheap to clone; all clones share it.
@@ -127,7 +129,7 @@ impl Session {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> Self {
-        let SessionContext { handshake: config, dedup, drain } = context;
+        let SessionContext { handshake: config, dedup, drain, max_stream_rate } = context;
         let now = Instant::now();
         let machine = match role {
             Role::Dialer => Handshake::dialer(config.clone(), now),
@@ -154,8 +156,9 @@ impl Session {
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
         });
         tokio::spawn(drive_control(inner.clone(), send, recv, state_tx));
-        tokio::spawn(accept_streams(inner.clone()));
-        tokio::spawn(accept_uni_streams(inner.clone()));
+        let rate = Arc::new(Mutex::new(StreamRate::new(max_stream_rate)));
+        tokio::spawn(accept_streams(inner.clone(), rate.clone()));
+        tokio::spawn(accept_uni_streams(inner.clone(), rate));
         tokio::spawn(serve_datagrams(inner.clone()));
         Self { inner }
     }
@@ -457,16 +460,57 @@ fn fail_schema_waiters(inner: &Inner) {
     }
 }
 
+/// Counts the streams a peer opens in one-second windows.
+#[derive(Debug)]
+struct StreamRate {
+    limit: u32,
+    window_start: tokio::time::Instant,
+    opened: u32,
+}
+
+impl StreamRate {
+    fn new(limit: u32) -> Self {
+        Self { limit, window_start: tokio::time::Instant::now(), opened: 0 }
+    }
+
+    /// Counts one stream; false if the peer is over its rate.
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_start) >= std::time::Duration::from_secs(1) {
+            self.window_start = now;
+            self.opened = 0;
+        }
+        self.opened = self.opened.saturating_add(1);
+        self.opened <= self.limit
+    }
+}
+
+/// Closes the connection of a peer that opens streams too fast.
+fn check_rate(inner: &Inner, rate: &Mutex<StreamRate>) -> bool {
+    if rate.lock().unwrap_or_else(|e| e.into_inner()).allow() {
+        return true;
+    }
+    let code = quinn::VarInt::from_u32(ErrorCode::StreamRateExceeded as u32);
+    inner.connection.close(code, b"streams opened too fast");
+    false
+}
+
 /// Accepts the streams the peer opens and serves each by its kind.
-async fn accept_streams(inner: Arc<Inner>) {
+async fn accept_streams(inner: Arc<Inner>, rate: Arc<Mutex<StreamRate>>) {
     while let Ok((send, recv)) = inner.connection.accept_bi().await {
+        if !check_rate(&inner, &rate) {
+            return;
+        }
         tokio::spawn(serve_stream(inner.clone(), send, recv));
     }
 }
 
 /// Accepts the unidirectional streams the peer opens.
-async fn accept_uni_streams(inner: Arc<Inner>) {
+async fn accept_uni_streams(inner: Arc<Inner>, rate: Arc<Mutex<StreamRate>>) {
     while let Ok(mut recv) = inner.connection.accept_uni().await {
+        if !check_rate(&inner, &rate) {
+            return;
+        }
         let inner = inner.clone();
         tokio::spawn(async move {
             let Some((kind, buffer)) = read_stream_kind(&mut recv).await else { return };

@@ -211,6 +211,10 @@ pub enum ErrorCode {
     ProtocolViolation = 776,
     /// The receiver's handler failed.
     HandlerFailed = 777,
+    /// The peer already has as many connections to this agent as it may.
+    TooManyConnections = 778,
+    /// The peer opens (or opens and resets) streams faster than allowed.
+    StreamRateExceeded = 779,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -253,6 +257,8 @@ impl ErrorCode {
             Self::InvalidStreamKind => "ERROR_CODE_INVALID_STREAM_KIND",
             Self::ProtocolViolation => "ERROR_CODE_PROTOCOL_VIOLATION",
             Self::HandlerFailed => "ERROR_CODE_HANDLER_FAILED",
+            Self::TooManyConnections => "ERROR_CODE_TOO_MANY_CONNECTIONS",
+            Self::StreamRateExceeded => "ERROR_CODE_STREAM_RATE_EXCEEDED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -292,6 +298,8 @@ impl ErrorCode {
             "ERROR_CODE_INVALID_STREAM_KIND" => Some(Self::InvalidStreamKind),
             "ERROR_CODE_PROTOCOL_VIOLATION" => Some(Self::ProtocolViolation),
             "ERROR_CODE_HANDLER_FAILED" => Some(Self::HandlerFailed),
+            "ERROR_CODE_TOO_MANY_CONNECTIONS" => Some(Self::TooManyConnections),
+            "ERROR_CODE_STREAM_RATE_EXCEEDED" => Some(Self::StreamRateExceeded),
             _ => None,
         }
     }

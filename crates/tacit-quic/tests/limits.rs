@@ -1,0 +1,172 @@
+//! Limits: each trips with its code while another peer's asks keep working.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
+use tacit_quic::{Endpoint, Incoming, Session, SessionError, TransportLimits};
+use tacit_wire::{ErrorCode, IntentId};
+
+const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+const ECHO: IntentId = IntentId::from_bytes([1; 32]);
+
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future).await.expect("test step timed out")
+}
+
+async fn server(limits: TransportLimits) -> Endpoint {
+    let server = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[1; 32]))
+        .card(AgentCard::new("server"))
+        .capabilities(Capabilities::default().with_intent(IntentOffer::handles(ECHO, "t.Echo")))
+        .limits(limits)
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        while let Some(accepted) = accepting.accept().await {
+            let Ok(session) = accepted else { continue };
+            tokio::spawn(async move {
+                while let Some(Incoming::Ask(ask)) = session.next_incoming().await {
+                    let payload = ask.envelope.payload.clone();
+                    ask.responder.reply(ECHO, payload);
+                }
+            });
+        }
+    });
+    server
+}
+
+async fn client_endpoint(seed: u8, limits: TransportLimits) -> Endpoint {
+    Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[seed; 32]))
+        .card(AgentCard::new("client"))
+        .capabilities(Capabilities::default().with_intent(IntentOffer::emits(ECHO, "t.Echo")))
+        .limits(limits)
+        .bind(LOCALHOST)
+        .await
+        .unwrap()
+}
+
+async fn session(client: &Endpoint, server: &Endpoint) -> Session {
+    let session = within(client.connect(server.local_addr().unwrap(), None)).await.unwrap();
+    within(session.ready()).await.unwrap();
+    session
+}
+
+async fn assert_works(session: &Session) {
+    let reply = within(session.ask(ECHO, Bytes::from_static(b"ok"))).await.unwrap();
+    assert_eq!(&reply.payload[..], b"ok");
+}
+
+fn closed_with(error: SessionError, code: ErrorCode) {
+    match error {
+        SessionError::Refused { refusal, .. } => assert_eq!(refusal.code, code),
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn connections_per_peer() {
+    let mut limits = TransportLimits::default();
+    limits.max_connections_per_peer(2);
+    let server = server(limits).await;
+    let greedy = client_endpoint(2, TransportLimits::default()).await;
+    let other = client_endpoint(3, TransportLimits::default()).await;
+    let first = session(&greedy, &server).await;
+    let second = session(&greedy, &server).await;
+    let third = within(greedy.connect(server.local_addr().unwrap(), None)).await.unwrap();
+    closed_with(within(third.closed()).await, ErrorCode::TooManyConnections);
+    // The first two and another peer's session keep working.
+    let bystander = session(&other, &server).await;
+    for s in [&first, &second, &bystander] {
+        assert_works(s).await;
+    }
+    // Closing one frees a slot.
+    first.close(ErrorCode::Unspecified, "done");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_works(&session(&greedy, &server).await).await;
+}
+
+#[tokio::test]
+async fn stream_churn_closes_only_the_churner() {
+    let mut limits = TransportLimits::default();
+    limits.max_stream_rate(50);
+    let server = server(limits).await;
+    let churner = session(&client_endpoint(2, TransportLimits::default()).await, &server).await;
+    let bystander = session(&client_endpoint(3, TransportLimits::default()).await, &server).await;
+    // Open and reset streams as fast as possible.
+    for _ in 0..200 {
+        match churner.connection().open_bi().await {
+            Ok((mut send, _recv)) => {
+                let _ = send.write_all(&[0x01]).await;
+                let _ = send.reset(quinn::VarInt::from_u32(0));
+            }
+            Err(_) => break,
+        }
+    }
+    closed_with(within(churner.closed()).await, ErrorCode::StreamRateExceeded);
+    assert_works(&bystander).await;
+}
+
+#[tokio::test]
+async fn pending_handshakes_are_bounded() {
+    let mut limits = TransportLimits::default();
+    limits.max_pending_handshakes(1).handshake_timeout(Duration::from_secs(2));
+    let server = server(limits).await;
+    let established = session(&client_endpoint(2, TransportLimits::default()).await, &server).await;
+    // A peer that completes TLS but never opens its control stream holds the
+    // only handshake slot...
+    let stalled =
+        within(client_endpoint(3, TransportLimits::default()).await.connect_raw(server.local_addr().unwrap()))
+            .await
+            .unwrap();
+    // ...so a new connection is refused at once,
+    let mut quick = TransportLimits::default();
+    quick.handshake_timeout(Duration::from_secs(1));
+    let refused = client_endpoint(4, quick).await;
+    assert!(within(refused.connect(server.local_addr().unwrap(), None)).await.is_err());
+    // while established sessions keep working.
+    assert_works(&established).await;
+    // After the stalled handshake times out, the slot is free again.
+    closed_with(within(stalled.closed()).await.into_session_error(), ErrorCode::HandshakeTimeout);
+    assert_works(&session(&refused, &server).await).await;
+}
+
+#[tokio::test]
+async fn idle_sessions_close_unless_kept_alive() {
+    let mut idle = TransportLimits::default();
+    idle.idle_timeout(Duration::from_millis(500)).keep_alive(None);
+    let server = server(idle.clone()).await;
+    let quiet = session(&client_endpoint(2, idle.clone()).await, &server).await;
+    let mut alive = idle.clone();
+    alive.keep_alive(Some(Duration::from_millis(100)));
+    let kept = session(&client_endpoint(3, alive).await, &server).await;
+    match within(quiet.closed()).await {
+        SessionError::ConnectionLost(reason) => assert!(reason.contains("timed out"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_works(&kept).await;
+}
+
+trait IntoSessionError {
+    fn into_session_error(self) -> SessionError;
+}
+
+impl IntoSessionError for quinn::ConnectionError {
+    fn into_session_error(self) -> SessionError {
+        match self {
+            quinn::ConnectionError::ApplicationClosed(close) => SessionError::Refused {
+                refusal: tacit_handshake::Refusal::new(
+                    ErrorCode::try_from(close.error_code.into_inner() as i32).unwrap_or(ErrorCode::Unspecified),
+                    String::from_utf8_lossy(&close.reason),
+                ),
+                by_peer: true,
+            },
+            other => SessionError::ConnectionLost(other.to_string()),
+        }
+    }
+}
