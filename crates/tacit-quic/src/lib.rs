@@ -4,7 +4,58 @@
 //!   ALPN `tacit/1`, a self-signed certificate over each agent's Ed25519 key,
 //!   verifiers that derive the peer's [`AgentId`](tacit_handshake::AgentId).
 //! - [`Endpoint`]: binds a UDP socket, dials and accepts [`Session`]s, runs
-//!   the capability handshake on each session's control stream.
+//!   the capability handshake on each session's control stream, bounds what
+//!   peers can make it spend ([`TransportLimits`]) and shuts down gracefully.
+//! - [`Session`]: the lanes — [`ask`](Session::ask) (one reply, or a
+//!   remote error with its code, with deadlines, cancellation and idempotent
+//!   retry), [`tell`](Session::tell), [`open_stream`](Session::open_stream)
+//!   and [`send_datagram`](Session::send_datagram) — and
+//!   [`next_incoming`](Session::next_incoming) for what the peer sends.
+//!
+//! The wire protocol is specified in `docs/PROTOCOL.md` ("QUIC mapping").
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
+//! use tacit_quic::{Endpoint, Incoming};
+//! use tacit_wire::IntentId;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let echo = IntentId::from_bytes([1; 32]);
+//! let localhost = "127.0.0.1:0".parse()?;
+//! let server = Endpoint::builder()
+//!     .identity(Identity::generate()?)
+//!     .card(AgentCard::new("echo"))
+//!     .capabilities(Capabilities::default().with_intent(IntentOffer::handles(echo, "demo.Echo")))
+//!     .bind(localhost)
+//!     .await?;
+//! let client = Endpoint::builder()
+//!     .identity(Identity::generate()?)
+//!     .capabilities(Capabilities::default().with_intent(IntentOffer::emits(echo, "demo.Echo")))
+//!     .bind(localhost)
+//!     .await?;
+//!
+//! let addr = server.local_addr()?;
+//! let expected = server.agent_id();
+//! tokio::spawn(async move {
+//!     while let Some(Ok(session)) = server.accept().await {
+//!         while let Some(Incoming::Ask(ask)) = session.next_incoming().await {
+//!             let payload = ask.envelope.payload.clone();
+//!             ask.responder.reply(echo, payload);
+//!         }
+//!     }
+//! });
+//!
+//! // TLS fails unless the server is the agent we expect.
+//! let session = client.connect(addr, Some(expected)).await?;
+//! let reply = session.ask(echo, Bytes::from_static(b"hello")).await?;
+//! assert_eq!(&reply.payload[..], b"hello");
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
