@@ -113,10 +113,23 @@ pub(crate) struct SessionContext {
     pub(crate) max_stream_rate: u32,
 }
 
-/// A session with a peer agent. Cheap to clone; all clones share it.
+/// A session with a peer agent. Cheap to clone; all clones share it. When
+/// the last clone is dropped the connection is closed (code 0), as with a
+/// quinn `Connection`: the session's own tasks do not keep it open.
 #[derive(Debug, Clone)]
 pub struct Session {
     inner: Arc<Inner>,
+    _close_on_drop: Arc<CloseOnDrop>,
+}
+
+/// Closes the connection when the application holds no session handle any more.
+#[derive(Debug)]
+struct CloseOnDrop(quinn::Connection);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close(quinn::VarInt::from_u32(0), b"session dropped");
+    }
 }
 
 impl Session {
@@ -160,7 +173,8 @@ impl Session {
         tokio::spawn(accept_streams(inner.clone(), rate.clone()));
         tokio::spawn(accept_uni_streams(inner.clone(), rate));
         tokio::spawn(serve_datagrams(inner.clone()));
-        Self { inner }
+        let close_on_drop = Arc::new(CloseOnDrop(inner.connection.clone()));
+        Self { inner, _close_on_drop: close_on_drop }
     }
 
     /// Tells the peer: sends `payload` (an encoded `intent`) one way, as

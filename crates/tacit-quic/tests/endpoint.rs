@@ -197,3 +197,19 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
         vec![rustls::SignatureScheme::ED25519]
     }
 }
+
+#[tokio::test]
+async fn dropping_the_last_session_handle_closes_the_connection() {
+    let server = endpoint(12, "server", Capabilities::default()).await;
+    let client = endpoint(13, "client", Capabilities::default()).await;
+    let dialed = within(client.connect(addr(&server), None)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap().unwrap();
+    within(accepted.ready()).await.unwrap();
+    let clone = dialed.clone();
+    drop(dialed);
+    // A clone keeps it open.
+    assert!(tokio::time::timeout(Duration::from_millis(200), accepted.closed()).await.is_err());
+    drop(clone);
+    let error = within(accepted.closed()).await;
+    assert!(matches!(error, SessionError::Refused { .. }), "{error:?}");
+}
