@@ -1,0 +1,865 @@
+//! QUIC baseline: raw quinn over loopback, the yardstick for Tacit's
+//! transport, and the measurement behind the stream mapping of asks (one
+//! long-lived stream carrying many messages, or a new stream per message).
+//!
+//! Everything runs in this one process on one current-thread tokio runtime:
+//! the client and server endpoints, their connection drivers and the server's
+//! stream tasks. Waking a thread on the other core of this VM costs about
+//! 35 µs, so the figures measure QUIC, not cross-core wake-ups; run pinned.
+//!
+//! Setup, the same for every case:
+//!
+//! - UDP over 127.0.0.1, quinn with rustls (ring), TLS 1.3 only, ALPN
+//!   `tacit-raw/1`, Ed25519 self-signed certificates (rcgen) on both sides:
+//!   the server requires a client certificate, as Tacit's does. The test
+//!   verifiers accept any certificate (no CA, no name check) but do verify
+//!   the TLS 1.3 handshake signatures, Ed25519 only, so a handshake does the
+//!   same public-key work as Tacit's. The client never resumes a session
+//!   (Tacit builds a client configuration per connection, so it cannot
+//!   either); the server sends rustls's default session tickets.
+//! - `TransportConfig` on both sides: receive window 8 MiB per connection,
+//!   2 MiB per stream, send window 8 MiB, 1024 concurrent bidirectional
+//!   streams, no idle timeout; everything else quinn's default.
+//! - The request is the reference envelope of the wire benchmarks as it goes
+//!   on a stream (varint length prefix + 324-byte body = 326 bytes); the reply
+//!   is an ack frame, a 2-byte body `ok` framed the same way (3 bytes). The
+//!   server counts whole frames (it does not decode them) and acks each.
+//! - The server tells the two stream uses apart by the server name the client
+//!   connects with: on `long-lived` connections it acks every frame of a
+//!   stream as it arrives, in order, one write per ack; on `per-msg`
+//!   connections it reads a stream to its end, checks it held one frame,
+//!   writes the ack and finishes. Each accepted stream gets its own server
+//!   task.
+//!
+//! Cases (group `quic/`), and what one iteration is:
+//!
+//! - `raw_long_lived/rtt`: on one long-lived bidirectional stream, write a
+//!   request, read its ack (1 in flight).
+//! - `raw_stream_per_msg/rtt`: `open_bi`, write the request and finish, read
+//!   the ack to the stream's end (1 in flight).
+//! - `raw_connect/first_request`: connect from the already bound client
+//!   endpoint (TLS handshake included), then one request on a new stream as
+//!   above. Closing the connection afterwards is not timed.
+//! - `raw_long_lived/throughput64`: 64 × 16 requests pipelined on one
+//!   long-lived stream, 64 in flight: one write per request, a new one
+//!   written as each ack arrives.
+//! - `raw_stream_per_msg/throughput64`: 64 × 16 requests on 64 concurrent
+//!   streams (64 client tasks, each doing stream-per-message round trips).
+//!
+//! Every iteration is complete when it returns: every request sent has been
+//! acked, and after a `raw_connect` iteration the server has seen the
+//! connection close. Every timed batch is bounded (60 s); at the end the
+//! connections and endpoints are closed and the server tasks joined.
+//!
+//! Before criterion runs, prints p50/p90/p99 latency per message of the
+//! round-trip cases (20,000 round trips each; 500 connects), messages per
+//! second at 64 in flight (200,000 messages each), and allocations and UDP
+//! datagrams per message (both ends, both directions). `TACIT_BENCH_QUICK=1`
+//! shrinks those counts to a smoke test, as does criterion's test mode
+//! (`cargo test --benches`).
+//!
+//! Run with `taskset -c 0 cargo bench -p tacit-benches --bench quic`.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput};
+use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, TransportConfig, VarInt};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tacit_benches::alloc_count::{self, CountingAlloc};
+use tacit_benches::reference;
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// The ALPN id of the raw baseline.
+const ALPN: &[u8] = b"tacit-raw/1";
+/// Server name of connections whose streams carry many frames each.
+const LONG_LIVED: &str = "long-lived";
+/// Server name of connections that carry one request per stream.
+const PER_MSG: &str = "per-msg";
+
+/// Receive window per connection (and send window).
+const CONNECTION_WINDOW: u32 = 8 << 20;
+/// Receive window per stream.
+const STREAM_WINDOW: u32 = 2 << 20;
+/// Concurrent bidirectional streams each side lets its peer open.
+const MAX_BIDI_STREAMS: u32 = 1024;
+
+/// The reply: a 2-byte body, length-prefixed.
+const ACK_FRAME: [u8; 3] = [2, b'o', b'k'];
+/// Messages in flight in the throughput cases.
+const IN_FLIGHT: usize = 64;
+/// Messages per criterion iteration of the throughput cases: 64 × 16.
+const BATCH: usize = IN_FLIGHT * 16;
+/// The largest request the per-message server reads.
+const MAX_REQUEST: usize = 64 * 1024;
+/// Bound on any one timed batch, setup or shutdown.
+const LIMIT: Duration = Duration::from_secs(60);
+
+// TLS and transport configuration.
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A fresh Ed25519 key and a self-signed certificate over it.
+struct Credentials {
+    certificate: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl Credentials {
+    fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("an Ed25519 key");
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("a valid name");
+        let certificate = params.self_signed(&key).expect("a self-signed certificate");
+        Self { certificate: certificate.der().clone(), key: PrivatePkcs8KeyDer::from(key.serialize_der()) }
+    }
+
+    fn chain(&self) -> Vec<CertificateDer<'static>> {
+        vec![self.certificate.clone()]
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+}
+
+/// The test verifier of both sides: any certificate is accepted, the TLS 1.3
+/// handshake signature is checked; Ed25519 is the only scheme offered.
+#[derive(Debug)]
+struct AnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl AnyCertificate {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { algorithms: provider().signature_verification_algorithms })
+    }
+
+    fn verify_tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if dss.scheme != SignatureScheme::ED25519 {
+            return Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::NoSignatureSchemesInCommon));
+        }
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify_tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+impl ClientCertVerifier for AnyCertificate {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify_tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+/// The transport parameters of both sides (see the module documentation).
+fn transport() -> Arc<TransportConfig> {
+    let mut transport = TransportConfig::default();
+    transport
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
+        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+        .send_window(u64::from(CONNECTION_WINDOW))
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS))
+        // A connection sits idle while the other cases run, for longer than
+        // quinn's default 30 s idle timeout under valgrind.
+        .max_idle_timeout(None);
+    Arc::new(transport)
+}
+
+fn server_config() -> quinn::ServerConfig {
+    let credentials = Credentials::new("server");
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported")
+        .with_client_cert_verifier(AnyCertificate::new())
+        .with_single_cert(credentials.chain(), credentials.key())
+        .expect("a valid certificate and key");
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicServerConfig::try_from(tls).expect("a QUIC-capable TLS configuration");
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport());
+    config
+}
+
+fn client_config() -> quinn::ClientConfig {
+    let credentials = Credentials::new("client");
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported")
+        .dangerous()
+        .with_custom_certificate_verifier(AnyCertificate::new())
+        .with_client_auth_cert(credentials.chain(), credentials.key())
+        .expect("a valid certificate and key");
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.resumption = rustls::client::Resumption::disabled();
+    let crypto = QuicClientConfig::try_from(tls).expect("a QUIC-capable TLS configuration");
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport());
+    config
+}
+
+// Framing.
+
+/// Counts whole frames (varint length prefix + body) in a byte stream cut
+/// anywhere, without keeping the bodies.
+#[derive(Debug, Default)]
+struct FrameCounter {
+    /// The length prefix read so far.
+    len: u64,
+    /// Bits of the length prefix read so far.
+    shift: u32,
+    /// Body bytes still to come, once the prefix is whole.
+    body_left: Option<u64>,
+}
+
+impl FrameCounter {
+    /// Takes the next bytes of the stream; returns how many frames they
+    /// completed.
+    fn feed(&mut self, mut data: &[u8]) -> usize {
+        let mut frames = 0;
+        while !data.is_empty() {
+            if let Some(left) = self.body_left {
+                let take = left.min(data.len() as u64);
+                data = &data[take as usize..];
+                self.body_left = Some(left - take).filter(|&left| left > 0);
+                frames += usize::from(self.body_left.is_none());
+                continue;
+            }
+            let byte = data[0];
+            data = &data[1..];
+            assert!(self.shift < 64, "a frame length prefix longer than ten bytes");
+            self.len |= u64::from(byte & 0x7f) << self.shift;
+            self.shift += 7;
+            if byte < 0x80 {
+                let len = std::mem::take(&mut self.len);
+                self.shift = 0;
+                self.body_left = Some(len).filter(|&len| len > 0);
+                frames += usize::from(len == 0);
+            }
+        }
+        frames
+    }
+
+    /// Whether the bytes fed so far end on a frame boundary.
+    fn at_boundary(&self) -> bool {
+        self.shift == 0 && self.body_left.is_none()
+    }
+}
+
+// The server.
+
+/// Accepts connections until the endpoint closes; each gets a task.
+async fn serve(endpoint: Endpoint, closed: mpsc::UnboundedSender<()>) {
+    let mut connections = JoinSet::new();
+    while let Some(incoming) = endpoint.accept().await {
+        connections.spawn(serve_connection(incoming, closed.clone()));
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection's streams until it closes, then says so on `closed`.
+async fn serve_connection(incoming: Incoming, closed: mpsc::UnboundedSender<()>) {
+    if let Ok(connection) = incoming.await {
+        let server_name = connection
+            .handshake_data()
+            .and_then(|data| data.downcast::<HandshakeData>().ok())
+            .and_then(|data| data.server_name);
+        let long_lived = server_name.as_deref() == Some(LONG_LIVED);
+        let mut streams = JoinSet::new();
+        while let Ok((send, recv)) = connection.accept_bi().await {
+            if long_lived {
+                streams.spawn(ack_each_frame(send, recv));
+            } else {
+                streams.spawn(ack_one_request(send, recv));
+            }
+            while streams.try_join_next().is_some() {}
+        }
+        while streams.join_next().await.is_some() {}
+    }
+    // The receiver is gone only once the benchmark is over.
+    let _ = closed.send(());
+}
+
+/// A long-lived stream: acks every whole frame as it arrives, in order, one
+/// write per ack (as a server answering each request would); finishes when
+/// the client does.
+async fn ack_each_frame(mut send: SendStream, mut recv: RecvStream) {
+    let mut frames = FrameCounter::default();
+    while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await {
+        for _ in 0..frames.feed(&chunk.bytes) {
+            if send.write_chunk(Bytes::from_static(&ACK_FRAME)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = send.finish();
+}
+
+/// A stream per request: reads it to its end, acks and finishes; resets the
+/// stream if it did not hold exactly one frame.
+async fn ack_one_request(mut send: SendStream, mut recv: RecvStream) {
+    let Ok(request) = recv.read_to_end(MAX_REQUEST).await else { return };
+    let mut frames = FrameCounter::default();
+    if frames.feed(&request) != 1 || !frames.at_boundary() {
+        let _ = send.reset(VarInt::from_u32(1));
+        return;
+    }
+    if send.write_chunk(Bytes::from_static(&ACK_FRAME)).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+// The client side: the cases.
+
+/// Both ends of one bidirectional stream, client side.
+struct Pipe {
+    send: SendStream,
+    recv: RecvStream,
+}
+
+/// The endpoints, connections and streams every case uses, set up once.
+struct Net {
+    server: Endpoint,
+    server_task: JoinHandle<()>,
+    /// One message per server connection that has ended.
+    server_closed: mpsc::UnboundedReceiver<()>,
+    server_addr: SocketAddr,
+    client: Endpoint,
+    long_lived: Connection,
+    /// The long-lived stream of `raw_long_lived/rtt`.
+    rtt_stream: Pipe,
+    /// The long-lived stream of `raw_long_lived/throughput64`.
+    batch_stream: Pipe,
+    per_msg: Connection,
+    /// One request frame.
+    request: Bytes,
+}
+
+impl Net {
+    async fn new() -> Self {
+        let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let server = Endpoint::server(server_config(), localhost).expect("a server endpoint on loopback");
+        let server_addr = server.local_addr().expect("a bound address");
+        let (closed, server_closed) = mpsc::unbounded_channel();
+        let server_task = tokio::spawn(serve(server.clone(), closed));
+        let mut client = Endpoint::client(localhost).expect("a client endpoint on loopback");
+        client.set_default_client_config(client_config());
+        let connect = |name| {
+            let connecting = client.connect(server_addr, name).expect("a valid connection attempt");
+            async move { connecting.await.expect("the handshake succeeds") }
+        };
+        let long_lived = connect(LONG_LIVED).await;
+        let per_msg = connect(PER_MSG).await;
+        let open = async |connection: &Connection| {
+            let (send, recv) = connection.open_bi().await.expect("a stream opens");
+            Pipe { send, recv }
+        };
+        let rtt_stream = open(&long_lived).await;
+        let batch_stream = open(&long_lived).await;
+        let request = reference::framed_envelope().freeze();
+        Self {
+            server,
+            server_task,
+            server_closed,
+            server_addr,
+            client,
+            long_lived,
+            rtt_stream,
+            batch_stream,
+            per_msg,
+            request,
+        }
+    }
+
+    /// `raw_long_lived/rtt`: one request and its ack on the long-lived stream.
+    async fn long_lived_rtt(&mut self) {
+        let stream = &mut self.rtt_stream;
+        stream.send.write_chunk(self.request.clone()).await.expect("the request is sent");
+        let mut ack = [0; ACK_FRAME.len()];
+        stream.recv.read_exact(&mut ack).await.expect("the ack arrives");
+        assert_eq!(ack, ACK_FRAME);
+    }
+
+    /// `raw_stream_per_msg/rtt`: one request and its ack on a new stream.
+    async fn stream_per_msg_rtt(&self) {
+        request_on_new_stream(&self.per_msg, &self.request).await;
+    }
+
+    /// `raw_long_lived/throughput64`: `total` requests pipelined on the
+    /// long-lived stream, [`IN_FLIGHT`] in flight (one write per request, a
+    /// request for each ack read); returns when all are acked.
+    async fn long_lived_batch(&mut self, total: usize) {
+        let stream = &mut self.batch_stream;
+        let mut sent = 0;
+        let mut acks = FrameCounter::default();
+        let mut acked = 0;
+        while acked < total {
+            while sent < total && sent - acked < IN_FLIGHT {
+                stream.send.write_chunk(self.request.clone()).await.expect("the request is sent");
+                sent += 1;
+            }
+            let chunk = stream.recv.read_chunk(usize::MAX, true).await.expect("acks arrive").expect("stream open");
+            acked += acks.feed(&chunk.bytes);
+        }
+        assert!(acked == total && acks.at_boundary(), "{acked} acks for {total} requests");
+    }
+
+    /// `raw_stream_per_msg/throughput64`: `total` requests, each on its own
+    /// stream, from [`IN_FLIGHT`] tasks; returns when all are acked.
+    async fn stream_per_msg_batch(&self, total: usize) {
+        let mut workers = JoinSet::new();
+        for worker in 0..IN_FLIGHT {
+            let share = total / IN_FLIGHT + usize::from(worker < total % IN_FLIGHT);
+            let connection = self.per_msg.clone();
+            let request = self.request.clone();
+            workers.spawn(async move {
+                for _ in 0..share {
+                    request_on_new_stream(&connection, &request).await;
+                }
+            });
+        }
+        while let Some(worker) = workers.join_next().await {
+            worker.expect("every request is acked");
+        }
+    }
+
+    /// `raw_connect/first_request`: a new connection, its handshake and a
+    /// first request on a new stream; returns the time that took. Then closes
+    /// the connection and waits until the server has seen it close (untimed).
+    async fn connect_first_request(&mut self) -> Duration {
+        let start = Instant::now();
+        let connecting = self.client.connect(self.server_addr, PER_MSG).expect("a valid connection attempt");
+        let connection = connecting.await.expect("the handshake succeeds");
+        request_on_new_stream(&connection, &self.request).await;
+        let elapsed = start.elapsed();
+        connection.close(VarInt::from_u32(0), b"done");
+        self.server_closed.recv().await.expect("the server sees the close");
+        elapsed
+    }
+
+    /// Closes everything and joins the server's tasks.
+    async fn shutdown(mut self) {
+        for stream in [&mut self.rtt_stream, &mut self.batch_stream] {
+            stream.send.finish().expect("the stream is open");
+            let rest = stream.recv.read_to_end(MAX_REQUEST).await.expect("the server finishes too");
+            assert!(rest.is_empty(), "no ack is left over");
+        }
+        self.long_lived.close(VarInt::from_u32(0), b"done");
+        self.per_msg.close(VarInt::from_u32(0), b"done");
+        self.client.close(VarInt::from_u32(0), b"done");
+        self.server.close(VarInt::from_u32(0), b"done");
+        self.client.wait_idle().await;
+        self.server.wait_idle().await;
+        self.server_task.await.expect("the server stops cleanly");
+    }
+}
+
+/// A request on a new stream of `connection`: open, write, finish, read the
+/// ack to the stream's end.
+async fn request_on_new_stream(connection: &Connection, request: &Bytes) {
+    let (mut send, mut recv) = connection.open_bi().await.expect("a stream opens");
+    send.write_chunk(request.clone()).await.expect("the request is sent");
+    send.finish().expect("the stream is open");
+    let ack = recv.read_to_end(ACK_FRAME.len()).await.expect("the ack arrives");
+    assert_eq!(ack, ACK_FRAME);
+}
+
+/// The cases, in the order criterion runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    LongLivedRtt,
+    StreamPerMsgRtt,
+    ConnectFirstRequest,
+    LongLivedThroughput,
+    StreamPerMsgThroughput,
+}
+
+impl Case {
+    const ALL: [Self; 5] = [
+        Self::LongLivedRtt,
+        Self::StreamPerMsgRtt,
+        Self::ConnectFirstRequest,
+        Self::LongLivedThroughput,
+        Self::StreamPerMsgThroughput,
+    ];
+
+    /// The benchmark name, without the group.
+    fn name(self) -> &'static str {
+        match self {
+            Self::LongLivedRtt => "raw_long_lived/rtt",
+            Self::StreamPerMsgRtt => "raw_stream_per_msg/rtt",
+            Self::ConnectFirstRequest => "raw_connect/first_request",
+            Self::LongLivedThroughput => "raw_long_lived/throughput64",
+            Self::StreamPerMsgThroughput => "raw_stream_per_msg/throughput64",
+        }
+    }
+
+    /// Requests per operation.
+    fn messages(self) -> usize {
+        match self {
+            Self::LongLivedThroughput | Self::StreamPerMsgThroughput => BATCH,
+            Self::LongLivedRtt | Self::StreamPerMsgRtt | Self::ConnectFirstRequest => 1,
+        }
+    }
+}
+
+impl Net {
+    /// The connection `case` sends its messages over; none for connects,
+    /// which make their own.
+    fn connection(&self, case: Case) -> Option<&Connection> {
+        match case {
+            Case::LongLivedRtt | Case::LongLivedThroughput => Some(&self.long_lived),
+            Case::StreamPerMsgRtt | Case::StreamPerMsgThroughput => Some(&self.per_msg),
+            Case::ConnectFirstRequest => None,
+        }
+    }
+
+    /// UDP datagrams sent and received so far on `case`'s connection.
+    fn datagrams(&self, case: Case) -> Option<u64> {
+        let stats = self.connection(case)?.stats();
+        Some(stats.udp_tx.datagrams + stats.udp_rx.datagrams)
+    }
+
+    /// One operation of `case`, complete when it returns; returns its timed
+    /// part (all of it but the close after a connect).
+    async fn once(&mut self, case: Case) -> Duration {
+        let start = Instant::now();
+        match case {
+            Case::LongLivedRtt => self.long_lived_rtt().await,
+            Case::StreamPerMsgRtt => self.stream_per_msg_rtt().await,
+            Case::ConnectFirstRequest => return self.connect_first_request().await,
+            Case::LongLivedThroughput => self.long_lived_batch(BATCH).await,
+            Case::StreamPerMsgThroughput => self.stream_per_msg_batch(BATCH).await,
+        }
+        start.elapsed()
+    }
+}
+
+/// Runs `future` on the runtime, failing if it takes longer than [`LIMIT`].
+fn run<F: Future>(rt: &Runtime, future: F) -> F::Output {
+    rt.block_on(async { tokio::time::timeout(LIMIT, future).await.expect("finished within the time limit") })
+}
+
+// The printed table.
+
+/// How many operations the printed table measures.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    /// How long each case runs untimed first. (After only 1,000 untimed
+    /// round trips, the first case measured in the process came out up to
+    /// half again slower than later.)
+    warm_up: Duration,
+    /// Timed round trips per round-trip case.
+    round_trips: usize,
+    /// Timed connects.
+    connects: usize,
+    /// Messages per throughput case.
+    throughput_messages: usize,
+    /// Operations counted for allocations: round trips, connects, batches.
+    alloc_ops: [u64; 3],
+}
+
+impl Counts {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                warm_up: Duration::from_millis(10),
+                round_trips: 500,
+                connects: 10,
+                throughput_messages: BATCH,
+                alloc_ops: [20, 2, 1],
+            }
+        } else {
+            Self {
+                warm_up: Duration::from_millis(500),
+                round_trips: 20_000,
+                connects: 500,
+                throughput_messages: 200_000,
+                alloc_ops: [1_000, 50, 10],
+            }
+        }
+    }
+}
+
+/// Latency percentiles of a set of samples, in microseconds.
+struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    mean: f64,
+}
+
+impl Latency {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        let micros = |d: Duration| d.as_secs_f64() * 1e6;
+        // Nearest rank.
+        let at = |p: f64| micros(samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]);
+        let mean = samples.iter().copied().map(micros).sum::<f64>() / samples.len() as f64;
+        let max = micros(*samples.last().expect("at least one sample"));
+        Self { p50: at(0.50), p90: at(0.90), p99: at(0.99), max, mean }
+    }
+}
+
+/// Runs `case` untimed for `duration` (at least once).
+fn run_for(rt: &Runtime, net: &mut Net, case: Case, duration: Duration) {
+    let end = Instant::now() + duration;
+    run(rt, async {
+        net.once(case).await;
+        while Instant::now() < end {
+            net.once(case).await;
+        }
+    });
+}
+
+/// Prints latency, throughput and allocations per message of every case.
+fn print_table(rt: &Runtime, net: &mut Net, counts: Counts, quick: bool) {
+    let Counts { warm_up, round_trips, connects, throughput_messages, alloc_ops } = counts;
+    println!(
+        "raw quinn over loopback, client and server on one current-thread runtime{}",
+        if quick { " (quick counts)" } else { "" }
+    );
+    println!(
+        "request frame {} bytes, ack frame {} bytes; receive windows {} MiB/connection, {} MiB/stream; \
+         {MAX_BIDI_STREAMS} bidi streams",
+        net.request.len(),
+        ACK_FRAME.len(),
+        CONNECTION_WINDOW >> 20,
+        STREAM_WINDOW >> 20,
+    );
+    println!(
+        "latency per operation, 1 in flight ({round_trips} round trips; {connects} connects; \
+         each case after {} ms warm-up):",
+        warm_up.as_millis()
+    );
+    println!(
+        "  {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "benchmark", "p50 µs", "p90 µs", "p99 µs", "max µs", "mean µs", "allocs/op", "dgrams/op"
+    );
+    let rtt_cases = [(Case::LongLivedRtt, 0), (Case::StreamPerMsgRtt, 0), (Case::ConnectFirstRequest, 1)];
+    for (case, kind) in rtt_cases {
+        let count = if kind == 0 { round_trips } else { connects };
+        run_for(rt, net, case, warm_up);
+        let samples = run(rt, async {
+            let datagrams = net.datagrams(case);
+            let mut samples = Vec::with_capacity(count);
+            for _ in 0..count {
+                samples.push(net.once(case).await);
+            }
+            (samples, datagrams)
+        });
+        let (samples, datagrams_before) = samples;
+        let datagrams = per_op(datagrams_before, net.datagrams(case), count);
+        let latency = Latency::of(samples);
+        let allocs = alloc_count::measure(1, alloc_ops[kind], || run(rt, net.once(case)));
+        println!(
+            "  quic/{:<29} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.1} {datagrams:>10}",
+            case.name(),
+            latency.p50,
+            latency.p90,
+            latency.p99,
+            latency.max,
+            latency.mean,
+            allocs.allocations
+        );
+    }
+    println!(
+        "throughput, {IN_FLIGHT} in flight ({throughput_messages} messages; each case after {} ms warm-up):",
+        warm_up.as_millis()
+    );
+    println!("  {:<34} {:>12} {:>8} {:>10} {:>10}", "benchmark", "msgs/s", "µs/msg", "allocs/msg", "dgrams/msg");
+    for case in [Case::LongLivedThroughput, Case::StreamPerMsgThroughput] {
+        run_for(rt, net, case, warm_up);
+        let (elapsed, datagrams_before) = run(rt, async {
+            let datagrams = net.datagrams(case);
+            let start = Instant::now();
+            match case {
+                Case::LongLivedThroughput => net.long_lived_batch(throughput_messages).await,
+                _ => net.stream_per_msg_batch(throughput_messages).await,
+            }
+            (start.elapsed(), datagrams)
+        });
+        let datagrams = per_op(datagrams_before, net.datagrams(case), throughput_messages);
+        let allocs = alloc_count::measure(1, alloc_ops[2], || run(rt, net.once(case)));
+        let rate = throughput_messages as f64 / elapsed.as_secs_f64();
+        println!(
+            "  quic/{:<29} {:>12.0} {:>8.2} {:>10.1} {datagrams:>10}",
+            case.name(),
+            rate,
+            1e6 / rate,
+            allocs.allocations / case.messages() as f64
+        );
+    }
+    let overhead = alloc_count::measure(1, 100, || run(rt, async {}));
+    println!(
+        "(allocations and UDP datagrams: both directions, both ends; an empty `run` allocates {} times)",
+        overhead.allocations
+    );
+    println!();
+}
+
+/// Datagrams per operation between two readings, formatted; `-` without a
+/// fixed connection.
+fn per_op(before: Option<u64>, after: Option<u64>, ops: usize) -> String {
+    match (before, after) {
+        (Some(before), Some(after)) => format!("{:.2}", (after - before) as f64 / ops as f64),
+        _ => "-".to_owned(),
+    }
+}
+
+fn bench_quic(c: &mut Criterion, rt: &Runtime, net: &mut Net) {
+    let mut group = c.benchmark_group("quic");
+    for case in Case::ALL {
+        if case.messages() > 1 {
+            group.throughput(Throughput::Elements(case.messages() as u64));
+        }
+        if case == Case::ConnectFirstRequest {
+            // Milliseconds per iteration: fewer samples keep the run short.
+            group.sample_size(20);
+        }
+        group.bench_function(case.name(), |b| {
+            b.iter_custom(|iters| {
+                run(rt, async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += black_box(net.once(case).await);
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Runs the case named `name` (as criterion names it, without the group)
+/// once, for `TACIT_BENCH_REPEAT`.
+fn run_case(rt: &Runtime, net: &mut Net, name: &str) -> bool {
+    let Some(case) = Case::ALL.into_iter().find(|case| case.name() == name) else { return false };
+    run(rt, net.once(case));
+    true
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let mut net = run(&rt, Net::new());
+    // `TACIT_BENCH_REPEAT=CASE:N` (e.g. `raw_long_lived/rtt:1000`) runs one
+    // case N times and exits, for instruction counts under callgrind (see
+    // benches/instructions.sh).
+    if let Ok(spec) = std::env::var("TACIT_BENCH_REPEAT") {
+        let (name, count) = spec.rsplit_once(':').expect("TACIT_BENCH_REPEAT=CASE:N");
+        let count: u64 = count.parse().expect("N is a number");
+        assert!(count == 0 || run_case(&rt, &mut net, name), "unknown case {name}");
+        for _ in 1..count {
+            run_case(&rt, &mut net, name);
+        }
+        run(&rt, net.shutdown());
+        return;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().any(|arg| arg == name);
+    // `--list` output is for tools; keep it to the benchmark names.
+    if !flag("--list") {
+        // Criterion's test mode (`cargo test --benches`, or `--test`) runs
+        // each benchmark once; keep the table to a smoke test there too.
+        let test_mode = !flag("--bench") || flag("--test");
+        let quick = test_mode || std::env::var("TACIT_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        print_table(&rt, &mut net, Counts::new(quick), quick);
+    }
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    bench_quic(&mut criterion, &rt, &mut net);
+    run(&rt, net.shutdown());
+    criterion.final_summary();
+}
