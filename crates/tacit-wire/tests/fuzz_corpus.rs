@@ -7,8 +7,11 @@
 
 use tacit_wire::fuzzing::corpus::{replay_regressions, replay_seeds};
 
+/// A fuzz target's entry point.
+type Target = fn(&[u8]);
+
 /// The fuzz targets, by directory name, and their entry points.
-const TARGETS: [(&str, fn(&[u8])); 2] =
+const TARGETS: [(&str, Target); 2] =
     [("frame_decoder", tacit_wire::fuzzing::frame_decoder), ("envelope", tacit_wire::fuzzing::envelope)];
 
 #[test]
