@@ -32,6 +32,37 @@ pub(crate) mod stream_kind {
 
 /// Frames the writer task batches into one write at most.
 const MAX_BATCH: usize = 64;
+/// Frames an asker or teller may queue ahead of its stream; more wait, so a
+/// slow peer slows its senders down instead of growing their memory.
+pub(crate) const SEND_QUEUE: usize = 256;
+
+/// A queue of frames for a stream's writer task.
+pub(crate) trait FrameQueue: Send {
+    /// Waits for at least one frame and moves up to `limit` into `batch`;
+    /// 0 once every sender is gone.
+    fn next_batch<'a>(&'a mut self, batch: &'a mut Vec<Bytes>, limit: usize)
+    -> impl Future<Output = usize> + Send + 'a;
+}
+
+impl FrameQueue for mpsc::Receiver<Bytes> {
+    fn next_batch<'a>(
+        &'a mut self,
+        batch: &'a mut Vec<Bytes>,
+        limit: usize,
+    ) -> impl Future<Output = usize> + Send + 'a {
+        self.recv_many(batch, limit)
+    }
+}
+
+impl FrameQueue for mpsc::UnboundedReceiver<Bytes> {
+    fn next_batch<'a>(
+        &'a mut self,
+        batch: &'a mut Vec<Bytes>,
+        limit: usize,
+    ) -> impl Future<Output = usize> + Send + 'a {
+        self.recv_many(batch, limit)
+    }
+}
 
 /// Options of one ask.
 #[derive(Debug, Clone)]
@@ -143,7 +174,7 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, PendingState> {
 /// the asks waiting for replies on it.
 #[derive(Debug)]
 pub(crate) struct AskLane {
-    writer: tokio::sync::OnceCell<mpsc::UnboundedSender<Bytes>>,
+    writer: tokio::sync::OnceCell<mpsc::Sender<Bytes>>,
     pending: Pending,
     next_id: AtomicU64,
 }
@@ -170,14 +201,14 @@ impl AskLane {
         &self,
         connection: &quinn::Connection,
         local_max_frame_len: usize,
-    ) -> Result<&mpsc::UnboundedSender<Bytes>, SessionError> {
+    ) -> Result<&mpsc::Sender<Bytes>, SessionError> {
         self.writer
             .get_or_try_init(|| async {
                 let (mut send, recv) = connection.open_bi().await.map_err(crate::session::connection_error)?;
                 let mut kind = BytesMut::new();
                 tacit_wire::put_prefix(stream_kind::ASK, &mut kind);
-                let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(kind.freeze());
+                let (tx, rx) = mpsc::channel(SEND_QUEUE);
+                let _ = tx.try_send(kind.freeze());
                 tokio::spawn(async move { write_frames(&mut send, rx).await });
                 tokio::spawn(read_replies(recv, self.pending.clone(), local_max_frame_len));
                 Ok(tx)
@@ -208,7 +239,7 @@ impl AskLane {
             pending.waiters.insert(id, tx);
         }
         let mut guard = CancelOnDrop { lane: self, writer, envelope: Some(&envelope) };
-        if writer.send(frame).is_err() {
+        if writer.send(frame).await.is_err() {
             guard.disarm();
             lock(&self.pending).waiters.remove(&id);
             return Err(AskError::NotSent(SessionError::ConnectionLost("the ask stream is closed".into())));
@@ -232,7 +263,7 @@ impl AskLane {
 /// the deadline): forgets it and tells the peer with a CANCEL envelope.
 struct CancelOnDrop<'a> {
     lane: &'a AskLane,
-    writer: &'a mpsc::UnboundedSender<Bytes>,
+    writer: &'a mpsc::Sender<Bytes>,
     envelope: Option<&'a Envelope>,
 }
 
@@ -249,15 +280,17 @@ impl Drop for CancelOnDrop<'_> {
         let mut cancel = Envelope::new(request.intent, Act::Cancel, self.lane.fresh_id(), Bytes::new());
         cancel.in_reply_to = request.message_id;
         if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(&cancel) {
-            let _ = self.writer.send(frame);
+            // Best effort: with the queue full the cancel is dropped, and the
+            // peer's handler finishes an ask nobody waits for.
+            let _ = self.writer.try_send(frame);
         }
     }
 }
 
 /// Writes frames from `rx` to `send`, batching whatever is queued.
-pub(crate) async fn write_frames(send: &mut quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+pub(crate) async fn write_frames(send: &mut quinn::SendStream, mut rx: impl FrameQueue) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while rx.next_batch(&mut batch, MAX_BATCH).await > 0 {
         if send.write_all_chunks(&mut batch).await.is_err() {
             return;
         }

@@ -49,7 +49,7 @@ pub(crate) struct Inner {
     schema_waiters: Mutex<SchemaWaiters>,
     asks: AskLane,
     /// The writer of this agent's tell stream, opened on first use.
-    tells: tokio::sync::OnceCell<mpsc::UnboundedSender<Bytes>>,
+    tells: tokio::sync::OnceCell<mpsc::Sender<Bytes>>,
     /// Asks from the peer being handled now; bounded by this agent's
     /// `max_concurrent_asks`.
     pub(crate) incoming_asks: Arc<Semaphore>,
@@ -178,7 +178,8 @@ impl Session {
     }
 
     /// Tells the peer: sends `payload` (an encoded `intent`) one way, as
-    /// `INFORM`, reliably and in order with other tells. Returns once queued.
+    /// `INFORM`, reliably and in order with other tells. Returns once queued;
+    /// waits while 256 tells are queued, so a slow peer slows the teller down.
     pub async fn tell(&self, intent: IntentId, payload: Bytes) -> Result<(), AskError> {
         let (envelope, max_frame_len) = self.one_way(intent, payload).await?;
         let frame = tacit_wire::FrameEncoder::new(max_frame_len)
@@ -191,14 +192,18 @@ impl Session {
                 let mut send = self.inner.connection.open_uni().await.map_err(connection_error)?;
                 let mut kind = BytesMut::new();
                 tacit_wire::put_prefix(stream_kind::TELL, &mut kind);
-                let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(kind.freeze());
+                let (tx, rx) = mpsc::channel(crate::ask::SEND_QUEUE);
+                let _ = tx.try_send(kind.freeze());
                 tokio::spawn(async move { crate::ask::write_frames(&mut send, rx).await });
                 Ok(tx)
             })
             .await
             .map_err(AskError::NotSent)?;
-        writer.send(frame).map_err(|_| AskError::NotSent(SessionError::ConnectionLost("tell stream closed".into())))
+        // Waits while the tell queue is full: a slow peer slows the teller.
+        writer
+            .send(frame)
+            .await
+            .map_err(|_| AskError::NotSent(SessionError::ConnectionLost("tell stream closed".into())))
     }
 
     /// Opens a stream lane: sends `payload` (an encoded `intent`) as the

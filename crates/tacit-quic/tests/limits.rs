@@ -170,3 +170,48 @@ impl IntoSessionError for quinn::ConnectionError {
         }
     }
 }
+
+#[tokio::test]
+async fn receive_window_back_pressures_a_flooding_peer() {
+    let mut limits = TransportLimits::default();
+    limits.receive_window(256 * 1024).stream_receive_window(64 * 1024);
+    // A server whose application never reads what the flooder sends.
+    let server = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[1; 32]))
+        .card(AgentCard::new("server"))
+        .capabilities(Capabilities::default().with_intent(IntentOffer::handles(ECHO, "t.Echo")))
+        .limits(limits)
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let flooder = session(&client_endpoint(2, TransportLimits::default()).await, &server).await;
+    let flooded = within(server.accept()).await.unwrap().unwrap();
+    let bystander = session(&client_endpoint(3, TransportLimits::default()).await, &server).await;
+    let bystander_side = within(server.accept()).await.unwrap().unwrap();
+    tokio::spawn(async move {
+        while let Some(Incoming::Ask(ask)) = bystander_side.next_incoming().await {
+            let payload = ask.envelope.payload.clone();
+            ask.responder.reply(ECHO, payload);
+        }
+    });
+
+    // Flood 10,000 tells of 1 KiB (10 MiB) for one second.
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let flooding = tokio::spawn(async move {
+        for _ in 0..10_000 {
+            flooder.tell(ECHO, Bytes::from(vec![7u8; 1024])).await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let queued = sent.load(std::sync::atomic::Ordering::SeqCst);
+    // The flooder is held back: at most the server's queue (1024), its
+    // receive window (256 KiB) and the sender's queue (256) worth of tells.
+    assert!(queued < 1024 + 256 + 256 + 64, "{queued} tells went out unthrottled");
+    assert!(!flooding.is_finished());
+    // Another peer is not affected.
+    assert_works(&bystander).await;
+    flooding.abort();
+    drop(flooded);
+}
