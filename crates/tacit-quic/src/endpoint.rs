@@ -103,11 +103,11 @@ async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Ses
     let deadline = tokio::time::Instant::now() + shared.limits.handshake_timeout;
     let connection = tokio::time::timeout_at(deadline, incoming).await.map_err(|_| AcceptError::Timeout)??;
     let peer = tls::peer_agent_id(&connection).ok_or(AcceptError::NoPeerIdentity)?;
-    if !shared.admit_connection(peer, &connection) {
+    let Some(asks) = shared.add_connection(peer, &connection, true) else {
         return Err(AcceptError::TooManyConnections(peer));
-    }
+    };
     match tokio::time::timeout_at(deadline, connection.accept_bi()).await {
-        Ok(Ok((send, recv))) => Ok(Session::start(connection, peer, Role::Acceptor, shared.context(), send, recv)),
+        Ok(Ok((send, recv))) => Ok(Session::start(connection, peer, Role::Acceptor, shared.context(asks), send, recv)),
         Ok(Err(e)) => Err(AcceptError::Connection(e)),
         Err(_) => {
             // Free the peer's slot and tell it why.
@@ -127,47 +127,67 @@ struct Shared {
     pending_handshakes: Arc<Semaphore>,
     dedup: Arc<Dedup>,
     drain: Arc<Drain>,
-    /// Open connections per peer, for `max_connections_per_peer`.
-    per_peer: Arc<Mutex<std::collections::HashMap<AgentId, usize>>>,
+    /// State per connected peer: its connections and its asks in flight.
+    per_peer: Arc<Mutex<std::collections::HashMap<AgentId, PeerState>>>,
     limits: TransportLimits,
 }
 
+/// What one peer (by AgentId) holds of this endpoint, over all its connections.
+#[derive(Debug)]
+struct PeerState {
+    connections: usize,
+    /// Asks from this peer being handled, bounded by `max_concurrent_asks`.
+    asks: Arc<Semaphore>,
+}
+
 impl Shared {
-    fn context(&self) -> SessionContext {
+    fn context(&self, incoming_asks: Arc<Semaphore>) -> SessionContext {
         SessionContext {
             handshake: self.handshake.clone(),
             dedup: self.dedup.clone(),
             drain: self.drain.clone(),
             max_stream_rate: self.limits.max_stream_rate,
+            incoming_asks,
         }
     }
 
-    /// Counts a new connection from `peer`; closes it if the peer is over its
-    /// limit. The count drops when the connection closes.
-    fn admit_connection(&self, peer: AgentId, connection: &quinn::Connection) -> bool {
-        {
+    /// Counts a new connection with `peer` and returns the peer's ask
+    /// semaphore, shared by all its connections. An incoming connection
+    /// (`enforce_limit`) over `max_connections_per_peer` is closed instead.
+    /// The count drops when the connection closes; the peer's state goes with
+    /// its last connection, so a stream of new identities cannot grow it.
+    fn add_connection(
+        &self,
+        peer: AgentId,
+        connection: &quinn::Connection,
+        enforce_limit: bool,
+    ) -> Option<Arc<Semaphore>> {
+        let asks = {
             let mut per_peer = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
-            let count = per_peer.entry(peer).or_insert(0);
-            if *count >= self.limits.max_connections_per_peer {
-                drop(per_peer);
+            let max_asks = self.handshake.capabilities().limits.max_concurrent_asks as usize;
+            let state = per_peer
+                .entry(peer)
+                .or_insert_with(|| PeerState { connections: 0, asks: Arc::new(Semaphore::new(max_asks)) });
+            if enforce_limit && state.connections >= self.limits.max_connections_per_peer {
                 let code = quinn::VarInt::from_u32(tacit_wire::ErrorCode::TooManyConnections as u32);
                 connection.close(code, b"too many connections from this agent");
-                return false;
+                return None;
             }
-            *count += 1;
-        }
+            state.connections += 1;
+            state.asks.clone()
+        };
         let (per_peer, connection) = (self.per_peer.clone(), connection.clone());
         tokio::spawn(async move {
             connection.closed().await;
             let mut per_peer = per_peer.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = per_peer.get_mut(&peer) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
+            if let Some(state) = per_peer.get_mut(&peer) {
+                state.connections = state.connections.saturating_sub(1);
+                if state.connections == 0 {
                     per_peer.remove(&peer);
                 }
             }
         });
-        true
+        Some(asks)
     }
 }
 
@@ -235,7 +255,8 @@ impl Endpoint {
         };
         let peer = tls::peer_agent_id(&connection).ok_or(ConnectError::NoPeerIdentity)?;
         let (send, recv) = connection.open_bi().await.map_err(ConnectError::Connection)?;
-        Ok(Session::start(connection, peer, Role::Dialer, self.shared.context(), send, recv))
+        let asks = self.shared.add_connection(peer, &connection, false).ok_or(ConnectError::NoPeerIdentity)?;
+        Ok(Session::start(connection, peer, Role::Dialer, self.shared.context(asks), send, recv))
     }
 
     /// Accepts the next incoming session; `None` once the endpoint is closed.

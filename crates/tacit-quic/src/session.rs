@@ -50,8 +50,8 @@ pub(crate) struct Inner {
     asks: AskLane,
     /// The writer of this agent's tell stream, opened on first use.
     tells: tokio::sync::OnceCell<mpsc::Sender<Bytes>>,
-    /// Asks from the peer being handled now; bounded by this agent's
-    /// `max_concurrent_asks`.
+    /// Asks from the peer being handled now, over all its connections;
+    /// bounded by this agent's `max_concurrent_asks`.
     pub(crate) incoming_asks: Arc<Semaphore>,
     pub(crate) incoming: mpsc::Sender<Incoming>,
     /// The endpoint's idempotent-retry window.
@@ -111,6 +111,8 @@ pub(crate) struct SessionContext {
     pub(crate) drain: Arc<Drain>,
     /// Streams the peer may open per second.
     pub(crate) max_stream_rate: u32,
+    /// The peer's asks in flight, over all its connections.
+    pub(crate) incoming_asks: Arc<Semaphore>,
 }
 
 /// A session with a peer agent. Cheap to clone; all clones share it. When
@@ -142,7 +144,7 @@ impl Session {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> Self {
-        let SessionContext { handshake: config, dedup, drain, max_stream_rate } = context;
+        let SessionContext { handshake: config, dedup, drain, max_stream_rate, incoming_asks } = context;
         let now = Instant::now();
         let machine = match role {
             Role::Dialer => Handshake::dialer(config.clone(), now),
@@ -150,7 +152,6 @@ impl Session {
         };
         let (state_tx, state_rx) = watch::channel(State::Handshaking);
         let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
-        let max_asks = config.capabilities().limits.max_concurrent_asks as usize;
         let inner = Arc::new(Inner {
             connection,
             peer,
@@ -162,7 +163,7 @@ impl Session {
             schema_waiters: Mutex::new(HashMap::new()),
             asks: AskLane::new(),
             tells: tokio::sync::OnceCell::new(),
-            incoming_asks: Arc::new(Semaphore::new(max_asks)),
+            incoming_asks,
             incoming,
             dedup,
             drain,

@@ -180,7 +180,7 @@ async fn deadline_and_cancel_reach_the_handler() {
 async fn too_many_concurrent_asks_are_refused() {
     let mut caps = Capabilities::default();
     caps.limits.max_concurrent_asks(2);
-    let (_server, _client, dialed, accepted) = pair(caps).await;
+    let (server, client, dialed, accepted) = pair(caps).await;
     let (held, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
     serve(accepted, held);
     within(dialed.ready()).await.unwrap();
@@ -195,7 +195,26 @@ async fn too_many_concurrent_asks_are_refused() {
         Err(AskError::Remote { act: Act::Refuse, refusal }) => assert_eq!(refusal.code, ErrorCode::TooManyAsks),
         other => panic!("{other:?}"),
     }
-    // Echo asks are refused too while the limit is reached, then work again.
+    // The limit is per peer: a second connection of the same agent is refused too...
+    let second_session = within(client.connect(server.local_addr().unwrap(), Some(server.agent_id()))).await.unwrap();
+    let (held2, _held2_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(within(server.accept()).await.unwrap().unwrap(), held2);
+    match within(second_session.ask(ECHO, Bytes::new())).await {
+        Err(AskError::Remote { act: Act::Refuse, refusal }) => assert_eq!(refusal.code, ErrorCode::TooManyAsks),
+        other => panic!("{other:?}"),
+    }
+    // ...while another peer's asks keep working.
+    let other = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[3; 32]))
+        .capabilities(Capabilities::default().with_intent(IntentOffer::emits(ECHO, "t.Echo")))
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let other_session = within(other.connect(server.local_addr().unwrap(), None)).await.unwrap();
+    let (held3, _held3_rx) = tokio::sync::mpsc::unbounded_channel();
+    serve(within(server.accept()).await.unwrap().unwrap(), held3);
+    within(other_session.ask(ECHO, Bytes::from_static(b"fine"))).await.unwrap();
+    // Once the held asks are answered, the first peer can ask again.
     first.responder.reply(HOLD, Bytes::new());
     second.responder.reply(HOLD, Bytes::new());
     for task in waiting {
