@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Limits of the QUIC transport. Every peer-growable resource has one; the
-/// defaults suit an agent talking to a few hundred peers.
+/// defaults suit an agent talking to a few hundred peers. Presets:
+/// [`many_peers`](Self::many_peers), [`bulk_transfer`](Self::bulk_transfer).
 #[derive(Debug, Clone)]
 pub struct TransportLimits {
     pub(crate) handshake_timeout: Duration,
@@ -37,6 +38,27 @@ impl Default for TransportLimits {
 }
 
 impl TransportLimits {
+    /// For an agent serving many peers (thousands of mostly idle sessions):
+    /// smaller windows so each connection reserves less, more handshakes in
+    /// progress, a longer idle timeout kept by less frequent keep-alives.
+    pub fn many_peers() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(60),
+            keep_alive: Some(Duration::from_secs(25)),
+            receive_window: 1024 * 1024,
+            stream_receive_window: 256 * 1024,
+            max_concurrent_streams: 128,
+            max_pending_handshakes: 1024,
+            ..Self::default()
+        }
+    }
+
+    /// For few peers moving large payloads: large windows so a single stream
+    /// fills a fast path (raise `max_frame_len` in the capabilities too).
+    pub fn bulk_transfer() -> Self {
+        Self { receive_window: 64 * 1024 * 1024, stream_receive_window: 32 * 1024 * 1024, ..Self::default() }
+    }
+
     /// How long the QUIC + capability handshake may take (default 10 s).
     pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.handshake_timeout = timeout;

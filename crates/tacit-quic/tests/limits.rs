@@ -215,3 +215,12 @@ async fn receive_window_back_pressures_a_flooding_peer() {
     flooding.abort();
     drop(flooded);
 }
+
+#[tokio::test]
+async fn presets_work_end_to_end() {
+    for limits in [TransportLimits::many_peers(), TransportLimits::bulk_transfer()] {
+        let server = server(limits.clone()).await;
+        let session = session(&client_endpoint(2, limits).await, &server).await;
+        assert_works(&session).await;
+    }
+}
