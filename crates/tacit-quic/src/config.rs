@@ -65,7 +65,8 @@ impl TransportLimits {
         self
     }
 
-    /// A connection with no traffic for this long is closed (default 30 s).
+    /// A connection with no traffic for this long is closed (default 30 s);
+    /// `Duration::ZERO` turns the idle timeout off.
     pub fn idle_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.idle_timeout = timeout;
         self
@@ -131,7 +132,10 @@ impl TransportLimits {
     pub(crate) fn quinn_transport(&self) -> Arc<quinn::TransportConfig> {
         let mut transport = quinn::TransportConfig::default();
         transport
-            .max_idle_timeout(quinn::IdleTimeout::try_from(self.idle_timeout).ok())
+            // quinn treats an idle timeout of 0 as "expired at once": map it to none.
+            .max_idle_timeout(
+                Some(self.idle_timeout).filter(|t| !t.is_zero()).and_then(|t| quinn::IdleTimeout::try_from(t).ok()),
+            )
             .keep_alive_interval(self.keep_alive)
             .receive_window(self.receive_window.into())
             .stream_receive_window(self.stream_receive_window.into())

@@ -60,25 +60,28 @@ impl Dedup {
     /// Registers an incoming ask; `writer` is where its answer goes.
     pub(crate) fn begin(&self, key: AskKey, writer: &Waiter) -> Begin {
         let mut state = self.state();
-        match state.entries.get_mut(&key) {
-            Some(Entry::Done(answer)) => Begin::Answered(answer.clone()),
-            Some(Entry::Running(waiters)) => {
-                waiters.push(writer.clone());
-                Begin::Joined
-            }
-            None => {
-                if self.capacity == 0 {
-                    return Begin::Run;
+        if self.capacity == 0 {
+            return Begin::Run;
+        }
+        let full = state.order.len() >= self.capacity;
+        let oldest = if full { state.order.front().copied() } else { None };
+        match state.entries.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => match entry.get_mut() {
+                Entry::Done(answer) => Begin::Answered(answer.clone()),
+                Entry::Running(waiters) => {
+                    waiters.push(writer.clone());
+                    Begin::Joined
                 }
+            },
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(Entry::Running(Vec::new()));
+                state.order.push_back(key);
                 // Oldest first out; a running entry that falls out loses its
                 // duplicates' waiters, which then see their stream end.
-                while state.order.len() >= self.capacity {
-                    if let Some(old) = state.order.pop_front() {
-                        state.entries.remove(&old);
-                    }
+                if let Some(oldest) = oldest {
+                    state.order.pop_front();
+                    state.entries.remove(&oldest);
                 }
-                state.entries.insert(key, Entry::Running(Vec::new()));
-                state.order.push_back(key);
                 Begin::Run
             }
         }

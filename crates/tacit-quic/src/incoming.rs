@@ -82,13 +82,21 @@ pub struct Responder {
     dedup: Option<(Arc<Dedup>, AskKey)>,
     /// Counts this ask as in flight until answered.
     drain: Arc<Drain>,
+    /// What the session negotiated, for reply aliases.
+    negotiated: Option<Arc<tacit_handshake::Negotiated>>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Responder {
-    /// Answers with `INFORM` and the reply intent `intent` encoded in `payload`.
+    /// Answers with `INFORM` and the reply intent `intent` encoded in `payload`
+    /// (named by its alias when one is negotiated for this direction).
     pub fn reply(self, intent: IntentId, payload: Bytes) {
-        self.reply_with(Act::Inform, IntentRef::Id(intent), payload);
+        let reference = self.reply_alias(&intent).map_or(IntentRef::Id(intent), IntentRef::Alias);
+        self.reply_with(Act::Inform, reference, payload);
+    }
+
+    fn reply_alias(&self, intent: &IntentId) -> Option<u32> {
+        self.negotiated.as_ref().and_then(|negotiated| negotiated.send_alias(intent))
     }
 
     /// Answers with any act and intent reference.
@@ -254,19 +262,23 @@ async fn handle_request(
     }
     // The pipelining rule: work that arrives during the handshake is held
     // (bounded) until it ends, or refused with its code.
-    let negotiated = match inner.admit() {
-        Admission::Proceed | Admission::Hold => match inner.ready().await {
-            Ok(negotiated) => negotiated,
-            Err(e) => {
-                let code = e.code();
-                answer(error_reply(&request, Act::Refuse, code, &e.to_string(), inner.fresh_id()));
+    let negotiated = match inner.negotiated() {
+        // Established: the common case, without touching the handshake machine.
+        Some(negotiated) => negotiated,
+        None => match inner.admit() {
+            Admission::Proceed | Admission::Hold => match inner.ready().await {
+                Ok(negotiated) => negotiated,
+                Err(e) => {
+                    let code = e.code();
+                    answer(error_reply(&request, Act::Refuse, code, &e.to_string(), inner.fresh_id()));
+                    return Ok(());
+                }
+            },
+            Admission::Refuse(refusal) => {
+                answer(error_reply(&request, Act::Refuse, refusal.code, &refusal.reason, inner.fresh_id()));
                 return Ok(());
             }
         },
-        Admission::Refuse(refusal) => {
-            answer(error_reply(&request, Act::Refuse, refusal.code, &refusal.reason, inner.fresh_id()));
-            return Ok(());
-        }
     };
     let Some(intent) = resolve_intent(&negotiated, request.intent) else {
         let reason = format!("intent {:?} is not negotiated", request.intent);
@@ -306,6 +318,7 @@ async fn handle_request(
         answered: false,
         dedup: Some((inner.dedup.clone(), key)),
         drain: inner.drain.clone(),
+        negotiated: Some(negotiated),
         _permit: permit,
     };
     inner.drain.enter();

@@ -48,6 +48,9 @@ pub(crate) struct Inner {
     state: watch::Receiver<State>,
     schema_waiters: Mutex<SchemaWaiters>,
     asks: AskLane,
+    /// Asks this agent may have in flight to the peer: the negotiated
+    /// `max_concurrent_asks`, so askers wait instead of being refused.
+    outgoing_asks: std::sync::OnceLock<Arc<Semaphore>>,
     /// The writer of this agent's tell stream, opened on first use.
     tells: tokio::sync::OnceCell<mpsc::Sender<Bytes>>,
     /// Asks from the peer being handled now, over all its connections;
@@ -162,6 +165,7 @@ impl Session {
             state: state_rx,
             schema_waiters: Mutex::new(HashMap::new()),
             asks: AskLane::new(),
+            outgoing_asks: std::sync::OnceLock::new(),
             tells: tokio::sync::OnceCell::new(),
             incoming_asks,
             incoming,
@@ -293,6 +297,18 @@ impl Session {
             // Before the Welcome: the full id, within this agent's own limit.
             None => (IntentRef::Id(intent), inner.local_max_frame_len()),
         };
+        // Within the negotiated concurrency: wait for a slot rather than be refused.
+        let _permit =
+            match &negotiated {
+                Some(negotiated) => {
+                    let limit = negotiated.limits.max_concurrent_asks as usize;
+                    let slots = inner.outgoing_asks.get_or_init(|| Arc::new(Semaphore::new(limit))).clone();
+                    Some(slots.acquire_owned().await.map_err(|_| {
+                        AskError::NotSent(SessionError::ConnectionLost("the session is closing".into()))
+                    })?)
+                }
+                None => None,
+            };
         let message_id = options.message_id.unwrap_or_else(|| inner.fresh_id());
         let mut envelope = tacit_wire::Envelope::new(intent_ref, options.act, message_id, payload);
         envelope.conversation_id = options.conversation_id;
