@@ -545,8 +545,9 @@ impl Harness {
 }
 
 /// The two sides' results are mirror images: same version, limits and
-/// features, each side's send alias is the other's receive alias.
-fn assert_mirrored(a: &Negotiated, b: &Negotiated) {
+/// features, each side's send alias is the other's receive alias. Shared
+/// with the handshake tests.
+pub fn assert_mirrored(a: &Negotiated, b: &Negotiated) {
     assert_eq!(a.version, b.version);
     assert_eq!(a.limits, b.limits);
     assert_eq!(a.features, b.features);

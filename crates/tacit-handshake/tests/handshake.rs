@@ -35,25 +35,7 @@ fn failure(events: &[Event]) -> (&Refusal, bool) {
     }
 }
 
-/// Both sides' results are mirror images: same version, limits and
-/// features, each side's send alias is the other's receive alias.
-fn assert_mirrored(a: &Negotiated, b: &Negotiated) {
-    assert_eq!(a.version, b.version);
-    assert_eq!(a.limits, b.limits);
-    assert_eq!(a.features, b.features);
-    assert_eq!(a.intents.len(), b.intents.len());
-    for (x, y) in a.intents.iter().zip(&b.intents) {
-        assert_eq!(x.id, y.id);
-        assert_eq!(x.send_alias, y.receive_alias, "{:?}", x.id);
-        assert_eq!(x.receive_alias, y.send_alias, "{:?}", x.id);
-        if let Some(alias) = x.receive_alias {
-            assert_eq!(a.resolve_alias(alias).map(|i| i.id), Some(x.id));
-        }
-        if let Some(alias) = x.send_alias {
-            assert_eq!(b.resolve_alias(alias).map(|i| i.id), Some(x.id));
-        }
-    }
-}
+use tacit_handshake::fuzzing::assert_mirrored;
 
 #[test]
 fn establishes_and_negotiates() {
