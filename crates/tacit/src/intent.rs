@@ -1,0 +1,33 @@
+//! Typed intents: protobuf messages that know their IntentId.
+
+use tacit_wire::IntentId;
+
+/// A protobuf message that travels between agents as an intent.
+///
+/// Implemented by the code [`tacit-build`](https://docs.rs/tacit-build)
+/// generates from `.proto` files (and by Tacit's standard intents in
+/// [`intents`](crate::intents)); there is rarely a reason to implement it by
+/// hand. The id is the BLAKE3 hash of the message's canonical schema, as
+/// `docs/PROTOCOL.md` ("IntentId") specifies, so two agents agree on an
+/// intent exactly when they agree on its schema.
+pub trait Intent: prost::Message + Default + Clone + Send + Sync + 'static {
+    /// The intent's id: the hash of its canonical schema.
+    const ID: IntentId;
+    /// The message's fully qualified protobuf name, e.g. `market.v1.ReserveSlot`.
+    const NAME: &'static str;
+    /// An encoded `google.protobuf.FileDescriptorSet` that defines the
+    /// message and everything it reaches; served to peers that fetch the
+    /// schema (`describe`), and hashing to [`ID`](Self::ID).
+    const DESCRIPTOR_SET: &'static [u8];
+}
+
+/// An intent that is asked (sent as a request) and answered with one
+/// [`Reply`](Self::Reply).
+///
+/// In a `.proto` file, a message names its reply with the message option
+/// `option (tacit.v1.reply) = "SlotReserved";` (from `tacit/v1/options.proto`);
+/// tacit-build then implements this trait.
+pub trait Request: Intent {
+    /// The intent that answers this request.
+    type Reply: Intent;
+}
