@@ -117,6 +117,50 @@ impl AskOptions {
         self.conversation_id = conversation_id;
         self
     }
+
+    /// Sets the message this ask answers.
+    pub fn in_reply_to(mut self, message_id: u64) -> Self {
+        self.in_reply_to = message_id;
+        self
+    }
+}
+
+/// Options of one tell.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TellOptions {
+    /// The performative (default `INFORM`; e.g. `REJECT`, `CANCEL`, `AGREE`).
+    pub act: Act,
+    /// The conversation this message belongs to.
+    pub conversation_id: ConversationId,
+    /// The message this one answers, if any.
+    pub in_reply_to: u64,
+}
+
+impl Default for TellOptions {
+    fn default() -> Self {
+        Self { act: Act::Inform, conversation_id: ConversationId::none(), in_reply_to: 0 }
+    }
+}
+
+impl TellOptions {
+    /// Sets the act.
+    pub fn act(mut self, act: Act) -> Self {
+        self.act = act;
+        self
+    }
+
+    /// Sets the conversation.
+    pub fn conversation(mut self, conversation_id: ConversationId) -> Self {
+        self.conversation_id = conversation_id;
+        self
+    }
+
+    /// Sets the message this one answers.
+    pub fn in_reply_to(mut self, message_id: u64) -> Self {
+        self.in_reply_to = message_id;
+        self
+    }
 }
 
 /// How an ask ended, when it did not end in a reply.

@@ -71,7 +71,7 @@ mod session;
 mod stream;
 pub mod tls;
 
-pub use ask::{AskError, AskOptions};
+pub use ask::{AskError, AskOptions, TellOptions};
 pub use config::TransportLimits;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{AcceptError, BindError, ConnectError, SessionError};

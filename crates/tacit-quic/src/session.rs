@@ -16,7 +16,7 @@ use tacit_handshake::{Admission, AgentId, Event, Handshake, HandshakeConfig, Int
 use tacit_wire::{ErrorCode, IntentId, IntentRef};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
-use crate::ask::{AskError, AskLane, AskOptions, stream_kind};
+use crate::ask::{AskError, AskLane, AskOptions, TellOptions, stream_kind};
 use crate::dedup::Dedup;
 use crate::drain::Drain;
 use crate::error::SessionError;
@@ -186,7 +186,16 @@ impl Session {
     /// `INFORM`, reliably and in order with other tells. Returns once queued;
     /// waits while 256 tells are queued, so a slow peer slows the teller down.
     pub async fn tell(&self, intent: IntentId, payload: Bytes) -> Result<(), AskError> {
-        let (envelope, max_frame_len) = self.one_way(intent, payload).await?;
+        self.tell_with(intent, payload, TellOptions::default()).await
+    }
+
+    /// Like [`tell`](Self::tell), with options: act (e.g. `REJECT` in a
+    /// contract net), conversation and the message it answers.
+    pub async fn tell_with(&self, intent: IntentId, payload: Bytes, options: TellOptions) -> Result<(), AskError> {
+        let (mut envelope, max_frame_len) = self.one_way(intent, payload).await?;
+        envelope.act = options.act;
+        envelope.conversation_id = options.conversation_id;
+        envelope.in_reply_to = options.in_reply_to;
         let frame = tacit_wire::FrameEncoder::new(max_frame_len)
             .encode_to_bytes(&envelope)
             .map_err(|_| AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len })?;
@@ -387,6 +396,17 @@ impl Session {
     #[doc(hidden)]
     pub fn connection(&self) -> &quinn::Connection {
         &self.inner.connection
+    }
+
+    /// Whether the session has ended (closed by either side or lost).
+    pub fn is_closed(&self) -> bool {
+        self.inner.connection.close_reason().is_some()
+    }
+
+    /// A fresh message id from this session's sequence: use it as
+    /// [`AskOptions::message_id`] to be able to retry an ask idempotently.
+    pub fn next_message_id(&self) -> u64 {
+        self.inner.fresh_id()
     }
 
     fn machine(&self) -> MutexGuard<'_, Handshake> {
