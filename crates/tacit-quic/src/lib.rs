@@ -76,5 +76,5 @@ pub use config::TransportLimits;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{AcceptError, BindError, ConnectError, SessionError};
 pub use incoming::{Incoming, IncomingAsk, IncomingMessage, IncomingStream, Responder};
-pub use session::Session;
+pub use session::{Session, WeakSession};
 pub use stream::{FrameReceiver, FrameSender, StreamError};

@@ -329,12 +329,49 @@ impl Session {
     /// The next ask (or other work) from the peer; `None` once the session
     /// has ended.
     pub async fn next_incoming(&self) -> Option<Incoming> {
-        let mut rx = self.inner.incoming_rx.lock().await;
+        self.inner.next_incoming().await
+    }
+
+    /// A handle that does not keep the session open: the connection closes
+    /// when the last [`Session`] is dropped even while a [`WeakSession`]
+    /// waits in [`next_incoming`](WeakSession::next_incoming). For serving
+    /// a session one dialed without owning it.
+    pub fn downgrade(&self) -> WeakSession {
+        WeakSession { inner: self.inner.clone(), close_on_drop: Arc::downgrade(&self._close_on_drop) }
+    }
+}
+
+/// A session handle that does not keep the connection open ([`Session::downgrade`]).
+#[derive(Debug, Clone)]
+pub struct WeakSession {
+    inner: Arc<Inner>,
+    close_on_drop: std::sync::Weak<CloseOnDrop>,
+}
+
+impl WeakSession {
+    /// The session, if some [`Session`] handle still holds it open.
+    pub fn upgrade(&self) -> Option<Session> {
+        let close_on_drop = self.close_on_drop.upgrade()?;
+        Some(Session { inner: self.inner.clone(), _close_on_drop: close_on_drop })
+    }
+
+    /// Like [`Session::next_incoming`]; `None` once the session has ended.
+    pub async fn next_incoming(&self) -> Option<Incoming> {
+        self.inner.next_incoming().await
+    }
+}
+
+impl Inner {
+    async fn next_incoming(&self) -> Option<Incoming> {
+        let mut rx = self.incoming_rx.lock().await;
         tokio::select! {
             incoming = rx.recv() => incoming,
-            _ = self.inner.connection.closed() => rx.try_recv().ok(),
+            _ = self.connection.closed() => rx.try_recv().ok(),
         }
     }
+}
+
+impl Session {
 
     /// The peer's AgentId, from its TLS certificate.
     pub fn peer_id(&self) -> AgentId {
