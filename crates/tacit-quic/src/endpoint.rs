@@ -210,6 +210,11 @@ impl Endpoint {
         self.shared.agent_id
     }
 
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.drain.is_shutting_down()
+    }
+
     /// The local UDP address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.local_addr()

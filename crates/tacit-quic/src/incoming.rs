@@ -253,7 +253,7 @@ async fn handle_request(
             }
             return Ok(());
         }
-        Act::Request | Act::Query | Act::Cfp | Act::Subscribe | Act::Propose => {}
+        Act::Request | Act::Query | Act::Cfp | Act::Subscribe | Act::Propose | Act::Accept => {}
         _ => {
             let reason = format!("{:?} is not an ask", request.act);
             answer(error_reply(&request, Act::NotUnderstood, ErrorCode::ProtocolViolation, &reason, inner.fresh_id()));

@@ -1,0 +1,464 @@
+//! The agent: an identity, a card, handlers for the intents it takes, and
+//! the endpoint that serves them and dials peers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus};
+use tacit_quic::{Endpoint, Incoming, IncomingAsk, IncomingStream, Session, TransportLimits};
+use tacit_wire::{Act, ErrorCode, IntentId, IntentRef};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+
+use crate::builtin;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::handler::{self, Handlers, IntoReply, StreamReceiver, StreamSender, TellFn};
+use crate::intent::{Intent, Request};
+use crate::metrics::{Counter, Metrics, MetricsSnapshot};
+use crate::peer::{Peer, PeerInner, ReconnectPolicy};
+
+/// One-way messages queued for a session's handlers, in arrival order.
+const TELL_QUEUE: usize = 256;
+
+/// What the agent's tasks share.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) handlers: Handlers,
+    pub(crate) names: HashMap<IntentId, &'static str>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) reconnect: ReconnectPolicy,
+    pub(crate) card: AgentCard,
+    pub(crate) offers: Vec<IntentOffer>,
+    pub(crate) started: Instant,
+}
+
+/// Builds an [`Agent`]: identity, card, handlers, limits.
+#[derive(Debug)]
+pub struct AgentBuilder {
+    identity: Option<Identity>,
+    key_file: Option<PathBuf>,
+    card: AgentCard,
+    transport: TransportLimits,
+    capabilities: Capabilities,
+    handlers: Handlers,
+    names: HashMap<IntentId, &'static str>,
+    reconnect: ReconnectPolicy,
+}
+
+impl AgentBuilder {
+    fn new() -> Self {
+        let builder = Self {
+            identity: None,
+            key_file: None,
+            card: AgentCard::new("tacit-agent"),
+            transport: TransportLimits::default(),
+            capabilities: Capabilities::default(),
+            handlers: Handlers::default(),
+            names: HashMap::new(),
+            reconnect: ReconnectPolicy::default(),
+        };
+        builtin::register(builder)
+    }
+
+    /// Uses this identity.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Loads the identity from a key file, creating it (mode 0600) if it is
+    /// missing. Without an identity or key file the agent gets a fresh
+    /// identity each run.
+    pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key_file = Some(path.into());
+        self
+    }
+
+    /// Sets the card the agent presents to peers.
+    pub fn card(mut self, card: AgentCard) -> Self {
+        self.card = card;
+        self
+    }
+
+    /// Sets the transport limits (or a preset such as
+    /// [`TransportLimits::many_peers`]).
+    pub fn limits(mut self, limits: TransportLimits) -> Self {
+        self.transport = limits;
+        self
+    }
+
+    /// Sets the largest message this agent accepts (default 1 MiB).
+    pub fn max_message_len(mut self, bytes: u32) -> Self {
+        self.capabilities.limits.max_frame_len(bytes);
+        self
+    }
+
+    /// Sets how many asks from one peer run at once (default 256).
+    pub fn max_concurrent_asks(mut self, asks: u32) -> Self {
+        self.capabilities.limits.max_concurrent_asks(asks);
+        self
+    }
+
+    /// Sets how dialed peers reconnect and retry.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// Handles asks of intent `I` with `handler`, which returns
+    /// `Result<I::Reply, Rejection>` (or `Result<Reply<I::Reply>, Rejection>`
+    /// to pick the act). Replaces an earlier handler of `I`.
+    pub fn handle<I, F, Fut, R>(mut self, handler: F) -> Self
+    where
+        I: Request,
+        F: Fn(Context, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoReply<I::Reply> + 'static,
+    {
+        self.offer::<I>(true, false);
+        self.handlers.asks.insert(I::ID, handler::ask_fn(handler));
+        self
+    }
+
+    /// Handles one-way messages (tells and datagrams) of intent `I`, one at
+    /// a time per session, in the order they arrive.
+    pub fn on_tell<I, F, Fut>(mut self, handler: F) -> Self
+    where
+        I: Intent,
+        F: Fn(Context, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.offer::<I>(true, false);
+        self.handlers.tells.insert(I::ID, handler::tell_fn(handler));
+        self
+    }
+
+    /// Handles stream lanes opened with intent `I`: the handler gets the
+    /// opening message, a receiver of the peer's `In` messages and a sender
+    /// for `Out` messages.
+    pub fn on_stream<I, In, Out, F, Fut>(mut self, handler: F) -> Self
+    where
+        I: Intent,
+        In: prost::Message + Default + Send + 'static,
+        Out: prost::Message + Send + 'static,
+        F: Fn(Context, I, StreamReceiver<In>, StreamSender<Out>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.offer::<I>(true, false);
+        self.handlers.streams.insert(I::ID, handler::stream_fn(handler));
+        self
+    }
+
+    /// Declares that this agent sends intent `I` to peers (asks, tells or
+    /// streams): it is negotiated with every peer that handles it.
+    pub fn emits<I: Intent>(mut self) -> Self {
+        self.offer::<I>(false, true);
+        self
+    }
+
+    fn offer<I: Intent>(&mut self, handles: bool, emits: bool) {
+        self.names.insert(I::ID, I::NAME);
+        let intents = &mut self.capabilities.intents;
+        let offer = match intents.iter_mut().find(|offer| offer.id == I::ID) {
+            Some(offer) => offer,
+            None => {
+                intents.push(
+                    IntentOffer::handles(I::ID, I::NAME).with_descriptor_set(Bytes::from_static(I::DESCRIPTOR_SET)),
+                );
+                let Some(offer) = intents.last_mut() else { return };
+                offer.handles = false;
+                offer
+            }
+        };
+        offer.handles |= handles;
+        offer.emits |= emits;
+    }
+
+    /// Binds the agent's UDP socket (e.g. `127.0.0.1:0`) and starts serving.
+    pub async fn bind(self, addr: SocketAddr) -> Result<Agent> {
+        let identity = match (self.identity, self.key_file) {
+            (Some(identity), _) => identity,
+            (None, Some(path)) => {
+                let (identity, status) = Identity::load_or_create(&path)?;
+                if status == KeyFileStatus::Created {
+                    tracing::info!(path = %path.display(), id = %identity.agent_id(), "created a new identity");
+                }
+                identity
+            }
+            (None, None) => Identity::generate()?,
+        };
+        let endpoint = Endpoint::builder()
+            .identity(identity)
+            .card(self.card.clone())
+            .capabilities(self.capabilities.clone())
+            .limits(self.transport)
+            .bind(addr)
+            .await?;
+        let core = Arc::new(Core {
+            endpoint,
+            handlers: self.handlers,
+            names: self.names,
+            metrics: Arc::new(Metrics::default()),
+            reconnect: self.reconnect,
+            card: self.card,
+            offers: self.capabilities.intents,
+            started: Instant::now(),
+        });
+        let accept = tokio::spawn(accept_loop(core.clone()));
+        Ok(Agent { inner: Arc::new(AgentInner { core, accept }) })
+    }
+}
+
+/// An agent: serves its handlers to peers that dial it and dials peers.
+/// Cheap to clone; when the last clone is dropped it stops accepting.
+///
+/// See the [crate documentation](crate) for an example.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    inner: Arc<AgentInner>,
+}
+
+#[derive(Debug)]
+struct AgentInner {
+    core: Arc<Core>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for AgentInner {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl Agent {
+    /// Starts building an agent.
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder::new()
+    }
+
+    /// The agent's id (its public key).
+    pub fn id(&self) -> AgentId {
+        self.inner.core.endpoint.agent_id()
+    }
+
+    /// The address the agent listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.inner.core.endpoint.local_addr().map_err(|e| Error::Bind(tacit_quic::BindError::Io(e)))
+    }
+
+    /// The agent's card.
+    pub fn card(&self) -> &AgentCard {
+        &self.inner.core.card
+    }
+
+    /// The agent's counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.core.metrics.snapshot()
+    }
+
+    /// Dials the agent at `addr`. With `expected`, the TLS handshake fails
+    /// unless the peer holds that AgentId; either way, reconnections insist
+    /// on the AgentId found the first time. Asks can be sent at once: they
+    /// travel behind the capability handshake.
+    pub async fn connect(&self, addr: SocketAddr, expected: impl Into<Option<AgentId>>) -> Result<Peer> {
+        let core = &self.inner.core;
+        let session = core.endpoint.connect(addr, expected.into()).await.map_err(Error::from_connect)?;
+        Ok(Peer::dialed(core.clone(), addr, session))
+    }
+
+    /// Stops accepting, lets asks in flight finish for up to `drain`, then
+    /// closes every session with `SHUTDOWN`. Returns how many asks were
+    /// still running when the drain ended.
+    pub async fn shutdown(&self, drain: Duration) -> usize {
+        self.inner.accept.abort();
+        self.inner.core.endpoint.shutdown(drain).await
+    }
+
+    /// The underlying endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.core.endpoint
+    }
+}
+
+async fn accept_loop(core: Arc<Core>) {
+    while let Some(accepted) = core.endpoint.accept().await {
+        match accepted {
+            Ok(session) => {
+                core.metrics.bump(Counter::SessionsAccepted);
+                let peer = Peer::accepted(core.clone(), session.clone());
+                let span = tracing::info_span!("session", peer = %session.peer_id(), role = "acceptor");
+                tokio::spawn(serve(core.clone(), Source::Accepted(session, peer)).instrument(span));
+            }
+            Err(error) => tracing::debug!(%error, "an incoming connection failed"),
+        }
+    }
+}
+
+/// Serves what a dialed peer sends back on `session`, without keeping the
+/// session open.
+pub(crate) fn serve_dialed(core: Arc<Core>, session: &Session, peer: Weak<PeerInner>) {
+    let span = tracing::info_span!("session", peer = %session.peer_id(), role = "dialer");
+    tokio::spawn(serve(core, Source::Dialed(session.downgrade(), peer)).instrument(span));
+}
+
+enum Source {
+    /// An accepted session: served (and kept open) until the peer closes it.
+    Accepted(Session, Peer),
+    /// A dialed session: served while the application holds the peer.
+    Dialed(tacit_quic::WeakSession, Weak<PeerInner>),
+}
+
+async fn serve(core: Arc<Core>, source: Source) {
+    let mut tells: Option<mpsc::Sender<(TellFn, Context, Bytes)>> = None;
+    loop {
+        let incoming = match &source {
+            Source::Accepted(session, _) => session.next_incoming().await,
+            Source::Dialed(session, _) => session.next_incoming().await,
+        };
+        let Some(incoming) = incoming else { break };
+        let peer = match &source {
+            Source::Accepted(_, peer) => peer.clone(),
+            Source::Dialed(_, peer) => match Peer::from_weak(peer) {
+                Some(peer) => peer,
+                None => break,
+            },
+        };
+        match incoming {
+            Incoming::Ask(ask) => dispatch_ask(&core, peer, ask),
+            Incoming::Tell(message) | Incoming::Datagram(message) => {
+                let Some(handler) = core.handlers.tells.get(&message.intent) else {
+                    core.metrics.bump(Counter::DroppedUnhandled);
+                    continue;
+                };
+                core.metrics.received(Counter::TellsReceived, message.envelope.payload.len());
+                let envelope = message.envelope;
+                let cx = context(peer, message.intent, &envelope);
+                let queue = tells.get_or_insert_with(|| spawn_tell_worker());
+                // Waits while the queue is full: a slow handler slows the peer.
+                let _ = queue.send((handler.clone(), cx, envelope.payload)).await;
+            }
+            Incoming::Stream(stream) => dispatch_stream(&core, peer, stream),
+            _ => core.metrics.bump(Counter::DroppedUnhandled),
+        }
+    }
+}
+
+fn spawn_tell_worker() -> mpsc::Sender<(TellFn, Context, Bytes)> {
+    let (tx, mut rx) = mpsc::channel::<(TellFn, Context, Bytes)>(TELL_QUEUE);
+    tokio::spawn(
+        async move {
+            while let Some((handler, cx, payload)) = rx.recv().await {
+                handler(cx, payload).await;
+            }
+        }
+        .in_current_span(),
+    );
+    tx
+}
+
+fn context(peer: Peer, intent: IntentId, envelope: &tacit_wire::Envelope) -> Context {
+    let deadline = (envelope.deadline_micros > 0)
+        .then(|| Instant::now().checked_add(Duration::from_micros(envelope.deadline_micros)))
+        .flatten();
+    Context {
+        peer,
+        intent,
+        act: envelope.act,
+        message_id: envelope.message_id,
+        in_reply_to: envelope.in_reply_to,
+        conversation: envelope.conversation_id,
+        deadline,
+    }
+}
+
+fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
+    let IncomingAsk { envelope, intent, mut responder, .. } = ask;
+    let Some(handler) = core.handlers.asks.get(&intent) else {
+        // Negotiated (it is handled as a tell or stream) but not askable.
+        core.metrics.error(ErrorCode::IntentNotNegotiated);
+        responder.refuse(ErrorCode::IntentNotNegotiated, "this agent takes that intent only as a tell or stream");
+        return;
+    };
+    core.metrics.received(Counter::AsksReceived, envelope.payload.len());
+    let request_act = envelope.act;
+    let request_intent = envelope.intent;
+    let payload = envelope.payload.clone();
+    let cx = context(peer, intent, &envelope);
+    let call = handler(cx, payload);
+    let metrics = core.metrics.clone();
+    let span = tracing::debug_span!(
+        "ask",
+        intent = core.names.get(&intent).copied().unwrap_or("?"),
+        act = ?request_act,
+        message_id = envelope.message_id,
+    );
+    tokio::spawn(
+        async move {
+            let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+            let outcome = tokio::select! {
+                outcome = call => outcome,
+                () = responder.cancelled() => {
+                    // Dropping the handler's future cancels it.
+                    metrics.error(ErrorCode::Cancelled);
+                    tracing::debug!("cancelled by the asker");
+                    responder.fail(ErrorCode::Cancelled, "cancelled");
+                    return;
+                }
+            };
+            match outcome {
+                Ok(answer) => {
+                    metrics.sent(Counter::RepliesSent, answer.payload.len());
+                    match answer.act.unwrap_or(default_reply_act(request_act)) {
+                        Act::Inform => responder.reply(answer.intent, answer.payload),
+                        act => responder.reply_with(act, IntentRef::Id(answer.intent), answer.payload),
+                    }
+                }
+                Err(rejection) => {
+                    metrics.error(rejection.code);
+                    match rejection.act {
+                        Act::Refuse => responder.refuse(rejection.code, &rejection.reason),
+                        Act::NotUnderstood => {
+                            let refusal =
+                                tacit_wire::pb::Refusal { code: rejection.code as i32, reason: rejection.reason };
+                            let payload = prost::Message::encode_to_vec(&refusal).into();
+                            responder.reply_with(Act::NotUnderstood, request_intent, payload);
+                        }
+                        _ => responder.fail(rejection.code, &rejection.reason),
+                    }
+                }
+            }
+            if let Some(started) = started {
+                tracing::debug!(latency_us = started.elapsed().as_micros() as u64, "answered");
+            }
+        }
+        .instrument(span),
+    );
+}
+
+/// The act of a plain reply: `PROPOSE` to a call for proposals, else `INFORM`.
+fn default_reply_act(request: Act) -> Act {
+    match request {
+        Act::Cfp => Act::Propose,
+        _ => Act::Inform,
+    }
+}
+
+fn dispatch_stream(core: &Arc<Core>, peer: Peer, stream: IncomingStream) {
+    let IncomingStream { envelope, intent, sender, receiver, .. } = stream;
+    let Some(handler) = core.handlers.streams.get(&intent) else {
+        core.metrics.bump(Counter::DroppedUnhandled);
+        return;
+    };
+    core.metrics.received(Counter::StreamsAccepted, envelope.payload.len());
+    let payload = envelope.payload.clone();
+    let cx = context(peer, intent, &envelope);
+    tokio::spawn(handler(cx, payload, sender, receiver).in_current_span());
+}

@@ -1,0 +1,87 @@
+//! What a handler knows about the message it handles, and how it talks back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tacit_handshake::{AgentCard, AgentId};
+use tacit_wire::{Act, ConversationId, IntentId};
+
+use crate::conversation::Conversation;
+use crate::metrics::Metrics;
+use crate::peer::Peer;
+
+/// The context of one incoming message: who sent it, in which conversation,
+/// with what act and deadline, and a [`Peer`] handle to send further intents
+/// to the sender (on the same session).
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub(crate) peer: Peer,
+    pub(crate) intent: IntentId,
+    pub(crate) act: Act,
+    pub(crate) message_id: u64,
+    pub(crate) in_reply_to: u64,
+    pub(crate) conversation: ConversationId,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl Context {
+    /// The sender's AgentId, proven by its TLS certificate.
+    pub fn peer_id(&self) -> AgentId {
+        self.peer.id()
+    }
+
+    /// The sender's card, as it presented itself in the handshake.
+    pub fn peer_card(&self) -> Option<AgentCard> {
+        self.peer.card()
+    }
+
+    /// The sender, to send it further intents (asks, tells, streams).
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The intent of the message.
+    pub fn intent(&self) -> IntentId {
+        self.intent
+    }
+
+    /// The act of the message (`REQUEST`, `CFP`, `ACCEPT`, `QUERY`, ...).
+    pub fn act(&self) -> Act {
+        self.act
+    }
+
+    /// The message's id (what a reply's `in_reply_to` names).
+    pub fn message_id(&self) -> u64 {
+        self.message_id
+    }
+
+    /// The message this one answers (0 if none).
+    pub fn in_reply_to(&self) -> u64 {
+        self.in_reply_to
+    }
+
+    /// The conversation the message belongs to (empty if none).
+    pub fn conversation_id(&self) -> ConversationId {
+        self.conversation
+    }
+
+    /// Continues the message's conversation with the sender: what it sends
+    /// carries the same conversation id and answers this message.
+    pub fn conversation(&self) -> Conversation {
+        Conversation::resume(self.peer.clone(), self.conversation, self.message_id)
+    }
+
+    /// When the asker stops waiting, if it set a deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Time left before the deadline (`None` without one; zero once passed).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        self.peer.metrics()
+    }
+}

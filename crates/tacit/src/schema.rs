@@ -1,0 +1,64 @@
+//! Schemas fetched from peers, for decoding intents this agent was not
+//! built with (prost-reflect dynamic messages).
+
+use bytes::Bytes;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use tacit_wire::IntentId;
+
+use crate::error::{Error, Result};
+
+/// The verified schema of one intent: its name, the descriptor set that
+/// hashes to its id, and a message descriptor to decode it with.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    id: IntentId,
+    descriptor_set: Bytes,
+    message: MessageDescriptor,
+}
+
+impl Schema {
+    /// A schema from an encoded `FileDescriptorSet`, checked to define
+    /// `name` and to hash to `id` (as docs/PROTOCOL.md "IntentId" specifies).
+    pub fn new(id: IntentId, name: String, descriptor_set: Bytes) -> Result<Self> {
+        let fail = |reason: String| Error::Schema { intent: name.clone(), reason };
+        let computed =
+            IntentId::of_message_in_encoded_set(&descriptor_set, &name).map_err(|e| fail(e.to_string()))?;
+        if computed != id {
+            return Err(fail(format!("the schema hashes to {computed}, not {id}")));
+        }
+        let pool = DescriptorPool::decode(descriptor_set.clone()).map_err(|e| fail(e.to_string()))?;
+        let message = pool.get_message_by_name(&name).ok_or_else(|| fail("the schema does not define it".into()))?;
+        Ok(Self { id, descriptor_set, message })
+    }
+
+    /// The schema of a compiled-in intent.
+    pub fn of<I: crate::Intent>() -> Result<Self> {
+        Self::new(I::ID, I::NAME.to_owned(), Bytes::from_static(I::DESCRIPTOR_SET))
+    }
+
+    /// The intent's id.
+    pub fn id(&self) -> IntentId {
+        self.id
+    }
+
+    /// The intent's fully qualified name.
+    pub fn name(&self) -> &str {
+        self.message.full_name()
+    }
+
+    /// The encoded `FileDescriptorSet`.
+    pub fn descriptor_set(&self) -> &Bytes {
+        &self.descriptor_set
+    }
+
+    /// The message descriptor (fields, types, nested messages).
+    pub fn message_descriptor(&self) -> &MessageDescriptor {
+        &self.message
+    }
+
+    /// Decodes an encoded message of this intent.
+    pub fn decode(&self, payload: &[u8]) -> Result<DynamicMessage> {
+        DynamicMessage::decode(self.message.clone(), payload)
+            .map_err(|e| Error::Decode { intent: "a described intent", reason: e.to_string() })
+    }
+}

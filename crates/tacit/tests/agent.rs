@@ -1,0 +1,479 @@
+//! The agent API over loopback: typed ask / tell / stream, rejections,
+//! conversations, contract net, reconnect with idempotent retry, schema
+//! fetch with dynamic decoding, counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tacit::intents::{
+    AcceptProposal, AgentDescription, CallForProposals, ContractResult, DelegateTask, DescribeAgent, Health,
+    HealthCheck, Ping, Pong, Proposal, RejectProposal, TaskState, TaskStatus, TaskUpdate, health,
+};
+use tacit::{
+    Act, Agent, AgentBuilder, AgentCard, AskOptions, ContractNet, Context, Error, ErrorCode, Intent, Rejection, Reply,
+    StreamReceiver, StreamSender,
+};
+use tokio::sync::mpsc;
+
+const LOCALHOST: &str = "127.0.0.1:0";
+
+async fn bind(builder: AgentBuilder) -> Agent {
+    builder.bind(LOCALHOST.parse().unwrap()).await.unwrap()
+}
+
+/// Bounds every test: nothing here may hang.
+async fn bounded<T>(test: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), test).await.expect("the test took over 30 s")
+}
+
+fn status(task_id: &str, state: TaskState) -> TaskStatus {
+    TaskStatus { task_id: task_id.into(), state: state as i32, ..Default::default() }
+}
+
+#[tokio::test]
+async fn typed_ask_and_standard_intents() {
+    bounded(async {
+        let server = bind(
+            Agent::builder()
+                .card(AgentCard::new("worker").with_description("does tasks"))
+                .handle(|cx: Context, task: DelegateTask| async move {
+                    assert_eq!(cx.act(), Act::Request);
+                    Ok::<_, Rejection>(status(&task.task_id, TaskState::Completed))
+                }),
+        )
+        .await;
+        let client = bind(Agent::builder().emits::<DelegateTask>()).await;
+        let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+
+        let done: TaskStatus = peer.ask(DelegateTask { task_id: "t1".into(), ..Default::default() }).await.unwrap();
+        assert_eq!(done.task_id, "t1");
+        assert_eq!(done.state, TaskState::Completed as i32);
+
+        // Built in: ping, health, describe.
+        let pong: Pong = peer.ask(Ping { nonce: 7 }).await.unwrap();
+        assert_eq!(pong.nonce, 7);
+        let health: Health = peer.ask(HealthCheck {}).await.unwrap();
+        assert_eq!(health.status, health::Status::Serving as i32);
+        let description: AgentDescription = peer.ask(DescribeAgent {}).await.unwrap();
+        assert_eq!(description.name, "worker");
+        assert_eq!(description.description, "does tasks");
+        let task = description.intents.iter().find(|i| i.name == DelegateTask::NAME).unwrap();
+        assert!(task.handles && !task.emits);
+        assert_eq!(&task.intent_id[..], DelegateTask::ID.as_bytes());
+        assert_eq!(peer.card().unwrap().name, "worker");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rejections_carry_act_and_code() {
+    bounded(async {
+        let server = bind(Agent::builder().handle(|_: Context, task: DelegateTask| async move {
+            match task.task_id.as_str() {
+                "refuse" => Err(Rejection::refuse(ErrorCode::TooManyAsks, "busy")),
+                "fail" => Err(Rejection::failed("disk full")),
+                "agree" => Ok(Reply::new(Act::Agree, status("agree", TaskState::Submitted))),
+                _ => panic!("the handler panics"),
+            }
+        }))
+        .await;
+        let client = bind(Agent::builder().emits::<DelegateTask>()).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        let task = |id: &str| DelegateTask { task_id: id.into(), ..Default::default() };
+
+        match peer.ask(task("refuse")).await.unwrap_err() {
+            Error::Rejected { act, code, reason, .. } => {
+                assert_eq!((act, code, reason.as_str()), (Act::Refuse, ErrorCode::TooManyAsks, "busy"));
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let failed = peer.ask(task("fail")).await.unwrap_err();
+        assert_eq!(failed.code(), ErrorCode::HandlerFailed);
+        assert!(failed.is_rejection());
+        let agreed = peer.ask_with(task("agree"), AskOptions::default()).await.unwrap();
+        assert_eq!(agreed.act, Act::Agree);
+        assert_eq!(agreed.message.state, TaskState::Submitted as i32);
+        // A handler that panics never answers: the asker is told, not left waiting.
+        assert_eq!(peer.ask(task("panic")).await.unwrap_err().code(), ErrorCode::NoReply);
+        // The session survived all of that.
+        assert_eq!(peer.ask(Ping { nonce: 1 }).await.unwrap().nonce, 1);
+
+        let metrics = client.metrics();
+        assert_eq!(metrics.asks_sent, 5);
+        assert_eq!(metrics.replies_received, 2);
+        assert_eq!(metrics.errors_with(ErrorCode::TooManyAsks), 1);
+        assert_eq!(metrics.errors_with(ErrorCode::HandlerFailed), 1);
+        assert_eq!(metrics.errors_with(ErrorCode::NoReply), 1);
+        let served = server.metrics();
+        assert_eq!(served.asks_received, 5);
+        assert_eq!(served.replies_sent, 2);
+        assert_eq!(served.errors_with(ErrorCode::HandlerFailed), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn undeclared_intent_is_not_negotiated() {
+    bounded(async {
+        let server = bind(Agent::builder().handle(|_: Context, t: DelegateTask| async move {
+            Ok::<_, Rejection>(status(&t.task_id, TaskState::Completed))
+        }))
+        .await;
+        // The client does not declare that it emits DelegateTask.
+        let client = bind(Agent::builder()).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        peer.ready().await.unwrap();
+        let error = peer.ask(DelegateTask::default()).await.unwrap_err();
+        assert!(matches!(error, Error::NotNegotiated { intent } if intent == DelegateTask::NAME), "{error:?}");
+        assert_eq!(server.metrics().asks_received, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tells_arrive_in_order_and_datagrams_arrive() {
+    bounded(async {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let server = bind(Agent::builder().on_tell(move |cx: Context, update: TaskUpdate| {
+            let tx = tx.clone();
+            async move {
+                // A slow first message must not let later ones overtake it.
+                let id = update.status.unwrap_or_default().task_id;
+                if id == "0" {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tx.send((cx.act(), id)).unwrap();
+            }
+        }))
+        .await;
+        let client = bind(Agent::builder().emits::<TaskUpdate>()).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        for i in 0..100 {
+            peer.tell(TaskUpdate { status: Some(status(&i.to_string(), TaskState::Working)) }).await.unwrap();
+        }
+        for i in 0..100 {
+            assert_eq!(rx.recv().await.unwrap(), (Act::Inform, i.to_string()));
+        }
+        // Datagrams may be lost in principle; on loopback, one of a few arrives.
+        for _ in 0..5 {
+            peer.datagram(TaskUpdate { status: Some(status("dgram", TaskState::Working)) }).await.unwrap();
+        }
+        let (_, id) = rx.recv().await.unwrap();
+        assert_eq!(id, "dgram");
+        assert_eq!(client.metrics().tells_sent, 105);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn typed_stream_both_ways() {
+    bounded(async {
+        // The handler reports progress on the task until the client's input ends.
+        let server = bind(Agent::builder().on_stream(
+            |_: Context, task: DelegateTask, mut inputs: StreamReceiver<Ping>, mut updates: StreamSender<TaskUpdate>| async move {
+                let mut seen = 0;
+                while let Some(ping) = inputs.recv().await.unwrap() {
+                    seen += 1;
+                    let mut s = status(&task.task_id, TaskState::Working);
+                    s.message = format!("input {}", ping.nonce);
+                    updates.send(&TaskUpdate { status: Some(s) }).await.unwrap();
+                }
+                let mut done = status(&task.task_id, TaskState::Completed);
+                done.message = format!("{seen} inputs");
+                updates.send(&TaskUpdate { status: Some(done) }).await.unwrap();
+                updates.finish().await.unwrap();
+            },
+        ))
+        .await;
+        let client = bind(Agent::builder().emits::<DelegateTask>()).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        let (mut inputs, mut updates) = peer
+            .stream::<_, Ping, TaskUpdate>(DelegateTask { task_id: "s".into(), ..Default::default() })
+            .await
+            .unwrap();
+        for nonce in 0..10 {
+            inputs.send(&Ping { nonce }).await.unwrap();
+        }
+        inputs.finish().await.unwrap();
+        let mut messages = Vec::new();
+        while let Some(update) = updates.recv().await.unwrap() {
+            messages.push(update.status.unwrap().message);
+        }
+        let mut expected: Vec<String> = (0..10).map(|n| format!("input {n}")).collect();
+        expected.push("10 inputs".into());
+        assert_eq!(messages, expected);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_off_is_reported_truncated() {
+    bounded(async {
+        let server = bind(Agent::builder().on_stream(
+            |_: Context, _: DelegateTask, _: StreamReceiver<Ping>, mut updates: StreamSender<TaskUpdate>| async move {
+                updates.send(&TaskUpdate::default()).await.unwrap();
+                // Dropped without `finish`: the peer must not take this as the end.
+            },
+        ))
+        .await;
+        let client = bind(Agent::builder().emits::<DelegateTask>()).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        let (_inputs, mut updates) =
+            peer.stream::<_, Ping, TaskUpdate>(DelegateTask::default()).await.unwrap();
+        // The reset may discard the message sent before it; either way the
+        // receiver must end in an error, never in a clean end.
+        let outcome = loop {
+            match updates.recv().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        };
+        assert!(outcome.is_err(), "an abandoned stream must not look finished: {outcome:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn conversation_threads_ids() {
+    bounded(async {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let server = bind(Agent::builder().handle(move |cx: Context, ping: Ping| {
+            let tx = tx.clone();
+            async move {
+                tx.send((cx.conversation_id(), cx.in_reply_to(), cx.message_id())).unwrap();
+                Ok::<_, Rejection>(Pong { nonce: ping.nonce })
+            }
+        }))
+        .await;
+        let client = bind(Agent::builder()).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        let conversation = peer.conversation();
+        conversation.ask(Ping { nonce: 1 }).await.unwrap();
+        conversation.ask(Ping { nonce: 2 }).await.unwrap();
+        let (first_conversation, first_in_reply_to, first_id) = rx.recv().await.unwrap();
+        let (second_conversation, second_in_reply_to, second_id) = rx.recv().await.unwrap();
+        assert_eq!(first_conversation, conversation.id());
+        assert_eq!(second_conversation, conversation.id());
+        assert!(!conversation.id().is_empty());
+        assert_eq!(first_in_reply_to, 0);
+        // The second message answers the first reply (whose id is neither request's).
+        assert_ne!(second_in_reply_to, 0);
+        assert_ne!(second_in_reply_to, first_id);
+        assert_ne!(second_id, first_id);
+        // A plain ask has no conversation.
+        peer.ask(Ping { nonce: 3 }).await.unwrap();
+        assert!(rx.recv().await.unwrap().0.is_empty());
+    })
+    .await;
+}
+
+/// How one contract-net participant behaves.
+#[derive(Clone, Copy)]
+enum Bidder {
+    Bids(f64),
+    Refuses,
+    TooSlow,
+}
+
+#[tokio::test]
+async fn contract_net_with_five_peers_and_a_deadline() {
+    bounded(async {
+        let behaviours = [Bidder::Bids(30.0), Bidder::Refuses, Bidder::Bids(10.0), Bidder::TooSlow, Bidder::Bids(20.0)];
+        let (events, mut event_rx) = mpsc::unbounded_channel::<(usize, &'static str, Act)>();
+        let mut sellers = Vec::new();
+        for (index, behaviour) in behaviours.into_iter().enumerate() {
+            let on_cfp = events.clone();
+            let on_accept = events.clone();
+            let on_reject = events.clone();
+            let seller = bind(
+                Agent::builder()
+                    .card(AgentCard::new(format!("seller-{index}")))
+                    .handle(move |cx: Context, cfp: CallForProposals| {
+                        let events = on_cfp.clone();
+                        async move {
+                            events.send((index, "cfp", cx.act())).unwrap();
+                            assert_eq!(cfp.task, "deliver");
+                            match behaviour {
+                                Bidder::Bids(cost) => Ok(Proposal { cost, terms: format!("seller-{index}"), ..Default::default() }),
+                                Bidder::Refuses => Err(Rejection::refuse(ErrorCode::HandlerFailed, "no capacity")),
+                                Bidder::TooSlow => {
+                                    tokio::time::sleep(Duration::from_secs(5)).await;
+                                    Ok(Proposal::default())
+                                }
+                            }
+                        }
+                    })
+                    .handle(move |cx: Context, accept: AcceptProposal| {
+                        let events = on_accept.clone();
+                        async move {
+                            events.send((index, "accept", cx.act())).unwrap();
+                            assert_eq!(cx.in_reply_to(), accept.proposal_id);
+                            Ok::<_, Rejection>(ContractResult { done: true, message: format!("done by {index}"), ..Default::default() })
+                        }
+                    })
+                    .on_tell(move |cx: Context, reject: RejectProposal| {
+                        let events = on_reject.clone();
+                        async move {
+                            assert_eq!(reject.reason, "too expensive");
+                            events.send((index, "reject", cx.act())).unwrap();
+                        }
+                    }),
+            )
+            .await;
+            sellers.push(seller);
+        }
+        let buyer = bind(Agent::builder().emits::<CallForProposals>().emits::<AcceptProposal>()).await;
+        let mut peers = Vec::new();
+        for seller in &sellers {
+            peers.push(buyer.connect(seller.local_addr().unwrap(), seller.id()).await.unwrap());
+        }
+
+        let deadline = Duration::from_millis(500);
+        let started = Instant::now();
+        let contract_net = ContractNet::new(peers, deadline);
+        let round =
+            contract_net.call_for_proposals(CallForProposals { task: "deliver".into(), ..Default::default() }).await;
+        let took = started.elapsed();
+        assert!(took >= deadline && took < deadline + Duration::from_secs(2), "the round took {took:?}");
+        let costs: Vec<f64> = round.proposals.iter().map(|p| p.proposal.cost).collect();
+        assert_eq!(costs, [30.0, 10.0, 20.0]);
+        assert_eq!(round.declined.len(), 2);
+        let declined_codes: Vec<ErrorCode> = round.declined.iter().map(|(_, e)| e.code()).collect();
+        assert!(declined_codes.contains(&ErrorCode::HandlerFailed), "{declined_codes:?}");
+        assert!(declined_codes.contains(&ErrorCode::DeadlineExceeded), "{declined_codes:?}");
+        let conversation = round.conversation();
+
+        let best = round.best_by_key(|p| p.cost).unwrap();
+        assert_eq!(round.proposals[best].peer.id(), sellers[2].id());
+        let acceptance = AcceptProposal { proposal_id: round.proposals[best].proposal_id, ..Default::default() };
+        let result = round.award(best, acceptance, "too expensive").await.unwrap();
+        assert_eq!(result.message, "done by 2");
+        assert!(result.done);
+        assert!(!conversation.is_empty());
+
+        // Everyone got the call; the winner an ACCEPT; the two other bidders a REJECT.
+        let mut seen = Vec::new();
+        while seen.len() < 5 + 1 + 2 {
+            seen.push(event_rx.recv().await.unwrap());
+        }
+        seen.sort_by_key(|(index, what, _)| (*what, *index));
+        assert_eq!(
+            seen,
+            [
+                (2, "accept", Act::Accept),
+                (0, "cfp", Act::Cfp),
+                (1, "cfp", Act::Cfp),
+                (2, "cfp", Act::Cfp),
+                (3, "cfp", Act::Cfp),
+                (4, "cfp", Act::Cfp),
+                (0, "reject", Act::Reject),
+                (4, "reject", Act::Reject),
+            ]
+        );
+    })
+    .await;
+}
+
+/// The handler closes the connection after running the ask and before its
+/// answer can arrive: the asker cannot know whether it ran.
+fn flaky_server(executions: Arc<AtomicU32>) -> AgentBuilder {
+    Agent::builder().handle(move |cx: Context, task: DelegateTask| {
+        let executions = executions.clone();
+        async move {
+            let run = executions.fetch_add(1, Ordering::SeqCst) + 1;
+            if run == 1 {
+                cx.peer().session().close(ErrorCode::Unspecified, "simulated crash");
+            }
+            Ok::<_, Rejection>(status(&task.task_id, TaskState::Completed))
+        }
+    })
+}
+
+#[tokio::test]
+async fn reconnect_and_idempotent_retry_run_once() {
+    bounded(async {
+        let executions = Arc::new(AtomicU32::new(0));
+        let server = bind(flaky_server(executions.clone())).await;
+        let client = bind(Agent::builder().emits::<DelegateTask>()).await;
+        let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        let task = DelegateTask { task_id: "once".into(), ..Default::default() };
+
+        let reply = peer.ask_with(task, AskOptions::default().idempotent()).await.unwrap();
+        assert_eq!(reply.message.task_id, "once");
+        assert_eq!(executions.load(Ordering::SeqCst), 1, "the retried ask ran twice");
+        let metrics = client.metrics();
+        assert_eq!((metrics.retries, metrics.reconnects), (1, 1));
+        // The new session works and is the same peer.
+        assert_eq!(peer.ask(Ping { nonce: 5 }).await.unwrap().nonce, 5);
+        assert_eq!(peer.id(), server.id());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_non_idempotent_ask_reports_the_unknown_outcome() {
+    bounded(async {
+        let executions = Arc::new(AtomicU32::new(0));
+        let server = bind(flaky_server(executions.clone())).await;
+        let client = bind(Agent::builder().emits::<DelegateTask>()).await;
+        let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        let error = peer.ask(DelegateTask::default()).await.unwrap_err();
+        assert!(matches!(error, Error::Unknown { .. }), "{error:?}");
+        assert_eq!(executions.load(Ordering::SeqCst), 1);
+        // The next ask reconnects by itself.
+        assert_eq!(peer.ask(DelegateTask::default()).await.unwrap().state, TaskState::Completed as i32);
+        assert_eq!(executions.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn schema_fetch_decodes_an_unknown_intent() {
+    bounded(async {
+        let server = bind(Agent::builder().handle(|_: Context, t: DelegateTask| async move {
+            Ok::<_, Rejection>(status(&t.task_id, TaskState::Completed))
+        }))
+        .await;
+        // The client knows nothing of DelegateTask but the standard describe.
+        let client = bind(Agent::builder()).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        let description = peer.ask(DescribeAgent {}).await.unwrap();
+        let info = description.intents.iter().find(|i| i.name.ends_with(".DelegateTask")).unwrap();
+        let id = tacit::IntentId::try_from(&info.intent_id[..]).unwrap();
+        let schema = peer.describe(id).await.unwrap();
+        assert_eq!(schema.name(), DelegateTask::NAME);
+        assert_eq!(schema.id(), DelegateTask::ID);
+
+        let encoded = prost::Message::encode_to_vec(&DelegateTask {
+            task_id: "dyn".into(),
+            description: "decoded without the type".into(),
+            intent_id: Bytes::new(),
+            payload: Bytes::from_static(b"\x01\x02"),
+        });
+        let message = schema.decode(&encoded).unwrap();
+        assert_eq!(message.get_field_by_name("task_id").unwrap().as_str(), Some("dyn"));
+        assert_eq!(
+            message.get_field_by_name("description").unwrap().as_str(),
+            Some("decoded without the type")
+        );
+        // A wrong id is refused, not trusted.
+        assert!(peer.describe(tacit::IntentId::from_bytes([9; 32])).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn identity_persists_in_the_key_file() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.key");
+        let first = bind(Agent::builder().key_file(&path)).await;
+        let id = first.id();
+        first.shutdown(Duration::from_millis(10)).await;
+        let second = bind(Agent::builder().key_file(&path)).await;
+        assert_eq!(second.id(), id);
+    })
+    .await;
+}
