@@ -341,7 +341,7 @@ async fn serve(core: Arc<Core>, source: Source) {
                 core.metrics.received(Counter::TellsReceived, message.envelope.payload.len());
                 let envelope = message.envelope;
                 let cx = context(peer, message.intent, &envelope);
-                let queue = tells.get_or_insert_with(|| spawn_tell_worker());
+                let queue = tells.get_or_insert_with(spawn_tell_worker);
                 // Waits while the queue is full: a slow handler slows the peer.
                 let _ = queue.send((handler.clone(), cx, envelope.payload)).await;
             }

@@ -57,8 +57,7 @@ impl Conversation {
     /// Asks within the conversation with options (its conversation id and
     /// `in_reply_to` are set by the conversation).
     pub async fn ask_with<R: Request>(&self, request: R, options: AskOptions) -> Result<Reply<R::Reply>> {
-        let options =
-            options.conversation(self.id).in_reply_to(self.last_received.load(Ordering::Relaxed));
+        let options = options.conversation(self.id).in_reply_to(self.last_received.load(Ordering::Relaxed));
         let (reply, message_id) = self.peer.ask_envelope::<R>(request.encode_to_vec().into(), options).await?;
         self.last_received.store(message_id, Ordering::Relaxed);
         Ok(reply)
@@ -92,6 +91,9 @@ fn fresh_conversation_id() -> ConversationId {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     ConversationId::new(&hex).unwrap_or(ConversationId::none())
 }
+
+/// A participant's answer to a call for proposals, with its message id.
+type Answer<P> = Result<(Reply<P>, u64)>;
 
 /// One proposal received in a [`ContractNet`] round.
 #[derive(Debug, Clone)]
@@ -144,7 +146,7 @@ impl ContractNet {
             let options = AskOptions::default().act(Act::Cfp).conversation(conversation).deadline(self.deadline);
             calls.spawn(async move { (index, peer.ask_envelope::<T>(payload, options).await) });
         }
-        let mut answers: Vec<(usize, Result<(Reply<T::Reply>, u64)>)> = Vec::with_capacity(self.participants.len());
+        let mut answers: Vec<(usize, Answer<T::Reply>)> = Vec::with_capacity(self.participants.len());
         // Each ask stops at the deadline by itself; the outer bound only
         // guards against a task that cannot be polled in time.
         let collect = async {
@@ -237,7 +239,8 @@ async fn reject<P>(proposals: Vec<Proposal<P>>, conversation: ConversationId, re
     let mut sends = JoinSet::new();
     for proposal in proposals {
         let message = RejectProposal { proposal_id: proposal.proposal_id, reason: reason.to_owned() };
-        let options = TellOptions::default().act(Act::Reject).conversation(conversation).in_reply_to(proposal.proposal_id);
+        let options =
+            TellOptions::default().act(Act::Reject).conversation(conversation).in_reply_to(proposal.proposal_id);
         let peer = proposal.peer;
         // Only to peers that take rejections; others simply hear nothing more.
         if peer.can_send::<RejectProposal>() {

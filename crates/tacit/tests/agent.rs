@@ -12,7 +12,7 @@ use tacit::intents::{
     HealthCheck, Ping, Pong, Proposal, RejectProposal, TaskState, TaskStatus, TaskUpdate, health,
 };
 use tacit::{
-    Act, Agent, AgentBuilder, AgentCard, AskOptions, ContractNet, Context, Error, ErrorCode, Intent, Rejection, Reply,
+    Act, Agent, AgentBuilder, AgentCard, AskOptions, Context, ContractNet, Error, ErrorCode, Intent, Rejection, Reply,
     StreamReceiver, StreamSender,
 };
 use tokio::sync::mpsc;
@@ -35,14 +35,12 @@ fn status(task_id: &str, state: TaskState) -> TaskStatus {
 #[tokio::test]
 async fn typed_ask_and_standard_intents() {
     bounded(async {
-        let server = bind(
-            Agent::builder()
-                .card(AgentCard::new("worker").with_description("does tasks"))
-                .handle(|cx: Context, task: DelegateTask| async move {
-                    assert_eq!(cx.act(), Act::Request);
-                    Ok::<_, Rejection>(status(&task.task_id, TaskState::Completed))
-                }),
-        )
+        let server = bind(Agent::builder().card(AgentCard::new("worker").with_description("does tasks")).handle(
+            |cx: Context, task: DelegateTask| async move {
+                assert_eq!(cx.act(), Act::Request);
+                Ok::<_, Rejection>(status(&task.task_id, TaskState::Completed))
+            },
+        ))
         .await;
         let client = bind(Agent::builder().emits::<DelegateTask>()).await;
         let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
@@ -172,7 +170,10 @@ async fn typed_stream_both_ways() {
     bounded(async {
         // The handler reports progress on the task until the client's input ends.
         let server = bind(Agent::builder().on_stream(
-            |_: Context, task: DelegateTask, mut inputs: StreamReceiver<Ping>, mut updates: StreamSender<TaskUpdate>| async move {
+            |_: Context,
+             task: DelegateTask,
+             mut inputs: StreamReceiver<Ping>,
+             mut updates: StreamSender<TaskUpdate>| async move {
                 let mut seen = 0;
                 while let Some(ping) = inputs.recv().await.unwrap() {
                     seen += 1;
@@ -220,8 +221,7 @@ async fn a_stream_cut_off_is_reported_truncated() {
         .await;
         let client = bind(Agent::builder().emits::<DelegateTask>()).await;
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
-        let (_inputs, mut updates) =
-            peer.stream::<_, Ping, TaskUpdate>(DelegateTask::default()).await.unwrap();
+        let (_inputs, mut updates) = peer.stream::<_, Ping, TaskUpdate>(DelegateTask::default()).await.unwrap();
         // The reset may discard the message sent before it; either way the
         // receiver must end in an error, never in a clean end.
         let outcome = loop {
@@ -296,7 +296,9 @@ async fn contract_net_with_five_peers_and_a_deadline() {
                             events.send((index, "cfp", cx.act())).unwrap();
                             assert_eq!(cfp.task, "deliver");
                             match behaviour {
-                                Bidder::Bids(cost) => Ok(Proposal { cost, terms: format!("seller-{index}"), ..Default::default() }),
+                                Bidder::Bids(cost) => {
+                                    Ok(Proposal { cost, terms: format!("seller-{index}"), ..Default::default() })
+                                }
                                 Bidder::Refuses => Err(Rejection::refuse(ErrorCode::HandlerFailed, "no capacity")),
                                 Bidder::TooSlow => {
                                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -310,7 +312,11 @@ async fn contract_net_with_five_peers_and_a_deadline() {
                         async move {
                             events.send((index, "accept", cx.act())).unwrap();
                             assert_eq!(cx.in_reply_to(), accept.proposal_id);
-                            Ok::<_, Rejection>(ContractResult { done: true, message: format!("done by {index}"), ..Default::default() })
+                            Ok::<_, Rejection>(ContractResult {
+                                done: true,
+                                message: format!("done by {index}"),
+                                ..Default::default()
+                            })
                         }
                     })
                     .on_tell(move |cx: Context, reject: RejectProposal| {
@@ -454,10 +460,7 @@ async fn schema_fetch_decodes_an_unknown_intent() {
         });
         let message = schema.decode(&encoded).unwrap();
         assert_eq!(message.get_field_by_name("task_id").unwrap().as_str(), Some("dyn"));
-        assert_eq!(
-            message.get_field_by_name("description").unwrap().as_str(),
-            Some("decoded without the type")
-        );
+        assert_eq!(message.get_field_by_name("description").unwrap().as_str(), Some("decoded without the type"));
         // A wrong id is refused, not trusted.
         assert!(peer.describe(tacit::IntentId::from_bytes([9; 32])).await.is_err());
     })
