@@ -5,7 +5,9 @@
 use crate::agent::AgentBuilder;
 use crate::context::Context;
 use crate::error::Rejection;
-use crate::intents::{AgentDescription, DescribeAgent, Health, HealthCheck, IntentInfo, Ping, Pong, RejectProposal, health};
+use crate::intents::{
+    AgentDescription, DescribeAgent, Health, HealthCheck, IntentInfo, Ping, Pong, RejectProposal, health,
+};
 
 pub(crate) fn register(builder: AgentBuilder) -> AgentBuilder {
     builder

@@ -94,3 +94,26 @@ pub use tacit_wire::{Act, ConversationId, ErrorCode, IntentId};
 
 /// Re-exported for dynamic decoding with [`Schema`].
 pub use prost_reflect;
+
+/// Includes the Rust code that [`tacit-build`](https://docs.rs/tacit-build)
+/// generated in a build script for one protobuf package: the prost types,
+/// their [`Intent`] and [`Request`] impls and the package's
+/// `FILE_DESCRIPTOR_SET`.
+///
+/// The argument is the package name as tacit-build names the file (the
+/// package with each segment in snake_case, as prost-build does):
+///
+/// ```ignore
+/// // build.rs: tacit_build::configure().compile(&["proto/market.proto"], &["proto"])?;
+/// pub mod market {
+///     tacit::include_intents!("market.v1");
+/// }
+/// ```
+///
+/// It expands to `include!(concat!(env!("OUT_DIR"), "/", $package, ".rs"));`.
+#[macro_export]
+macro_rules! include_intents {
+    ($package:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $package, ".rs"));
+    };
+}

@@ -318,9 +318,9 @@ impl Peer {
     fn decode_reply<T: Intent>(&self, session: &Session, envelope: Envelope) -> Result<(Reply<T>, u64)> {
         let id = match envelope.intent {
             IntentRef::Id(id) => Some(id),
-            IntentRef::Alias(alias) => session
-                .negotiated()
-                .and_then(|negotiated| negotiated.resolve_alias(alias).map(|intent| intent.id)),
+            IntentRef::Alias(alias) => {
+                session.negotiated().and_then(|negotiated| negotiated.resolve_alias(alias).map(|intent| intent.id))
+            }
         };
         if id != Some(T::ID) {
             self.metrics().error(tacit_wire::ErrorCode::InvalidPayload);

@@ -21,8 +21,7 @@ impl Schema {
     /// `name` and to hash to `id` (as docs/PROTOCOL.md "IntentId" specifies).
     pub fn new(id: IntentId, name: String, descriptor_set: Bytes) -> Result<Self> {
         let fail = |reason: String| Error::Schema { intent: name.clone(), reason };
-        let computed =
-            IntentId::of_message_in_encoded_set(&descriptor_set, &name).map_err(|e| fail(e.to_string()))?;
+        let computed = IntentId::of_message_in_encoded_set(&descriptor_set, &name).map_err(|e| fail(e.to_string()))?;
         if computed != id {
             return Err(fail(format!("the schema hashes to {computed}, not {id}")));
         }
