@@ -39,6 +39,10 @@ pub struct Negotiated {
     pub limits: Limits,
     /// Feature bits both agents set.
     pub features: u64,
+    /// Every intent the peer offers, in its order, whether or not this
+    /// agent knows it (e.g. to learn what a peer emits, or to fetch the
+    /// schema of an intent this agent was not built with).
+    pub peer_offers: std::sync::Arc<[crate::IntentOffer]>,
     by_id: HashMap<IntentId, usize>,
     by_receive_alias: HashMap<u32, usize>,
 }
@@ -105,6 +109,7 @@ pub fn negotiate(version: u32, local: &Capabilities, peer: &Capabilities, peer_c
         intents,
         limits: local.limits.min(peer.limits),
         features: local.features & peer.features,
+        peer_offers: peer.intents.iter().cloned().collect(),
         by_id,
         by_receive_alias,
     }

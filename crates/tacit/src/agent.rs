@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 
 use crate::builtin;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{Error, Rejection, Result};
 use crate::handler::{self, Handlers, IntoReply, StreamReceiver, StreamSender, TellFn};
 use crate::intent::{Intent, Request};
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
@@ -154,6 +154,44 @@ impl AgentBuilder {
     {
         self.offer::<I>(true, false);
         self.handlers.streams.insert(I::ID, handler::stream_fn(handler));
+        self
+    }
+
+    /// Handles asks of every intent that has no typed handler, as encoded
+    /// bytes: the handler gets the request's payload (its intent is
+    /// [`Context::intent`], its name [`Context::intent_name`]) and returns
+    /// the reply's intent and encoded payload. With this (or
+    /// [`on_any_tell`](Self::on_any_tell)) the agent also offers to handle
+    /// every intent each peer emits, after the handshake (a capability update).
+    /// For tools that work from schemas (a listener, a bridge), not typed code.
+    pub fn handle_any<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(IntentId, Bytes), Rejection>> + Send + 'static,
+    {
+        self.handlers.any_ask = Some(handler::any_ask_fn(handler));
+        self
+    }
+
+    /// Handles one-way messages of every intent that has no typed handler,
+    /// as encoded bytes (see [`handle_any`](Self::handle_any)).
+    pub fn on_any_tell<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.handlers.any_tell = Some(handler::any_tell_fn(handler));
+        self
+    }
+
+    /// Declares that this agent sends an intent known only at run time
+    /// (e.g. from a peer's [`Schema`](crate::Schema)).
+    pub fn emits_raw(mut self, id: IntentId, name: impl Into<String>) -> Self {
+        let intents = &mut self.capabilities.intents;
+        match intents.iter_mut().find(|offer| offer.id == id) {
+            Some(offer) => offer.emits = true,
+            None => intents.push(IntentOffer::emits(id, name)),
+        }
         self
     }
 
@@ -317,6 +355,15 @@ enum Source {
 }
 
 async fn serve(core: Arc<Core>, source: Source) {
+    if core.handlers.takes_any() {
+        let session = match &source {
+            Source::Accepted(session, _) => Some(session.clone()),
+            Source::Dialed(session, _) => session.upgrade(),
+        };
+        if let Some(session) = session {
+            tokio::spawn(adopt_peer_intents(core.clone(), session.downgrade()).in_current_span());
+        }
+    }
     let mut tells: Option<mpsc::Sender<(TellFn, Context, Bytes)>> = None;
     loop {
         let incoming = match &source {
@@ -334,7 +381,7 @@ async fn serve(core: Arc<Core>, source: Source) {
         match incoming {
             Incoming::Ask(ask) => dispatch_ask(&core, peer, ask),
             Incoming::Tell(message) | Incoming::Datagram(message) => {
-                let Some(handler) = core.handlers.tells.get(&message.intent) else {
+                let Some(handler) = core.handlers.tells.get(&message.intent).or(core.handlers.any_tell.as_ref()) else {
                     core.metrics.bump(Counter::DroppedUnhandled);
                     continue;
                 };
@@ -348,6 +395,30 @@ async fn serve(core: Arc<Core>, source: Source) {
             Incoming::Stream(stream) => dispatch_stream(&core, peer, stream),
             _ => core.metrics.bump(Counter::DroppedUnhandled),
         }
+    }
+}
+
+/// Offers to handle every intent the peer emits that this agent does not
+/// already handle, so that an agent with a catch-all handler receives them.
+/// The receiver changes its own list first, so the peer can use the new
+/// aliases as soon as it hears of them.
+async fn adopt_peer_intents(core: Arc<Core>, session: tacit_quic::WeakSession) {
+    let Some(session) = session.upgrade() else { return };
+    let Ok(negotiated) = session.ready().await else { return };
+    let handled = |id: &IntentId| core.offers.iter().any(|offer| offer.id == *id && offer.handles);
+    let adopted: Vec<IntentOffer> = negotiated
+        .peer_offers
+        .iter()
+        .filter(|offer| offer.emits && !handled(&offer.id))
+        .map(|offer| IntentOffer::handles(offer.id, offer.name.clone()))
+        .collect();
+    if adopted.is_empty() {
+        return;
+    }
+    let count = adopted.len();
+    match session.add_intents(adopted) {
+        Ok(()) => tracing::debug!(count, "offered to handle the intents the peer emits"),
+        Err(refusal) => tracing::debug!(%refusal, "could not adopt the peer's intents"),
     }
 }
 
@@ -381,7 +452,7 @@ fn context(peer: Peer, intent: IntentId, envelope: &tacit_wire::Envelope) -> Con
 
 fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
     let IncomingAsk { envelope, intent, mut responder, .. } = ask;
-    let Some(handler) = core.handlers.asks.get(&intent) else {
+    let Some(handler) = core.handlers.asks.get(&intent).or(core.handlers.any_ask.as_ref()) else {
         // Negotiated (it is handled as a tell or stream) but not askable.
         core.metrics.error(ErrorCode::IntentNotNegotiated);
         responder.refuse(ErrorCode::IntentNotNegotiated, "this agent takes that intent only as a tell or stream");

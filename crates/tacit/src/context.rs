@@ -45,6 +45,16 @@ impl Context {
         self.intent
     }
 
+    /// The intent's name, as this agent or the peer offered it (`None` if
+    /// neither named it).
+    pub fn intent_name(&self) -> Option<String> {
+        let negotiated = self.peer.session().negotiated()?;
+        if let Some(intent) = negotiated.intent(&self.intent) {
+            return Some(intent.name.clone());
+        }
+        negotiated.peer_offers.iter().find(|offer| offer.id == self.intent).map(|offer| offer.name.clone())
+    }
+
     /// The act of the message (`REQUEST`, `CFP`, `ACCEPT`, `QUERY`, ...).
     pub fn act(&self) -> Act {
         self.act

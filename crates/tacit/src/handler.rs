@@ -37,6 +37,17 @@ pub(crate) struct Handlers {
     pub(crate) asks: HashMap<IntentId, AskFn>,
     pub(crate) tells: HashMap<IntentId, TellFn>,
     pub(crate) streams: HashMap<IntentId, StreamFn>,
+    /// Asks of intents without a typed handler ([`AgentBuilder::handle_any`](crate::AgentBuilder::handle_any)).
+    pub(crate) any_ask: Option<AskFn>,
+    /// One-way messages of intents without a typed handler.
+    pub(crate) any_tell: Option<TellFn>,
+}
+
+impl Handlers {
+    /// Whether the agent takes intents it has no type for.
+    pub(crate) fn takes_any(&self) -> bool {
+        self.any_ask.is_some() || self.any_tell.is_some()
+    }
 }
 
 impl std::fmt::Debug for Handlers {
@@ -45,6 +56,8 @@ impl std::fmt::Debug for Handlers {
             .field("asks", &self.asks.len())
             .field("tells", &self.tells.len())
             .field("streams", &self.streams.len())
+            .field("any_ask", &self.any_ask.is_some())
+            .field("any_tell", &self.any_tell.is_some())
             .finish()
     }
 }
@@ -209,4 +222,28 @@ impl<T: prost::Message + Default> StreamReceiver<T> {
                 .map_err(|e| Error::Decode { intent: self.intent, reason: e.to_string() }),
         }
     }
+}
+
+pub(crate) fn any_ask_fn<F, Fut>(handler: F) -> AskFn
+where
+    F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(IntentId, Bytes), Rejection>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    Arc::new(move |cx: Context, payload: Bytes| {
+        let handler = handler.clone();
+        Box::pin(async move {
+            let (intent, payload) = handler(cx, payload).await?;
+            Ok(Answer { act: None, intent, payload })
+        })
+    })
+}
+
+pub(crate) fn any_tell_fn<F, Fut>(handler: F) -> TellFn
+where
+    F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    Arc::new(move |cx: Context, payload: Bytes| Box::pin(handler(cx, payload)))
 }

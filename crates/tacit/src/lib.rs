@@ -86,7 +86,7 @@ pub use error::{Error, Rejection, Result};
 pub use handler::{IntoReply, Reply, StreamReceiver, StreamSender};
 pub use intent::{Intent, Request};
 pub use metrics::MetricsSnapshot;
-pub use peer::{AskOptions, Peer, ReconnectPolicy};
+pub use peer::{AskOptions, Peer, RawReply, ReconnectPolicy};
 pub use schema::Schema;
 pub use tacit_handshake::{AgentCard, AgentId, Identity};
 pub use tacit_quic::{TellOptions, TransportLimits};

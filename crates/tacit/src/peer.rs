@@ -261,6 +261,32 @@ impl Peer {
         payload: Bytes,
         options: AskOptions,
     ) -> Result<(Reply<R::Reply>, u64)> {
+        let (envelope, session) = self.ask_payload(R::ID, R::NAME, payload, options).await?;
+        self.decode_reply::<R::Reply>(&session, envelope)
+    }
+
+    /// Asks an intent known only by id (e.g. from a fetched [`Schema`]):
+    /// `payload` is the encoded request; the reply comes back encoded, with
+    /// its intent resolved when the peer named it.
+    pub async fn ask_raw(&self, intent: tacit_wire::IntentId, payload: Bytes, options: AskOptions) -> Result<RawReply> {
+        let (envelope, session) = self.ask_payload(intent, "a dynamic intent", payload, options).await?;
+        self.metrics().received(Counter::RepliesReceived, envelope.payload.len());
+        Ok(RawReply {
+            act: envelope.act,
+            intent: resolve(&session, envelope.intent),
+            message_id: envelope.message_id,
+            payload: envelope.payload,
+        })
+    }
+
+    /// Sends one ask, re-sending it on a new session as the options allow.
+    async fn ask_payload(
+        &self,
+        intent: tacit_wire::IntentId,
+        name: &'static str,
+        payload: Bytes,
+        options: AskOptions,
+    ) -> Result<(Envelope, Session)> {
         let metrics = self.metrics();
         let started = Instant::now();
         let deadline = options.deadline.map(|deadline| started + deadline);
@@ -278,23 +304,22 @@ impl Peer {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     metrics.error(tacit_wire::ErrorCode::DeadlineExceeded);
-                    return Err(Error::DeadlineExceeded { intent: R::NAME });
+                    return Err(Error::DeadlineExceeded { intent: name });
                 }
                 quic = quic.deadline(left);
             }
-            let error = match session.ask_with(R::ID, payload.clone(), quic).await {
+            let error = match session.ask_with(intent, payload.clone(), quic).await {
                 Ok(envelope) => {
-                    let reply = self.decode_reply::<R::Reply>(&session, envelope);
                     if tracing::enabled!(tracing::Level::DEBUG) {
                         tracing::debug!(
                             peer = %self.inner.id,
-                            intent = R::NAME,
+                            intent = name,
                             latency_us = started.elapsed().as_micros() as u64,
-                            ok = reply.is_ok(),
+                            act = ?envelope.act,
                             "ask answered"
                         );
                     }
-                    return reply;
+                    return Ok((envelope, session));
                 }
                 Err(error) => error,
             };
@@ -304,24 +329,19 @@ impl Peer {
                 _ => false,
             };
             if !retry || retries >= self.inner.core.reconnect.max_retries || self.inner.addr.is_none() {
-                let error = Error::from_ask(R::NAME, error);
+                let error = Error::from_ask(name, error);
                 metrics.error(error.code());
                 return Err(error);
             }
             retries += 1;
             metrics.bump(Counter::Retries);
-            tracing::debug!(peer = %self.inner.id, intent = R::NAME, retries, "re-sending an ask after a lost connection");
+            tracing::debug!(peer = %self.inner.id, intent = name, retries, "re-sending an ask after a lost connection");
             session = self.reconnect(&session).await?;
         }
     }
 
     fn decode_reply<T: Intent>(&self, session: &Session, envelope: Envelope) -> Result<(Reply<T>, u64)> {
-        let id = match envelope.intent {
-            IntentRef::Id(id) => Some(id),
-            IntentRef::Alias(alias) => {
-                session.negotiated().and_then(|negotiated| negotiated.resolve_alias(alias).map(|intent| intent.id))
-            }
-        };
+        let id = resolve(session, envelope.intent);
         if id != Some(T::ID) {
             self.metrics().error(tacit_wire::ErrorCode::InvalidPayload);
             let found = id.map_or_else(|| format!("{:?}", envelope.intent), |id| id.to_string());
@@ -343,11 +363,25 @@ impl Peer {
 
     /// Like [`tell`](Self::tell), with an act, conversation and `in_reply_to`.
     pub async fn tell_with<I: Intent>(&self, message: I, options: TellOptions) -> Result<()> {
-        let payload: Bytes = message.encode_to_vec().into();
+        self.tell_payload(I::ID, I::NAME, message.encode_to_vec().into(), options).await
+    }
+
+    /// Tells an intent known only by id; `payload` is the encoded message.
+    pub async fn tell_raw(&self, intent: tacit_wire::IntentId, payload: Bytes, options: TellOptions) -> Result<()> {
+        self.tell_payload(intent, "a dynamic intent", payload, options).await
+    }
+
+    async fn tell_payload(
+        &self,
+        intent: tacit_wire::IntentId,
+        name: &'static str,
+        payload: Bytes,
+        options: TellOptions,
+    ) -> Result<()> {
         let mut session = self.live_session().await?;
         let mut retried = false;
         loop {
-            match session.tell_with(I::ID, payload.clone(), options.clone()).await {
+            match session.tell_with(intent, payload.clone(), options.clone()).await {
                 Ok(()) => {
                     self.metrics().sent(Counter::TellsSent, payload.len());
                     return Ok(());
@@ -357,7 +391,7 @@ impl Peer {
                     session = self.reconnect(&session).await?;
                 }
                 Err(error) => {
-                    let error = Error::from_ask(I::NAME, error);
+                    let error = Error::from_ask(name, error);
                     self.metrics().error(error.code());
                     return Err(error);
                 }
@@ -454,4 +488,28 @@ impl Peer {
         }
         Err(last_error)
     }
+}
+
+/// The intent an envelope names, resolved with what the session negotiated.
+fn resolve(session: &Session, intent: IntentRef) -> Option<tacit_wire::IntentId> {
+    match intent {
+        IntentRef::Id(id) => Some(id),
+        IntentRef::Alias(alias) => {
+            session.negotiated().and_then(|negotiated| negotiated.resolve_alias(alias).map(|intent| intent.id))
+        }
+    }
+}
+
+/// The answer to [`Peer::ask_raw`]: still encoded.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RawReply {
+    /// The act of the answer.
+    pub act: Act,
+    /// The reply's intent, if the peer named one this agent can resolve.
+    pub intent: Option<tacit_wire::IntentId>,
+    /// The answer's message id.
+    pub message_id: u64,
+    /// The encoded reply.
+    pub payload: Bytes,
 }

@@ -480,3 +480,74 @@ async fn identity_persists_in_the_key_file() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_catch_all_agent_takes_intents_it_was_not_built_with() {
+    bounded(async {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // A listener: no typed handler for DelegateTask, only catch-alls.
+        let on_tell = tx.clone();
+        let listener = bind(
+            Agent::builder()
+                .on_any_tell(move |cx: Context, payload: Bytes| {
+                    let tx = on_tell.clone();
+                    async move {
+                        // Decode through the schema the sender serves.
+                        let schema = cx.peer().describe(cx.intent()).await.unwrap();
+                        let message = schema.decode(&payload).unwrap();
+                        let task_id = message.get_field_by_name("task_id").unwrap().as_str().unwrap().to_owned();
+                        tx.send((cx.intent_name(), cx.act(), task_id)).unwrap();
+                    }
+                })
+                .handle_any(|cx: Context, payload: Bytes| async move {
+                    // Answer any ask with an empty TaskStatus naming the request's size.
+                    assert_eq!(cx.intent(), DelegateTask::ID);
+                    let status = TaskStatus { message: format!("{} bytes", payload.len()), ..Default::default() };
+                    Ok((TaskStatus::ID, Bytes::from(prost::Message::encode_to_vec(&status))))
+                }),
+        )
+        .await;
+        let client = bind(Agent::builder().emits::<DelegateTask>()).await;
+        let peer = client.connect(listener.local_addr().unwrap(), listener.id()).await.unwrap();
+        peer.ready().await.unwrap();
+        // The listener offers DelegateTask once it has seen that the client emits it.
+        let started = Instant::now();
+        while !peer.can_send::<DelegateTask>() {
+            assert!(started.elapsed() < Duration::from_secs(5), "the listener never adopted the intent");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        peer.tell(DelegateTask { task_id: "told".into(), ..Default::default() }).await.unwrap();
+        let (name, act, task_id) = rx.recv().await.unwrap();
+        assert_eq!(name.as_deref(), Some(DelegateTask::NAME));
+        assert_eq!((act, task_id.as_str()), (Act::Inform, "told"));
+
+        let asked = DelegateTask { task_id: "asked".into(), ..Default::default() };
+        let len = prost::Message::encoded_len(&asked);
+        let status = peer.ask(asked).await.unwrap();
+        assert_eq!(status.message, format!("{len} bytes"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn raw_asks_by_id() {
+    bounded(async {
+        let server = bind(Agent::builder().handle(|_: Context, t: DelegateTask| async move {
+            Ok::<_, Rejection>(status(&t.task_id, TaskState::Working))
+        }))
+        .await;
+        // The client knows the intent only by id and name (as the CLI does).
+        let client = bind(Agent::builder().emits_raw(DelegateTask::ID, DelegateTask::NAME)).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        let request = DelegateTask { task_id: "raw".into(), ..Default::default() };
+        let reply = peer
+            .ask_raw(DelegateTask::ID, prost::Message::encode_to_vec(&request).into(), AskOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(reply.act, Act::Inform);
+        assert_eq!(reply.intent, Some(TaskStatus::ID));
+        let decoded: TaskStatus = prost::Message::decode(reply.payload).unwrap();
+        assert_eq!((decoded.task_id.as_str(), decoded.state), ("raw", TaskState::Working as i32));
+    })
+    .await;
+}
