@@ -55,6 +55,19 @@ impl Schema {
         &self.message
     }
 
+    /// Another intent defined in the same descriptor set, found by its id
+    /// (e.g. the reply of a request, which usually shares its file), verified
+    /// like [`new`](Self::new).
+    pub fn related(&self, id: IntentId) -> Option<Schema> {
+        let pool = self.message.parent_pool();
+        pool.all_messages()
+            .filter(|message| !message.is_map_entry())
+            .find(|message| {
+                IntentId::of_message_in_encoded_set(&self.descriptor_set, message.full_name()).ok() == Some(id)
+            })
+            .map(|message| Self { id, descriptor_set: self.descriptor_set.clone(), message })
+    }
+
     /// Decodes an encoded message of this intent.
     pub fn decode(&self, payload: &[u8]) -> Result<DynamicMessage> {
         DynamicMessage::decode(self.message.clone(), payload)

@@ -461,6 +461,10 @@ async fn schema_fetch_decodes_an_unknown_intent() {
         let message = schema.decode(&encoded).unwrap();
         assert_eq!(message.get_field_by_name("task_id").unwrap().as_str(), Some("dyn"));
         assert_eq!(message.get_field_by_name("description").unwrap().as_str(), Some("decoded without the type"));
+        // The reply type shares the request's file: found by its id.
+        let reply = schema.related(TaskStatus::ID).unwrap();
+        assert_eq!(reply.name(), TaskStatus::NAME);
+        assert!(schema.related(tacit::IntentId::from_bytes([9; 32])).is_none());
         // A wrong id is refused, not trusted.
         assert!(peer.describe(tacit::IntentId::from_bytes([9; 32])).await.is_err());
     })
