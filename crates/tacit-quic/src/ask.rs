@@ -7,7 +7,6 @@
 //! an ask. Frames are batched by one writer task per stream direction, so
 //! concurrent asks share packets.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,10 +14,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use tacit_handshake::Refusal;
-use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, FrameDecoder, FrameEncoder, IntentId, IntentRef, pb};
+use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, IntentId, IntentRef, pb};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SessionError;
+use crate::fast::FastMap;
+use crate::frames::{FrameReader, FrameSink, PushError};
 
 /// The first varint of every stream except the control stream: what it carries.
 pub(crate) mod stream_kind {
@@ -200,11 +201,14 @@ pub enum AskError {
     },
 }
 
+/// The reply to an ask, or how it ended without one.
+type ReplySender = oneshot::Sender<Result<Envelope, AskError>>;
+
 /// Asks waiting for replies, and whether the ask stream has ended (then no
 /// new ask may wait on it).
 #[derive(Debug, Default)]
 struct PendingState {
-    waiters: HashMap<u64, oneshot::Sender<Result<Envelope, AskError>>>,
+    waiters: FastMap<u64, ReplySender>,
     closed: Option<String>,
 }
 
@@ -218,7 +222,7 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, PendingState> {
 /// the asks waiting for replies on it.
 #[derive(Debug)]
 pub(crate) struct AskLane {
-    writer: tokio::sync::OnceCell<mpsc::Sender<Bytes>>,
+    writer: tokio::sync::OnceCell<FrameSink>,
     pending: Pending,
     next_id: AtomicU64,
 }
@@ -245,17 +249,16 @@ impl AskLane {
         &self,
         connection: &quinn::Connection,
         local_max_frame_len: usize,
-    ) -> Result<&mpsc::Sender<Bytes>, SessionError> {
+    ) -> Result<&FrameSink, SessionError> {
         self.writer
             .get_or_try_init(|| async {
                 let (mut send, recv) = connection.open_bi().await.map_err(crate::session::connection_error)?;
                 let mut kind = BytesMut::new();
                 tacit_wire::put_prefix(stream_kind::ASK, &mut kind);
-                let (tx, rx) = mpsc::channel(SEND_QUEUE);
-                let _ = tx.try_send(kind.freeze());
-                tokio::spawn(async move { write_frames(&mut send, rx).await });
+                let (sink, source) = FrameSink::new(&kind);
+                tokio::spawn(async move { crate::frames::write_frames(&mut send, source).await });
                 tokio::spawn(read_replies(recv, self.pending.clone(), local_max_frame_len));
-                Ok(tx)
+                Ok(sink)
             })
             .await
     }
@@ -269,9 +272,9 @@ impl AskLane {
         local_max_frame_len: usize,
         deadline: Option<Duration>,
     ) -> Result<Envelope, AskError> {
-        let frame = FrameEncoder::new(max_frame_len)
-            .encode_to_bytes(&envelope)
-            .map_err(|_| AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len })?;
+        if envelope.encoded_len() > max_frame_len {
+            return Err(AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len });
+        }
         let writer = self.writer(connection, local_max_frame_len).await.map_err(AskError::NotSent)?;
         let id = envelope.message_id;
         let (tx, rx) = oneshot::channel();
@@ -283,10 +286,13 @@ impl AskLane {
             pending.waiters.insert(id, tx);
         }
         let mut guard = CancelOnDrop { lane: self, writer, envelope: Some(&envelope) };
-        if writer.send(frame).await.is_err() {
+        if let Err(e) = writer.send(&envelope, max_frame_len).await {
             guard.disarm();
             lock(&self.pending).waiters.remove(&id);
-            return Err(AskError::NotSent(SessionError::ConnectionLost("the ask stream is closed".into())));
+            return Err(match e {
+                PushError::TooLarge => AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len },
+                PushError::Closed => AskError::NotSent(SessionError::ConnectionLost("the ask stream is closed".into())),
+            });
         }
         let reply = match deadline {
             None => rx.await,
@@ -307,7 +313,7 @@ impl AskLane {
 /// the deadline): forgets it and tells the peer with a CANCEL envelope.
 struct CancelOnDrop<'a> {
     lane: &'a AskLane,
-    writer: &'a mpsc::Sender<Bytes>,
+    writer: &'a FrameSink,
     envelope: Option<&'a Envelope>,
 }
 
@@ -323,11 +329,9 @@ impl Drop for CancelOnDrop<'_> {
         lock(&self.lane.pending).waiters.remove(&request.message_id);
         let mut cancel = Envelope::new(request.intent, Act::Cancel, self.lane.fresh_id(), Bytes::new());
         cancel.in_reply_to = request.message_id;
-        if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(&cancel) {
-            // Best effort: with the queue full the cancel is dropped, and the
-            // peer's handler finishes an ask nobody waits for.
-            let _ = self.writer.try_send(frame);
-        }
+        // Best effort: a cancel does not wait for space (it is small, and
+        // there is one per ask at most).
+        let _ = self.writer.push(&cancel, usize::MAX);
     }
 }
 
@@ -345,16 +349,10 @@ pub(crate) async fn write_frames(send: &mut quinn::SendStream, mut rx: impl Fram
 
 /// Reads replies on this agent's ask stream and hands each to its ask.
 async fn read_replies(mut recv: quinn::RecvStream, pending: Pending, max_frame_len: usize) {
-    let mut decoder = FrameDecoder::new(max_frame_len);
-    let mut buffer = BytesMut::new();
+    let mut reader = FrameReader::new(max_frame_len, BytesMut::new());
     let reason = 'read: loop {
-        match recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
-            Ok(None) => break "the peer closed the ask stream".to_owned(),
-            Err(e) => break e.to_string(),
-        }
         loop {
-            match decoder.decode(&mut buffer) {
+            match reader.next() {
                 Ok(Some(frame)) => deliver_reply(frame, &pending),
                 Ok(None) => break,
                 Err(e) => {
@@ -362,6 +360,11 @@ async fn read_replies(mut recv: quinn::RecvStream, pending: Pending, max_frame_l
                     break 'read format!("the peer sent a malformed reply: {e}");
                 }
             }
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => reader.push(chunk.bytes),
+            Ok(None) => break "the peer closed the ask stream".to_owned(),
+            Err(e) => break e.to_string(),
         }
     };
     let waiting = {

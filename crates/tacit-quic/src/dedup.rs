@@ -3,20 +3,35 @@
 //! window. The first attempt runs; a retry that arrives while it runs waits
 //! for its answer; a retry after it answered gets the same answer again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-use bytes::Bytes;
 use tacit_handshake::AgentId;
-use tacit_wire::{Envelope, FrameEncoder};
-use tokio::sync::mpsc;
+use tacit_wire::Envelope;
+
+use crate::fast::FastMap;
+use crate::frames::FrameSink;
 
 /// Identifies an ask across connections: who sent it, and its id.
-pub(crate) type AskKey = (AgentId, u64);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AskKey {
+    pub(crate) peer: AgentId,
+    pub(crate) id: u64,
+}
 
-/// Where a duplicate should get its answer: a stream writer and the
-/// duplicate's message id.
-type Waiter = mpsc::UnboundedSender<Bytes>;
+impl Hash for AskKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // One word: the id, mixed with the start of the peer's key. Equality
+        // still compares the whole AgentId.
+        let mut start = [0u8; 8];
+        start.copy_from_slice(&self.peer.as_bytes()[..8]);
+        state.write_u64(self.id ^ u64::from_le_bytes(start));
+    }
+}
+
+/// Where a duplicate should get its answer: the stream it came on.
+type Waiter = FrameSink;
 
 #[derive(Debug)]
 enum Entry {
@@ -44,7 +59,7 @@ pub(crate) struct Dedup {
 
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<AskKey, Entry>,
+    entries: FastMap<AskKey, Entry>,
     order: VecDeque<AskKey>,
 }
 
@@ -53,16 +68,21 @@ impl Dedup {
         Self { capacity, state: Mutex::new(State::default()) }
     }
 
+    /// Whether the window is on (asks enter it).
+    pub(crate) fn is_on(&self) -> bool {
+        self.capacity > 0
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers an incoming ask; `writer` is where its answer goes.
     pub(crate) fn begin(&self, key: AskKey, writer: &Waiter) -> Begin {
-        let mut state = self.state();
         if self.capacity == 0 {
             return Begin::Run;
         }
+        let mut state = self.state();
         let full = state.order.len() >= self.capacity;
         let oldest = if full { state.order.front().copied() } else { None };
         match state.entries.entry(key) {
@@ -97,37 +117,41 @@ impl Dedup {
         send_to(waiters, answer);
     }
 
-    /// Records the answer of a finished ask and sends it to the duplicates
-    /// waiting for it.
-    pub(crate) fn finish(&self, key: AskKey, answer: &Envelope) {
+    /// Records the answer of a finished ask (already sent on its own stream)
+    /// and sends it to the duplicates waiting for it.
+    pub(crate) fn finish(&self, key: AskKey, answer: Envelope) {
         let waiters = {
             let mut state = self.state();
             match state.entries.get_mut(&key) {
-                Some(entry) => match std::mem::replace(entry, Entry::Done(answer.clone())) {
-                    Entry::Running(waiters) => waiters,
-                    Entry::Done(_) => Vec::new(),
+                Some(entry) => match entry {
+                    Entry::Running(waiters) => {
+                        let waiters = std::mem::take(waiters);
+                        if waiters.is_empty() {
+                            *entry = Entry::Done(answer);
+                            return;
+                        }
+                        *entry = Entry::Done(answer.clone());
+                        waiters
+                    }
+                    Entry::Done(_) => return,
                 },
-                None => Vec::new(),
+                None => return,
             }
         };
-        send_to(waiters, answer);
+        send_to(waiters, &answer);
     }
 }
 
 fn send_to(waiters: Vec<Waiter>, answer: &Envelope) {
-    if waiters.is_empty() {
-        return;
-    }
-    if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(answer) {
-        for waiter in waiters {
-            let _ = waiter.send(frame.clone());
-        }
+    for waiter in waiters {
+        let _ = waiter.push(answer, usize::MAX);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use tacit_handshake::Identity;
     use tacit_wire::{Act, IntentRef};
 
@@ -135,16 +159,17 @@ mod tests {
     fn window_is_bounded() {
         let dedup = Dedup::new(2);
         let peer = Identity::from_secret_bytes(&[1; 32]).agent_id();
-        let (tx, _rx) = mpsc::unbounded_channel();
-        assert!(matches!(dedup.begin((peer, 1), &tx), Begin::Run));
-        assert!(matches!(dedup.begin((peer, 1), &tx), Begin::Joined));
+        let key = |id| AskKey { peer, id };
+        let (tx, _rx) = FrameSink::new(&[]);
+        assert!(matches!(dedup.begin(key(1), &tx), Begin::Run));
+        assert!(matches!(dedup.begin(key(1), &tx), Begin::Joined));
         let answer = Envelope::new(IntentRef::Alias(1), Act::Inform, 9, Bytes::new());
-        dedup.finish((peer, 1), &answer);
-        assert!(matches!(dedup.begin((peer, 1), &tx), Begin::Answered(_)));
-        assert!(matches!(dedup.begin((peer, 2), &tx), Begin::Run));
-        assert!(matches!(dedup.begin((peer, 3), &tx), Begin::Run));
+        dedup.finish(key(1), answer);
+        assert!(matches!(dedup.begin(key(1), &tx), Begin::Answered(_)));
+        assert!(matches!(dedup.begin(key(2), &tx), Begin::Run));
+        assert!(matches!(dedup.begin(key(3), &tx), Begin::Run));
         // The oldest (1) fell out of the window.
-        assert!(matches!(dedup.begin((peer, 1), &tx), Begin::Run));
+        assert!(matches!(dedup.begin(key(1), &tx), Begin::Run));
         assert_eq!(dedup.state().entries.len(), 2);
     }
 }

@@ -11,6 +11,7 @@ use crate::config::TransportLimits;
 use crate::dedup::Dedup;
 use crate::drain::Drain;
 use crate::error::{AcceptError, BindError, ConnectError};
+use crate::fast::Slots;
 use crate::session::{Session, SessionContext};
 use crate::tls::{self, Credentials, ServerCheck};
 
@@ -137,11 +138,11 @@ struct Shared {
 struct PeerState {
     connections: usize,
     /// Asks from this peer being handled, bounded by `max_concurrent_asks`.
-    asks: Arc<Semaphore>,
+    asks: Arc<Slots>,
 }
 
 impl Shared {
-    fn context(&self, incoming_asks: Arc<Semaphore>) -> SessionContext {
+    fn context(&self, incoming_asks: Arc<Slots>) -> SessionContext {
         SessionContext {
             handshake: self.handshake.clone(),
             dedup: self.dedup.clone(),
@@ -156,18 +157,13 @@ impl Shared {
     /// (`enforce_limit`) over `max_connections_per_peer` is closed instead.
     /// The count drops when the connection closes; the peer's state goes with
     /// its last connection, so a stream of new identities cannot grow it.
-    fn add_connection(
-        &self,
-        peer: AgentId,
-        connection: &quinn::Connection,
-        enforce_limit: bool,
-    ) -> Option<Arc<Semaphore>> {
+    fn add_connection(&self, peer: AgentId, connection: &quinn::Connection, enforce_limit: bool) -> Option<Arc<Slots>> {
         let asks = {
             let mut per_peer = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
             let max_asks = self.handshake.capabilities().limits.max_concurrent_asks as usize;
             let state = per_peer
                 .entry(peer)
-                .or_insert_with(|| PeerState { connections: 0, asks: Arc::new(Semaphore::new(max_asks)) });
+                .or_insert_with(|| PeerState { connections: 0, asks: Arc::new(Slots::new(max_asks)) });
             if enforce_limit && state.connections >= self.limits.max_connections_per_peer {
                 let code = quinn::VarInt::from_u32(tacit_wire::ErrorCode::TooManyConnections as u32);
                 connection.close(code, b"too many connections from this agent");

@@ -1,17 +1,17 @@
 //! The receiving side of the lanes: asks arriving from the peer, each with a
 //! [`Responder`] that sends exactly one answer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use tacit_handshake::Admission;
-use tacit_wire::{Act, Envelope, ErrorCode, FrameDecoder, FrameEncoder, IntentId, IntentRef};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, IntentId, IntentRef, pb};
 
-use crate::ask::{error_reply, resolve_intent, write_frames};
-use crate::dedup::{AskKey, Begin, Dedup};
-use crate::drain::Drain;
+use crate::ask::{error_reply, resolve_intent};
+use crate::dedup::{AskKey, Begin};
+use crate::fast::FastMap;
+use crate::frames::{FrameReader, FrameSink, write_frames};
 use crate::session::Inner;
 
 /// Something the peer sent that the application handles.
@@ -66,25 +66,60 @@ pub struct IncomingAsk {
     pub responder: Responder,
 }
 
-type Cancels = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
+/// One ask stream the peer opened, as its asks' responders see it.
+#[derive(Debug)]
+struct AskStream {
+    inner: Arc<Inner>,
+    /// Where the answers go.
+    writer: FrameSink,
+    /// The asks read from this stream and not yet answered, each with the
+    /// waker of a handler waiting in [`Responder::cancelled`]. A CANCEL (or
+    /// the end of the stream) removes the entry, which is what cancels it.
+    running: Mutex<FastMap<u64, Option<Waker>>>,
+}
+
+impl AskStream {
+    fn running(&self) -> std::sync::MutexGuard<'_, FastMap<u64, Option<Waker>>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers outside any handler (refusals before one runs).
+    fn answer(&self, reply: &Envelope) {
+        let _ = self.writer.push(reply, usize::MAX);
+    }
+
+    /// Cancels the ask `id`: its handler's [`Responder::cancelled`] resolves.
+    fn cancel(&self, id: u64) {
+        if let Some(Some(waker)) = self.running().remove(&id) {
+            waker.wake();
+        }
+    }
+
+    /// Cancels every ask still running (the asker closed its side).
+    fn cancel_all(&self) {
+        let running = std::mem::take(&mut *self.running());
+        for waker in running.into_values().flatten() {
+            waker.wake();
+        }
+    }
+}
 
 /// Sends the one answer to an ask. Dropping it unanswered answers
 /// `FAILURE` with `NO_REPLY`, so the asker is never left waiting.
 #[derive(Debug)]
 pub struct Responder {
-    writer: mpsc::UnboundedSender<Bytes>,
-    request: Envelope,
+    stream: Arc<AskStream>,
+    /// The request's id, conversation and intent (for error answers).
+    message_id: u64,
+    conversation_id: ConversationId,
+    request_intent: IntentRef,
     reply_id: u64,
-    cancels: Cancels,
-    cancelled: Option<oneshot::Receiver<()>>,
     answered: bool,
-    /// The retry window entry to complete with the answer.
-    dedup: Option<(Arc<Dedup>, AskKey)>,
-    /// Counts this ask as in flight until answered.
-    drain: Arc<Drain>,
+    /// Whether the ask is in the endpoint's retry window, to be completed
+    /// with the answer.
+    in_window: bool,
     /// What the session negotiated, for reply aliases.
     negotiated: Option<Arc<tacit_handshake::Negotiated>>,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Responder {
@@ -102,65 +137,78 @@ impl Responder {
     /// Answers with any act and intent reference.
     pub fn reply_with(mut self, act: Act, intent: IntentRef, payload: Bytes) {
         let mut reply = Envelope::new(intent, act, self.reply_id, payload);
-        reply.in_reply_to = self.request.message_id;
-        reply.conversation_id = self.request.conversation_id;
-        self.send(&reply);
+        reply.in_reply_to = self.message_id;
+        reply.conversation_id = self.conversation_id;
+        self.send(reply);
     }
 
     /// Answers `REFUSE` with a code and reason: the agent will not do it.
     pub fn refuse(mut self, code: ErrorCode, reason: &str) {
-        let reply = error_reply(&self.request, Act::Refuse, code, reason, self.reply_id);
-        self.send(&reply);
+        let reply = self.error_reply(Act::Refuse, code, reason);
+        self.send(reply);
     }
 
     /// Answers `FAILURE` with a code and reason: the attempt failed.
     pub fn fail(mut self, code: ErrorCode, reason: &str) {
-        let reply = error_reply(&self.request, Act::Failure, code, reason, self.reply_id);
-        self.send(&reply);
+        let reply = self.error_reply(Act::Failure, code, reason);
+        self.send(reply);
+    }
+
+    fn error_reply(&self, act: Act, code: ErrorCode, reason: &str) -> Envelope {
+        let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned() };
+        let mut reply = Envelope::new(
+            self.request_intent,
+            act,
+            self.reply_id,
+            Bytes::from(prost::Message::encode_to_vec(&refusal)),
+        );
+        reply.in_reply_to = self.message_id;
+        reply.conversation_id = self.conversation_id;
+        reply
     }
 
     /// Resolves when the asker cancels the ask (or gives up on it).
     pub async fn cancelled(&mut self) {
-        match self.cancelled.as_mut() {
-            Some(rx) => {
-                let _ = rx.await;
-            }
-            None => std::future::pending().await,
+        if self.answered {
+            return std::future::pending().await;
         }
+        std::future::poll_fn(|cx| match self.stream.running().get_mut(&self.message_id) {
+            Some(waker) => {
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            None => Poll::Ready(()),
+        })
+        .await
     }
 
     /// Whether the asker has cancelled the ask.
     pub fn is_cancelled(&mut self) -> bool {
-        match self.cancelled.as_mut().map(oneshot::Receiver::try_recv) {
-            Some(Ok(())) | Some(Err(oneshot::error::TryRecvError::Closed)) => true,
-            Some(Err(oneshot::error::TryRecvError::Empty)) | None => false,
-        }
+        !self.answered && !self.stream.running().contains_key(&self.message_id)
     }
 
-    fn send(&mut self, reply: &Envelope) {
+    fn send(&mut self, reply: Envelope) {
         self.answered = true;
-        self.drain.leave();
-        if let Some((dedup, key)) = self.dedup.take() {
-            dedup.finish(key, reply);
+        let stream = &*self.stream;
+        stream.running().remove(&self.message_id);
+        stream.answer(&reply);
+        if self.in_window {
+            self.in_window = false;
+            let key = AskKey { peer: stream.inner.peer_id(), id: self.message_id };
+            stream.inner.dedup.finish(key, reply);
         }
-        self.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.request.message_id);
-        if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(reply) {
-            let _ = self.writer.send(frame);
-        }
+        stream.inner.incoming_asks.give_back();
+        stream.inner.drain.leave();
     }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
         if !self.answered {
-            let reply = error_reply(
-                &self.request,
-                Act::Failure,
-                ErrorCode::NoReply,
-                "the handler did not reply",
-                self.reply_id,
-            );
-            self.send(&reply);
+            let reply = self.error_reply(Act::Failure, ErrorCode::NoReply, "the handler did not reply");
+            self.send(reply);
         }
     }
 }
@@ -173,25 +221,24 @@ pub(crate) async fn serve_ask_stream(
     mut recv: quinn::RecvStream,
     initial: BytesMut,
 ) {
-    let (writer, rx) = mpsc::unbounded_channel();
+    let (writer, source) = FrameSink::new(&[]);
     // The reply stream counts as busy until its data is acknowledged, so a
     // graceful shutdown does not cut answers off.
     let drain = inner.drain.clone();
     drain.enter();
     tokio::spawn(async move {
         let mut send = send;
-        write_frames(&mut send, rx).await;
+        write_frames(&mut send, source).await;
         let _ = send.stopped().await;
         drain.leave();
     });
-    let cancels: Cancels = Arc::new(Mutex::new(HashMap::new()));
-    let mut decoder = FrameDecoder::new(inner.local_max_frame_len());
-    let mut buffer = initial;
+    let stream = Arc::new(AskStream { inner: inner.clone(), writer, running: Mutex::new(FastMap::default()) });
+    let mut reader = FrameReader::new(inner.local_max_frame_len(), initial);
     loop {
         loop {
-            match decoder.decode(&mut buffer) {
+            match reader.next() {
                 Ok(Some(frame)) => {
-                    if let Err(code) = handle_request(&inner, frame, &writer, &cancels).await {
+                    if let Err(code) = handle_request(&stream, frame).await {
                         let _ = recv.stop(quinn::VarInt::from_u32(code as u32));
                         return;
                     }
@@ -203,8 +250,12 @@ pub(crate) async fn serve_ask_stream(
                 }
             }
         }
+        // Answers the peer does not read back-pressure its asks.
+        if !stream.writer.wait_space().await {
+            break;
+        }
         let draining = inner.drain.is_shutting_down();
-        if draining && cancels.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        if draining && stream.running().is_empty() {
             // Shutting down and every ask read from this stream is answered:
             // read no more, so the reply stream can finish and be acknowledged.
             let _ = recv.stop(quinn::VarInt::from_u32(ErrorCode::Shutdown as u32));
@@ -220,43 +271,32 @@ pub(crate) async fn serve_ask_stream(
         };
         tokio::select! {
             chunk = recv.read_chunk(64 * 1024, true) => match chunk {
-                Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
+                Ok(Some(chunk)) => reader.push(chunk.bytes),
                 Ok(None) | Err(_) => break,
             },
             () = recheck => {}
         }
     }
     // The asker closed its side: cancel whatever it still waits for.
-    for (_, cancel) in std::mem::take(&mut *cancels.lock().unwrap_or_else(|e| e.into_inner())) {
-        let _ = cancel.send(());
-    }
+    stream.cancel_all();
 }
 
 /// Handles one frame of an ask stream. An error code means the stream is
 /// unusable (a malformed envelope) and is stopped with that code.
-async fn handle_request(
-    inner: &Arc<Inner>,
-    frame: Bytes,
-    writer: &mpsc::UnboundedSender<Bytes>,
-    cancels: &Cancels,
-) -> Result<(), ErrorCode> {
+async fn handle_request(stream: &Arc<AskStream>, frame: Bytes) -> Result<(), ErrorCode> {
+    let inner = &stream.inner;
     let request = Envelope::decode(frame).map_err(|e| e.code())?;
-    let answer = |reply: Envelope| {
-        if let Ok(frame) = FrameEncoder::new(usize::MAX).encode_to_bytes(&reply) {
-            let _ = writer.send(frame);
-        }
-    };
     match request.act {
         Act::Cancel => {
-            if let Some(cancel) = cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&request.in_reply_to) {
-                let _ = cancel.send(());
-            }
+            stream.cancel(request.in_reply_to);
             return Ok(());
         }
-        Act::Request | Act::Query | Act::Cfp | Act::Subscribe | Act::Propose | Act::Accept => {}
+        Act::Request | Act::Query | Act::Cfp | Act::Subscribe | Act::Propose => {}
         _ => {
             let reason = format!("{:?} is not an ask", request.act);
-            answer(error_reply(&request, Act::NotUnderstood, ErrorCode::ProtocolViolation, &reason, inner.fresh_id()));
+            let reply =
+                error_reply(&request, Act::NotUnderstood, ErrorCode::ProtocolViolation, &reason, inner.fresh_id());
+            stream.answer(&reply);
             return Ok(());
         }
     }
@@ -270,58 +310,59 @@ async fn handle_request(
                 Ok(negotiated) => negotiated,
                 Err(e) => {
                     let code = e.code();
-                    answer(error_reply(&request, Act::Refuse, code, &e.to_string(), inner.fresh_id()));
+                    stream.answer(&error_reply(&request, Act::Refuse, code, &e.to_string(), inner.fresh_id()));
                     return Ok(());
                 }
             },
             Admission::Refuse(refusal) => {
-                answer(error_reply(&request, Act::Refuse, refusal.code, &refusal.reason, inner.fresh_id()));
+                stream.answer(&error_reply(&request, Act::Refuse, refusal.code, &refusal.reason, inner.fresh_id()));
                 return Ok(());
             }
         },
     };
     let Some(intent) = resolve_intent(&negotiated, request.intent) else {
         let reason = format!("intent {:?} is not negotiated", request.intent);
-        answer(error_reply(&request, Act::NotUnderstood, ErrorCode::IntentNotNegotiated, &reason, inner.fresh_id()));
+        let reply =
+            error_reply(&request, Act::NotUnderstood, ErrorCode::IntentNotNegotiated, &reason, inner.fresh_id());
+        stream.answer(&reply);
         return Ok(());
     };
     if inner.drain.is_shutting_down() {
-        answer(error_reply(&request, Act::Refuse, ErrorCode::Shutdown, "the agent is shutting down", inner.fresh_id()));
+        let reply =
+            error_reply(&request, Act::Refuse, ErrorCode::Shutdown, "the agent is shutting down", inner.fresh_id());
+        stream.answer(&reply);
         return Ok(());
     }
     // Idempotent retry: the same message id from the same agent runs once.
-    let key = (inner.peer_id(), request.message_id);
-    match inner.dedup.begin(key, writer) {
+    let key = AskKey { peer: inner.peer_id(), id: request.message_id };
+    match inner.dedup.begin(key, &stream.writer) {
         Begin::Run => {}
         Begin::Answered(previous) => {
-            answer(previous);
+            stream.answer(&previous);
             return Ok(());
         }
         Begin::Joined => return Ok(()),
     }
-    let Ok(permit) = inner.incoming_asks.clone().try_acquire_owned() else {
+    if !inner.incoming_asks.try_take() {
         let reason = format!("more than {} asks in flight", inner.local_max_concurrent_asks());
         let refusal = error_reply(&request, Act::Refuse, ErrorCode::TooManyAsks, &reason, inner.fresh_id());
         // Refused before running: a retry may run it later.
         inner.dedup.abandon(key, &refusal);
-        answer(refusal);
+        stream.answer(&refusal);
         return Ok(());
-    };
-    let (cancel_tx, cancel_rx) = oneshot::channel();
-    cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(request.message_id, cancel_tx);
-    let responder = Responder {
-        writer: writer.clone(),
-        request: request.clone(),
-        reply_id: inner.fresh_id(),
-        cancels: cancels.clone(),
-        cancelled: Some(cancel_rx),
-        answered: false,
-        dedup: Some((inner.dedup.clone(), key)),
-        drain: inner.drain.clone(),
-        negotiated: Some(negotiated),
-        _permit: permit,
-    };
+    }
+    stream.running().insert(request.message_id, None);
     inner.drain.enter();
+    let responder = Responder {
+        stream: stream.clone(),
+        message_id: request.message_id,
+        conversation_id: request.conversation_id,
+        request_intent: request.intent,
+        reply_id: inner.fresh_id(),
+        answered: false,
+        in_window: inner.dedup.is_on(),
+        negotiated: Some(negotiated),
+    };
     // Waits while the application's queue is full: back-pressure reaches
     // the peer through QUIC flow control on this stream.
     let _ = inner.incoming.send(Incoming::Ask(IncomingAsk { envelope: request, intent, responder })).await;
@@ -332,12 +373,11 @@ async fn handle_request(
 /// Envelopes whose intent is not negotiated are dropped (there is no one to
 /// answer); a malformed frame stops the stream with its code.
 pub(crate) async fn serve_tell_stream(inner: Arc<Inner>, mut recv: quinn::RecvStream, initial: BytesMut) {
-    let mut decoder = FrameDecoder::new(inner.local_max_frame_len());
-    let mut buffer = initial;
+    let mut reader = FrameReader::new(inner.local_max_frame_len(), initial);
     let Ok(negotiated) = inner.ready().await else { return };
     loop {
         loop {
-            match decoder.decode(&mut buffer) {
+            match reader.next() {
                 Ok(Some(frame)) => {
                     let envelope = match Envelope::decode(frame) {
                         Ok(envelope) => envelope,
@@ -364,7 +404,7 @@ pub(crate) async fn serve_tell_stream(inner: Arc<Inner>, mut recv: quinn::RecvSt
             }
         }
         match recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.bytes),
+            Ok(Some(chunk)) => reader.push(chunk.bytes),
             Ok(None) | Err(_) => return,
         }
     }

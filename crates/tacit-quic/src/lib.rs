@@ -66,6 +66,8 @@ mod dedup;
 mod drain;
 mod endpoint;
 mod error;
+mod fast;
+mod frames;
 mod incoming;
 mod session;
 mod stream;

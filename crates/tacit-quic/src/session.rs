@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tacit_handshake::{Admission, AgentId, Event, Handshake, HandshakeConfig, IntentOffer, Negotiated, Refusal, Role};
 use tacit_wire::{ErrorCode, IntentId, IntentRef};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::ask::{AskError, AskLane, AskOptions, TellOptions, stream_kind};
 use crate::dedup::Dedup;
@@ -50,12 +50,12 @@ pub(crate) struct Inner {
     asks: AskLane,
     /// Asks this agent may have in flight to the peer: the negotiated
     /// `max_concurrent_asks`, so askers wait instead of being refused.
-    outgoing_asks: std::sync::OnceLock<Arc<Semaphore>>,
+    outgoing_asks: std::sync::OnceLock<crate::fast::WaitSlots>,
     /// The writer of this agent's tell stream, opened on first use.
     tells: tokio::sync::OnceCell<mpsc::Sender<Bytes>>,
     /// Asks from the peer being handled now, over all its connections;
     /// bounded by this agent's `max_concurrent_asks`.
-    pub(crate) incoming_asks: Arc<Semaphore>,
+    pub(crate) incoming_asks: Arc<crate::fast::Slots>,
     pub(crate) incoming: mpsc::Sender<Incoming>,
     /// The endpoint's idempotent-retry window.
     pub(crate) dedup: Arc<Dedup>,
@@ -115,7 +115,7 @@ pub(crate) struct SessionContext {
     /// Streams the peer may open per second.
     pub(crate) max_stream_rate: u32,
     /// The peer's asks in flight, over all its connections.
-    pub(crate) incoming_asks: Arc<Semaphore>,
+    pub(crate) incoming_asks: Arc<crate::fast::Slots>,
 }
 
 /// A session with a peer agent. Cheap to clone; all clones share it. When
@@ -307,17 +307,13 @@ impl Session {
             None => (IntentRef::Id(intent), inner.local_max_frame_len()),
         };
         // Within the negotiated concurrency: wait for a slot rather than be refused.
-        let _permit =
-            match &negotiated {
-                Some(negotiated) => {
-                    let limit = negotiated.limits.max_concurrent_asks as usize;
-                    let slots = inner.outgoing_asks.get_or_init(|| Arc::new(Semaphore::new(limit))).clone();
-                    Some(slots.acquire_owned().await.map_err(|_| {
-                        AskError::NotSent(SessionError::ConnectionLost("the session is closing".into()))
-                    })?)
-                }
-                None => None,
-            };
+        let _slot = match &negotiated {
+            Some(negotiated) => {
+                let limit = negotiated.limits.max_concurrent_asks as usize;
+                Some(inner.outgoing_asks.get_or_init(|| crate::fast::WaitSlots::new(limit)).take().await)
+            }
+            None => None,
+        };
         let message_id = options.message_id.unwrap_or_else(|| inner.fresh_id());
         let mut envelope = tacit_wire::Envelope::new(intent_ref, options.act, message_id, payload);
         envelope.conversation_id = options.conversation_id;
@@ -364,6 +360,10 @@ impl WeakSession {
 impl Inner {
     async fn next_incoming(&self) -> Option<Incoming> {
         let mut rx = self.incoming_rx.lock().await;
+        // Something queued: no need to watch the connection.
+        if let Ok(incoming) = rx.try_recv() {
+            return Some(incoming);
+        }
         tokio::select! {
             incoming = rx.recv() => incoming,
             _ = self.connection.closed() => rx.try_recv().ok(),
@@ -372,7 +372,6 @@ impl Inner {
 }
 
 impl Session {
-
     /// The peer's AgentId, from its TLS certificate.
     pub fn peer_id(&self) -> AgentId {
         self.inner.peer

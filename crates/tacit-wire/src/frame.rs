@@ -6,7 +6,7 @@
 //! memory, and an announced length above the cap is refused as soon as the
 //! prefix is complete, before any of the body is buffered.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::FrameError;
 use crate::varint::{self, MAX_VARINT_LEN, VarintError};
@@ -144,6 +144,20 @@ impl FrameDecoder {
         }
         let _prefix = src.split_to(prefix_len);
         Ok(Some(src.split_to(len).freeze()))
+    }
+
+    /// Like [`decode`](Self::decode), over a received [`Bytes`] chunk: the
+    /// frame is a slice of it (no copy). Leaves `src` untouched unless it
+    /// returns a frame.
+    pub fn decode_bytes(&mut self, src: &mut Bytes) -> Result<Option<Bytes>, FrameError> {
+        let Some((len, prefix_len)) = self.read_prefix(src)? else {
+            return Ok(None);
+        };
+        if src.len() - prefix_len < len {
+            return Ok(None);
+        }
+        src.advance(prefix_len);
+        Ok(Some(src.split_to(len)))
     }
 
     /// Like [`decode`](Self::decode), for when the stream has ended: a
@@ -297,6 +311,28 @@ mod tests {
             }
             prop_assert_eq!(decoder.decode_eof(&mut received), Ok(None));
             prop_assert_eq!(out, bodies);
+        }
+
+        /// `decode_bytes` agrees with `decode` on any prefix of the wire.
+        #[test]
+        fn decode_bytes_matches_decode(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+            cut in 0usize..3000,
+        ) {
+            let wire = frames_of(&bodies);
+            let cut = cut % (wire.len() + 1);
+            let mut decoder = FrameDecoder::new(512);
+            let mut as_bytes = wire.clone().freeze().slice(..cut);
+            let mut as_bytes_mut = BytesMut::from(&wire[..cut]);
+            loop {
+                let a = decoder.decode_bytes(&mut as_bytes).unwrap();
+                let b = decoder.decode(&mut as_bytes_mut).unwrap();
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(&as_bytes[..], &as_bytes_mut[..]);
+                if a.is_none() {
+                    break;
+                }
+            }
         }
 
         /// `bytes_needed` is exact: feeding that many more bytes completes the frame.

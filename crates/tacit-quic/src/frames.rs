@@ -1,0 +1,311 @@
+//! Frames in and out of a long-lived stream, without a copy or an
+//! allocation per frame.
+//!
+//! [`FrameSink`]: senders encode their envelopes straight into one shared
+//! buffer; the stream's writer task takes all of it at once and writes it as
+//! one chunk. One allocation serves many frames, and concurrent senders share
+//! packets. The buffer is bounded: [`FrameSink::send`] waits while it holds
+//! more than its limit.
+//!
+//! [`FrameReader`]: cuts frames out of received chunks as slices of them;
+//! only a frame split over two chunks is copied.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tacit_wire::{Envelope, FrameBody, FrameDecoder, FrameEncoder, FrameError};
+use tokio::sync::Notify;
+
+/// Bytes a stream's send buffer holds before senders that may wait do so.
+pub(crate) const SEND_BUFFER: usize = 64 * 1024;
+/// The size of each new send buffer allocation (more if a frame needs it).
+const ALLOCATION: usize = 8 * 1024;
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The frame is larger than the limit given.
+    TooLarge,
+    /// The stream is closed (its writer failed or stopped).
+    Closed,
+}
+
+#[derive(Debug)]
+struct Shared {
+    buffer: Mutex<BytesMut>,
+    /// Set when the writer can write no more.
+    closed: AtomicBool,
+    /// Live [`FrameSink`] handles; the writer finishes the stream at 0.
+    senders: AtomicUsize,
+    /// Senders waiting for space.
+    waiting: AtomicUsize,
+    /// Wakes the writer: data queued, or the last sender gone.
+    data: Notify,
+    /// Wakes senders waiting for space.
+    space: Notify,
+}
+
+impl Shared {
+    fn buffer(&self) -> MutexGuard<'_, BytesMut> {
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sending end of a stream's frame buffer. Cloning adds a sender; the
+/// stream is finished once every sender is gone and the buffer written.
+#[derive(Debug)]
+pub(crate) struct FrameSink {
+    shared: Arc<Shared>,
+}
+
+/// The writer's end: see [`write_frames`].
+#[derive(Debug)]
+pub(crate) struct FrameSource {
+    shared: Arc<Shared>,
+}
+
+impl Clone for FrameSink {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl Drop for FrameSink {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.data.notify_one();
+        }
+    }
+}
+
+impl FrameSink {
+    /// A sink whose buffer starts with `initial` (the stream kind).
+    pub(crate) fn new(initial: &[u8]) -> (Self, FrameSource) {
+        let mut buffer = BytesMut::with_capacity(ALLOCATION);
+        buffer.extend_from_slice(initial);
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(buffer),
+            closed: AtomicBool::new(false),
+            senders: AtomicUsize::new(1),
+            waiting: AtomicUsize::new(0),
+            data: Notify::new(),
+            space: Notify::new(),
+        });
+        (Self { shared: shared.clone() }, FrameSource { shared })
+    }
+
+    /// Whether the writer has stopped.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Appends `body` as a frame (at most `max_frame_len` bytes) without
+    /// waiting for space.
+    pub(crate) fn push(&self, body: &impl FrameBody, max_frame_len: usize) -> Result<(), PushError> {
+        if self.is_closed() {
+            return Err(PushError::Closed);
+        }
+        let mut buffer = self.shared.buffer();
+        self.encode_locked(&mut buffer, body, max_frame_len)
+    }
+
+    fn encode_locked(
+        &self,
+        buffer: &mut BytesMut,
+        body: &impl FrameBody,
+        max_frame_len: usize,
+    ) -> Result<(), PushError> {
+        let len = body.body_len();
+        if len > max_frame_len {
+            return Err(PushError::TooLarge);
+        }
+        let was_empty = buffer.is_empty();
+        let needed = len + 10;
+        if buffer.capacity() - buffer.len() < needed {
+            buffer.reserve(needed.max(ALLOCATION));
+        }
+        FrameEncoder::new(max_frame_len).encode(body, buffer).map_err(|_| PushError::TooLarge)?;
+        if was_empty {
+            self.shared.data.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Appends `envelope` as a frame, waiting while the buffer is full.
+    pub(crate) async fn send(&self, envelope: &Envelope, max_frame_len: usize) -> Result<(), PushError> {
+        loop {
+            let space = self.shared.space.notified();
+            if self.is_closed() {
+                return Err(PushError::Closed);
+            }
+            {
+                let mut buffer = self.shared.buffer();
+                if buffer.len() < SEND_BUFFER {
+                    return self.encode_locked(&mut buffer, envelope, max_frame_len);
+                }
+                self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+            }
+            space.await;
+            self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits while the buffer is full; false once the stream is closed.
+    pub(crate) async fn wait_space(&self) -> bool {
+        loop {
+            let space = self.shared.space.notified();
+            if self.is_closed() {
+                return false;
+            }
+            if self.shared.buffer().len() < SEND_BUFFER {
+                return true;
+            }
+            self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+            space.await;
+            self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl FrameSource {
+    /// Takes whatever is queued; `None` if nothing is.
+    fn take(&self) -> Option<Bytes> {
+        let chunk = {
+            let mut buffer = self.shared.buffer();
+            if buffer.is_empty() {
+                return None;
+            }
+            buffer.split().freeze()
+        };
+        if self.shared.waiting.load(Ordering::SeqCst) > 0 {
+            self.shared.space.notify_waiters();
+        }
+        Some(chunk)
+    }
+
+    fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.space.notify_waiters();
+    }
+}
+
+impl Drop for FrameSource {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Writes what the sink's senders queue to `send`, as it comes, until every
+/// sender is gone; then finishes the stream.
+pub(crate) async fn write_frames(send: &mut quinn::SendStream, source: FrameSource) {
+    loop {
+        let data = source.shared.data.notified();
+        // Read the count before the buffer: whatever the last sender queued
+        // before it left is then seen below.
+        let done = source.shared.senders.load(Ordering::Acquire) == 0;
+        match source.take() {
+            Some(chunk) => {
+                if send.write_chunk(chunk).await.is_err() {
+                    source.close();
+                    return;
+                }
+            }
+            None if done => break,
+            None => data.await,
+        }
+    }
+    source.close();
+    let _ = send.finish();
+}
+
+/// Cuts frames out of a stream's received chunks.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    decoder: FrameDecoder,
+    /// The rest of the last chunk.
+    chunk: Bytes,
+    /// A frame split over chunks, being completed.
+    partial: BytesMut,
+}
+
+impl FrameReader {
+    /// A reader of frames up to `max_frame_len` bytes, starting with what
+    /// was read already (after the stream kind).
+    pub(crate) fn new(max_frame_len: usize, initial: BytesMut) -> Self {
+        Self { decoder: FrameDecoder::new(max_frame_len), chunk: Bytes::new(), partial: initial }
+    }
+
+    /// Adds a received chunk; call when [`next`](Self::next) gave `None`.
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        debug_assert!(self.chunk.is_empty());
+        self.chunk = chunk;
+    }
+
+    /// The next whole frame, or `None` until another chunk is pushed. An
+    /// error is final for the stream.
+    pub(crate) fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if !self.partial.is_empty() {
+            // Complete the split frame with just the bytes it needs.
+            loop {
+                let needed = self.decoder.bytes_needed(&self.partial)?;
+                if needed == 0 {
+                    break;
+                }
+                if self.chunk.is_empty() {
+                    return Ok(None);
+                }
+                let take = needed.min(self.chunk.len());
+                self.partial.extend_from_slice(&self.chunk[..take]);
+                self.chunk.advance(take);
+            }
+            return self.decoder.decode(&mut self.partial);
+        }
+        match self.decoder.decode_bytes(&mut self.chunk)? {
+            Some(frame) => Ok(Some(frame)),
+            None => {
+                // An incomplete frame: keep its start.
+                if !self.chunk.is_empty() {
+                    self.partial.extend_from_slice(&self.chunk);
+                    self.chunk.clear();
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_reassembles_frames_split_anywhere() {
+        let bodies: Vec<Vec<u8>> = (0..20).map(|i| vec![i as u8; i * 37]).collect();
+        let mut wire = BytesMut::new();
+        for body in &bodies {
+            tacit_wire::put_prefix(body.len() as u64, &mut wire);
+            wire.extend_from_slice(body);
+        }
+        let wire = wire.freeze();
+        for size in [1, 2, 3, 7, 100, 1000, wire.len()] {
+            let mut reader = FrameReader::new(1 << 20, BytesMut::new());
+            let mut got = Vec::new();
+            for piece in wire.chunks(size) {
+                reader.push(Bytes::copy_from_slice(piece));
+                while let Some(frame) = reader.next().unwrap() {
+                    got.push(frame.to_vec());
+                }
+            }
+            assert_eq!(got, bodies, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn reader_refuses_oversized_frames() {
+        let mut reader = FrameReader::new(10, BytesMut::new());
+        reader.push(Bytes::from_static(&[11, 0, 0]));
+        assert!(reader.next().is_err());
+    }
+}
