@@ -1,0 +1,209 @@
+//! Checks the intents tacit-build generated in this crate's build script
+//! against an independent computation: hand-written canonical forms
+//! (docs/PROTOCOL.md, "IntentId") and a protox compile of the same files here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use prost::Message as _;
+use tacit::{Intent, IntentId, Request};
+use tacit_build_tests::acme::billing::v1 as billing;
+use tacit_build_tests::acme::market::v1 as market;
+
+/// Every generated intent: (fully qualified name, ID, NAME, DESCRIPTOR_SET).
+fn generated() -> Vec<(&'static str, IntentId, &'static str, &'static [u8])> {
+    fn entry<T: Intent>(name: &'static str) -> (&'static str, IntentId, &'static str, &'static [u8]) {
+        (name, T::ID, T::NAME, T::DESCRIPTOR_SET)
+    }
+    vec![
+        entry::<market::ReserveSlot>("acme.market.v1.ReserveSlot"),
+        entry::<market::reserve_slot::Window>("acme.market.v1.ReserveSlot.Window"),
+        entry::<market::SlotReserved>("acme.market.v1.SlotReserved"),
+        entry::<market::CancelSlot>("acme.market.v1.CancelSlot"),
+        entry::<market::SlotCancelled>("acme.market.v1.SlotCancelled"),
+        entry::<market::GetWindow>("acme.market.v1.GetWindow"),
+        entry::<market::Money>("acme.market.v1.Money"),
+        entry::<billing::Charge>("acme.billing.v1.Charge"),
+    ]
+}
+
+/// The crate's protos compiled here with protox, importing the options file
+/// from the repository's `proto/` (not from tacit-build's embedded copy).
+fn compile_here() -> prost_types::FileDescriptorSet {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    protox::compile(
+        ["acme/market/v1/market.proto", "acme/billing/v1/billing.proto"],
+        [manifest.join("proto"), manifest.join("../../../proto")],
+    )
+    .unwrap()
+}
+
+/// All message names of the compiled set outside google.protobuf and
+/// tacit.v1, map entries excluded.
+fn messages_in(set: &prost_types::FileDescriptorSet) -> Vec<String> {
+    fn walk(scope: &str, message: &prost_types::DescriptorProto, out: &mut Vec<String>) {
+        let name = format!("{scope}.{}", message.name());
+        if message.options.as_ref().and_then(|o| o.map_entry) == Some(true) {
+            return;
+        }
+        for nested in &message.nested_type {
+            walk(&name, nested, out);
+        }
+        out.push(name);
+    }
+    let mut out = Vec::new();
+    for file in set.file.iter().filter(|f| f.package().starts_with("acme.")) {
+        for message in &file.message_type {
+            walk(file.package(), message, &mut out);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn ids_match_hand_written_canonical_forms() {
+    let cancel_slot = "\
+tacit intent-id v1
+root acme.market.v1.CancelSlot
+message acme.market.v1.CancelSlot proto3
+field 1 slot_id optional uint64
+";
+    assert_eq!(market::CancelSlot::ID, IntentId::from_canonical(cancel_slot));
+
+    // Reaches a nested message, a map entry, a message and an enum of
+    // another file, and a well-known type; the option is not part of it.
+    let reserve_slot = "\
+tacit intent-id v1
+root acme.market.v1.ReserveSlot
+enum acme.market.v1.Currency proto3
+value 0 CURRENCY_UNSPECIFIED
+value 1 EUR
+value 2 USD
+message acme.market.v1.Money proto3
+field 1 currency optional enum acme.market.v1.Currency
+field 2 minor_units optional sint64
+message acme.market.v1.ReserveSlot proto3
+field 1 resource optional string
+field 2 windows repeated message acme.market.v1.ReserveSlot.Window
+field 3 labels repeated message acme.market.v1.ReserveSlot.LabelsEntry
+field 4 max_price optional message acme.market.v1.Money oneof=budget
+field 5 free_only optional bool oneof=budget
+field 6 requested_at optional message google.protobuf.Timestamp
+field 7 blob optional bytes
+message acme.market.v1.ReserveSlot.LabelsEntry proto3 map_entry
+field 1 key optional string
+field 2 value optional string
+message acme.market.v1.ReserveSlot.Window proto3
+field 1 start_micros optional fixed64
+field 2 end_micros optional fixed64
+message google.protobuf.Timestamp proto3
+field 1 seconds optional int64
+field 2 nanos optional int32
+";
+    assert_eq!(market::ReserveSlot::ID, IntentId::from_canonical(reserve_slot));
+}
+
+#[test]
+fn every_id_matches_an_independent_compile() {
+    let set = compile_here();
+    let generated = generated();
+    let mut names: Vec<String> = generated.iter().map(|(name, ..)| (*name).to_owned()).collect();
+    names.sort();
+    assert_eq!(names, messages_in(&set), "every message of the protos has an Intent impl, and only those");
+    for (name, id, intent_name, _) in generated {
+        assert_eq!(intent_name, name);
+        assert_eq!(id, IntentId::of_message(&set, name).unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn descriptor_sets_hash_to_the_ids() {
+    for (name, id, _, descriptor_set) in generated() {
+        assert_eq!(IntentId::of_message_in_encoded_set(descriptor_set, name).unwrap(), id, "{name}");
+    }
+    assert_eq!(market::ReserveSlot::DESCRIPTOR_SET, market::FILE_DESCRIPTOR_SET);
+    assert_eq!(billing::Charge::DESCRIPTOR_SET, billing::FILE_DESCRIPTOR_SET);
+}
+
+#[test]
+fn descriptor_sets_hold_the_package_and_its_imports_without_source_info() {
+    let set = prost_types::FileDescriptorSet::decode(market::FILE_DESCRIPTOR_SET).unwrap();
+    let files: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+    for needed in [
+        "acme/market/v1/common.proto",
+        "acme/market/v1/market.proto",
+        "google/protobuf/timestamp.proto",
+        "tacit/v1/options.proto",
+        "google/protobuf/descriptor.proto",
+    ] {
+        assert!(files.contains(&needed), "{needed} missing from {files:?}");
+    }
+    assert!(!files.contains(&"acme/billing/v1/billing.proto"), "another package's file: {files:?}");
+    assert!(set.file.iter().all(|f| f.source_code_info.is_none()));
+
+    let billing_set = prost_types::FileDescriptorSet::decode(billing::FILE_DESCRIPTOR_SET).unwrap();
+    let files: Vec<&str> = billing_set.file.iter().map(|f| f.name()).collect();
+    assert!(files.contains(&"acme/billing/v1/billing.proto") && files.contains(&"acme/market/v1/common.proto"));
+    assert!(!files.contains(&"acme/market/v1/market.proto"), "not imported by billing: {files:?}");
+}
+
+/// Compile-time checks: each request's reply type is the one its option names.
+#[test]
+fn requests_name_their_replies() {
+    fn reserve(reply: <market::ReserveSlot as Request>::Reply) -> market::SlotReserved {
+        reply
+    }
+    fn cancel(reply: <market::CancelSlot as Request>::Reply) -> market::SlotCancelled {
+        reply
+    }
+    fn get_window(reply: <market::GetWindow as Request>::Reply) -> market::reserve_slot::Window {
+        reply
+    }
+    fn charge(reply: <billing::Charge as Request>::Reply) -> market::SlotReserved {
+        reply
+    }
+    assert_eq!(reserve(market::SlotReserved::default()).slot_id, 0);
+    assert!(!cancel(market::SlotCancelled::default()).was_reserved);
+    assert_eq!(get_window(market::reserve_slot::Window::default()).end_micros, 0);
+    assert_eq!(charge(market::SlotReserved { slot_id: 3, ..Default::default() }).slot_id, 3);
+}
+
+#[test]
+fn prost_round_trip() {
+    let request = market::ReserveSlot {
+        resource: "gpu-a100".into(),
+        windows: vec![market::reserve_slot::Window { start_micros: 1, end_micros: 2 }],
+        labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
+        budget: Some(market::reserve_slot::Budget::MaxPrice(market::Money {
+            currency: market::Currency::Eur as i32,
+            minor_units: -250,
+        })),
+        requested_at: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 5 }),
+        blob: Bytes::from_static(b"\x00\x01\x02"),
+    };
+    let encoded = Bytes::from(request.encode_to_vec());
+    let decoded = market::ReserveSlot::decode(encoded.clone()).unwrap();
+    assert_eq!(decoded, request);
+    // `bytes` fields are `Bytes` that point into the buffer decoded from.
+    assert!(encoded.as_ptr_range().contains(&decoded.blob.as_ptr()));
+
+    let reply = market::SlotReserved {
+        slot_id: 9,
+        status: market::slot_reserved::Status::Reserved as i32,
+        window: Some(market::reserve_slot::Window { start_micros: 3, end_micros: 4 }),
+    };
+    assert_eq!(market::SlotReserved::decode(reply.encode_to_vec().as_slice()).unwrap(), reply);
+}
+
+#[test]
+fn include_file_gives_the_same_intents() {
+    use tacit_build_tests::via_include_file::acme;
+    assert_eq!(acme::market::v1::ReserveSlot::ID, market::ReserveSlot::ID);
+    assert_eq!(acme::billing::v1::Charge::NAME, billing::Charge::NAME);
+    fn charge(reply: <acme::billing::v1::Charge as Request>::Reply) -> acme::market::v1::SlotReserved {
+        reply
+    }
+    assert_eq!(charge(Default::default()).slot_id, 0);
+}
