@@ -1,6 +1,8 @@
 //! Regenerates the Rust code that is checked in beside the crates, from the
 //! `.proto` files under `proto/`, with protox (pure Rust, no `protoc`) and
-//! prost-build.
+//! prost-build: plain prost types for the wire crate and the benches, and
+//! Tacit's standard intents through tacit-build (prost types with their
+//! `Intent` / `Request` impls and encoded descriptor sets).
 //!
 //! ```text
 //! cargo run -p tacit-codegen            # rewrite the generated files
@@ -18,26 +20,51 @@ struct Target {
     protos: &'static [&'static str],
     /// Output directory, relative to the workspace root.
     out_dir: &'static str,
-    /// Protobuf paths whose `bytes` fields become `bytes::Bytes`.
-    bytes: &'static [&'static str],
-    /// Enums that may gain values in later protocol versions.
-    non_exhaustive_enums: &'static [&'static str],
+    /// How the code is generated.
+    generator: Generator,
+}
+
+enum Generator {
+    /// prost-build alone.
+    Prost {
+        /// Protobuf paths whose `bytes` fields become `bytes::Bytes`.
+        bytes: &'static [&'static str],
+        /// Enums that may gain values in later protocol versions.
+        non_exhaustive_enums: &'static [&'static str],
+    },
+    /// tacit-build: prost types that are intents, and their descriptor sets.
+    Intents {
+        /// How the generated code names the tacit crate.
+        tacit_path: &'static str,
+    },
 }
 
 const TARGETS: &[Target] = &[
     Target {
         protos: &["tacit/v1/envelope.proto", "tacit/v1/handshake.proto"],
         out_dir: "crates/tacit-wire/src/generated",
-        bytes: &["."],
-        non_exhaustive_enums: &[".tacit.v1.Act", ".tacit.v1.ErrorCode"],
+        generator: Generator::Prost { bytes: &["."], non_exhaustive_enums: &[".tacit.v1.Act", ".tacit.v1.ErrorCode"] },
     },
     Target {
         protos: &["tacit/bench/v1/reference.proto"],
         out_dir: "benches/src/generated",
-        // The typed payload decodes its blob without copying; the flat
-        // baseline is plain prost (`Vec<u8>`, `String`), as most users have it.
-        bytes: &[".tacit.bench.v1.ReserveSlot"],
-        non_exhaustive_enums: &[],
+        generator: Generator::Prost {
+            // The typed payload decodes its blob without copying; the flat
+            // baseline is plain prost (`Vec<u8>`, `String`), as most users have it.
+            bytes: &[".tacit.bench.v1.ReserveSlot"],
+            non_exhaustive_enums: &[],
+        },
+    },
+    Target {
+        protos: &[
+            "tacit/intents/v1/ping.proto",
+            "tacit/intents/v1/describe.proto",
+            "tacit/intents/v1/task.proto",
+            "tacit/intents/v1/contract_net.proto",
+        ],
+        out_dir: "crates/tacit/src/generated",
+        // The tacit crate generates its own standard intents.
+        generator: Generator::Intents { tacit_path: "crate" },
     },
 ];
 
@@ -51,8 +78,8 @@ fn main() -> ExitCode {
         }
     };
     match run(check) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
+        Ok(up_to_date) if up_to_date || !check => ExitCode::SUCCESS,
+        Ok(_) => {
             eprintln!("generated code is out of date: run `cargo run -p tacit-codegen` and commit the result");
             ExitCode::FAILURE
         }
@@ -97,16 +124,28 @@ fn run(check: bool) -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 /// Compiles one target into a scratch directory and returns its files.
-fn generate(proto_root: &Path, target: &Target) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
-    let fds = protox::compile(target.protos, [proto_root])?;
+fn generate(proto_root: &Path, target: &Target) -> Result<BTreeMap<String, Vec<u8>>, Box<dyn std::error::Error>> {
     let scratch = scratch_dir()?;
-    let mut config = prost_build::Config::new();
-    // Maps encode in key order, so equal messages encode to equal bytes.
-    config.bytes(target.bytes).btree_map(["."]).out_dir(&scratch);
-    for path in target.non_exhaustive_enums {
-        config.enum_attribute(path, "#[non_exhaustive]");
+    match target.generator {
+        Generator::Prost { bytes, non_exhaustive_enums } => {
+            let fds = protox::compile(target.protos, [proto_root])?;
+            let mut config = prost_build::Config::new();
+            // Maps encode in key order, so equal messages encode to equal bytes.
+            config.bytes(bytes).btree_map(["."]).out_dir(&scratch);
+            for path in non_exhaustive_enums {
+                config.enum_attribute(path, "#[non_exhaustive]");
+            }
+            config.compile_fds(fds)?;
+        }
+        Generator::Intents { tacit_path } => {
+            let protos: Vec<_> = target.protos.iter().map(|proto| proto_root.join(proto)).collect();
+            tacit_build::configure()
+                .tacit_path(tacit_path)
+                .out_dir(&scratch)
+                .emit_rerun_if_changed(false)
+                .compile(&protos, &[proto_root])?;
+        }
     }
-    config.compile_fds(fds)?;
     let files = read_dir_files(&scratch)?;
     fs::remove_dir_all(&scratch)?;
     Ok(files)
@@ -121,17 +160,18 @@ fn scratch_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The `.rs` files directly in `dir` (none if it does not exist), by name.
-fn read_dir_files(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
+/// The generated files directly in `dir` (none if it does not exist), by
+/// name: Rust code (`.rs`) and encoded descriptor sets (`.bin`).
+fn read_dir_files(dir: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
     if !dir.exists() {
         return Ok(files);
     }
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "rs") {
+        if path.extension().is_some_and(|e| e == "rs" || e == "bin") {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            files.insert(name, fs::read_to_string(&path)?);
+            files.insert(name, fs::read(&path)?);
         }
     }
     Ok(files)
