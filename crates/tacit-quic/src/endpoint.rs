@@ -254,7 +254,9 @@ impl Endpoint {
             }
             Ok(Ok(connection)) => connection,
         };
-        let peer = tls::peer_agent_id(&connection).ok_or(ConnectError::NoPeerIdentity)?;
+        // The verifier read the AgentId from the certificate already.
+        let verified = check.lock().ok().and_then(|c| c.found);
+        let peer = verified.or_else(|| tls::peer_agent_id(&connection)).ok_or(ConnectError::NoPeerIdentity)?;
         let (send, recv) = connection.open_bi().await.map_err(ConnectError::Connection)?;
         let asks = self.shared.add_connection(peer, &connection, false).ok_or(ConnectError::NoPeerIdentity)?;
         Ok(Session::start(connection, peer, Role::Dialer, self.shared.context(asks), send, recv))

@@ -15,6 +15,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tacit_handshake::{AgentId, Identity};
 
@@ -50,6 +51,10 @@ pub enum TlsError {
 pub(crate) struct Credentials {
     certificate: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
+    provider: Arc<CryptoProvider>,
+    /// The certificate with its loaded signing key, for every connection
+    /// this agent dials (loading the key derives its public half: costly).
+    certified: Arc<CertifiedKey>,
 }
 
 impl fmt::Debug for Credentials {
@@ -71,7 +76,15 @@ impl Credentials {
         params.not_before = rcgen::date_time_ymd(1975, 1, 1);
         params.not_after = rcgen::date_time_ymd(4096, 1, 1);
         let certificate = params.self_signed(&key_pair)?;
-        Ok(Self { certificate: certificate.der().clone(), key: PrivatePkcs8KeyDer::from(pkcs8.to_vec()) })
+        let certificate = certificate.der().clone();
+        let key = PrivatePkcs8KeyDer::from(pkcs8.to_vec());
+        let provider = provider();
+        let certified = Arc::new(CertifiedKey::from_der(
+            vec![certificate.clone()],
+            PrivateKeyDer::Pkcs8(key.clone_key()),
+            &provider,
+        )?);
+        Ok(Self { certificate, key, provider, certified })
     }
 
     fn chain(&self) -> Vec<CertificateDer<'static>> {
@@ -89,7 +102,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The server side: TLS 1.3 only, ALPN `tacit/1`, a client certificate required.
 pub(crate) fn server_config(credentials: &Credentials) -> Result<quinn::crypto::rustls::QuicServerConfig, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(credentials.provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(ClientVerifier))
         .with_single_cert(credentials.chain(), credentials.key())?;
@@ -115,11 +128,11 @@ pub(crate) fn client_config(
     check: Arc<Mutex<ServerCheck>>,
     alpn: Vec<Vec<u8>>,
 ) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsError> {
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+    let mut config = rustls::ClientConfig::builder_with_provider(credentials.provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(ServerVerifier { expected, check }))
-        .with_client_auth_cert(credentials.chain(), credentials.key())?;
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(credentials.certified.clone())));
     config.alpn_protocols = alpn;
     config.enable_early_data = false;
     quinn::crypto::rustls::QuicClientConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))
