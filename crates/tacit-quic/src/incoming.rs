@@ -365,7 +365,7 @@ async fn handle_request(stream: &Arc<AskStream>, frame: Bytes) -> Result<(), Err
     };
     // Waits while the application's queue is full: back-pressure reaches
     // the peer through QUIC flow control on this stream.
-    let _ = inner.incoming.send(Incoming::Ask(IncomingAsk { envelope: request, intent, responder })).await;
+    let _ = inner.incoming.send(Some(Incoming::Ask(IncomingAsk { envelope: request, intent, responder }))).await;
     Ok(())
 }
 
@@ -392,7 +392,7 @@ pub(crate) async fn serve_tell_stream(inner: Arc<Inner>, mut recv: quinn::RecvSt
                         continue;
                     };
                     let message = IncomingMessage { envelope, intent };
-                    if inner.incoming.send(Incoming::Tell(message)).await.is_err() {
+                    if inner.incoming.send(Some(Incoming::Tell(message))).await.is_err() {
                         return;
                     }
                 }
@@ -418,7 +418,7 @@ pub(crate) async fn serve_datagrams(inner: Arc<Inner>) {
         let Some(negotiated) = inner.negotiated() else { continue };
         let Ok(envelope) = Envelope::decode(datagram) else { continue };
         let Some(intent) = resolve_intent(&negotiated, envelope.intent) else { continue };
-        let _ = inner.incoming.try_send(Incoming::Datagram(IncomingMessage { envelope, intent }));
+        let _ = inner.incoming.try_send(Some(Incoming::Datagram(IncomingMessage { envelope, intent })));
     }
 }
 
@@ -453,5 +453,5 @@ pub(crate) async fn serve_stream_lane(
     let sender =
         crate::stream::FrameSender::new(send, reply_intent, inner.fresh_id(), negotiated.limits.max_frame_len as usize);
     let stream = IncomingStream { envelope: opening, intent, sender, receiver };
-    let _ = inner.incoming.send(Incoming::Stream(stream)).await;
+    let _ = inner.incoming.send(Some(Incoming::Stream(stream))).await;
 }

@@ -56,12 +56,16 @@ pub(crate) struct Inner {
     /// Asks from the peer being handled now, over all its connections;
     /// bounded by this agent's `max_concurrent_asks`.
     pub(crate) incoming_asks: Arc<crate::fast::Slots>,
-    pub(crate) incoming: mpsc::Sender<Incoming>,
+    /// Work for the application; `None` (sent once the connection has
+    /// closed) ends [`next_incoming`](Session::next_incoming).
+    pub(crate) incoming: mpsc::Sender<Option<Incoming>>,
     /// The endpoint's idempotent-retry window.
     pub(crate) dedup: Arc<Dedup>,
     /// The endpoint's shutdown state.
     pub(crate) drain: Arc<Drain>,
-    incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+    incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Option<Incoming>>>,
+    /// Whether `next_incoming` has seen the end of the connection.
+    incoming_ended: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -172,12 +176,20 @@ impl Session {
             dedup,
             drain,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
+            incoming_ended: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(drive_control(inner.clone(), send, recv, state_tx));
         let rate = Arc::new(Mutex::new(StreamRate::new(max_stream_rate)));
         tokio::spawn(accept_streams(inner.clone(), rate.clone()));
         tokio::spawn(accept_uni_streams(inner.clone(), rate));
         tokio::spawn(serve_datagrams(inner.clone()));
+        // Ends `next_incoming` once the connection closes, so that it does
+        // not have to watch the connection on every call.
+        let (connection, incoming) = (inner.connection.clone(), inner.incoming.clone());
+        tokio::spawn(async move {
+            connection.closed().await;
+            let _ = incoming.send(None).await;
+        });
         let close_on_drop = Arc::new(CloseOnDrop(inner.connection.clone()));
         Self { inner, _close_on_drop: close_on_drop }
     }
@@ -359,15 +371,16 @@ impl WeakSession {
 
 impl Inner {
     async fn next_incoming(&self) -> Option<Incoming> {
+        use std::sync::atomic::Ordering;
         let mut rx = self.incoming_rx.lock().await;
-        // Something queued: no need to watch the connection.
-        if let Ok(incoming) = rx.try_recv() {
-            return Some(incoming);
+        if !self.incoming_ended.load(Ordering::Relaxed) {
+            match rx.recv().await {
+                Some(Some(incoming)) => return Some(incoming),
+                _ => self.incoming_ended.store(true, Ordering::Relaxed),
+            }
         }
-        tokio::select! {
-            incoming = rx.recv() => incoming,
-            _ = self.connection.closed() => rx.try_recv().ok(),
-        }
+        // The connection has closed: what is still queued, then `None`.
+        rx.try_recv().ok().flatten()
     }
 }
 
