@@ -94,14 +94,15 @@ mod descriptor;
 mod error;
 mod names;
 mod options;
+mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use prost_build::Module;
-use prost_reflect::{DescriptorPool, MessageDescriptor, Value};
+use prost_reflect::{DescriptorPool, ExtensionDescriptor, MessageDescriptor, Value};
+use prost_types::FileDescriptorSet;
 use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
 use tacit_wire::IntentId;
 
@@ -190,11 +191,53 @@ impl Builder {
     /// Files are written only when their content changes, so an unchanged
     /// schema does not trigger a rebuild.
     pub fn compile(self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), Error> {
-        let (out_dir, from_out_dir_env) = match &self.out_dir {
+        let (out_dir, in_out_dir) = match &self.out_dir {
             Some(dir) => (dir.clone(), false),
             None => (std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(Error::OutDirNotSet)?, true),
         };
+        let compiler = self.compile_protos(protos, includes)?;
+        let set = compiler.file_descriptor_set();
+        let pool = compiler.descriptor_pool();
 
+        let mut files = BTreeMap::new();
+        let modules = prost_modules(&set)?;
+        for (module, code) in &modules {
+            let stem = render::module_stem(module);
+            let packages: BTreeSet<&str> = set
+                .file
+                .iter()
+                .map(|file| file.package())
+                .filter(|package| Module::from_protobuf_package_name(package) == *module)
+                .collect();
+            let descriptor_set = descriptor::package_descriptor_set(&pool, &packages).map_err(|source| {
+                Error::DescriptorSet { package: packages.iter().copied().collect::<Vec<_>>().join(", "), source }
+            })?;
+            let bin_name = format!("{stem}.tacit.bin");
+            let mut code = code.clone();
+            let intents = package_intents(&set, &pool, &packages)?;
+            render::append_intents(&mut code, &self.tacit_path, &packages, &bin_name, in_out_dir, &intents);
+            files.insert(format!("{stem}.rs"), code.into_bytes());
+            files.insert(bin_name, descriptor_set);
+        }
+        if let Some(include_file) = &self.include_file {
+            let include = render::include_file(modules.keys(), in_out_dir);
+            files.insert(include_file.to_string_lossy().into_owned(), include.into_bytes());
+        }
+
+        fs::create_dir_all(&out_dir).map_err(|source| Error::Write { path: out_dir.clone(), source })?;
+        for (name, content) in files {
+            write_if_changed(&out_dir.join(name), &content)?;
+        }
+        Ok(())
+    }
+
+    /// Parses and links the files (and all they import), printing
+    /// `cargo:rerun-if-changed` lines if asked to.
+    fn compile_protos(
+        &self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<protox::Compiler, Error> {
         let mut resolver = ChainFileResolver::new();
         for include in includes {
             resolver.add(IncludeFileResolver::new(include.as_ref().to_owned()));
@@ -214,83 +257,56 @@ impl Builder {
             }
         }
         compiled?;
-        let set = compiler.file_descriptor_set();
-        let pool = compiler.descriptor_pool();
-
-        // prost-build's code, per package module. prost-build sees every
-        // file (it looks up the messages that fields refer to), but the
-        // well-known types' module is dropped: prost maps them to prost-types.
-        let requests =
-            set.file.iter().map(|file| (Module::from_protobuf_package_name(file.package()), file.clone())).collect();
-        let mut config = prost_build::Config::new();
-        config.bytes(["."]).btree_map(["."]);
-        let well_known = Module::from_protobuf_package_name(WELL_KNOWN_PACKAGE);
-        let mut modules: BTreeMap<Module, String> = config
-            .generate(requests)
-            .map_err(Error::Generate)?
-            .into_iter()
-            .filter(|(module, _)| *module != well_known)
-            .collect();
-
-        let reply_option = pool.get_extension_by_name(options::REPLY_OPTION);
-        let mut files = BTreeMap::new();
-        for (module, code) in &mut modules {
-            let stem = module_stem(module);
-            let packages: BTreeSet<&str> = set
-                .file
-                .iter()
-                .map(|file| file.package())
-                .filter(|package| Module::from_protobuf_package_name(package) == *module)
-                .collect();
-            let descriptor_set = descriptor::package_descriptor_set(&pool, &packages).map_err(|source| {
-                Error::DescriptorSet { package: packages.iter().copied().collect::<Vec<_>>().join(", "), source }
-            })?;
-            let bin_name = format!("{stem}.tacit.bin");
-            let bin_expr = if from_out_dir_env {
-                format!("include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{bin_name}\"))")
-            } else {
-                format!("include_bytes!(\"{bin_name}\")")
-            };
-            let mut messages: Vec<MessageDescriptor> =
-                pool.all_messages().filter(|m| packages.contains(m.package_name()) && !m.is_map_entry()).collect();
-            messages.sort_by(|a, b| a.full_name().cmp(b.full_name()));
-            let mut intents = Vec::with_capacity(messages.len());
-            for message in &messages {
-                let reply = match &reply_option {
-                    Some(option) => reply_of(&pool, message, option)?,
-                    None => None,
-                };
-                let id = IntentId::of_message(&set, message.full_name())
-                    .map_err(|source| Error::IntentId { message: message.full_name().to_owned(), source })?;
-                intents.push(GeneratedIntent {
-                    rust_type: names::rust_path(message.package_name(), message.full_name()),
-                    name: message.full_name().to_owned(),
-                    id,
-                    reply: reply.map(|reply| names::rust_path(message.package_name(), reply.full_name())),
-                });
-            }
-            write_intents(code, &self.tacit_path, &packages, &bin_expr, &intents);
-            files.insert(format!("{stem}.rs"), std::mem::take(code).into_bytes());
-            files.insert(bin_name, descriptor_set);
-        }
-        if let Some(include_file) = &self.include_file {
-            let include = include_file_content(modules.keys(), from_out_dir_env);
-            files.insert(include_file.to_string_lossy().into_owned(), include.into_bytes());
-        }
-
-        fs::create_dir_all(&out_dir).map_err(|source| Error::Write { path: out_dir.clone(), source })?;
-        for (name, content) in files {
-            write_if_changed(&out_dir.join(name), &content)?;
-        }
-        Ok(())
+        Ok(compiler)
     }
+}
+
+/// prost-build's code, per package module. prost-build sees every file (it
+/// looks up the messages that fields refer to), but the well-known types'
+/// module is dropped: prost maps those types to prost-types.
+fn prost_modules(set: &FileDescriptorSet) -> Result<BTreeMap<Module, String>, Error> {
+    let requests =
+        set.file.iter().map(|file| (Module::from_protobuf_package_name(file.package()), file.clone())).collect();
+    let mut config = prost_build::Config::new();
+    config.bytes(["."]).btree_map(["."]);
+    let well_known = Module::from_protobuf_package_name(WELL_KNOWN_PACKAGE);
+    Ok(config.generate(requests).map_err(Error::Generate)?.into_iter().filter(|(m, _)| *m != well_known).collect())
+}
+
+/// The intents of `packages`: every message except map entries, by name.
+fn package_intents(
+    set: &FileDescriptorSet,
+    pool: &DescriptorPool,
+    packages: &BTreeSet<&str>,
+) -> Result<Vec<render::GeneratedIntent>, Error> {
+    let reply_option = pool.get_extension_by_name(options::REPLY_OPTION);
+    let mut messages: Vec<MessageDescriptor> =
+        pool.all_messages().filter(|m| packages.contains(m.package_name()) && !m.is_map_entry()).collect();
+    messages.sort_by(|a, b| a.full_name().cmp(b.full_name()));
+    messages
+        .iter()
+        .map(|message| {
+            let reply = match &reply_option {
+                Some(option) => reply_of(pool, message, option)?,
+                None => None,
+            };
+            let id = IntentId::of_message(set, message.full_name())
+                .map_err(|source| Error::IntentId { message: message.full_name().to_owned(), source })?;
+            Ok(render::GeneratedIntent {
+                rust_type: names::rust_path(message.package_name(), message.full_name()),
+                name: message.full_name().to_owned(),
+                id,
+                reply: reply.map(|reply| names::rust_path(message.package_name(), reply.full_name())),
+            })
+        })
+        .collect()
 }
 
 /// The message named by `message`'s `(tacit.v1.reply)` option, if it has one.
 fn reply_of(
     pool: &DescriptorPool,
     message: &MessageDescriptor,
-    option: &prost_reflect::ExtensionDescriptor,
+    option: &ExtensionDescriptor,
 ) -> Result<Option<MessageDescriptor>, Error> {
     let options = message.options();
     if !options.has_extension(option) {
@@ -311,94 +327,7 @@ fn reply_of(
         .ok_or_else(|| Error::UnknownReply { message: message.full_name().to_owned(), reply })
 }
 
-/// One message's impls, ready to print.
-struct GeneratedIntent {
-    /// Rust path of the message, relative to its package module.
-    rust_type: String,
-    /// Fully qualified protobuf name.
-    name: String,
-    id: IntentId,
-    /// Rust path of the reply, relative to the message's package module.
-    reply: Option<String>,
-}
-
-/// Appends the descriptor-set constant and the impls to a package's code.
-fn write_intents(
-    code: &mut String,
-    tacit: &str,
-    packages: &BTreeSet<&str>,
-    bin_expr: &str,
-    intents: &[GeneratedIntent],
-) {
-    let packages = packages.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
-    let _ = write!(
-        code,
-        "\n// Intents: generated by tacit-build.\n\n\
-         /// The encoded `google.protobuf.FileDescriptorSet` of package {packages} and every file it imports: \
-         the schema of the intents in this module.\n\
-         pub const FILE_DESCRIPTOR_SET: &[u8] = {bin_expr};\n"
-    );
-    for intent in intents {
-        let GeneratedIntent { rust_type, name, id, reply } = intent;
-        let _ = write!(
-            code,
-            "\n// {name}: {id}\n\
-             impl {tacit}::Intent for {rust_type} {{\n    \
-                 const ID: {tacit}::IntentId = {tacit}::IntentId::from_bytes([\n"
-        );
-        for row in id.as_bytes().chunks(16) {
-            let row: Vec<String> = row.iter().map(|b| format!("0x{b:02x}")).collect();
-            let _ = writeln!(code, "        {},", row.join(", "));
-        }
-        let _ = write!(
-            code,
-            "    ]);\n    \
-                 const NAME: &'static str = \"{name}\";\n    \
-                 const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;\n\
-             }}\n"
-        );
-        if let Some(reply) = reply {
-            let _ = write!(code, "impl {tacit}::Request for {rust_type} {{\n    type Reply = {reply};\n}}\n");
-        }
-    }
-}
-
-/// The file name of a module's code without `.rs`: the package, snake_cased
-/// by segment (`_` for the empty package), as prost-build names it.
-fn module_stem(module: &Module) -> String {
-    let name = module.to_file_name_or("_");
-    name.strip_suffix(".rs").unwrap_or(&name).to_owned()
-}
-
-/// An include file: every module in a tree of `pub mod`s.
-fn include_file_content<'a>(modules: impl Iterator<Item = &'a Module>, from_out_dir_env: bool) -> String {
-    let mut out = String::from("// Generated by tacit-build: every package, in modules named after it.\n");
-    let mut open: Vec<String> = Vec::new();
-    for module in modules {
-        let parts: Vec<&str> = module.parts().collect();
-        let common = open.iter().zip(&parts).take_while(|(a, b)| a.as_str() == **b).count();
-        while open.len() > common {
-            open.pop();
-            let _ = writeln!(out, "{}}}", "    ".repeat(open.len()));
-        }
-        for part in &parts[common..] {
-            let _ = writeln!(out, "{}pub mod {part} {{", "    ".repeat(open.len()));
-            open.push((*part).to_owned());
-        }
-        let file = format!("{}.rs", module_stem(module));
-        let include = if from_out_dir_env {
-            format!("include!(concat!(env!(\"OUT_DIR\"), \"/{file}\"));")
-        } else {
-            format!("include!(\"{file}\");")
-        };
-        let _ = writeln!(out, "{}{include}", "    ".repeat(open.len()));
-    }
-    while open.pop().is_some() {
-        let _ = writeln!(out, "{}}}", "    ".repeat(open.len()));
-    }
-    out
-}
-
+/// Writes a file unless it already holds `content`.
 fn write_if_changed(path: &Path, content: &[u8]) -> Result<(), Error> {
     if fs::read(path).is_ok_and(|existing| existing == content) {
         return Ok(());
