@@ -1,0 +1,329 @@
+//! `marketplace`: one buyer and several seller agents trading through FIPA
+//! contract-net rounds over QUIC.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use tacit::{Agent, MetricsSnapshot, Peer};
+use tacit_examples::buyer::{self, BuyerConfig, BuyerReport};
+use tacit_examples::market::v1::RequestQuote;
+use tacit_examples::net::{self, Failure, PeerSpec};
+use tacit_examples::report::{self, Counters, Figures, SellerRow};
+use tacit_examples::seller::{Profile, Seller};
+use tacit_examples::stats::{cents, count, duration};
+
+/// A marketplace of Tacit agents: one buyer and several sellers, each a real
+/// agent with its own Ed25519 identity and QUIC endpoint, trading in FIPA
+/// contract-net rounds with typed intents (market.v1).
+///
+/// Each round the buyer calls for quotes on a purchase (RequestQuote, act
+/// CFP) with a deadline; each seller quotes from its own stock and price
+/// strategy (Quote, act PROPOSE) or refuses (out of stock, over the buyer's
+/// maximum, item not carried); the buyer accepts the cheapest quote, then
+/// the fastest delivery (AcceptQuote → OrderConfirmed) and rejects the
+/// others. Then it prints a summary: orders per seller, intents exchanged
+/// (checked against every agent's counters), wall time, latencies, and what
+/// the same exchange would cost at one model inference per message.
+///
+/// Without a subcommand everything runs in this process on 127.0.0.1 and
+/// ends by itself. To run agents in separate terminals:
+///
+///   marketplace seller --addr 127.0.0.1:5001 --profile 0
+///   marketplace seller --addr 127.0.0.1:5002 --profile 1
+///   marketplace buyer --seller 127.0.0.1:5001@ID1 --seller 127.0.0.1:5002@ID2
+#[derive(Debug, Parser)]
+#[command(name = "marketplace", version, args_conflicts_with_subcommands = true, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs one seller agent: prints `listening on ADDR as AGENT_ID`, then
+    /// serves buyers until Ctrl-C (or SIGTERM) and prints its account.
+    Seller(SellerArgs),
+    /// Runs the buyer against sellers started with `marketplace seller`.
+    Buyer(BuyerArgs),
+}
+
+/// The in-process demo.
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// How many sellers (five distinct strategies, repeated beyond five).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
+    sellers: u16,
+    #[command(flatten)]
+    trade: TradeArgs,
+}
+
+/// How the buyer trades.
+#[derive(Debug, Args)]
+struct TradeArgs {
+    /// Contract-net rounds, one after another.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    rounds: u32,
+    /// How long each call for proposals waits for the sellers' answers.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    deadline_ms: u64,
+    /// Seeds what the buyer asks for (the same seed, the same purchases).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Prints the first N rounds one line each.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    show_rounds: u32,
+    /// The time of one model inference (an LLM call) to compare with.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    inference_ms: u64,
+}
+
+impl TradeArgs {
+    fn config(&self) -> BuyerConfig {
+        BuyerConfig {
+            rounds: self.rounds,
+            deadline: Duration::from_millis(self.deadline_ms),
+            seed: self.seed,
+            show_rounds: self.show_rounds,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct SellerArgs {
+    /// The UDP address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// A key file holding the seller's identity, created if missing; without
+    /// it the seller has a new AgentId each run.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Which built-in strategy: 0 acme (cheapest, slow), 1 bolt (premium,
+    /// next-day), 2 crate (bulk discount), 3 dyna (undercuts after a loss),
+    /// 4 ember (two items, deep stock); 5 and up repeat them.
+    #[arg(long, default_value_t = 0)]
+    profile: u16,
+}
+
+#[derive(Debug, Args)]
+struct BuyerArgs {
+    /// A seller to trade with, as ADDR or ADDR@AGENT_ID (what `marketplace
+    /// seller` printed); repeat for each seller.
+    #[arg(long = "seller", value_name = "ADDR[@ID]", required = true)]
+    sellers: Vec<PeerSpec>,
+    /// A key file holding the buyer's identity, created if missing.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// How long to wait for each seller to answer the connection.
+    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    connect_timeout_ms: u64,
+    #[command(flatten)]
+    trade: TradeArgs,
+}
+
+/// How long to wait for a connection in the in-process demo.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        None => demo(cli.demo).await,
+        Some(Command::Seller(args)) => seller(args).await,
+        Some(Command::Buyer(args)) => buyer(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("marketplace: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn loopback() -> SocketAddr {
+    ([127, 0, 0, 1], 0).into()
+}
+
+fn local_addr(agent: &Agent) -> Result<SocketAddr, Failure> {
+    agent.local_addr().map_err(|e| Failure(format!("cannot read the bound address: {e}")))
+}
+
+/// The whole marketplace in this process.
+async fn demo(args: DemoArgs) -> Result<(), Failure> {
+    let setup = Instant::now();
+    let sellers: Vec<Seller> = (0..usize::from(args.sellers)).map(|i| Seller::new(Profile::builtin(i))).collect();
+    let mut seller_agents = Vec::with_capacity(sellers.len());
+    for seller in &sellers {
+        seller_agents.push(net::bind(seller.agent().limits(net::limits(LOCAL_TIMEOUT)), loopback()).await?);
+    }
+    let buyer = net::bind(buyer::agent().limits(net::limits(LOCAL_TIMEOUT)), loopback()).await?;
+    let mut peers = Vec::with_capacity(seller_agents.len());
+    for agent in &seller_agents {
+        let spec = PeerSpec { addr: local_addr(agent)?, id: Some(agent.id()) };
+        peers.push(net::connect::<RequestQuote>(&buyer, spec, "a seller", LOCAL_TIMEOUT).await?);
+    }
+    let setup = setup.elapsed();
+
+    let config = args.trade.config();
+    println!(
+        "Tacit marketplace: 1 buyer, {} sellers, {} contract-net rounds over QUIC (127.0.0.1)",
+        sellers.len(),
+        count(u64::from(config.rounds))
+    );
+    println!(
+        "{} agents, each with its own Ed25519 identity and QUIC endpoint, up and connected in {}",
+        sellers.len() + 1,
+        duration(setup)
+    );
+    let mut rows = vec![vec!["  buyer".to_owned(), format!("{:.10}…", buyer.id()), local_addr(&buyer)?.to_string()]];
+    for (seller, agent) in sellers.iter().zip(&seller_agents) {
+        let state = seller.state();
+        let profile = state.profile();
+        rows.push(vec![
+            format!("  {}", profile.name),
+            format!("{:.10}…", agent.id()),
+            local_addr(agent)?.to_string(),
+            profile.strategy.to_owned(),
+        ]);
+    }
+    print!("{}", report::table(&rows, 4));
+    println!();
+
+    let report = buyer::trade(&peers, &config).await;
+    // Rejections are tells: give the last ones a moment to be handled.
+    settle(&buyer, &seller_agents).await;
+    print_rounds(&report);
+    let counters =
+        Counters::All { buyer: buyer.metrics(), sellers: seller_agents.iter().map(Agent::metrics).collect() };
+    let seller_rows = sellers.iter().map(|seller| SellerRow::of(&seller.state())).collect();
+    let figures = Figures {
+        report: &report,
+        sellers: Some(seller_rows),
+        counters,
+        inference: Duration::from_millis(args.trade.inference_ms),
+    };
+    print!("{}", report::render(&figures));
+
+    drop(peers);
+    buyer.shutdown(Duration::from_millis(100)).await;
+    for agent in &seller_agents {
+        agent.shutdown(Duration::from_millis(100)).await;
+    }
+    healthy(&report)
+}
+
+/// Waits (at most 2 s) until the sellers have handled every rejection the
+/// buyer told them.
+async fn settle(buyer: &Agent, sellers: &[Agent]) {
+    let told = buyer.metrics().tells_sent;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let heard: u64 = sellers.iter().map(|agent| agent.metrics().tells_received).sum();
+        if heard >= told {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn print_rounds(report: &BuyerReport) {
+    if report.shown.is_empty() {
+        return;
+    }
+    for line in &report.shown {
+        println!("  {line}");
+    }
+    let more = u64::from(report.rounds) - report.shown.len() as u64;
+    if more > 0 {
+        println!("  ... and {} more rounds", count(more));
+    }
+    println!();
+}
+
+/// Fails when no seller answered anything: the run showed nothing.
+fn healthy(report: &BuyerReport) -> Result<(), Failure> {
+    let answered = report.messages.proposals + report.messages.refusals;
+    if report.messages.cfps > 0 && answered == 0 {
+        let error = report.first_error.as_deref().unwrap_or("no answers");
+        return Err(Failure(format!("no seller answered any call for proposals ({error})")));
+    }
+    Ok(())
+}
+
+/// One seller, until interrupted.
+async fn seller(args: SellerArgs) -> Result<(), Failure> {
+    let seller = Seller::new(Profile::builtin(usize::from(args.profile)));
+    let builder = net::with_key(seller.agent(), args.key.as_deref())?;
+    let agent = net::bind(builder, args.addr).await?;
+    let addr = local_addr(&agent)?;
+    let (name, strategy) = {
+        let state = seller.state();
+        (state.profile().name.clone(), state.profile().strategy)
+    };
+    println!("listening on {addr} as {}", agent.id());
+    println!("seller {name} ({strategy}) takes market.v1.RequestQuote and AcceptQuote until Ctrl-C");
+    net::interrupted().await;
+    agent.shutdown(Duration::from_millis(500)).await;
+    let state = seller.state();
+    let stats = state.stats();
+    println!(
+        "seller {name}: {} calls, {} quotes, {} refused, {} orders, {} units sold for {}, {} units left",
+        count(stats.calls),
+        count(stats.quotes),
+        count(stats.refused()),
+        count(stats.orders),
+        count(stats.units_sold),
+        cents(stats.revenue_cents),
+        count(state.stock_left())
+    );
+    Ok(())
+}
+
+/// The buyer, against sellers elsewhere.
+async fn buyer(args: BuyerArgs) -> Result<(), Failure> {
+    let timeout = Duration::from_millis(args.connect_timeout_ms);
+    let all_loopback = args.sellers.iter().all(|spec| spec.addr.ip().is_loopback());
+    let local = if all_loopback { loopback() } else { ([0, 0, 0, 0], 0).into() };
+    let builder = net::with_key(buyer::agent().limits(net::limits(timeout)), args.key.as_deref())?;
+    let agent = net::bind(builder, local).await?;
+    let setup = Instant::now();
+    let mut peers: Vec<Peer> = Vec::with_capacity(args.sellers.len());
+    for spec in &args.sellers {
+        let peer = net::connect::<RequestQuote>(&agent, *spec, "a marketplace seller", timeout).await?;
+        peers.push(peer);
+    }
+    let config = args.trade.config();
+    println!(
+        "Tacit marketplace buyer {:.10}…: {} sellers, {} contract-net rounds over QUIC",
+        agent.id(),
+        peers.len(),
+        count(u64::from(config.rounds))
+    );
+    let mut rows = Vec::new();
+    for (peer, spec) in peers.iter().zip(&args.sellers) {
+        let name = peer.card().map(|card| card.name).unwrap_or_default();
+        rows.push(vec![format!("  {name}"), format!("{:.10}…", peer.id()), spec.addr.to_string()]);
+    }
+    print!("{}", report::table(&rows, 3));
+    println!("connected in {}", duration(setup.elapsed()));
+    println!();
+
+    let report = buyer::trade(&peers, &config).await;
+    print_rounds(&report);
+    let buyer_metrics: MetricsSnapshot = agent.metrics();
+    let figures = Figures {
+        report: &report,
+        sellers: None,
+        counters: Counters::Buyer(buyer_metrics),
+        inference: Duration::from_millis(args.trade.inference_ms),
+    };
+    print!("{}", report::render(&figures));
+    drop(peers);
+    agent.shutdown(Duration::from_millis(100)).await;
+    healthy(&report)
+}
