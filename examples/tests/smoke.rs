@@ -1,0 +1,347 @@
+//! Smoke tests: runs each example binary with small arguments, on
+//! 127.0.0.1 only, and checks its exit code and output. Every process is
+//! killed if it runs over [`LIMIT`].
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MARKETPLACE: &str = env!("CARGO_BIN_EXE_marketplace");
+const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
+const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
+
+/// The longest any process may run.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A finished process.
+#[derive(Debug)]
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+fn drain(mut from: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = from.read_to_string(&mut text);
+        text
+    })
+}
+
+/// Waits for `child` to exit, killing it after [`LIMIT`].
+fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("cannot wait for a child process") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} ran over {LIMIT:?} and was killed");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `bin` with `args` to the end.
+fn run(bin: &str, args: &[&str]) -> Finished {
+    let what = format!("{bin} {}", args.join(" "));
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = wait_bounded(&mut child, &what);
+    let finished = Finished { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() };
+    eprintln!("$ {what}\n{}{}", finished.stdout, finished.stderr);
+    finished
+}
+
+/// Runs `bin` with `args` and expects it to succeed.
+fn run_ok(bin: &str, args: &[&str]) -> String {
+    let finished = run(bin, args);
+    assert!(finished.status.success(), "{bin} {args:?} failed: {}\n{}", finished.status, finished.stderr);
+    finished.stdout
+}
+
+/// A server process that printed `listening on ADDR as AGENT_ID`.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+    id: String,
+}
+
+impl Server {
+    fn start(bin: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let lines = forward_lines(child.stdout.take().unwrap());
+        let first = match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{bin} {args:?} printed no first line: {e}");
+            }
+        };
+        let words: Vec<&str> = first.split_whitespace().collect();
+        assert!(matches!(words[..], ["listening", "on", _, "as", _]), "unexpected first line: {first}");
+        let (addr, id) = (words[2].to_owned(), words[4].to_owned());
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        assert_eq!(id.len(), 52, "{id}");
+        Self { child, lines, addr, id }
+    }
+
+    /// `ADDR@AGENT_ID`.
+    fn spec(&self) -> String {
+        format!("{}@{}", self.addr, self.id)
+    }
+
+    /// Stops the server (SIGTERM where there is one, so that it prints its
+    /// last words) and returns what it printed after its first line.
+    fn stop(mut self) -> String {
+        #[cfg(unix)]
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        #[cfg(not(unix))]
+        let _ = self.child.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut rest = String::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The line that starts with `label`, without the label.
+fn after<'a>(output: &'a str, label: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no line starts with {label:?} in:\n{output}"))
+        .trim()
+}
+
+/// Every number in `text` (thousands separators allowed), in order.
+fn numbers(text: &str) -> Vec<u64> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == ','))
+        .map(|word| word.replace(',', ""))
+        .filter(|digits| !digits.is_empty())
+        .map(|digits| digits.parse().unwrap())
+        .collect()
+}
+
+/// What the marketplace summary says about the rounds; checks that its
+/// figures add up.
+#[derive(Debug)]
+struct Outcome {
+    orders: u64,
+    intents: u64,
+}
+
+fn check_summary(output: &str, rounds: u64, sellers: u64) -> Outcome {
+    // "20  (18 with a quote: 18 orders confirmed, 0 awards failed; 2 with no quote)"
+    let [total, with_quote, orders, failed, without] = numbers(after(output, "Rounds"))[..] else {
+        panic!("unexpected Rounds line in:\n{output}");
+    };
+    assert_eq!(total, rounds);
+    assert_eq!(with_quote + without, rounds);
+    assert_eq!(orders + failed, with_quote);
+    assert_eq!(failed, 0, "every award should succeed on loopback");
+
+    // "95 quotes, 5 refusals (...), 0 unanswered"
+    let proposals = numbers(after(output, "Proposals"));
+    let (quotes, refusals, unanswered) = (proposals[0], proposals[1], proposals[proposals.len() - 1]);
+    assert_eq!(quotes + refusals + unanswered, rounds * sellers);
+
+    // "N = cfp + quote + refuse + accept + confirm + reject"
+    let [intents, cfp, quote, refuse, accept, confirm, reject] = numbers(after(output, "Intents exchanged"))[..] else {
+        panic!("unexpected Intents line in:\n{output}");
+    };
+    assert_eq!(intents, cfp + quote + refuse + accept + confirm + reject);
+    assert_eq!(cfp, rounds * sellers);
+    assert_eq!((quote, refuse), (quotes, refusals));
+    assert_eq!((accept, confirm), (with_quote, orders));
+    assert_eq!(reject, quotes - with_quote, "every losing quote is rejected");
+
+    let counters = after(output, "  Agent::metrics()");
+    assert!(counters.ends_with("agrees"), "the counters disagree: {counters}");
+    assert_eq!(numbers(counters)[0], intents);
+
+    for label in ["round: cfp, quotes, award", "call for proposals", "award: AcceptQuote"] {
+        let line = output.lines().find(|line| line.contains(label)).unwrap_or_else(|| panic!("no {label} latency"));
+        assert!(line.contains(" / "), "{line}");
+    }
+    assert!(after(output, "Wall time").contains(&format!("for {rounds} rounds")));
+    assert!(output.contains("the wall time"), "no comparison with model inference");
+    Outcome { orders, intents }
+}
+
+/// The seller table's orders column, by seller name (in-process demo).
+fn orders_by_seller(output: &str, names: &[&str]) -> Vec<u64> {
+    names
+        .iter()
+        .map(|name| {
+            let row = output
+                .lines()
+                .find(|line| line.split_whitespace().next() == Some(name) && line.contains('$'))
+                .unwrap_or_else(|| panic!("no row for {name}"));
+            // quotes, refused, orders, ... after the strategy words.
+            let cells: Vec<&str> = row.split("  ").map(str::trim).filter(|cell| !cell.is_empty()).collect();
+            cells[4].replace(',', "").parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn marketplace_in_one_process() {
+    let output = run_ok(MARKETPLACE, &["--rounds", "20", "--sellers", "3", "--show-rounds", "2"]);
+    assert!(
+        output.starts_with("Tacit marketplace: 1 buyer, 3 sellers, 20 contract-net rounds over QUIC (127.0.0.1)\n")
+    );
+    assert_eq!(output.lines().filter(|line| line.trim_start().starts_with("round ")).count(), 2);
+    let outcome = check_summary(&output, 20, 3);
+    let orders = orders_by_seller(&output, &["acme", "bolt", "crate"]);
+    assert_eq!(orders.iter().sum::<u64>(), outcome.orders);
+    let total_row = output.lines().find(|line| line.starts_with("total")).expect("no total row");
+    assert_eq!(numbers(total_row)[2], outcome.orders);
+}
+
+#[test]
+fn marketplace_in_separate_processes() {
+    let sellers: Vec<Server> = (0..2)
+        .map(|profile| {
+            Server::start(MARKETPLACE, &["seller", "--addr", "127.0.0.1:0", "--profile", &profile.to_string()])
+        })
+        .collect();
+    let specs: Vec<String> = sellers.iter().map(Server::spec).collect();
+    let output = run_ok(
+        MARKETPLACE,
+        &["buyer", "--seller", &specs[0], "--seller", &specs[1], "--rounds", "10", "--show-rounds", "0"],
+    );
+    assert!(output.contains(": 2 sellers, 10 contract-net rounds over QUIC"), "{output}");
+    assert!(after(&output, "  Agent::metrics()").contains("the buyer"));
+    let outcome = check_summary(&output, 10, 2);
+    assert!(outcome.intents >= 10 * 2 * 2);
+
+    // Each seller's own account, printed as it stops.
+    let mut sold = 0;
+    for (seller, name) in sellers.into_iter().zip(["acme", "bolt"]) {
+        let rest = seller.stop();
+        if cfg!(unix) {
+            let account = after(&rest, &format!("seller {name}:"));
+            let figures = numbers(account);
+            assert_eq!(figures[0], 10, "calls for proposals seen by {name}: {account}");
+            sold += figures[3];
+        }
+    }
+    if cfg!(unix) {
+        assert_eq!(sold, outcome.orders);
+    }
+}
+
+#[test]
+fn echo_pair() {
+    let server = Server::start(ECHO_SERVER, &["--addr", "127.0.0.1:0"]);
+    let output = run_ok(ECHO_CLIENT, &["--addr", &server.addr, "--expect", &server.id, "-n", "20", "smoke test"]);
+    assert!(output.starts_with(&format!("connected to {} as agent {}", server.addr, server.id)), "{output}");
+    assert!(output.contains("reply 1: \"smoke test\" (echo #1 from the server"), "{output}");
+    assert_eq!(output.lines().filter(|line| line.starts_with("reply ")).count(), 5);
+    assert!(output.contains("... 15 more replies"));
+    let latency = after(&output, "20 echoes in");
+    assert!(latency.contains("p50") && latency.contains("p99"), "{latency}");
+
+    // The wrong AgentId is refused, with a message that says so.
+    let other = tacit::Identity::generate().unwrap().agent_id().to_string();
+    let refused = run(ECHO_CLIENT, &["--addr", &server.addr, "--expect", &other]);
+    assert!(!refused.status.success());
+    assert!(refused.stderr.contains(&format!("is {}, not the expected {other}", server.id)), "{}", refused.stderr);
+
+    let rest = server.stop();
+    if cfg!(unix) {
+        assert!(rest.contains("answered 20 echoes"), "{rest}");
+    }
+}
+
+#[test]
+fn echo_client_on_its_own() {
+    let output = run_ok(ECHO_CLIENT, &["-n", "3"]);
+    assert!(output.starts_with("no --addr: started an echo server in this process at 127.0.0.1:"), "{output}");
+    assert!(output.contains("reply 3: \"hello, tacit\" (echo #3"), "{output}");
+    assert!(after(&output, "3 echoes in").contains("p99"));
+}
+
+#[test]
+fn a_silent_address_fails_with_a_clear_message() {
+    // A UDP socket that never answers: the QUIC handshake cannot complete.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+
+    let echo = run(ECHO_CLIENT, &["--addr", &addr, "--timeout-ms", "300"]);
+    assert!(!echo.status.success());
+    assert!(echo.stderr.contains(&addr) && echo.stderr.contains("echo server"), "{}", echo.stderr);
+
+    let buyer = run(MARKETPLACE, &["buyer", "--seller", &addr, "--connect-timeout-ms", "300", "--rounds", "1"]);
+    assert!(!buyer.status.success());
+    assert!(buyer.stderr.contains(&addr) && buyer.stderr.contains("seller"), "{}", buyer.stderr);
+
+    let bad = run(MARKETPLACE, &["buyer", "--seller", "not-an-address"]);
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    assert!(bad.stderr.contains("not an address"), "{}", bad.stderr);
+    drop(silent);
+}
+
+#[test]
+fn every_binary_has_help() {
+    for (bin, expected) in
+        [(MARKETPLACE, "contract-net"), (ECHO_SERVER, "listening on ADDR as AGENT_ID"), (ECHO_CLIENT, "p50 / p99")]
+    {
+        let help = run_ok(bin, &["--help"]);
+        assert!(help.contains("Usage:") && help.contains(expected), "{bin} --help:\n{help}");
+    }
+    for sub in ["seller", "buyer"] {
+        let help = run_ok(MARKETPLACE, &[sub, "--help"]);
+        assert!(help.contains("Usage: marketplace"), "{help}");
+    }
+}
