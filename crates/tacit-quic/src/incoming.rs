@@ -291,7 +291,7 @@ async fn handle_request(stream: &Arc<AskStream>, frame: Bytes) -> Result<(), Err
             stream.cancel(request.in_reply_to);
             return Ok(());
         }
-        Act::Request | Act::Query | Act::Cfp | Act::Subscribe | Act::Propose => {}
+        Act::Request | Act::Query | Act::Cfp | Act::Subscribe | Act::Propose | Act::Accept => {}
         _ => {
             let reason = format!("{:?} is not an ask", request.act);
             let reply =
