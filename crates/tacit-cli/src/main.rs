@@ -1,0 +1,163 @@
+//! `tacit`: Tacit agents from a shell.
+//!
+//! A command-line tool to make keys, watch what agents send, and talk to any
+//! Tacit agent without writing code — like `grpcurl` with reflection: the
+//! tool asks the agent which intents it offers (the standard
+//! `DescribeAgent`), fetches each intent's schema from the agent itself
+//! (verified against its IntentId), and converts between protobuf and JSON
+//! (the protobuf JSON mapping; 64-bit integers are strings, as that mapping
+//! writes them).
+//!
+//! ```text
+//! tacit keygen [--out FILE]                 make a key file (default ./tacit.key), print its AgentId
+//! tacit id [FILE]                           print the AgentId of a key file
+//! tacit listen [--addr A] [--key FILE] [--capture FILE]
+//!                                           run an agent that prints every intent it receives as JSON lines
+//! tacit describe ADDR [--json]              show an agent's id, card and intents
+//! tacit ask ADDR INTENT [JSON]              ask an intent, print the reply as JSON
+//! tacit tell ADDR INTENT [JSON]             tell (send one way) an intent
+//! tacit ping ADDR [-n N]                    round-trip times of the standard Ping
+//! tacit inspect FILE [--schema SET]         decode frames captured by `listen --capture`
+//! ```
+//!
+//! # A session
+//!
+//! ```text
+//! $ tacit keygen --out agent.key
+//! pg2vmlup4zkpsqdywejorkmlu6ib7bj242k35v7a4oiqxlieszsa
+//! $ tacit listen --addr 127.0.0.1:4433 --key agent.key --capture frames.bin
+//! listening on 127.0.0.1:4433 as pg2vmlup4zkpsqdywejorkmlu6ib7bj242k35v7a4oiqxlieszsa
+//!
+//! # in another shell
+//! $ tacit ask 127.0.0.1:4433 tacit.intents.v1.Ping '{"nonce": "5"}'
+//! {"nonce":"5"}
+//! $ tacit ping 127.0.0.1:4433 -n 3
+//! $ tacit inspect frames.bin
+//! ```
+//!
+//! `listen` prints one JSON object per received message on stdout:
+//! `ts` (RFC 3339, UTC), `peer` (AgentId), `lane` (`ask` or `tell`), `act`,
+//! `intent` (name), `intent_id` (hex), `message_id`, `conversation`,
+//! `in_reply_to`, and `message`: the payload decoded through the schema the
+//! sender serves (`schema`: `peer`), or through the standard intents compiled
+//! into the tool (`builtin`). A payload that cannot be decoded is printed as
+//! `undecoded.payload_base64` with a `reason`. Asks are answered with the
+//! empty message of the request's reply type (named by the
+//! `(tacit.v1.reply)` option), or refused when there is none.
+//!
+//! Chatter goes to stderr, data to stdout. Every command exits with a code
+//! that says what went wrong (see [`error::Exit`], also in `tacit --help`).
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod connect;
+mod describe;
+mod error;
+mod inspect;
+mod json;
+mod keys;
+mod listen;
+mod ping;
+mod send;
+mod time;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+const LONG_ABOUT: &str = "\
+Tacit agents from a shell: make keys, run a listener that prints every intent \
+it receives, describe an agent, ask or tell it any intent it offers (JSON in \
+and out, through the schema the agent serves), ping it, and decode captures.
+
+Exit codes:
+  0  success
+  1  other failure (files, keys, malformed captures, ...)
+  2  usage: bad arguments (see the command's --help)
+  3  unreachable: no agent answered at the address, or the connection failed
+  4  identity mismatch: the agent is not the one --expect names
+  5  unknown intent: the agent does not offer it (the error lists what it offers)
+  6  bad JSON: the message does not fit the intent's schema (the error names the field)
+  7  the agent refused or failed the request (act, code and reason are shown)
+  8  timeout: no reply within --timeout";
+
+/// The `tacit` command line.
+#[derive(Debug, Parser)]
+#[command(name = "tacit", version, about = "Tacit agents from a shell", long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a new key file (an Ed25519 identity) and print its AgentId. Never overwrites a file.
+    Keygen {
+        /// Where to write the key (PKCS#8 PEM, mode 0600).
+        #[arg(long, value_name = "FILE", default_value = "tacit.key")]
+        out: PathBuf,
+    },
+    /// Print the AgentId of a key file.
+    Id {
+        /// The key file.
+        #[arg(value_name = "FILE", default_value = "tacit.key")]
+        file: PathBuf,
+    },
+    /// Run an agent that takes every intent its peers send and prints each as a JSON line.
+    Listen(listen::Args),
+    /// Show an agent's AgentId, card and the intents it offers.
+    Describe(describe::Args),
+    /// Ask an intent (request → reply), with the message as JSON; print the reply as JSON.
+    Ask(send::AskArgs),
+    /// Tell an intent (one way), with the message as JSON.
+    Tell(send::TellArgs),
+    /// Measure round trips with the standard Ping.
+    Ping(ping::Args),
+    /// Decode a file of frames written by `tacit listen --capture` to JSON lines.
+    Inspect(inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return report(CliError::failure(format!("cannot start the async runtime: {e}"))),
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(error),
+    }
+}
+
+fn report(error: CliError) -> ExitCode {
+    eprintln!("{error}");
+    error.exit_code()
+}
+
+async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Keygen { out } => keys::keygen(&out),
+        Command::Id { file } => keys::id(&file),
+        Command::Listen(args) => listen::run(args).await,
+        Command::Describe(args) => describe::run(args).await,
+        Command::Ask(args) => send::ask(args).await,
+        Command::Tell(args) => send::tell(args).await,
+        Command::Ping(args) => ping::run(args).await,
+        Command::Inspect(args) => inspect::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
