@@ -1,0 +1,378 @@
+//! The `tacit` binary end to end, on 127.0.0.1: keys, a `tacit listen`
+//! process, and the commands that talk to it. Every child process is killed
+//! when its guard is dropped (also when a test fails), and every wait is
+//! bounded.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tacit::intents::{DelegateTask, TaskStatus};
+use tacit::{Agent, AgentId, Intent};
+
+const TACIT: &str = env!("CARGO_BIN_EXE_tacit");
+/// The longest any one command may run.
+const COMMAND_LIMIT: Duration = Duration::from_secs(20);
+/// The longest to wait for a line from `tacit listen`.
+const LINE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Kills and reaps the child when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a finished command printed, and how it exited.
+#[derive(Debug)]
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Output {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert!(self.status.success(), "the command failed: {self:#?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `tacit ARGS` to completion (killed after [`COMMAND_LIMIT`]).
+fn tacit(args: &[&str]) -> Output {
+    let started = Instant::now();
+    let child = Command::new(TACIT)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tacit binary starts");
+    let mut guard = Guard(child);
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(guard.0.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stderr = drain(guard.0.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(started.elapsed() < COMMAND_LIMIT, "`tacit {}` ran over {COMMAND_LIMIT:?}", args.join(" "));
+        thread::sleep(Duration::from_millis(10));
+    };
+    let took = started.elapsed();
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap(), took }
+}
+
+/// A running `tacit listen`, with the lines it printed.
+struct Listen {
+    _guard: Guard,
+    addr: String,
+    id: String,
+    lines: mpsc::Receiver<String>,
+    seen: Mutex<Vec<Value>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Listen {
+    fn start(extra: &[&str]) -> Self {
+        let mut args = vec!["listen", "--addr", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let child = Command::new(TACIT)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tacit listen starts");
+        let mut guard = Guard(child);
+        let (line_tx, lines) = mpsc::channel();
+        let stdout = guard.0.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (ready_tx, ready) = mpsc::channel();
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        let stderr = guard.0.stderr.take().unwrap();
+        let collected = stderr_text.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening on ") {
+                    let _ = ready_tx.send(rest.to_owned());
+                }
+                collected.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let announced = ready.recv_timeout(LINE_LIMIT).unwrap_or_else(|_| {
+            panic!("tacit listen did not announce itself; stderr: {}", stderr_text.lock().unwrap())
+        });
+        let (addr, id) = announced.split_once(" as ").expect("listening on ADDR as ID");
+        id.parse::<AgentId>().expect("listen prints a valid AgentId");
+        Self {
+            _guard: guard,
+            addr: addr.to_owned(),
+            id: id.to_owned(),
+            lines,
+            seen: Mutex::default(),
+            stderr: stderr_text,
+        }
+    }
+
+    /// The first line (printed so far or within [`LINE_LIMIT`]) that `matches`.
+    #[track_caller]
+    fn line(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + LINE_LIMIT;
+        let mut seen = self.seen.lock().unwrap();
+        loop {
+            if let Some(found) = seen.iter().find(|line| matches(line)) {
+                return found.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                    seen.push(value);
+                }
+                Err(_) => panic!(
+                    "tacit listen printed no line with {what}; lines: {seen:#?}; stderr: {}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+}
+
+/// A UDP port on 127.0.0.1 where nothing listens (it was free a moment ago).
+fn unused_port() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn keygen_and_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("agent.key");
+    let key = key.to_str().unwrap();
+    let made = tacit(&["keygen", "--out", key]).ok();
+    let id = made.stdout.trim();
+    id.parse::<AgentId>().expect("keygen prints an AgentId");
+    assert_eq!(tacit(&["id", key]).ok().stdout.trim(), id);
+
+    let again = tacit(&["keygen", "--out", key]);
+    assert_eq!(again.code(), Some(1), "{again:#?}");
+    assert!(again.stderr.contains("already exists"), "{again:#?}");
+    assert_eq!(tacit(&["id", key]).ok().stdout.trim(), id, "the key file was changed");
+
+    let missing = tacit(&["id", dir.path().join("none.key").to_str().unwrap()]);
+    assert_eq!(missing.code(), Some(1));
+    assert!(missing.stderr.contains("tacit keygen"), "{missing:#?}");
+}
+
+#[test]
+fn listen_describe_ping_ask_tell_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_key = dir.path().join("server.key");
+    let client_key = dir.path().join("client.key");
+    let capture = dir.path().join("capture.bin");
+    let client_id = tacit(&["keygen", "--out", client_key.to_str().unwrap()]).ok().stdout.trim().to_owned();
+    let listen = Listen::start(&["--key", server_key.to_str().unwrap(), "--capture", capture.to_str().unwrap()]);
+    // The key file was created and holds the identity announced.
+    assert_eq!(tacit(&["id", server_key.to_str().unwrap()]).ok().stdout.trim(), listen.id);
+    let addr = listen.addr.as_str();
+
+    let described = tacit(&["describe", addr, "--json", "--expect", &listen.id]).ok().json();
+    assert_eq!(described["agent_id"], listen.id.as_str());
+    assert_eq!(described["card"]["name"], "tacit-listen");
+    let intents = described["intents"].as_array().unwrap();
+    let ping = intents.iter().find(|i| i["name"] == "tacit.intents.v1.Ping").expect("Ping is offered");
+    assert_eq!(ping["intent_id"], tacit::intents::Ping::ID.to_string().as_str());
+    assert_eq!(ping["handles"], true);
+    let table = tacit(&["describe", addr]).ok();
+    assert!(table.stdout.contains("tacit.intents.v1.Ping") && table.stdout.contains(&listen.id), "{table:#?}");
+
+    let pinged = tacit(&["ping", addr, "-n", "3"]).ok();
+    assert_eq!(pinged.stdout.matches("pong from").count(), 3, "{pinged:#?}");
+    assert!(pinged.stdout.contains("3 sent, 3 received, 0 failed"), "{pinged:#?}");
+    assert!(pinged.stdout.contains("rtt min/p50/p99/max/mean"), "{pinged:#?}");
+    let summary = tacit(&["ping", addr, "-n", "2", "--json"]).ok().json();
+    assert_eq!(summary["received"], 2);
+    assert!(summary["rtt_us"]["p50"].as_f64().unwrap() > 0.0);
+
+    let key = client_key.to_str().unwrap();
+    let asked = tacit(&["ask", addr, "tacit.intents.v1.Ping", r#"{"nonce": "5"}"#, "--key", key]).ok();
+    // prost-reflect's JSON writes uint64 as a string.
+    assert_eq!(asked.json(), serde_json::json!({"nonce": "5"}), "{asked:#?}");
+    // The short name works when it is unique; so does a number for a uint64.
+    assert_eq!(tacit(&["ask", addr, "Ping", r#"{"nonce": 6}"#]).ok().json()["nonce"], "6");
+    let health = tacit(&["ask", addr, "HealthCheck"]).ok().json();
+    assert_eq!(health["status"], "SERVING");
+
+    tacit(&["tell", addr, "tacit.intents.v1.Ping", r#"{"nonce": "9"}"#, "--key", key]).ok();
+    tacit(&["tell", addr, "tacit.intents.v1.RejectProposal", r#"{"proposal_id": "3", "reason": "too dear"}"#]).ok();
+
+    let ask = listen.line("the asked Ping", |l| l["lane"] == "ask" && l["message"]["nonce"] == "5");
+    assert_eq!(ask["peer"], client_id.as_str());
+    assert_eq!(ask["act"], "REQUEST");
+    assert_eq!(ask["intent"], "tacit.intents.v1.Ping");
+    assert_eq!(ask["intent_id"], tacit::intents::Ping::ID.to_string().as_str());
+    assert!(ask["ts"].as_str().unwrap().ends_with('Z'));
+    let tell = listen.line("the told Ping", |l| l["lane"] == "tell" && l["message"]["nonce"] == "9");
+    assert_eq!(tell["peer"], client_id.as_str());
+    assert_eq!(tell["act"], "INFORM");
+    assert_eq!(tell["intent"], "tacit.intents.v1.Ping");
+    let reject = listen.line("the told RejectProposal", |l| l["intent"] == "tacit.intents.v1.RejectProposal");
+    assert_eq!(reject["message"], serde_json::json!({"proposal_id": "3", "reason": "too dear"}));
+    // The pings of `tacit ping` are printed too.
+    listen.line("a ping of `tacit ping`", |l| l["message"]["nonce"] == "3");
+
+    // The capture holds the same messages, as frames.
+    let inspected = tacit(&["inspect", capture.to_str().unwrap()]).ok();
+    let frames: Vec<Value> = inspected.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let asked_frame = frames
+        .iter()
+        .find(|f| f["intent_name"] == "tacit.intents.v1.Ping" && f["message"]["nonce"] == "5")
+        .unwrap_or_else(|| panic!("no captured ask: {frames:#?}"));
+    assert_eq!(asked_frame["act"], "REQUEST");
+    assert_eq!(asked_frame["intent"]["id"], tacit::intents::Ping::ID.to_string().as_str());
+    assert_eq!(asked_frame["message_id"], ask["message_id"]);
+    assert!(frames.iter().any(|f| f["act"] == "INFORM" && f["message"]["nonce"] == "9"), "{frames:#?}");
+}
+
+#[test]
+fn errors_have_their_exit_codes() {
+    let listen = Listen::start(&[]);
+    let addr = listen.addr.as_str();
+
+    let unknown_field = tacit(&["ask", addr, "tacit.intents.v1.Ping", r#"{"nonse": 1}"#]);
+    assert_eq!(unknown_field.code(), Some(6), "{unknown_field:#?}");
+    assert!(unknown_field.stderr.contains("nonse") && unknown_field.stderr.contains("nonce"), "{unknown_field:#?}");
+    let bad_value = tacit(&["tell", addr, "tacit.intents.v1.Ping", r#"{"nonce": "many"}"#]);
+    assert_eq!(bad_value.code(), Some(6), "{bad_value:#?}");
+    assert!(bad_value.stderr.contains("field `nonce` (uint64)"), "{bad_value:#?}");
+    let not_json = tacit(&["ask", addr, "Ping", "{nonce"]);
+    assert_eq!(not_json.code(), Some(6), "{not_json:#?}");
+
+    let unknown_intent = tacit(&["ask", addr, "tacit.intents.v1.Pnig", "{}"]);
+    assert_eq!(unknown_intent.code(), Some(5), "{unknown_intent:#?}");
+    assert!(unknown_intent.stderr.contains("close names: tacit.intents.v1.Ping"), "{unknown_intent:#?}");
+    assert!(unknown_intent.stderr.contains("tacit.intents.v1.HealthCheck"), "{unknown_intent:#?}");
+
+    // An ask with no reply type is refused by listen.
+    let refused = tacit(&["ask", addr, "tacit.intents.v1.RejectProposal", "{}"]);
+    assert_eq!(refused.code(), Some(7), "{refused:#?}");
+    assert!(refused.stderr.contains("REFUSE") && refused.stderr.contains("records asks"), "{refused:#?}");
+
+    let other = tacit(&["keygen", "--out", tempfile::tempdir().unwrap().path().join("k").to_str().unwrap()]).ok();
+    let wrong = tacit(&["ping", addr, "-n", "1", "--expect", other.stdout.trim()]);
+    assert_eq!(wrong.code(), Some(4), "{wrong:#?}");
+    assert!(wrong.stderr.contains(other.stdout.trim()) && wrong.stderr.contains(&listen.id), "{wrong:#?}");
+
+    let nobody = unused_port();
+    let unreachable = tacit(&["describe", &nobody]);
+    assert_eq!(unreachable.code(), Some(3), "{unreachable:#?}");
+    assert!(unreachable.stderr.contains(&nobody), "{unreachable:#?}");
+    assert!(unreachable.took < Duration::from_secs(10), "took {:?}", unreachable.took);
+
+    let usage = tacit(&["ping", addr, "-n", "zero"]);
+    assert_eq!(usage.code(), Some(2), "{usage:#?}");
+}
+
+/// A typed agent tells and asks `DelegateTask`, which `tacit listen` was not
+/// built with: listen adopts it, fetches its schema from the sender and
+/// prints it decoded, and answers the ask with the empty reply its schema names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_decodes_an_intent_it_was_not_built_with() {
+    let listen = Listen::start(&[]);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let agent = Agent::builder().emits::<DelegateTask>().bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let peer = agent.connect(listen.addr.parse().unwrap(), listen.id.parse::<AgentId>().unwrap()).await.unwrap();
+        peer.ready().await.unwrap();
+        let started = Instant::now();
+        while !peer.can_send::<DelegateTask>() {
+            assert!(started.elapsed() < Duration::from_secs(5), "listen never adopted DelegateTask");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let task = DelegateTask {
+            task_id: "t-42".into(),
+            description: "sent by a typed agent".into(),
+            payload: bytes::Bytes::from_static(b"\x01\x02"),
+            ..Default::default()
+        };
+        peer.tell(task.clone()).await.unwrap();
+        let status: TaskStatus = peer.ask(DelegateTask { task_id: "t-43".into(), ..task }).await.unwrap();
+        assert_eq!(status, TaskStatus::default(), "listen answers with the empty reply");
+
+        let told = tokio::task::block_in_place(|| {
+            listen.line("the told DelegateTask", |l| l["lane"] == "tell" && l["message"]["task_id"] == "t-42")
+        });
+        assert_eq!(told["intent"], DelegateTask::NAME);
+        assert_eq!(told["peer"], agent.id().to_string().as_str());
+        assert_eq!(told["schema"], "peer", "decoded through the schema fetched from the sender");
+        assert_eq!(told["message"]["description"], "sent by a typed agent");
+        assert_eq!(told["message"]["payload"], "AQI=");
+        let asked = tokio::task::block_in_place(|| {
+            listen.line("the asked DelegateTask", |l| l["lane"] == "ask" && l["message"]["task_id"] == "t-43")
+        });
+        assert_eq!(asked["act"], "REQUEST");
+    })
+    .await
+    .expect("the test took over 30 s");
+}
+
+#[test]
+fn inspect_reports_malformed_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path).unwrap().write_all(bytes).unwrap();
+        path
+    };
+    // One good frame (the PROTOCOL.md envelope example), then a frame whose body is not an envelope.
+    let good: &[u8] = &[
+        0x16, 0x08, 0x03, 0x18, 0x01, 0x21, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0x7a, 0x07, 0x0a, 0x05, b'h', b'e', b'l', b'l',
+        b'o',
+    ];
+    let mut bytes = good.to_vec();
+    bytes.extend_from_slice(&[0x02, 0xff, 0xff]);
+    let path = write("bad.bin", &bytes);
+    let out = tacit(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert!(out.stderr.contains("offset 23"), "{out:#?}");
+    let first: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["intent"]["alias"], 3);
+    assert_eq!(first["message_id"], "42");
+    assert_eq!(first["payload_base64"], "CgVoZWxsbw==");
+
+    let truncated = write("short.bin", &good[..10]);
+    let out = tacit(&["inspect", truncated.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert!(out.stderr.contains("offset 0") && out.stderr.contains("FRAME_TRUNCATED"), "{out:#?}");
+}
