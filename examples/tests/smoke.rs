@@ -236,7 +236,10 @@ fn orders_by_seller(output: &str, names: &[&str]) -> Vec<u64> {
 
 #[test]
 fn marketplace_in_one_process() {
-    let output = run_ok(MARKETPLACE, &["--rounds", "20", "--sellers", "3", "--show-rounds", "2"]);
+    // A long deadline: under a loaded CI machine a late answer would make the
+    // buyer's and the sellers' counters (rightly) disagree.
+    let output =
+        run_ok(MARKETPLACE, &["--rounds", "20", "--sellers", "3", "--show-rounds", "2", "--deadline-ms", "10000"]);
     assert!(
         output.starts_with("Tacit marketplace: 1 buyer, 3 sellers, 20 contract-net rounds over QUIC (127.0.0.1)\n")
     );
@@ -258,7 +261,19 @@ fn marketplace_in_separate_processes() {
     let specs: Vec<String> = sellers.iter().map(Server::spec).collect();
     let output = run_ok(
         MARKETPLACE,
-        &["buyer", "--seller", &specs[0], "--seller", &specs[1], "--rounds", "10", "--show-rounds", "0"],
+        &[
+            "buyer",
+            "--seller",
+            &specs[0],
+            "--seller",
+            &specs[1],
+            "--rounds",
+            "10",
+            "--show-rounds",
+            "0",
+            "--deadline-ms",
+            "10000",
+        ],
     );
     assert!(output.contains(": 2 sellers, 10 contract-net rounds over QUIC"), "{output}");
     assert!(after(&output, "  Agent::metrics()").contains("the buyer"));

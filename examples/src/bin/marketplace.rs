@@ -217,11 +217,11 @@ async fn demo(args: DemoArgs) -> Result<(), Failure> {
     healthy(&report)
 }
 
-/// Waits (at most 2 s) until the sellers have handled every rejection the
+/// Waits (at most 5 s) until the sellers have handled every rejection the
 /// buyer told them.
 async fn settle(buyer: &Agent, sellers: &[Agent]) {
     let told = buyer.metrics().tells_sent;
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let heard: u64 = sellers.iter().map(|agent| agent.metrics().tells_received).sum();
         if heard >= told {
