@@ -236,6 +236,7 @@ pub(crate) fn index_descriptor_set(set: &[u8]) -> Result<Vec<(IntentId, MessageD
 
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
     use tacit::Intent;
     use tacit::intents::{DelegateTask, Ping, TaskStatus};
 
@@ -283,6 +284,53 @@ mod tests {
         assert_eq!(reply_type(&descriptor::<Ping>()).as_deref(), Some("tacit.intents.v1.Pong"));
         assert_eq!(reply_type(&descriptor::<DelegateTask>()).as_deref(), Some(TaskStatus::NAME));
         assert_eq!(reply_type(&descriptor::<TaskStatus>()), None);
+    }
+
+    /// A set defining `demo.v1.Hello` (whose options carry `(tacit.v1.reply) = "Hi"`
+    /// as an unknown field: the set does not include options.proto) and `demo.v1.Hi`.
+    fn set_without_options_proto() -> Vec<u8> {
+        use prost_types::field_descriptor_proto::{Label, Type};
+        use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorProto};
+        let string_field = |name: &str| FieldDescriptorProto {
+            name: Some(name.into()),
+            number: Some(1),
+            label: Some(Label::Optional as i32),
+            r#type: Some(Type::String as i32),
+            json_name: Some(name.into()),
+            ..Default::default()
+        };
+        let message = |name: &str| DescriptorProto {
+            name: Some(name.into()),
+            field: vec![string_field("text")],
+            ..Default::default()
+        };
+        let mut file = FileDescriptorProto {
+            name: Some("demo.proto".into()),
+            package: Some("demo.v1".into()),
+            message_type: vec![message("Hi")],
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut options = Vec::new();
+        prost::encoding::string::encode(REPLY_OPTION, &"Hi".to_owned(), &mut options);
+        let mut hello = message("Hello").encode_to_vec();
+        prost::encoding::bytes::encode(7, &options, &mut hello); // DescriptorProto.options
+        prost::encoding::bytes::encode(4, &hello, &mut file); // FileDescriptorProto.message_type
+        let mut set = Vec::new();
+        prost::encoding::bytes::encode(1, &file, &mut set); // FileDescriptorSet.file
+        set
+    }
+
+    #[test]
+    fn the_reply_option_is_read_as_an_unknown_field() {
+        let set = set_without_options_proto();
+        let index = index_descriptor_set(&set).unwrap();
+        let hello = index.iter().find(|(_, m)| m.full_name() == "demo.v1.Hello").unwrap();
+        assert_eq!(reply_type(&hello.1).as_deref(), Some("demo.v1.Hi"));
+        let hi = index.iter().find(|(_, m)| m.full_name() == "demo.v1.Hi").unwrap();
+        assert_eq!(reply_type(&hi.1), None);
+        assert_ne!(hello.0, hi.0);
     }
 
     #[test]

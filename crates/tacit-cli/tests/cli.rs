@@ -376,3 +376,124 @@ fn inspect_reports_malformed_frames() {
     assert_eq!(out.code(), Some(1), "{out:#?}");
     assert!(out.stderr.contains("offset 0") && out.stderr.contains("FRAME_TRUNCATED"), "{out:#?}");
 }
+
+/// `inspect --schema` decodes payloads of the messages of a descriptor set,
+/// matched by IntentId.
+#[test]
+fn inspect_decodes_with_a_descriptor_set() {
+    use prost::Message as _;
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet};
+
+    let set = FileDescriptorSet {
+        file: vec![FileDescriptorProto {
+            name: Some("demo.proto".into()),
+            package: Some("demo.v1".into()),
+            message_type: vec![DescriptorProto {
+                name: Some("Hello".into()),
+                field: vec![FieldDescriptorProto {
+                    name: Some("greeting".into()),
+                    number: Some(1),
+                    label: Some(Label::Optional as i32),
+                    r#type: Some(Type::String as i32),
+                    json_name: Some("greeting".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let id = tacit::IntentId::of_message_in_encoded_set(&set, "demo.v1.Hello").unwrap();
+    let mut payload = Vec::new();
+    prost::encoding::string::encode(1, &"hi there".to_owned(), &mut payload);
+    let mut envelope = tacit_wire::Envelope::new(
+        tacit_wire::IntentRef::Id(id),
+        tacit::Act::Inform,
+        7,
+        bytes::Bytes::from(payload.clone()),
+    );
+    envelope.conversation_id = tacit::ConversationId::new("c-1").unwrap();
+    let frame = tacit_wire::FrameEncoder::default().encode_to_bytes(&envelope).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.bin");
+    std::fs::write(&capture, &frame).unwrap();
+    let schema = dir.path().join("demo.pb");
+    std::fs::write(&schema, &set).unwrap();
+
+    let raw = tacit(&["inspect", capture.to_str().unwrap()]).ok().json();
+    assert_eq!(raw["intent"]["id"], id.to_string().as_str());
+    assert_eq!(raw["payload_base64"], data_encoding::BASE64.encode(&payload).as_str());
+    assert_eq!(raw["conversation"], "c-1");
+    let decoded = tacit(&["inspect", capture.to_str().unwrap(), "--schema", schema.to_str().unwrap()]).ok().json();
+    assert_eq!(decoded["intent_name"], "demo.v1.Hello");
+    assert_eq!(decoded["message"], serde_json::json!({"greeting": "hi there"}));
+    assert_eq!(decoded["act"], "INFORM");
+    assert_eq!(decoded["message_id"], "7");
+
+    let not_a_set = tacit(&["inspect", capture.to_str().unwrap(), "--schema", capture.to_str().unwrap()]);
+    assert_eq!(not_a_set.code(), Some(1), "{not_a_set:#?}");
+    assert!(not_a_set.stderr.contains("FileDescriptorSet"), "{not_a_set:#?}");
+}
+
+/// `ask` against a typed agent (not `tacit listen`): the reply decoded
+/// through the request's schema, a refusal (exit 7) and a timeout (exit 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_a_typed_agent() {
+    use tacit::intents::TaskState;
+    use tacit::{Context, ErrorCode, Rejection};
+
+    tokio::time::timeout(Duration::from_secs(40), async {
+        let agent = Agent::builder()
+            .handle(|_: Context, task: DelegateTask| async move {
+                match task.task_id.as_str() {
+                    "refuse" => Err(Rejection::refuse(ErrorCode::TooManyAsks, "busy")),
+                    "slow" => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        Ok(TaskStatus::default())
+                    }
+                    _ => Ok(TaskStatus {
+                        task_id: task.task_id,
+                        state: TaskState::Working as i32,
+                        message: task.description,
+                        ..Default::default()
+                    }),
+                }
+            })
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = agent.local_addr().unwrap().to_string();
+        let id = agent.id().to_string();
+        let run = |args: Vec<String>| {
+            tokio::task::block_in_place(|| tacit(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        };
+        let ask = |task: &str, extra: &[&str]| {
+            let mut args: Vec<String> = ["ask", &addr, "DelegateTask", task, "--expect", &id].map(String::from).into();
+            args.extend(extra.iter().map(|s| s.to_string()));
+            run(args)
+        };
+
+        let done = ask(r#"{"task_id": "t1", "description": "work"}"#, &[]).ok().json();
+        assert_eq!(done["task_id"], "t1");
+        assert_eq!(done["state"], "TASK_STATE_WORKING");
+        assert_eq!(done["message"], "work");
+
+        let refused = ask(r#"{"task_id": "refuse"}"#, &[]);
+        assert_eq!(refused.code(), Some(7), "{refused:#?}");
+        assert!(refused.stderr.contains("REFUSE (TOO_MANY_ASKS): busy"), "{refused:#?}");
+
+        let slow = ask(r#"{"task_id": "slow"}"#, &["--timeout", "0.5"]);
+        assert_eq!(slow.code(), Some(8), "{slow:#?}");
+        assert!(slow.took < Duration::from_secs(4), "took {:?}", slow.took);
+
+        let bad_bytes = ask(r#"{"task_id": "x", "payload": "%%"}"#, &[]);
+        assert_eq!(bad_bytes.code(), Some(6), "{bad_bytes:#?}");
+        assert!(bad_bytes.stderr.contains("field `payload` (bytes (base64))"), "{bad_bytes:#?}");
+    })
+    .await
+    .expect("the test took over 40 s");
+}
