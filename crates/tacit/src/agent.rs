@@ -478,6 +478,7 @@ fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
                 outcome = call => outcome,
                 () = responder.cancelled() => {
                     // Dropping the handler's future cancels it.
+                    metrics.bump(Counter::RejectionsSent);
                     metrics.error(ErrorCode::Cancelled);
                     tracing::debug!("cancelled by the asker");
                     responder.fail(ErrorCode::Cancelled, "cancelled");
@@ -493,6 +494,7 @@ fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
                     }
                 }
                 Err(rejection) => {
+                    metrics.bump(Counter::RejectionsSent);
                     metrics.error(rejection.code);
                     match rejection.act {
                         Act::Refuse => responder.refuse(rejection.code, &rejection.reason),

@@ -175,6 +175,12 @@ impl Rejection {
         Self { act: Act::Refuse, code, reason: reason.into() }
     }
 
+    /// `REFUSE` with `DECLINED`: a decision not to do it (out of stock,
+    /// over budget, not interested) rather than a failure.
+    pub fn decline(reason: impl Into<String>) -> Self {
+        Self { act: Act::Refuse, code: ErrorCode::Declined, reason: reason.into() }
+    }
+
     /// `FAILURE` with `HANDLER_FAILED`: the attempt failed.
     pub fn failed(reason: impl Into<String>) -> Self {
         Self { act: Act::Failure, code: ErrorCode::HandlerFailed, reason: reason.into() }

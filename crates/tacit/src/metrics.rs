@@ -14,6 +14,8 @@ pub(crate) struct Metrics {
     asks_received: AtomicU64,
     replies_sent: AtomicU64,
     replies_received: AtomicU64,
+    rejections_sent: AtomicU64,
+    rejections_received: AtomicU64,
     tells_sent: AtomicU64,
     tells_received: AtomicU64,
     streams_opened: AtomicU64,
@@ -34,6 +36,8 @@ pub(crate) enum Counter {
     AsksReceived,
     RepliesSent,
     RepliesReceived,
+    RejectionsSent,
+    RejectionsReceived,
     TellsSent,
     TellsReceived,
     StreamsOpened,
@@ -51,6 +55,8 @@ impl Metrics {
             Counter::AsksReceived => &self.asks_received,
             Counter::RepliesSent => &self.replies_sent,
             Counter::RepliesReceived => &self.replies_received,
+            Counter::RejectionsSent => &self.rejections_sent,
+            Counter::RejectionsReceived => &self.rejections_received,
             Counter::TellsSent => &self.tells_sent,
             Counter::TellsReceived => &self.tells_received,
             Counter::StreamsOpened => &self.streams_opened,
@@ -89,6 +95,8 @@ impl Metrics {
             asks_received: get(&self.asks_received),
             replies_sent: get(&self.replies_sent),
             replies_received: get(&self.replies_received),
+            rejections_sent: get(&self.rejections_sent),
+            rejections_received: get(&self.rejections_received),
             tells_sent: get(&self.tells_sent),
             tells_received: get(&self.tells_received),
             streams_opened: get(&self.streams_opened),
@@ -119,6 +127,11 @@ pub struct MetricsSnapshot {
     pub replies_sent: u64,
     /// Replies this agent received and decoded.
     pub replies_received: u64,
+    /// Asks this agent's handlers answered with a rejection (`REFUSE`,
+    /// `FAILURE`, `NOT_UNDERSTOOD`), including cancellations.
+    pub rejections_sent: u64,
+    /// Asks peers answered with a rejection.
+    pub rejections_received: u64,
     /// Tells and datagrams sent.
     pub tells_sent: u64,
     /// Tells and datagrams received that reached a handler.

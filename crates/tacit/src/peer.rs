@@ -330,13 +330,29 @@ impl Peer {
             };
             if !retry || retries >= self.inner.core.reconnect.max_retries || self.inner.addr.is_none() {
                 let error = Error::from_ask(name, error);
+                if error.is_rejection() {
+                    metrics.bump(Counter::RejectionsReceived);
+                }
                 metrics.error(error.code());
                 return Err(error);
             }
             retries += 1;
             metrics.bump(Counter::Retries);
             tracing::debug!(peer = %self.inner.id, intent = name, retries, "re-sending an ask after a lost connection");
-            session = self.reconnect(&session).await?;
+            // Reconnecting counts against the ask's deadline.
+            session = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, self.reconnect(&session)).await {
+                        Ok(reconnected) => reconnected?,
+                        Err(_) => {
+                            metrics.error(tacit_wire::ErrorCode::DeadlineExceeded);
+                            return Err(Error::DeadlineExceeded { intent: name });
+                        }
+                    }
+                }
+                None => self.reconnect(&session).await?,
+            };
         }
     }
 

@@ -101,12 +101,14 @@ async fn rejections_carry_act_and_code() {
         let metrics = client.metrics();
         assert_eq!(metrics.asks_sent, 5);
         assert_eq!(metrics.replies_received, 2);
+        assert_eq!(metrics.rejections_received, 3);
         assert_eq!(metrics.errors_with(ErrorCode::TooManyAsks), 1);
         assert_eq!(metrics.errors_with(ErrorCode::HandlerFailed), 1);
         assert_eq!(metrics.errors_with(ErrorCode::NoReply), 1);
         let served = server.metrics();
         assert_eq!(served.asks_received, 5);
         assert_eq!(served.replies_sent, 2);
+        assert_eq!(served.rejections_sent, 2, "the panic sent no rejection of its own");
         assert_eq!(served.errors_with(ErrorCode::HandlerFailed), 1);
     })
     .await;
@@ -299,7 +301,7 @@ async fn contract_net_with_five_peers_and_a_deadline() {
                                 Bidder::Bids(cost) => {
                                     Ok(Proposal { cost, terms: format!("seller-{index}"), ..Default::default() })
                                 }
-                                Bidder::Refuses => Err(Rejection::refuse(ErrorCode::HandlerFailed, "no capacity")),
+                                Bidder::Refuses => Err(Rejection::decline("no capacity")),
                                 Bidder::TooSlow => {
                                     tokio::time::sleep(Duration::from_secs(5)).await;
                                     Ok(Proposal::default())
@@ -347,7 +349,7 @@ async fn contract_net_with_five_peers_and_a_deadline() {
         assert_eq!(costs, [30.0, 10.0, 20.0]);
         assert_eq!(round.declined.len(), 2);
         let declined_codes: Vec<ErrorCode> = round.declined.iter().map(|(_, e)| e.code()).collect();
-        assert!(declined_codes.contains(&ErrorCode::HandlerFailed), "{declined_codes:?}");
+        assert!(declined_codes.contains(&ErrorCode::Declined), "{declined_codes:?}");
         assert!(declined_codes.contains(&ErrorCode::DeadlineExceeded), "{declined_codes:?}");
         let conversation = round.conversation();
 

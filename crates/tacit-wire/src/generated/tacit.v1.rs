@@ -215,6 +215,9 @@ pub enum ErrorCode {
     TooManyConnections = 778,
     /// The peer opens (or opens and resets) streams faster than allowed.
     StreamRateExceeded = 779,
+    /// The agent chose not to do it: a decision (out of stock, over budget,
+    /// not interested), not a failure. The reason says why.
+    Declined = 780,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -259,6 +262,7 @@ impl ErrorCode {
             Self::HandlerFailed => "ERROR_CODE_HANDLER_FAILED",
             Self::TooManyConnections => "ERROR_CODE_TOO_MANY_CONNECTIONS",
             Self::StreamRateExceeded => "ERROR_CODE_STREAM_RATE_EXCEEDED",
+            Self::Declined => "ERROR_CODE_DECLINED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -300,6 +304,7 @@ impl ErrorCode {
             "ERROR_CODE_HANDLER_FAILED" => Some(Self::HandlerFailed),
             "ERROR_CODE_TOO_MANY_CONNECTIONS" => Some(Self::TooManyConnections),
             "ERROR_CODE_STREAM_RATE_EXCEEDED" => Some(Self::StreamRateExceeded),
+            "ERROR_CODE_DECLINED" => Some(Self::Declined),
             _ => None,
         }
     }
