@@ -424,6 +424,11 @@ impl Session {
         let (tx, rx) = oneshot::channel();
         {
             let mut waiters = self.inner.schema_waiters.lock().unwrap_or_else(|e| e.into_inner());
+            // The driver marks the session failed before it fails the waiters
+            // (under this lock), so a request after that is answered here.
+            if matches!(*self.inner.state.borrow(), State::Failed(_)) {
+                return Err(Refusal::new(ErrorCode::ControlStreamClosed, "the session ended"));
+            }
             self.machine().request_schema(intent_id)?;
             waiters.entry(intent_id).or_default().push(tx);
         }

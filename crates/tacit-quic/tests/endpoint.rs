@@ -160,6 +160,21 @@ async fn schema_fetch_over_quic() {
     assert_eq!(unknown.code, ErrorCode::UnknownIntent);
 }
 
+#[tokio::test]
+async fn schema_fetch_on_an_ended_session_fails_at_once() {
+    let server = endpoint(12, "server", Capabilities::default()).await;
+    let client = endpoint(13, "client", Capabilities::default()).await;
+    let dialed = within(client.connect(addr(&server), None)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap().unwrap();
+    within(dialed.ready()).await.unwrap();
+    accepted.close(ErrorCode::Unspecified, "bye");
+    within(dialed.closed()).await;
+    // Give the control driver time to see the end, then ask: no waiting forever.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let ended = within(dialed.describe(IntentId::from_bytes([5; 32]))).await.unwrap_err();
+    assert_eq!(ended.code, ErrorCode::ControlStreamClosed);
+}
+
 #[derive(Debug)]
 struct AcceptAnyServer;
 
