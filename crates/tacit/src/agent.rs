@@ -195,6 +195,21 @@ impl AgentBuilder {
         self
     }
 
+    /// Like [`emits_raw`](Self::emits_raw), from a fetched or built
+    /// [`Schema`](crate::Schema), which peers can then fetch from this agent.
+    pub fn emits_schema(mut self, schema: &crate::Schema) -> Self {
+        let intents = &mut self.capabilities.intents;
+        let descriptor_set = schema.descriptor_set().clone();
+        match intents.iter_mut().find(|offer| offer.id == schema.id()) {
+            Some(offer) => {
+                offer.emits = true;
+                offer.descriptor_set.get_or_insert(descriptor_set);
+            }
+            None => intents.push(IntentOffer::emits(schema.id(), schema.name()).with_descriptor_set(descriptor_set)),
+        }
+        self
+    }
+
     /// Declares that this agent sends intent `I` to peers (asks, tells or
     /// streams): it is negotiated with every peer that handles it.
     pub fn emits<I: Intent>(mut self) -> Self {

@@ -542,8 +542,12 @@ async fn raw_asks_by_id() {
             Ok::<_, Rejection>(status(&t.task_id, TaskState::Working))
         }))
         .await;
-        // The client knows the intent only by id and name (as the CLI does).
+        // The client knows the intent only by id and name (as the CLI does),
+        // or by a schema it can serve.
         let client = bind(Agent::builder().emits_raw(DelegateTask::ID, DelegateTask::NAME)).await;
+        let schema_client = bind(Agent::builder().emits_schema(&tacit::Schema::of::<DelegateTask>().unwrap())).await;
+        let schema_peer = schema_client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        assert_eq!(schema_peer.ask(DelegateTask::default()).await.unwrap().state, TaskState::Working as i32);
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
         let request = DelegateTask { task_id: "raw".into(), ..Default::default() };
         let reply = peer
