@@ -170,7 +170,7 @@ async fn schema_fetch_on_an_ended_session_fails_at_once() {
     accepted.close(ErrorCode::Unspecified, "bye");
     within(dialed.closed()).await;
     // Give the control driver time to see the end, then ask: no waiting forever.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let ended = within(dialed.describe(IntentId::from_bytes([5; 32]))).await.unwrap_err();
     assert_eq!(ended.code, ErrorCode::ControlStreamClosed);
 }
