@@ -51,6 +51,17 @@ impl EndpointBuilder {
 
     /// Binds the UDP socket at `addr` and starts accepting connections.
     pub async fn bind(self, addr: SocketAddr) -> Result<Endpoint, BindError> {
+        self.bind_to(BindTo::Addr(addr)).await
+    }
+
+    /// Like [`bind`](Self::bind), over a socket made by the caller (e.g. a
+    /// fault-injecting one, `tacit_quic::fault`).
+    #[doc(hidden)]
+    pub async fn bind_with_socket(self, socket: Arc<dyn quinn::AsyncUdpSocket>) -> Result<Endpoint, BindError> {
+        self.bind_to(BindTo::Socket(socket)).await
+    }
+
+    async fn bind_to(self, to: BindTo) -> Result<Endpoint, BindError> {
         let identity = self.identity.ok_or(BindError::MissingIdentity)?;
         let mut handshake = HandshakeConfig::new(self.card, self.capabilities).map_err(BindError::InvalidConfig)?;
         handshake.timeout(self.limits.handshake_timeout);
@@ -58,7 +69,15 @@ impl EndpointBuilder {
         let transport = self.limits.quinn_transport();
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(&credentials)?));
         server.transport_config(transport.clone());
-        let endpoint = quinn::Endpoint::server(server, addr)?;
+        let endpoint = match to {
+            BindTo::Addr(addr) => quinn::Endpoint::server(server, addr)?,
+            BindTo::Socket(socket) => quinn::Endpoint::new_with_abstract_socket(
+                quinn::EndpointConfig::default(),
+                Some(server),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )?,
+        };
         let shared = Arc::new(Shared {
             agent_id: identity.agent_id(),
             credentials,
@@ -74,6 +93,12 @@ impl EndpointBuilder {
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), ready_tx));
         Ok(Endpoint { inner: endpoint, shared, accepted: Arc::new(tokio::sync::Mutex::new(ready_rx)) })
     }
+}
+
+/// Where an endpoint binds.
+enum BindTo {
+    Addr(SocketAddr),
+    Socket(Arc<dyn quinn::AsyncUdpSocket>),
 }
 
 /// Accepts connections and runs their handshakes concurrently, so a slow or
@@ -294,6 +319,13 @@ impl Endpoint {
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(self.shared.transport.clone());
         Ok(self.inner.connect_with(config, addr, "tacit")?.await?)
+    }
+
+    /// Moves the endpoint to another socket (a new local address); its
+    /// connections migrate (for tests of port rebinding).
+    #[doc(hidden)]
+    pub fn rebind_with_socket(&self, socket: Arc<dyn quinn::AsyncUdpSocket>) -> std::io::Result<()> {
+        self.inner.rebind_abstract(socket)
     }
 
     /// Closes every connection with `code` and stops accepting.

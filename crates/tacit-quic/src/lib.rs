@@ -67,6 +67,8 @@ mod drain;
 mod endpoint;
 mod error;
 mod fast;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod frames;
 mod incoming;
 mod session;
@@ -80,3 +82,7 @@ pub use error::{AcceptError, BindError, ConnectError, SessionError};
 pub use incoming::{Incoming, IncomingAsk, IncomingMessage, IncomingStream, Responder};
 pub use session::{Session, WeakSession};
 pub use stream::{FrameReceiver, FrameSender, StreamError};
+
+/// quinn's socket abstraction, for [`EndpointBuilder::bind_with_socket`] (tests).
+#[doc(hidden)]
+pub use quinn::AsyncUdpSocket;

@@ -51,6 +51,7 @@ pub struct AgentBuilder {
     handlers: Handlers,
     names: HashMap<IntentId, &'static str>,
     reconnect: ReconnectPolicy,
+    socket: Option<Arc<dyn tacit_quic::AsyncUdpSocket>>,
 }
 
 impl AgentBuilder {
@@ -64,6 +65,7 @@ impl AgentBuilder {
             handlers: Handlers::default(),
             names: HashMap::new(),
             reconnect: ReconnectPolicy::default(),
+            socket: None,
         };
         builtin::register(builder)
     }
@@ -235,6 +237,14 @@ impl AgentBuilder {
         offer.emits |= emits;
     }
 
+    /// Serves over this socket instead of binding one at the address given
+    /// to [`bind`](Self::bind) (for fault-injection tests, `tacit_quic::fault`).
+    #[doc(hidden)]
+    pub fn socket(mut self, socket: Arc<dyn tacit_quic::AsyncUdpSocket>) -> Self {
+        self.socket = Some(socket);
+        self
+    }
+
     /// Binds the agent's UDP socket (e.g. `127.0.0.1:0`) and starts serving.
     pub async fn bind(self, addr: SocketAddr) -> Result<Agent> {
         let identity = match (self.identity, self.key_file) {
@@ -252,9 +262,11 @@ impl AgentBuilder {
             .identity(identity)
             .card(self.card.clone())
             .capabilities(self.capabilities.clone())
-            .limits(self.transport)
-            .bind(addr)
-            .await?;
+            .limits(self.transport);
+        let endpoint = match self.socket {
+            Some(socket) => endpoint.bind_with_socket(socket).await?,
+            None => endpoint.bind(addr).await?,
+        };
         let core = Arc::new(Core {
             endpoint,
             handlers: self.handlers,
