@@ -43,19 +43,32 @@ pub struct Negotiated {
     /// agent knows it (e.g. to learn what a peer emits, or to fetch the
     /// schema of an intent this agent was not built with).
     pub peer_offers: std::sync::Arc<[crate::IntentOffer]>,
-    by_id: HashMap<IntentId, usize>,
-    by_receive_alias: HashMap<u32, usize>,
+    /// For each receive alias `a`, at `a - 1`: the position in `intents` of
+    /// the intent it stands for, or [`NO_INTENT`]. Aliases are 1-based
+    /// positions in this agent's own list, so this is as long as that list
+    /// at most. (Looked up on every message; an index instead of a hash.)
+    by_receive_alias: Vec<u32>,
 }
+
+/// No intent has this receive alias.
+const NO_INTENT: u32 = u32::MAX;
 
 impl Negotiated {
     /// The negotiated intent with this id, if any.
     pub fn intent(&self, id: &IntentId) -> Option<&NegotiatedIntent> {
-        self.by_id.get(id).and_then(|&i| self.intents.get(i))
+        // `intents` is sorted by id (ids are unique in validated
+        // capabilities): a binary search costs a few 32-byte comparisons,
+        // less than hashing the id.
+        self.intents.binary_search_by(|intent| intent.id.cmp(id)).ok().map(|i| &self.intents[i])
     }
 
     /// The intent an incoming alias stands for, if the peer may send it.
     pub fn resolve_alias(&self, alias: u32) -> Option<&NegotiatedIntent> {
-        self.by_receive_alias.get(&alias).and_then(|&i| self.intents.get(i))
+        let slot = usize::try_from(alias).ok()?.checked_sub(1)?;
+        match self.by_receive_alias.get(slot) {
+            Some(&i) if i != NO_INTENT => self.intents.get(i as usize),
+            _ => None,
+        }
     }
 
     /// The alias to send `id` under, if this agent may send it.
@@ -100,9 +113,16 @@ pub fn negotiate(version: u32, local: &Capabilities, peer: &Capabilities, peer_c
         })
         .collect();
     intents.sort_unstable_by_key(|intent| intent.id);
-    let by_id = intents.iter().enumerate().map(|(i, intent)| (intent.id, i)).collect();
-    let by_receive_alias =
-        intents.iter().enumerate().filter_map(|(i, intent)| Some((intent.receive_alias?, i))).collect();
+    // Receive aliases are 1-based positions in `local.intents`.
+    let mut by_receive_alias = vec![NO_INTENT; local.intents.len()];
+    for (i, intent) in intents.iter().enumerate() {
+        let slot = intent.receive_alias.and_then(|alias| usize::try_from(alias).ok()?.checked_sub(1));
+        if let (Some(slot), Ok(i)) = (slot, u32::try_from(i)) {
+            if let Some(entry) = by_receive_alias.get_mut(slot) {
+                *entry = i;
+            }
+        }
+    }
     Negotiated {
         version,
         peer_card,
@@ -110,7 +130,6 @@ pub fn negotiate(version: u32, local: &Capabilities, peer: &Capabilities, peer_c
         limits: local.limits.min(peer.limits),
         features: local.features & peer.features,
         peer_offers: peer.intents.iter().cloned().collect(),
-        by_id,
         by_receive_alias,
     }
 }
