@@ -353,6 +353,9 @@ async fn handle_request(stream: &Arc<AskStream>, frame: Bytes) -> Result<(), Err
     }
     stream.running().insert(request.message_id, None);
     inner.drain.enter();
+    // Waits while the application's queue is full: back-pressure reaches
+    // the peer through QUIC flow control on this stream.
+    inner.incoming.reserve().await;
     let responder = Responder {
         stream: stream.clone(),
         message_id: request.message_id,
@@ -363,9 +366,7 @@ async fn handle_request(stream: &Arc<AskStream>, frame: Bytes) -> Result<(), Err
         in_window: inner.dedup.is_on(),
         negotiated: Some(negotiated),
     };
-    // Waits while the application's queue is full: back-pressure reaches
-    // the peer through QUIC flow control on this stream.
-    let _ = inner.incoming.send(Some(Incoming::Ask(IncomingAsk { envelope: request, intent, responder }))).await;
+    inner.incoming.push(Incoming::Ask(IncomingAsk { envelope: request, intent, responder }));
     Ok(())
 }
 
@@ -391,10 +392,9 @@ pub(crate) async fn serve_tell_stream(inner: Arc<Inner>, mut recv: quinn::RecvSt
                         tracing::debug!(intent = ?envelope.intent, "dropped a tell with an unnegotiated intent");
                         continue;
                     };
-                    let message = IncomingMessage { envelope, intent };
-                    if inner.incoming.send(Some(Incoming::Tell(message))).await.is_err() {
-                        return;
-                    }
+                    // Waits while the application's queue is full.
+                    inner.incoming.reserve().await;
+                    inner.incoming.push(Incoming::Tell(IncomingMessage { envelope, intent }));
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -418,7 +418,7 @@ pub(crate) async fn serve_datagrams(inner: Arc<Inner>) {
         let Some(negotiated) = inner.negotiated() else { continue };
         let Ok(envelope) = Envelope::decode(datagram) else { continue };
         let Some(intent) = resolve_intent(&negotiated, envelope.intent) else { continue };
-        let _ = inner.incoming.try_send(Some(Incoming::Datagram(IncomingMessage { envelope, intent })));
+        inner.incoming.try_push(Incoming::Datagram(IncomingMessage { envelope, intent }));
     }
 }
 
@@ -453,5 +453,6 @@ pub(crate) async fn serve_stream_lane(
     let sender =
         crate::stream::FrameSender::new(send, reply_intent, inner.fresh_id(), negotiated.limits.max_frame_len as usize);
     let stream = IncomingStream { envelope: opening, intent, sender, receiver };
-    let _ = inner.incoming.send(Some(Incoming::Stream(stream))).await;
+    inner.incoming.reserve().await;
+    inner.incoming.push(Incoming::Stream(stream));
 }

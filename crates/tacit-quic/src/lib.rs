@@ -71,6 +71,7 @@ mod fast;
 pub mod fault;
 mod frames;
 mod incoming;
+mod queue;
 mod session;
 mod stream;
 pub mod tls;

@@ -20,6 +20,7 @@ use crate::ask::{AskError, AskLane, AskOptions, TellOptions, stream_kind};
 use crate::dedup::Dedup;
 use crate::drain::Drain;
 use crate::error::SessionError;
+use crate::queue::IncomingQueue;
 use crate::incoming::{Incoming, serve_ask_stream, serve_datagrams, serve_stream_lane, serve_tell_stream};
 use crate::stream::{FrameReceiver, FrameSender, StreamError};
 
@@ -56,16 +57,13 @@ pub(crate) struct Inner {
     /// Asks from the peer being handled now, over all its connections;
     /// bounded by this agent's `max_concurrent_asks`.
     pub(crate) incoming_asks: Arc<crate::fast::Slots>,
-    /// Work for the application; `None` (sent once the connection has
-    /// closed) ends [`next_incoming`](Session::next_incoming).
-    pub(crate) incoming: mpsc::Sender<Option<Incoming>>,
+    /// Work for the application; ended once the connection has closed,
+    /// which ends [`next_incoming`](Session::next_incoming).
+    pub(crate) incoming: IncomingQueue,
     /// The endpoint's idempotent-retry window.
     pub(crate) dedup: Arc<Dedup>,
     /// The endpoint's shutdown state.
     pub(crate) drain: Arc<Drain>,
-    incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Option<Incoming>>>,
-    /// Whether `next_incoming` has seen the end of the connection.
-    incoming_ended: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -158,7 +156,6 @@ impl Session {
             Role::Acceptor => Handshake::acceptor(config.clone(), now),
         };
         let (state_tx, state_rx) = watch::channel(State::Handshaking);
-        let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let inner = Arc::new(Inner {
             connection,
             peer,
@@ -172,11 +169,9 @@ impl Session {
             outgoing_asks: std::sync::OnceLock::new(),
             tells: tokio::sync::OnceCell::new(),
             incoming_asks,
-            incoming,
+            incoming: IncomingQueue::new(INCOMING_QUEUE),
             dedup,
             drain,
-            incoming_rx: tokio::sync::Mutex::new(incoming_rx),
-            incoming_ended: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(drive_control(inner.clone(), send, recv, state_tx));
         let rate = Arc::new(Mutex::new(StreamRate::new(max_stream_rate)));
@@ -185,10 +180,13 @@ impl Session {
         tokio::spawn(serve_datagrams(inner.clone()));
         // Ends `next_incoming` once the connection closes, so that it does
         // not have to watch the connection on every call.
-        let (connection, incoming) = (inner.connection.clone(), inner.incoming.clone());
+        let weak = Arc::downgrade(&inner);
+        let connection = inner.connection.clone();
         tokio::spawn(async move {
             connection.closed().await;
-            let _ = incoming.send(None).await;
+            if let Some(inner) = weak.upgrade() {
+                inner.incoming.end();
+            }
         });
         let close_on_drop = Arc::new(CloseOnDrop(inner.connection.clone()));
         Self { inner, _close_on_drop: close_on_drop }
@@ -371,16 +369,8 @@ impl WeakSession {
 
 impl Inner {
     async fn next_incoming(&self) -> Option<Incoming> {
-        use std::sync::atomic::Ordering;
-        let mut rx = self.incoming_rx.lock().await;
-        if !self.incoming_ended.load(Ordering::Relaxed) {
-            match rx.recv().await {
-                Some(Some(incoming)) => return Some(incoming),
-                _ => self.incoming_ended.store(true, Ordering::Relaxed),
-            }
-        }
-        // The connection has closed: what is still queued, then `None`.
-        rx.try_recv().ok().flatten()
+        // After the connection has closed: what is still queued, then `None`.
+        self.incoming.pop().await
     }
 }
 
