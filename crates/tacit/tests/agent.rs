@@ -32,6 +32,12 @@ fn status(task_id: &str, state: TaskState) -> TaskStatus {
     TaskStatus { task_id: task_id.into(), state: state as i32, ..Default::default() }
 }
 
+/// An agent that answers every DelegateTask with `state`.
+fn task_server(state: TaskState) -> AgentBuilder {
+    Agent::builder()
+        .handle(move |_: Context, t: DelegateTask| async move { Ok::<_, Rejection>(status(&t.task_id, state)) })
+}
+
 #[tokio::test]
 async fn typed_ask_and_standard_intents() {
     bounded(async {
@@ -117,10 +123,7 @@ async fn rejections_carry_act_and_code() {
 #[tokio::test]
 async fn undeclared_intent_is_not_negotiated() {
     bounded(async {
-        let server = bind(Agent::builder().handle(|_: Context, t: DelegateTask| async move {
-            Ok::<_, Rejection>(status(&t.task_id, TaskState::Completed))
-        }))
-        .await;
+        let server = bind(task_server(TaskState::Completed)).await;
         // The client does not declare that it emits DelegateTask.
         let client = bind(Agent::builder()).await;
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
@@ -440,10 +443,7 @@ async fn a_non_idempotent_ask_reports_the_unknown_outcome() {
 #[tokio::test]
 async fn schema_fetch_decodes_an_unknown_intent() {
     bounded(async {
-        let server = bind(Agent::builder().handle(|_: Context, t: DelegateTask| async move {
-            Ok::<_, Rejection>(status(&t.task_id, TaskState::Completed))
-        }))
-        .await;
+        let server = bind(task_server(TaskState::Completed)).await;
         // The client knows nothing of DelegateTask but the standard describe.
         let client = bind(Agent::builder()).await;
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
@@ -538,10 +538,7 @@ async fn a_catch_all_agent_takes_intents_it_was_not_built_with() {
 #[tokio::test]
 async fn raw_asks_by_id() {
     bounded(async {
-        let server = bind(Agent::builder().handle(|_: Context, t: DelegateTask| async move {
-            Ok::<_, Rejection>(status(&t.task_id, TaskState::Working))
-        }))
-        .await;
+        let server = bind(task_server(TaskState::Working)).await;
         // The client knows the intent only by id and name (as the CLI does),
         // or by a schema it can serve.
         let client = bind(Agent::builder().emits_raw(DelegateTask::ID, DelegateTask::NAME)).await;
