@@ -294,6 +294,9 @@ impl Peer {
         let message_id = options.message_id.unwrap_or_else(|| session.next_message_id());
         metrics.sent(Counter::AsksSent, payload.len());
         let mut retries = 0;
+        // Whether an attempt went out and its connection was lost: from then
+        // on the ask may have run, whatever later attempts say.
+        let mut sent = false;
         loop {
             let mut quic = tacit_quic::AskOptions::default()
                 .act(options.act)
@@ -328,8 +331,14 @@ impl Peer {
                 AskError::Unknown(_) => options.idempotent,
                 _ => false,
             };
+            sent |= matches!(error, AskError::Unknown(_));
             if !retry || retries >= self.inner.core.reconnect.max_retries || self.inner.addr.is_none() {
-                let error = Error::from_ask(name, error);
+                let error = match error {
+                    AskError::NotSent(e) if sent => {
+                        Error::Unknown { intent: name, reason: format!("re-sending failed: {e}") }
+                    }
+                    error => Error::from_ask(name, error),
+                };
                 if error.is_rejection() {
                     metrics.bump(Counter::RejectionsReceived);
                 }
@@ -340,18 +349,28 @@ impl Peer {
             metrics.bump(Counter::Retries);
             tracing::debug!(peer = %self.inner.id, intent = name, retries, "re-sending an ask after a lost connection");
             // Reconnecting counts against the ask's deadline.
-            session = match deadline {
+            let reconnected = match deadline {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match tokio::time::timeout(left, self.reconnect(&session)).await {
-                        Ok(reconnected) => reconnected?,
+                        Ok(reconnected) => reconnected,
                         Err(_) => {
                             metrics.error(tacit_wire::ErrorCode::DeadlineExceeded);
                             return Err(Error::DeadlineExceeded { intent: name });
                         }
                     }
                 }
-                None => self.reconnect(&session).await?,
+                None => self.reconnect(&session).await,
+            };
+            session = match reconnected {
+                Ok(session) => session,
+                // Not "could not connect": the ask went out before and may have run.
+                Err(e) if sent => {
+                    metrics.error(tacit_wire::ErrorCode::Unspecified);
+                    let reason = format!("the connection was lost after sending, and reconnecting failed: {e}");
+                    return Err(Error::Unknown { intent: name, reason });
+                }
+                Err(e) => return Err(e),
             };
         }
     }

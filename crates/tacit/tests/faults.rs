@@ -161,6 +161,39 @@ async fn black_hole_longer_than_the_idle_timeout() {
     .await;
 }
 
+/// Regression (found by reading the retry path while writing the history
+/// checker): an idempotent ask that was sent, lost its connection and then
+/// could not reconnect ended as `Error::Connect` — "could not connect", as
+/// if it had never been sent — although it had run. It is an unknown outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_ask_whose_reconnect_fails_is_unknown() {
+    for_each_seed("idempotent_ask_whose_reconnect_fails_is_unknown", 1, |seed| async move {
+        let (server_faults, client_faults) = (FaultHandle::new(seed), FaultHandle::new(!seed));
+        let log = Arc::new(Log::default());
+        let server = server(FaultySocket::bind(LOCALHOST.parse().unwrap(), &server_faults).unwrap(), log.clone()).await;
+        let client = Agent::builder()
+            .limits(limits())
+            .reconnect(reconnect().max_attempts(2))
+            .emits::<DelegateTask>()
+            .socket(FaultySocket::bind(LOCALHOST.parse().unwrap(), &client_faults).unwrap())
+            .bind(LOCALHOST.parse().unwrap())
+            .await
+            .unwrap();
+        let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        let asked = tokio::spawn({
+            let peer = peer.clone();
+            async move { peer.ask_with(task("sent", 300), AskOptions::default().idempotent()).await }
+        });
+        wait_for("the ask to run", || log.count("sent") == 1).await;
+        // The server goes silent for good: the connection dies, the
+        // reconnects time out.
+        server_faults.black_hole(true);
+        let outcome = within(Duration::from_secs(20), "the ask's outcome", asked).await.unwrap();
+        assert!(matches!(outcome, Err(Error::Unknown { .. })), "it ran, so its outcome is unknown: {outcome:?}");
+    })
+    .await;
+}
+
 /// How one ask ended, at its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
