@@ -398,10 +398,11 @@ async fn history_under_a_nemesis() {
 
         let history = history.lock().unwrap().clone();
         let executions = log.executions.lock().unwrap().clone();
-        check(&history, &executions, &kills, &crashed.lock().unwrap());
+        let rerun_after_crash = check(&history, &executions, &kills, &crashed.lock().unwrap());
         let count = |o: Outcome| history.iter().filter(|op| op.outcome == o).count();
         eprintln!(
-            "seed {seed}: {} asks: {} ok, {} failed, {} unknown; {} executions; nemesis {events:?}",
+            "seed {seed}: {} asks: {} ok, {} failed, {} unknown; {} executions ({rerun_after_crash} idempotent asks \
+             re-run after a crash); nemesis {events:?}",
             history.len(),
             count(Outcome::Ok),
             count(Outcome::Fail),
@@ -418,14 +419,15 @@ async fn history_under_a_nemesis() {
 /// asks that failed did not run; every unknown outcome overlaps a fault
 /// that kills connections. The retry window lives in the server's memory,
 /// so a crash may let an idempotent ask it had run before run again after
-/// the restart: that, and only that, is allowed.
-fn check(history: &[Op], executions: &[Execution], kills: &[Kill], crashed: &HashSet<u32>) {
+/// the restart: that, and only that, is allowed. Returns how many asks did.
+fn check(history: &[Op], executions: &[Execution], kills: &[Kill], crashed: &HashSet<u32>) -> usize {
     let mut runs: HashMap<&str, Vec<&Execution>> = HashMap::new();
     for execution in executions {
         runs.entry(execution.task.as_str()).or_default().push(execution);
     }
     let ops: HashMap<&str, &Op> = history.iter().map(|op| (op.task.as_str(), op)).collect();
     let mut problems = Vec::new();
+    let mut rerun_after_crash = 0;
     for execution in executions {
         if execution.task == "final" {
             continue;
@@ -443,6 +445,7 @@ fn check(history: &[Op], executions: &[Execution], kills: &[Kill], crashed: &Has
         // Runs beyond the first that a crash excuses: the first run was in
         // an incarnation that crashed, and the ask is idempotent (re-sent).
         let excused = op.idempotent && ran.len() == 2 && crashed.contains(&ran[0].incarnation);
+        rerun_after_crash += usize::from(excused);
         match op.outcome {
             Outcome::Ok if ran.len() != 1 && !excused => {
                 problems.push(format!("{} was answered but ran {} times", op.task, ran.len()));
@@ -462,4 +465,5 @@ fn check(history: &[Op], executions: &[Execution], kills: &[Kill], crashed: &Has
     }
     let kinds: Vec<_> = kills.iter().map(|kill| kill.what).collect();
     assert!(problems.is_empty(), "{} problems (kills {kinds:?}):\n{}", problems.len(), problems.join("\n"));
+    rerun_after_crash
 }
