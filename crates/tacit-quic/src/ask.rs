@@ -9,13 +9,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use tacit_handshake::Refusal;
 use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, IntentId, IntentRef, pb};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::error::SessionError;
 use crate::fast::FastMap;
@@ -201,14 +202,34 @@ pub enum AskError {
     },
 }
 
-/// The reply to an ask, or how it ended without one.
-type ReplySender = oneshot::Sender<Result<Envelope, AskError>>;
+/// An ask waiting for its reply: the asker's waker until the reply (or how
+/// the ask ended without one) is there. Kept in the map of waiting asks,
+/// so an ask costs no allocation of its own (a oneshot channel did).
+#[derive(Debug)]
+enum Waiter {
+    Waiting(Option<Waker>),
+    Done(Result<Envelope, AskError>),
+}
+
+impl Waiter {
+    /// Stores the outcome; the waker to wake once the lock is released.
+    fn complete(&mut self, outcome: Result<Envelope, AskError>) -> Option<Waker> {
+        match std::mem::replace(self, Waiter::Done(outcome)) {
+            Waiter::Waiting(waker) => waker,
+            // A second reply to the same ask: keep the first.
+            Waiter::Done(first) => {
+                *self = Waiter::Done(first);
+                None
+            }
+        }
+    }
+}
 
 /// Asks waiting for replies, and whether the ask stream has ended (then no
 /// new ask may wait on it).
 #[derive(Debug, Default)]
 struct PendingState {
-    waiters: FastMap<u64, ReplySender>,
+    waiters: FastMap<u64, Waiter>,
     closed: Option<String>,
 }
 
@@ -277,13 +298,12 @@ impl AskLane {
         }
         let writer = self.writer(connection, local_max_frame_len).await.map_err(AskError::NotSent)?;
         let id = envelope.message_id;
-        let (tx, rx) = oneshot::channel();
         {
             let mut pending = lock(&self.pending);
             if let Some(reason) = &pending.closed {
                 return Err(AskError::NotSent(SessionError::ConnectionLost(reason.clone())));
             }
-            pending.waiters.insert(id, tx);
+            pending.waiters.insert(id, Waiter::Waiting(None));
         }
         let mut guard = CancelOnDrop { lane: self, writer, envelope: Some(&envelope) };
         if let Err(e) = writer.send(&envelope, max_frame_len).await {
@@ -294,17 +314,33 @@ impl AskLane {
                 PushError::Closed => AskError::NotSent(SessionError::ConnectionLost("the ask stream is closed".into())),
             });
         }
+        let reply = std::future::poll_fn(|cx| self.poll_reply(id, cx));
         let reply = match deadline {
-            None => rx.await,
-            Some(deadline) => match tokio::time::timeout(deadline, rx).await {
+            None => reply.await,
+            Some(deadline) => match tokio::time::timeout(deadline, reply).await {
                 Ok(reply) => reply,
                 Err(_) => return Err(AskError::DeadlineExceeded),
             },
         };
         guard.disarm();
-        match reply {
-            Ok(result) => result,
-            Err(_) => Err(AskError::Unknown("the ask stream ended".into())),
+        reply
+    }
+
+    /// The reply to the ask `id` once it is there.
+    fn poll_reply(&self, id: u64, cx: &mut Context<'_>) -> Poll<Result<Envelope, AskError>> {
+        let mut pending = lock(&self.pending);
+        match pending.waiters.get_mut(&id) {
+            Some(Waiter::Waiting(waker)) => {
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Some(Waiter::Done(_)) => match pending.waiters.remove(&id) {
+                Some(Waiter::Done(outcome)) => Poll::Ready(outcome),
+                _ => Poll::Ready(Err(AskError::Unknown("the ask stream ended".into()))),
+            },
+            None => Poll::Ready(Err(AskError::Unknown("the ask stream ended".into()))),
         }
     }
 }
@@ -367,21 +403,19 @@ async fn read_replies(mut recv: quinn::RecvStream, pending: Pending, max_frame_l
             Err(e) => break e.to_string(),
         }
     };
-    let waiting = {
+    let wakers: Vec<Waker> = {
         let mut pending = lock(&pending);
         pending.closed = Some(reason.clone());
-        std::mem::take(&mut pending.waiters)
+        pending.waiters.values_mut().filter_map(|waiter| waiter.complete(Err(AskError::Unknown(reason.clone())))).collect()
     };
-    for (_, waiter) in waiting {
-        let _ = waiter.send(Err(AskError::Unknown(reason.clone())));
+    for waker in wakers {
+        waker.wake();
     }
 }
 
 fn deliver_reply(frame: Bytes, pending: &Pending) {
     let Ok(reply) = Envelope::decode(frame) else { return };
-    let Some(waiter) = lock(pending).waiters.remove(&reply.in_reply_to) else {
-        return;
-    };
+    let id = reply.in_reply_to;
     let result = match reply.act {
         Act::Refuse | Act::Failure | Act::NotUnderstood => {
             let refusal = pb::Refusal::decode(reply.payload.clone()).unwrap_or_default();
@@ -390,7 +424,10 @@ fn deliver_reply(frame: Bytes, pending: &Pending) {
         }
         _ => Ok(reply),
     };
-    let _ = waiter.send(result);
+    let waker = lock(pending).waiters.get_mut(&id).and_then(|waiter| waiter.complete(result));
+    if let Some(waker) = waker {
+        waker.wake();
+    }
 }
 
 /// An error answer to `request`: `act` with a `Refusal` payload.
