@@ -56,6 +56,13 @@ const TARGETS: &[Target] = &[
         },
     },
     Target {
+        // The same file as Tacit intents (`ReserveSlot` asked, answered by
+        // `Ack`), for the benchmarks that go through the agent API.
+        protos: &["tacit/bench/v1/reference.proto"],
+        out_dir: "benches/src/generated/intents",
+        generator: Generator::Intents { tacit_path: "::tacit" },
+    },
+    Target {
         protos: &[
             "tacit/intents/v1/ping.proto",
             "tacit/intents/v1/describe.proto",
