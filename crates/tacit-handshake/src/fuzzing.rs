@@ -565,6 +565,31 @@ pub fn assert_mirrored(a: &Negotiated, b: &Negotiated) {
     }
 }
 
+/// Entry point of the `identity` fuzz target: the input is parsed both as a
+/// key file (the PEM / PKCS#8 parser behind [`Identity::load`](crate::Identity::load))
+/// and, if it is text, as a printed AgentId. A key that parses must survive
+/// writing and reading back as the same identity; an AgentId that parses
+/// must print as exactly the input (each AgentId has one printed form) and
+/// hold a valid key.
+pub fn identity(data: &[u8]) {
+    if data.len() <= 16 * 1024
+        && let Ok(identity) = crate::identity::parse_pem(data)
+    {
+        let written = identity.to_pkcs8_pem();
+        let again = crate::identity::parse_pem(written.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(again.map(|i| i.agent_id()), Ok(identity.agent_id()), "a parsed key does not round-trip");
+        assert!(crate::AgentId::from_bytes(*identity.agent_id().as_bytes()).is_ok());
+    }
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(id) = text.parse::<crate::AgentId>() {
+        assert_eq!(id.to_string(), text, "an AgentId parsed from a form it does not print");
+        assert!(crate::AgentId::from_bytes(*id.as_bytes()).is_ok());
+    }
+    if let Ok(id) = text.parse::<IntentId>() {
+        assert_eq!(id.to_string(), text.to_ascii_lowercase());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

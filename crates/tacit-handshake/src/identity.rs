@@ -467,7 +467,7 @@ fn check_permissions(_path: &Path, _metadata: &fs::Metadata) -> Result<(), Ident
 }
 
 /// Parses a key file's bytes, or says what is wrong with them.
-fn parse_pem(content: &[u8]) -> Result<Identity, String> {
+pub(crate) fn parse_pem(content: &[u8]) -> Result<Identity, String> {
     let text = std::str::from_utf8(content).map_err(|_| "it is binary, not PEM text".to_owned())?;
     if text.trim().is_empty() {
         return Err("it is empty".to_owned());

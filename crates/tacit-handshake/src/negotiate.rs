@@ -117,10 +117,10 @@ pub fn negotiate(version: u32, local: &Capabilities, peer: &Capabilities, peer_c
     let mut by_receive_alias = vec![NO_INTENT; local.intents.len()];
     for (i, intent) in intents.iter().enumerate() {
         let slot = intent.receive_alias.and_then(|alias| usize::try_from(alias).ok()?.checked_sub(1));
-        if let (Some(slot), Ok(i)) = (slot, u32::try_from(i)) {
-            if let Some(entry) = by_receive_alias.get_mut(slot) {
-                *entry = i;
-            }
+        if let (Some(slot), Ok(i)) = (slot, u32::try_from(i))
+            && let Some(entry) = by_receive_alias.get_mut(slot)
+        {
+            *entry = i;
         }
     }
     Negotiated {

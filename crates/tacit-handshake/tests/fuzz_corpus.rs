@@ -21,6 +21,13 @@ fn regressions() {
     replay_regressions("handshake", tacit_handshake::fuzzing::handshake);
 }
 
+/// The `identity` target: key files and printed AgentIds.
+#[test]
+fn identity_corpus() {
+    replay_seeds("identity", tacit_handshake::fuzzing::identity);
+    replay_regressions("identity", tacit_handshake::fuzzing::identity);
+}
+
 /// The seeds still reach what they were made for: a change to the input
 /// format that silently turned them into noise would fail here.
 #[test]

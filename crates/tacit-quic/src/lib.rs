@@ -70,6 +70,8 @@ mod fast;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 mod frames;
+#[doc(hidden)]
+pub mod fuzzing;
 mod incoming;
 mod queue;
 mod session;

@@ -59,6 +59,64 @@ pub fn envelope(data: &[u8]) {
     assert_eq!(framed.ok(), Some(crate::varint::encoded_len(reencoded.len() as u64) + reencoded.len()));
 }
 
+/// The schema path a peer controls (a schema-fetch reply): the first byte
+/// picks a message name — one of the types the set defines, in order, or,
+/// past their count, a name that is not there — and the rest is decoded as
+/// an encoded `FileDescriptorSet`. Whenever an id is computed it must not
+/// depend on how the set is presented: re-encoded, with its files reversed,
+/// or the name with a leading dot. Returns the name and id when there is one
+/// (the fuzz target then builds the agent's `Schema` from them).
+pub fn schema(data: &[u8]) -> Option<(String, crate::IntentId)> {
+    use prost::Message as _;
+    use prost_types::FileDescriptorSet;
+
+    use crate::{IntentId, canonical_schema};
+
+    let (&pick, encoded) = data.split_first()?;
+    let Ok(set) = FileDescriptorSet::decode(encoded) else {
+        assert!(IntentId::of_message_in_encoded_set(encoded, "a.B").is_err());
+        return None;
+    };
+    let mut names = Vec::new();
+    for file in &set.file {
+        let package = file.package();
+        let scope = |name: &str| if package.is_empty() { name.to_owned() } else { format!("{package}.{name}") };
+        let mut pending: Vec<(String, &prost_types::DescriptorProto)> =
+            file.message_type.iter().map(|m| (scope(m.name()), m)).collect();
+        while let Some((name, message)) = pending.pop() {
+            pending.extend(message.nested_type.iter().map(|nested| (format!("{name}.{}", nested.name()), nested)));
+            names.push(name);
+        }
+        names.extend(file.enum_type.iter().map(|e| scope(e.name())));
+    }
+    let name = names.get(usize::from(pick)).cloned().unwrap_or_else(|| format!("fuzz.Missing{pick}"));
+
+    let canonical = canonical_schema(&set, &name);
+    let id = IntentId::of_message_in_encoded_set(encoded, &name);
+    assert_eq!(id.as_ref().ok(), canonical.as_ref().ok().map(|c| IntentId::from_canonical(c)).as_ref());
+    if !name.starts_with('.') {
+        let dotted = IntentId::of_message(&set, &format!(".{name}"));
+        assert_eq!(dotted.as_ref().ok(), id.as_ref().ok(), "a leading dot changes the id");
+    }
+    let reencoded = IntentId::of_message_in_encoded_set(&set.encode_to_vec(), &name);
+    assert_eq!(reencoded.as_ref().ok(), id.as_ref().ok(), "re-encoding the set changes the id");
+    let mut reversed = set.clone();
+    reversed.file.reverse();
+    assert_eq!(IntentId::of_message(&reversed, &name).ok(), id.as_ref().ok().copied(), "file order changes the id");
+
+    let canonical = canonical.ok()?;
+    let root = name.strip_prefix('.').unwrap_or(&name);
+    let head = format!("{}\nroot {root}\n", crate::INTENT_ID_LABEL);
+    assert!(canonical.starts_with(&head), "canonical form starts {canonical:?}");
+    assert!(canonical.ends_with('\n'));
+    Some((name, id.ok()?))
+}
+
+/// [`schema`] as a plain target for the corpus replay.
+pub fn schema_target(data: &[u8]) {
+    let _ = schema(data);
+}
+
 /// Replaying the committed fuzz inputs (`fuzz/corpus/<target>/` and
 /// `fuzz/regressions/<target>/`) from a normal `cargo test`, for every crate
 /// with fuzz targets.
