@@ -174,14 +174,22 @@ fn other_error(reason: &str) -> rustls::Error {
 struct PeerCertError(String);
 
 /// Checks a peer's certificate chain: exactly one certificate, Ed25519.
+/// A refusal is sent as the `bad_certificate` alert, as docs/PROTOCOL.md
+/// specifies (rustls would send `certificate_unknown` for an error of our
+/// own); the reason goes to the log.
 fn check_chain(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
 ) -> Result<AgentId, rustls::Error> {
-    if !intermediates.is_empty() {
-        return Err(other_error("expected exactly one certificate"));
-    }
-    agent_id_of_certificate(end_entity)
+    let checked = if intermediates.is_empty() {
+        agent_id_of_certificate(end_entity)
+    } else {
+        Err(other_error("expected exactly one certificate"))
+    };
+    checked.map_err(|error| {
+        tracing::debug!("refused a peer's certificate: {error}");
+        rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+    })
 }
 
 #[derive(Debug)]
