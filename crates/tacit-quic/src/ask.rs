@@ -273,11 +273,11 @@ impl AskLane {
     ) -> Result<&FrameSink, SessionError> {
         self.writer
             .get_or_try_init(|| async {
-                let (mut send, recv) = connection.open_bi().await.map_err(crate::session::connection_error)?;
+                let (send, recv) = connection.open_bi().await.map_err(crate::session::connection_error)?;
                 let mut kind = BytesMut::new();
                 tacit_wire::put_prefix(stream_kind::ASK, &mut kind);
                 let (sink, source) = FrameSink::new(&kind);
-                tokio::spawn(async move { crate::frames::write_frames(&mut send, source).await });
+                tokio::spawn(async move { crate::frames::write_frames(send, source).await });
                 tokio::spawn(read_replies(recv, self.pending.clone(), local_max_frame_len));
                 Ok(sink)
             })
@@ -298,15 +298,18 @@ impl AskLane {
         }
         let writer = self.writer(connection, local_max_frame_len).await.map_err(AskError::NotSent)?;
         let id = envelope.message_id;
-        {
+        let alone = {
             let mut pending = lock(&self.pending);
             if let Some(reason) = &pending.closed {
                 return Err(AskError::NotSent(SessionError::ConnectionLost(reason.clone())));
             }
             pending.waiters.insert(id, Waiter::Waiting(None));
-        }
+            pending.waiters.len() == 1
+        };
         let mut guard = CancelOnDrop { lane: self, writer, envelope: Some(&envelope) };
-        if let Err(e) = writer.send(&envelope, max_frame_len).await {
+        // The only ask in flight writes its frame itself; concurrent asks
+        // leave theirs to the writer task, which batches them.
+        if let Err(e) = writer.send(&envelope, max_frame_len, alone).await {
             guard.disarm();
             lock(&self.pending).waiters.remove(&id);
             return Err(match e {

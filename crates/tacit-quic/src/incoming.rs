@@ -192,8 +192,18 @@ impl Responder {
     fn send(&mut self, reply: Envelope) {
         self.answered = true;
         let stream = &*self.stream;
-        stream.running().remove(&self.message_id);
-        stream.answer(&reply);
+        let alone = {
+            let mut running = stream.running();
+            running.remove(&self.message_id);
+            running.is_empty()
+        };
+        // The answer to the only ask running on this stream is written at
+        // once; answers to concurrent asks are batched by the writer task.
+        if alone {
+            let _ = stream.writer.push_now(&reply, usize::MAX);
+        } else {
+            stream.answer(&reply);
+        }
         if self.in_window {
             self.in_window = false;
             let key = AskKey { peer: stream.inner.peer_id(), id: self.message_id };
@@ -227,9 +237,9 @@ pub(crate) async fn serve_ask_stream(
     let drain = inner.drain.clone();
     drain.enter();
     tokio::spawn(async move {
-        let mut send = send;
-        write_frames(&mut send, source).await;
-        let _ = send.stopped().await;
+        if let Some(send) = write_frames(send, source).await {
+            let _ = send.stopped().await;
+        }
         drain.leave();
     });
     let stream = Arc::new(AskStream { inner: inner.clone(), writer, running: Mutex::new(FastMap::default()) });
