@@ -9,7 +9,8 @@
 //! stream tasks. Waking a thread on the other core of this VM costs about
 //! 35 µs, so the figures measure QUIC, not cross-core wake-ups; run pinned.
 //!
-//! Setup of the raw cases:
+//! Setup of the raw cases (the code is in `tacit_benches::raw_quic` and
+//! `tacit_benches::tls`, shared with the `compare` binary):
 //!
 //! - UDP over 127.0.0.1, quinn with rustls (ring), TLS 1.3 only, ALPN
 //!   `tacit-raw/1`, Ed25519 self-signed certificates (rcgen) on both sides:
@@ -100,53 +101,32 @@ use std::future::Future;
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use prost::Message as _;
-use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
-use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, TransportConfig, VarInt};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use quinn::{Connection, Endpoint, SendStream, VarInt};
 use tacit_benches::alloc_count::{self, CountingAlloc};
+use tacit_benches::raw_quic::{
+    ACK_FRAME, CONNECTION_WINDOW, LONG_LIVED, MAX_BIDI_STREAMS, PER_MSG, Pipe, Received, STREAM_WINDOW, client_config,
+    request_on_new_stream, serve, server_config,
+};
 use tacit_benches::reference;
 use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity, IntentOffer};
 use tacit_quic::{Session, TransportLimits};
 use tacit_wire::{Act, Envelope, FrameEncoder, IntentId, IntentRef};
 use tokio::runtime::Runtime;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-/// The ALPN id of the raw baseline.
-const ALPN: &[u8] = b"tacit-raw/1";
-/// Server name of connections whose streams carry many frames each.
-const LONG_LIVED: &str = "long-lived";
-/// Server name of connections that carry one request per stream.
-const PER_MSG: &str = "per-msg";
-
-/// Receive window per connection (and send window).
-const CONNECTION_WINDOW: u32 = 8 << 20;
-/// Receive window per stream.
-const STREAM_WINDOW: u32 = 2 << 20;
-/// Concurrent bidirectional streams each side lets its peer open.
-const MAX_BIDI_STREAMS: u32 = 1024;
-
-/// The reply: a 2-byte body, length-prefixed.
-const ACK_FRAME: [u8; 3] = [2, b'o', b'k'];
 /// Messages in flight in the throughput cases.
 const IN_FLIGHT: usize = 64;
 /// Messages per criterion iteration of the throughput cases: 64 × 16.
 const BATCH: usize = IN_FLIGHT * 16;
-/// The largest request the per-message server reads.
-const MAX_REQUEST: usize = 64 * 1024;
 /// Bound on any one timed batch, setup or shutdown.
 const LIMIT: Duration = Duration::from_secs(60);
 /// Alternating rounds in which the printed table measures a Tacit case and
@@ -159,352 +139,6 @@ const REQUEST_INTENT: IntentId = IntentId::from_bytes(reference::INTENT_ID);
 const REPLY_INTENT: IntentId = IntentId::from_bytes([0xac; 32]);
 /// The payload of Tacit's replies: the raw ack's 2-byte body.
 const REPLY_PAYLOAD: &[u8] = b"ok";
-
-// TLS and transport configuration.
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A fresh Ed25519 key and a self-signed certificate over it.
-struct Credentials {
-    certificate: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
-}
-
-impl Credentials {
-    fn new(name: &str) -> Self {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("an Ed25519 key");
-        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("a valid name");
-        let certificate = params.self_signed(&key).expect("a self-signed certificate");
-        Self { certificate: certificate.der().clone(), key: PrivatePkcs8KeyDer::from(key.serialize_der()) }
-    }
-
-    fn chain(&self) -> Vec<CertificateDer<'static>> {
-        vec![self.certificate.clone()]
-    }
-
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(self.key.clone_key())
-    }
-}
-
-/// The test verifier of both sides: any certificate is accepted, the TLS 1.3
-/// handshake signature is checked; Ed25519 is the only scheme offered.
-#[derive(Debug)]
-struct AnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl AnyCertificate {
-    fn new() -> Arc<Self> {
-        Arc::new(Self { algorithms: provider().signature_verification_algorithms })
-    }
-
-    fn verify_tls13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if dss.scheme != SignatureScheme::ED25519 {
-            return Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::NoSignatureSchemesInCommon));
-        }
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verify_tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
-    }
-}
-
-impl ClientCertVerifier for AnyCertificate {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verify_tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
-    }
-}
-
-/// The transport parameters of both sides (see the module documentation).
-fn transport() -> Arc<TransportConfig> {
-    let mut transport = TransportConfig::default();
-    transport
-        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
-        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
-        .send_window(u64::from(CONNECTION_WINDOW))
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS))
-        // A connection sits idle while the other cases run, for longer than
-        // quinn's default 30 s idle timeout under valgrind.
-        .max_idle_timeout(None);
-    Arc::new(transport)
-}
-
-fn server_config() -> quinn::ServerConfig {
-    let credentials = Credentials::new("server");
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_client_cert_verifier(AnyCertificate::new())
-        .with_single_cert(credentials.chain(), credentials.key())
-        .expect("a valid certificate and key");
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicServerConfig::try_from(tls).expect("a QUIC-capable TLS configuration");
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport());
-    config
-}
-
-fn client_config() -> quinn::ClientConfig {
-    let credentials = Credentials::new("client");
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .dangerous()
-        .with_custom_certificate_verifier(AnyCertificate::new())
-        .with_client_auth_cert(credentials.chain(), credentials.key())
-        .expect("a valid certificate and key");
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    tls.resumption = rustls::client::Resumption::disabled();
-    let crypto = QuicClientConfig::try_from(tls).expect("a QUIC-capable TLS configuration");
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport());
-    config
-}
-
-// Framing.
-
-/// Counts whole frames (varint length prefix + body) in a byte stream cut
-/// anywhere, without keeping the bodies.
-#[derive(Debug, Default)]
-struct FrameCounter {
-    /// The length prefix read so far.
-    len: u64,
-    /// Bits of the length prefix read so far.
-    shift: u32,
-    /// Body bytes still to come, once the prefix is whole.
-    body_left: Option<u64>,
-}
-
-impl FrameCounter {
-    /// Takes the next bytes of the stream; returns how many frames they
-    /// completed.
-    fn feed(&mut self, mut data: &[u8]) -> usize {
-        let mut frames = 0;
-        while !data.is_empty() {
-            if let Some(left) = self.body_left {
-                let take = left.min(data.len() as u64);
-                data = &data[take as usize..];
-                self.body_left = Some(left - take).filter(|&left| left > 0);
-                frames += usize::from(self.body_left.is_none());
-                continue;
-            }
-            let byte = data[0];
-            data = &data[1..];
-            assert!(self.shift < 64, "a frame length prefix longer than ten bytes");
-            self.len |= u64::from(byte & 0x7f) << self.shift;
-            self.shift += 7;
-            if byte < 0x80 {
-                let len = std::mem::take(&mut self.len);
-                self.shift = 0;
-                self.body_left = Some(len).filter(|&len| len > 0);
-                frames += usize::from(len == 0);
-            }
-        }
-        frames
-    }
-
-    /// Whether the bytes fed so far end on a frame boundary.
-    fn at_boundary(&self) -> bool {
-        self.shift == 0 && self.body_left.is_none()
-    }
-}
-
-/// One-way messages a receiver has counted, and a way for the sender to
-/// wait until it has counted a given number.
-#[derive(Debug, Default)]
-struct Received {
-    count: AtomicU64,
-    /// The count the sender waits for.
-    target: AtomicU64,
-    /// Notified when the count reaches the target.
-    reached: Notify,
-}
-
-impl Received {
-    fn count(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
-    }
-
-    /// Counts `n` more messages.
-    fn add(&self, n: u64) {
-        let before = self.count.fetch_add(n, Ordering::SeqCst);
-        let target = self.target.load(Ordering::SeqCst);
-        if before < target && before + n >= target {
-            self.reached.notify_one();
-        }
-    }
-
-    /// Waits until `n` more messages than now have been counted; `start`
-    /// sends them.
-    async fn expect(&self, n: u64, start: impl Future<Output = ()>) {
-        let target = self.count() + n;
-        self.target.store(target, Ordering::SeqCst);
-        start.await;
-        while self.count() < target {
-            self.reached.notified().await;
-        }
-    }
-}
-
-// The raw server.
-
-/// Accepts connections until the endpoint closes; each gets a task.
-async fn serve(endpoint: Endpoint, closed: mpsc::UnboundedSender<()>, tells: Arc<Received>) {
-    let mut connections = JoinSet::new();
-    while let Some(incoming) = endpoint.accept().await {
-        connections.spawn(serve_connection(incoming, closed.clone(), tells.clone()));
-        while connections.try_join_next().is_some() {}
-    }
-    while connections.join_next().await.is_some() {}
-}
-
-/// Serves one connection's streams until it closes, then says so on `closed`.
-async fn serve_connection(incoming: Incoming, closed: mpsc::UnboundedSender<()>, tells: Arc<Received>) {
-    if let Ok(connection) = incoming.await {
-        let server_name = connection
-            .handshake_data()
-            .and_then(|data| data.downcast::<HandshakeData>().ok())
-            .and_then(|data| data.server_name);
-        let long_lived = server_name.as_deref() == Some(LONG_LIVED);
-        let one_way = long_lived.then(|| tokio::spawn(count_one_way_frames(connection.clone(), tells)));
-        let mut streams = JoinSet::new();
-        while let Ok((send, recv)) = connection.accept_bi().await {
-            if long_lived {
-                streams.spawn(ack_each_frame(send, recv));
-            } else {
-                streams.spawn(ack_one_request(send, recv));
-            }
-            while streams.try_join_next().is_some() {}
-        }
-        while streams.join_next().await.is_some() {}
-        if let Some(one_way) = one_way {
-            let _ = one_way.await;
-        }
-    }
-    // The receiver is gone only once the benchmark is over.
-    let _ = closed.send(());
-}
-
-/// Counts the whole frames of every unidirectional stream of `connection`
-/// (the raw tells) until it closes.
-async fn count_one_way_frames(connection: Connection, tells: Arc<Received>) {
-    let mut streams = JoinSet::new();
-    while let Ok(mut recv) = connection.accept_uni().await {
-        let tells = tells.clone();
-        streams.spawn(async move {
-            let mut frames = FrameCounter::default();
-            while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await {
-                tells.add(frames.feed(&chunk.bytes) as u64);
-            }
-        });
-        while streams.try_join_next().is_some() {}
-    }
-    while streams.join_next().await.is_some() {}
-}
-
-/// A long-lived stream: acks every whole frame as it arrives, in order, one
-/// write per ack (as a server answering each request would); finishes when
-/// the client does.
-async fn ack_each_frame(mut send: SendStream, mut recv: RecvStream) {
-    let mut frames = FrameCounter::default();
-    while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await {
-        for _ in 0..frames.feed(&chunk.bytes) {
-            if send.write_chunk(Bytes::from_static(&ACK_FRAME)).await.is_err() {
-                return;
-            }
-        }
-    }
-    let _ = send.finish();
-}
-
-/// A stream per request: reads it to its end, acks and finishes; resets the
-/// stream if it did not hold exactly one frame.
-async fn ack_one_request(mut send: SendStream, mut recv: RecvStream) {
-    let Ok(request) = recv.read_to_end(MAX_REQUEST).await else { return };
-    let mut frames = FrameCounter::default();
-    if frames.feed(&request) != 1 || !frames.at_boundary() {
-        let _ = send.reset(VarInt::from_u32(1));
-        return;
-    }
-    if send.write_chunk(Bytes::from_static(&ACK_FRAME)).await.is_ok() {
-        let _ = send.finish();
-    }
-}
 
 // Tacit's server.
 
@@ -677,12 +311,6 @@ async fn ask(session: &Session, payload: &Bytes) {
 
 // The client side: the cases.
 
-/// Both ends of one bidirectional stream, client side.
-struct Pipe {
-    send: SendStream,
-    recv: RecvStream,
-}
-
 /// The endpoints, connections and streams every case uses, set up once.
 struct Net {
     server: Endpoint,
@@ -723,12 +351,8 @@ impl Net {
         };
         let long_lived = connect(LONG_LIVED).await;
         let per_msg = connect(PER_MSG).await;
-        let open = async |connection: &Connection| {
-            let (send, recv) = connection.open_bi().await.expect("a stream opens");
-            Pipe { send, recv }
-        };
-        let rtt_stream = open(&long_lived).await;
-        let batch_stream = open(&long_lived).await;
+        let rtt_stream = Pipe::open(&long_lived).await;
+        let batch_stream = Pipe::open(&long_lived).await;
         let tell_stream = long_lived.open_uni().await.expect("a stream opens");
         let request = reference::framed_envelope().freeze();
         let tacit = TacitNet::new().await;
@@ -751,11 +375,7 @@ impl Net {
 
     /// `raw_long_lived/rtt`: one request and its ack on the long-lived stream.
     async fn long_lived_rtt(&mut self) {
-        let stream = &mut self.rtt_stream;
-        stream.send.write_chunk(self.request.clone()).await.expect("the request is sent");
-        let mut ack = [0; ACK_FRAME.len()];
-        stream.recv.read_exact(&mut ack).await.expect("the ack arrives");
-        assert_eq!(ack, ACK_FRAME);
+        self.rtt_stream.round_trip(&self.request).await;
     }
 
     /// `raw_stream_per_msg/rtt`: one request and its ack on a new stream.
@@ -767,19 +387,7 @@ impl Net {
     /// long-lived stream, [`IN_FLIGHT`] in flight (one write per request, a
     /// request for each ack read); returns when all are acked.
     async fn long_lived_batch(&mut self, total: usize) {
-        let stream = &mut self.batch_stream;
-        let mut sent = 0;
-        let mut acks = FrameCounter::default();
-        let mut acked = 0;
-        while acked < total {
-            while sent < total && sent - acked < IN_FLIGHT {
-                stream.send.write_chunk(self.request.clone()).await.expect("the request is sent");
-                sent += 1;
-            }
-            let chunk = stream.recv.read_chunk(usize::MAX, true).await.expect("acks arrive").expect("stream open");
-            acked += acks.feed(&chunk.bytes);
-        }
-        assert!(acked == total && acks.at_boundary(), "{acked} acks for {total} requests");
+        self.batch_stream.pipelined(&self.request, total, IN_FLIGHT).await;
     }
 
     /// `raw_long_lived/tell_throughput`: `total` request frames written one
@@ -833,9 +441,7 @@ impl Net {
     async fn shutdown(mut self) {
         self.tacit.shutdown().await;
         for stream in [&mut self.rtt_stream, &mut self.batch_stream] {
-            stream.send.finish().expect("the stream is open");
-            let rest = stream.recv.read_to_end(MAX_REQUEST).await.expect("the server finishes too");
-            assert!(rest.is_empty(), "no ack is left over");
+            stream.finish().await;
         }
         self.tell_stream.finish().expect("the stream is open");
         self.long_lived.close(VarInt::from_u32(0), b"done");
@@ -846,16 +452,6 @@ impl Net {
         self.server.wait_idle().await;
         self.server_task.await.expect("the server stops cleanly");
     }
-}
-
-/// A request on a new stream of `connection`: open, write, finish, read the
-/// ack to the stream's end.
-async fn request_on_new_stream(connection: &Connection, request: &Bytes) {
-    let (mut send, mut recv) = connection.open_bi().await.expect("a stream opens");
-    send.write_chunk(request.clone()).await.expect("the request is sent");
-    send.finish().expect("the stream is open");
-    let ack = recv.read_to_end(ACK_FRAME.len()).await.expect("the ack arrives");
-    assert_eq!(ack, ACK_FRAME);
 }
 
 /// The cases, in the order criterion runs them.
