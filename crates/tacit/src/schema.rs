@@ -25,7 +25,13 @@ impl Schema {
         if computed != id {
             return Err(fail(format!("the schema hashes to {computed}, not {id}")));
         }
-        let pool = DescriptorPool::decode(descriptor_set.clone()).map_err(|e| fail(e.to_string()))?;
+        // The set comes from a peer: prost-reflect 0.16 panics on some
+        // invalid sets (a proto3 file with a group field indexes an empty
+        // file list while building its error; found by fuzzing, regression
+        // fuzz/regressions/schema/). A panic must not take the agent down.
+        let decoded = std::panic::catch_unwind(|| DescriptorPool::decode(descriptor_set.clone()))
+            .map_err(|_| fail("the descriptor set is invalid (the descriptor pool panicked)".into()))?;
+        let pool = decoded.map_err(|e| fail(e.to_string()))?;
         let message = pool.get_message_by_name(&name).ok_or_else(|| fail("the schema does not define it".into()))?;
         Ok(Self { id, descriptor_set, message })
     }

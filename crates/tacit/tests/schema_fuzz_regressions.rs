@@ -1,0 +1,33 @@
+//! Replays the `schema` fuzz target's inputs (`fuzz/corpus/schema/`,
+//! `fuzz/regressions/schema/`) through the whole target: the IntentId of a
+//! peer's descriptor set (`tacit_wire::fuzzing::schema`), then
+//! [`tacit::Schema::new`] over it, which must return, never panic.
+
+use bytes::Bytes;
+use tacit_wire::fuzzing::corpus::{fuzz_dir, inputs, replay};
+
+fn schema_target(data: &[u8]) {
+    if let Some((name, id)) = tacit_wire::fuzzing::schema(data)
+        && let Ok(schema) = tacit::Schema::new(id, name, Bytes::copy_from_slice(&data[1..]))
+    {
+        assert_eq!(schema.id(), id);
+        let _ = schema.decode(&data[1..data.len().min(65)]);
+    }
+}
+
+#[test]
+fn schema_corpus_and_regressions() {
+    for dir in ["corpus/schema", "regressions/schema"] {
+        replay(schema_target, &inputs(&fuzz_dir().join(dir)));
+    }
+}
+
+/// A proto3 file with a group field: prost-reflect 0.16.5 panics building
+/// the error; `Schema::new` must report it as an error instead.
+#[test]
+fn proto3_group_field_is_an_error() {
+    let input = std::fs::read(fuzz_dir().join("regressions/schema/proto3-group-field-panics-prost-reflect")).unwrap();
+    let (name, id) = tacit_wire::fuzzing::schema(&input).expect("the input computes an IntentId");
+    let error = tacit::Schema::new(id, name, Bytes::copy_from_slice(&input[1..])).unwrap_err();
+    assert!(error.to_string().contains("invalid"), "{error}");
+}
