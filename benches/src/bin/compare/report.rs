@@ -230,8 +230,11 @@ pub(crate) fn run_block(results: &Results) -> String {
     }
 
     let [small, large] = c.idle_sessions;
+    // At `n` sessions, or at the most the child could open (TCP is bounded
+    // by the open-files limit).
     let per_session = |figures: &IdleFigures, n: usize| {
-        figures.at.iter().find(|(count, _)| *count == n).map(|&(count, rss)| {
+        let at = figures.at.iter().find(|(count, _)| *count == n).or(figures.at.last().filter(|_| n == large));
+        at.map(|&(count, rss)| {
             let growth = rss.saturating_sub(figures.base) as f64;
             (count, rss as f64, growth / count.max(1) as f64)
         })
