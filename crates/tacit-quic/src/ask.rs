@@ -293,9 +293,7 @@ impl AskLane {
         local_max_frame_len: usize,
         deadline: Option<Duration>,
     ) -> Result<Envelope, AskError> {
-        if envelope.encoded_len() > max_frame_len {
-            return Err(AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len });
-        }
+        // (The sink checks the length against `max_frame_len` as it encodes.)
         let writer = self.writer(connection, local_max_frame_len).await.map_err(AskError::NotSent)?;
         let id = envelope.message_id;
         let alone = {

@@ -488,59 +488,63 @@ fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
     core.metrics.received(Counter::AsksReceived, envelope.payload.len());
     let request_act = envelope.act;
     let request_intent = envelope.intent;
-    let payload = envelope.payload.clone();
     let cx = context(peer, intent, &envelope);
-    let call = handler(cx, payload);
+    let message_id = envelope.message_id;
+    // The payload moves into the handler (no reference-count round trip).
+    let call = handler(cx, envelope.payload);
     let metrics = core.metrics.clone();
+    let answer = async move {
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        let outcome = tokio::select! {
+            outcome = call => outcome,
+            () = responder.cancelled() => {
+                // Dropping the handler's future cancels it.
+                metrics.bump(Counter::RejectionsSent);
+                metrics.error(ErrorCode::Cancelled);
+                tracing::debug!("cancelled by the asker");
+                responder.fail(ErrorCode::Cancelled, "cancelled");
+                return;
+            }
+        };
+        match outcome {
+            Ok(answer) => {
+                metrics.sent(Counter::RepliesSent, answer.payload.len());
+                match answer.act.unwrap_or(default_reply_act(request_act)) {
+                    Act::Inform => responder.reply(answer.intent, answer.payload),
+                    act => responder.reply_with(act, IntentRef::Id(answer.intent), answer.payload),
+                }
+            }
+            Err(rejection) => {
+                metrics.bump(Counter::RejectionsSent);
+                metrics.error(rejection.code);
+                match rejection.act {
+                    Act::Refuse => responder.refuse(rejection.code, &rejection.reason),
+                    Act::NotUnderstood => {
+                        let refusal = tacit_wire::pb::Refusal { code: rejection.code as i32, reason: rejection.reason };
+                        let payload = prost::Message::encode_to_vec(&refusal).into();
+                        responder.reply_with(Act::NotUnderstood, request_intent, payload);
+                    }
+                    _ => responder.fail(rejection.code, &rejection.reason),
+                }
+            }
+        }
+        if let Some(started) = started {
+            tracing::debug!(latency_us = started.elapsed().as_micros() as u64, "answered");
+        }
+    };
+    // The span (a name lookup and a subscriber call) only when debug
+    // tracing is on for it.
     let span = tracing::debug_span!(
         "ask",
         intent = core.names.get(&intent).copied().unwrap_or("?"),
         act = ?request_act,
-        message_id = envelope.message_id,
+        message_id,
     );
-    tokio::spawn(
-        async move {
-            let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
-            let outcome = tokio::select! {
-                outcome = call => outcome,
-                () = responder.cancelled() => {
-                    // Dropping the handler's future cancels it.
-                    metrics.bump(Counter::RejectionsSent);
-                    metrics.error(ErrorCode::Cancelled);
-                    tracing::debug!("cancelled by the asker");
-                    responder.fail(ErrorCode::Cancelled, "cancelled");
-                    return;
-                }
-            };
-            match outcome {
-                Ok(answer) => {
-                    metrics.sent(Counter::RepliesSent, answer.payload.len());
-                    match answer.act.unwrap_or(default_reply_act(request_act)) {
-                        Act::Inform => responder.reply(answer.intent, answer.payload),
-                        act => responder.reply_with(act, IntentRef::Id(answer.intent), answer.payload),
-                    }
-                }
-                Err(rejection) => {
-                    metrics.bump(Counter::RejectionsSent);
-                    metrics.error(rejection.code);
-                    match rejection.act {
-                        Act::Refuse => responder.refuse(rejection.code, &rejection.reason),
-                        Act::NotUnderstood => {
-                            let refusal =
-                                tacit_wire::pb::Refusal { code: rejection.code as i32, reason: rejection.reason };
-                            let payload = prost::Message::encode_to_vec(&refusal).into();
-                            responder.reply_with(Act::NotUnderstood, request_intent, payload);
-                        }
-                        _ => responder.fail(rejection.code, &rejection.reason),
-                    }
-                }
-            }
-            if let Some(started) = started {
-                tracing::debug!(latency_us = started.elapsed().as_micros() as u64, "answered");
-            }
-        }
-        .instrument(span),
-    );
+    if span.is_disabled() {
+        tokio::spawn(answer);
+    } else {
+        tokio::spawn(answer.instrument(span));
+    }
 }
 
 /// The act of a plain reply: `PROPOSE` to a call for proposals, else `INFORM`.
