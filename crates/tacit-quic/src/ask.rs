@@ -407,7 +407,11 @@ async fn read_replies(mut recv: quinn::RecvStream, pending: Pending, max_frame_l
     let wakers: Vec<Waker> = {
         let mut pending = lock(&pending);
         pending.closed = Some(reason.clone());
-        pending.waiters.values_mut().filter_map(|waiter| waiter.complete(Err(AskError::Unknown(reason.clone())))).collect()
+        pending
+            .waiters
+            .values_mut()
+            .filter_map(|waiter| waiter.complete(Err(AskError::Unknown(reason.clone()))))
+            .collect()
     };
     for waker in wakers {
         waker.wake();

@@ -20,8 +20,8 @@ use crate::ask::{AskError, AskLane, AskOptions, TellOptions, stream_kind};
 use crate::dedup::Dedup;
 use crate::drain::Drain;
 use crate::error::SessionError;
-use crate::queue::IncomingQueue;
 use crate::incoming::{Incoming, serve_ask_stream, serve_datagrams, serve_stream_lane, serve_tell_stream};
+use crate::queue::IncomingQueue;
 use crate::stream::{FrameReceiver, FrameSender, StreamError};
 
 /// Incoming asks and other work queued for the application at most.
