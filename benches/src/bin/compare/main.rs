@@ -144,6 +144,7 @@ pub(crate) struct Counts {
     /// Operations counted for allocations: round trips, connects, batches.
     pub(crate) alloc_ops: [u64; 3],
     pub(crate) codec_calls: u64,
+    pub(crate) codec_rounds: u64,
     pub(crate) idle_sessions: [usize; 2],
 }
 
@@ -158,6 +159,7 @@ impl Counts {
                 rounds: 2,
                 alloc_ops: [10, 2, 1],
                 codec_calls: 2_000,
+                codec_rounds: 2,
                 idle_sessions: [20, 50],
             }
         } else {
@@ -169,6 +171,7 @@ impl Counts {
                 rounds: 10,
                 alloc_ops: [1_000, 20, 5],
                 codec_calls: 400_000,
+                codec_rounds: 40,
                 idle_sessions: [1_000, 10_000],
             }
         }
@@ -522,7 +525,7 @@ fn main() {
     run(&rt, net.shutdown());
     drop(rt);
     eprintln!("compare: encode/decode ({:.0} s)", started.elapsed().as_secs_f64());
-    let codecs = codec::measure(counts.codec_calls, counts.rounds as u64);
+    let codecs = codec::measure(counts.codec_calls, counts.codec_rounds);
     eprintln!("compare: idle sessions ({:.0} s)", started.elapsed().as_secs_f64());
     let idle =
         memory::IdleCase::ALL.into_iter().map(|case| (case, memory::measure(case, &counts.idle_sessions))).collect();

@@ -205,9 +205,9 @@ pub(crate) fn run_block(results: &Results) -> String {
     let tacit_codec = results.codecs.iter().find(|r| r.0 == Codec::Tacit).map_or(CodecFigures::default(), |r| r.1);
     let _ = writeln!(
         out,
-        "\nEncode / decode of the request in each protocol's own format (median of {} rounds; {} calls each in \
-         all):\n",
-        c.rounds,
+        "\nEncode / decode of the request in each protocol's own format (fastest of {} interleaved rounds; {} \
+         calls each in all):\n",
+        c.codec_rounds,
         thousands(c.codec_calls as f64)
     );
     let _ = writeln!(
