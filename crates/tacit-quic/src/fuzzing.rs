@@ -4,7 +4,7 @@
 //!
 //! The request side of an ask stream without I/O: the bytes after the stream
 //! kind, cut into chunks as QUIC might deliver them, go through the
-//! [`FrameReader`] that `serve_ask_stream` uses, and each frame through the
+//! `FrameReader` that `serve_ask_stream` uses, and each frame through the
 //! envelope decoder and the server's act check. The I/O around them (quinn
 //! streams, the handler queue) is exercised by `tests/bad_input.rs` and
 //! `tests/hostile.rs` instead.
