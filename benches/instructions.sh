@@ -24,6 +24,7 @@ case $bench in
 esac
 n=${1:-$default_n}
 bin=$(cargo bench --locked -q -p tacit-benches --bench "$bench" --no-run --message-format=json 2>/dev/null |
+  grep -F "\"kind\":[\"bench\"]" | grep -F "\"name\":\"$bench\"" |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1) || true
 if [[ -z $bin ]]; then
   echo "no bench target $bench in tacit-benches" >&2
