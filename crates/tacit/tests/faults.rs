@@ -414,12 +414,20 @@ async fn history_under_a_nemesis() {
     .await;
 }
 
+/// Whether a graceful restart began after `at` (so a run at `at` was in an
+/// incarnation that was then shut down).
+fn restarted_after(kills: &[Kill], at: Instant) -> bool {
+    kills.iter().any(|kill| kill.what == "restart" && kill.from >= at)
+}
+
 /// The checks: every acknowledged ask ran exactly once; nothing ran that
 /// was not asked (or before it was asked); idempotent asks ran at most once;
 /// asks that failed did not run; every unknown outcome overlaps a fault
 /// that kills connections. The retry window lives in the server's memory,
-/// so a crash may let an idempotent ask it had run before run again after
-/// the restart: that, and only that, is allowed. Returns how many asks did.
+/// so a restart (a crash, or a graceful shutdown whose drain deadline passed
+/// before an answer was delivered) may let an idempotent ask it had run
+/// before run again in the next incarnation: that, and only that, is
+/// allowed. Returns how many asks did.
 fn check(history: &[Op], executions: &[Execution], kills: &[Kill], crashed: &HashSet<u32>) -> usize {
     let mut runs: HashMap<&str, Vec<&Execution>> = HashMap::new();
     for execution in executions {
@@ -442,13 +450,26 @@ fn check(history: &[Op], executions: &[Execution], kills: &[Kill], crashed: &Has
     }
     for op in history {
         let ran = runs.get(op.task.as_str()).map_or(&[][..], Vec::as_slice);
-        // Runs beyond the first that a crash excuses: the first run was in
-        // an incarnation that crashed, and the ask is idempotent (re-sent).
-        let excused = op.idempotent && ran.len() == 2 && crashed.contains(&ran[0].incarnation);
+        // Runs beyond the first that a restart excuses: the ask is
+        // idempotent (re-sent) and its first run was in an earlier
+        // incarnation of the server, whose retry window died with it — one
+        // that crashed, or one shut down gracefully whose drain deadline
+        // passed before the answer reached the asker (it then saw the ask
+        // end unknown and re-sent it). Two runs in one incarnation are never
+        // excused.
+        let excused = op.idempotent
+            && ran.len() == 2
+            && ran[0].incarnation != ran[1].incarnation
+            && (crashed.contains(&ran[0].incarnation) || restarted_after(kills, ran[0].at));
         rerun_after_crash += usize::from(excused);
         match op.outcome {
             Outcome::Ok if ran.len() != 1 && !excused => {
-                problems.push(format!("{} was answered but ran {} times", op.task, ran.len()));
+                let incarnations: Vec<u32> = ran.iter().map(|run| run.incarnation).collect();
+                problems.push(format!(
+                    "{} was answered but ran {} times (incarnations {incarnations:?})",
+                    op.task,
+                    ran.len()
+                ));
             }
             Outcome::Fail if !ran.is_empty() => {
                 problems.push(format!("{} failed ({:?}) but ran {} times", op.task, op.error, ran.len()));
