@@ -32,6 +32,14 @@ impl Schema {
         let decoded = std::panic::catch_unwind(|| DescriptorPool::decode(descriptor_set.clone()))
             .map_err(|_| fail("the descriptor set is invalid (the descriptor pool panicked)".into()))?;
         let pool = decoded.map_err(|e| fail(e.to_string()))?;
+        // prost-reflect's decoder unwraps a map entry's key (1) and value (2)
+        // fields; a hostile set may declare a map entry without them (found
+        // by fuzzing, fuzz/regressions/schema/map-entry-without-key-*).
+        if let Some(entry) = pool.all_messages().find(|message| {
+            message.is_map_entry() && (message.get_field(1).is_none() || message.get_field(2).is_none())
+        }) {
+            return Err(fail(format!("map entry {} lacks its key (1) or value (2) field", entry.full_name())));
+        }
         let message = pool.get_message_by_name(&name).ok_or_else(|| fail("the schema does not define it".into()))?;
         Ok(Self { id, descriptor_set, message })
     }
@@ -76,7 +84,11 @@ impl Schema {
 
     /// Decodes an encoded message of this intent.
     pub fn decode(&self, payload: &[u8]) -> Result<DynamicMessage> {
-        DynamicMessage::decode(self.message.clone(), payload)
-            .map_err(|e| Error::Decode { intent: "a described intent", reason: e.to_string() })
+        let fail = |reason: String| Error::Decode { intent: "a described intent", reason };
+        // The schema came from a peer; whatever prost-reflect does not
+        // expect in it must not take the agent down.
+        std::panic::catch_unwind(|| DynamicMessage::decode(self.message.clone(), payload))
+            .map_err(|_| fail("the schema cannot decode this message (the decoder panicked)".into()))?
+            .map_err(|e| fail(e.to_string()))
     }
 }

@@ -31,3 +31,15 @@ fn proto3_group_field_is_an_error() {
     let error = tacit::Schema::new(id, name, Bytes::copy_from_slice(&input[1..])).unwrap_err();
     assert!(error.to_string().contains("invalid"), "{error}");
 }
+
+/// A map entry type whose key field is numbered 96, not 1: prost-reflect
+/// 0.16.5 accepts the set, then unwraps the missing key field while decoding
+/// a message with it. `Schema::new` must refuse such a set.
+#[test]
+fn map_entry_without_key_field_is_an_error() {
+    let input =
+        std::fs::read(fuzz_dir().join("regressions/schema/map-entry-without-key-panics-prost-reflect")).unwrap();
+    let (name, id) = tacit_wire::fuzzing::schema(&input).expect("the input computes an IntentId");
+    let error = tacit::Schema::new(id, name, Bytes::copy_from_slice(&input[1..])).unwrap_err();
+    assert!(error.to_string().contains("map entry"), "{error}");
+}
