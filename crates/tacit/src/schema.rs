@@ -25,6 +25,11 @@ impl Schema {
         if computed != id {
             return Err(fail(format!("the schema hashes to {computed}, not {id}")));
         }
+        // prost-reflect 0.16 recurses without bound on an import cycle
+        // through `public` imports (a stack overflow; found by fuzzing,
+        // fuzz/regressions/schema/public-import-cycle-overflows-prost-reflect):
+        // refuse cycles and out-of-range public imports first.
+        check_imports(&descriptor_set).map_err(fail)?;
         // The set comes from a peer: prost-reflect 0.16 panics on some
         // invalid sets (a proto3 file with a group field indexes an empty
         // file list while building its error; found by fuzzing, regression
@@ -91,4 +96,46 @@ impl Schema {
             .map_err(|_| fail("the schema cannot decode this message (the decoder panicked)".into()))?
             .map_err(|e| fail(e.to_string()))
     }
+}
+
+/// Checks a peer's descriptor set for what the descriptor pool cannot
+/// survive: files importing each other in a cycle (or themselves), and
+/// public imports that name no import.
+fn check_imports(descriptor_set: &[u8]) -> std::result::Result<(), String> {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(descriptor_set).map_err(|e| e.to_string())?;
+    let files = &set.file;
+    let index: std::collections::HashMap<&str, usize> =
+        files.iter().enumerate().map(|(i, file)| (file.name(), i)).collect();
+    let mut importers: Vec<Vec<usize>> = vec![Vec::new(); files.len()];
+    let mut imports_left = vec![0usize; files.len()];
+    for (i, file) in files.iter().enumerate() {
+        if let Some(&bad) =
+            file.public_dependency.iter().find(|&&p| usize::try_from(p).map_or(true, |p| p >= file.dependency.len()))
+        {
+            return Err(format!("{} has a public import ({bad}) that names no import", file.name()));
+        }
+        for dependency in &file.dependency {
+            if let Some(&j) = index.get(dependency.as_str()) {
+                importers[j].push(i);
+                imports_left[i] += 1;
+            }
+        }
+    }
+    // Kahn's algorithm: every file must be reachable from files without imports.
+    let mut ready: Vec<usize> = (0..files.len()).filter(|&i| imports_left[i] == 0).collect();
+    let mut done = 0;
+    while let Some(j) = ready.pop() {
+        done += 1;
+        for &i in &importers[j] {
+            imports_left[i] -= 1;
+            if imports_left[i] == 0 {
+                ready.push(i);
+            }
+        }
+    }
+    if done < files.len() {
+        return Err("its files import each other in a cycle".into());
+    }
+    Ok(())
 }

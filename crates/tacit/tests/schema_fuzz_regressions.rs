@@ -43,3 +43,15 @@ fn map_entry_without_key_field_is_an_error() {
     let error = tacit::Schema::new(id, name, Bytes::copy_from_slice(&input[1..])).unwrap_err();
     assert!(error.to_string().contains("map entry"), "{error}");
 }
+
+/// Files that import each other publicly in a cycle: prost-reflect 0.16.5
+/// recurses without bound resolving public imports (a stack overflow).
+/// `Schema::new` must refuse the set first.
+#[test]
+fn public_import_cycle_is_an_error() {
+    let input =
+        std::fs::read(fuzz_dir().join("regressions/schema/public-import-cycle-overflows-prost-reflect")).unwrap();
+    let (name, id) = tacit_wire::fuzzing::schema(&input).expect("the input computes an IntentId");
+    let error = tacit::Schema::new(id, name, Bytes::copy_from_slice(&input[1..])).unwrap_err();
+    assert!(error.to_string().contains("cycle") || error.to_string().contains("public import"), "{error}");
+}
