@@ -9,7 +9,8 @@
 # quic. Its cases are the names its `--list` prints, without the group, run
 # through TACIT_BENCH_REPEAT. N defaults to 20000 for wire, 1000 for handshake
 # and 200 for quic (whose counts include both ends and vary a little with how
-# packets happen to batch).
+# packets happen to batch). CASES=REGEX counts only the cases it matches,
+# e.g. CASES='rtt$' bash benches/instructions.sh quic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=wire
@@ -34,7 +35,7 @@ count() {
   TACIT_BENCH_REPEAT="$1:$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" 2>&1 |
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
-mapfile -t cases < <("$bin" --list | sed -n 's/^[^/]*\/\(.*\): benchmark$/\1/p')
+mapfile -t cases < <("$bin" --list | sed -n 's/^[^/]*\/\(.*\): benchmark$/\1/p' | grep -E "${CASES:-.}")
 printf '%-30s %14s\n' case instructions/op
 declare -A per_op
 for case in "${cases[@]}"; do

@@ -118,6 +118,13 @@ impl AgentBuilder {
     /// Handles asks of intent `I` with `handler`, which returns
     /// `Result<I::Reply, Rejection>` (or `Result<Reply<I::Reply>, Rejection>`
     /// to pick the act). Replaces an earlier handler of `I`.
+    ///
+    /// The handler's future is first polled on the task that reads the
+    /// peer's session, so an answer ready at once goes out without a task
+    /// switch; a handler that awaits continues on a task of its own, running
+    /// beside the peer's other asks. Work that computes for long before its
+    /// first `.await` delays the peer's next asks: move it to
+    /// `tokio::task::spawn_blocking`.
     pub fn handle<I, F, Fut, R>(mut self, handler: F) -> Self
     where
         I: Request,
@@ -486,15 +493,46 @@ fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
         return;
     };
     core.metrics.received(Counter::AsksReceived, envelope.payload.len());
-    let request_act = envelope.act;
-    let request_intent = envelope.intent;
+    let request = (envelope.act, envelope.intent);
     let cx = context(peer, intent, &envelope);
     let message_id = envelope.message_id;
+    // The span (a name lookup and a subscriber call) only when debug
+    // tracing is on for it.
+    let span = tracing::debug_span!(
+        "ask",
+        intent = core.names.get(&intent).copied().unwrap_or("?"),
+        act = ?request.0,
+        message_id,
+    );
+    let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     // The payload moves into the handler (no reference-count round trip).
-    let call = handler(cx, envelope.payload);
+    let mut call = handler(cx, envelope.payload);
+    // Most handlers answer without waiting: poll the handler once here, on
+    // the session's task, and answer at once if it is done; only a handler
+    // that waits gets a task of its own (which polls it again with its own
+    // waker, so nothing registered with the no-op waker below is relied on).
+    let first = {
+        let _entered = span.enter();
+        let mut poll_cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // A handler that panics must not take the session's task with it:
+        // its responder is dropped, which answers `NO_REPLY`, as when a
+        // handler panics on a task of its own.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.as_mut().poll(&mut poll_cx)))
+    };
+    match first {
+        Ok(std::task::Poll::Ready(outcome)) => {
+            let _entered = span.enter();
+            answer(&core.metrics, responder, request, outcome, started);
+            return;
+        }
+        Ok(std::task::Poll::Pending) => {}
+        Err(_panicked) => {
+            tracing::debug!(message_id, "an ask handler panicked");
+            return;
+        }
+    }
     let metrics = core.metrics.clone();
-    let answer = async move {
-        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+    let waiting = async move {
         let outcome = tokio::select! {
             outcome = call => outcome,
             () = responder.cancelled() => {
@@ -506,44 +544,47 @@ fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
                 return;
             }
         };
-        match outcome {
-            Ok(answer) => {
-                metrics.sent(Counter::RepliesSent, answer.payload.len());
-                match answer.act.unwrap_or(default_reply_act(request_act)) {
-                    Act::Inform => responder.reply(answer.intent, answer.payload),
-                    act => responder.reply_with(act, IntentRef::Id(answer.intent), answer.payload),
-                }
-            }
-            Err(rejection) => {
-                metrics.bump(Counter::RejectionsSent);
-                metrics.error(rejection.code);
-                match rejection.act {
-                    Act::Refuse => responder.refuse(rejection.code, &rejection.reason),
-                    Act::NotUnderstood => {
-                        let refusal = tacit_wire::pb::Refusal { code: rejection.code as i32, reason: rejection.reason };
-                        let payload = prost::Message::encode_to_vec(&refusal).into();
-                        responder.reply_with(Act::NotUnderstood, request_intent, payload);
-                    }
-                    _ => responder.fail(rejection.code, &rejection.reason),
-                }
-            }
-        }
-        if let Some(started) = started {
-            tracing::debug!(latency_us = started.elapsed().as_micros() as u64, "answered");
-        }
+        answer(&metrics, responder, request, outcome, started);
     };
-    // The span (a name lookup and a subscriber call) only when debug
-    // tracing is on for it.
-    let span = tracing::debug_span!(
-        "ask",
-        intent = core.names.get(&intent).copied().unwrap_or("?"),
-        act = ?request_act,
-        message_id,
-    );
     if span.is_disabled() {
-        tokio::spawn(answer);
+        tokio::spawn(waiting);
     } else {
-        tokio::spawn(answer.instrument(span));
+        tokio::spawn(waiting.instrument(span));
+    }
+}
+
+/// Sends a handler's outcome to the asker: its reply, or its rejection.
+fn answer(
+    metrics: &Metrics,
+    responder: tacit_quic::Responder,
+    (request_act, request_intent): (Act, IntentRef),
+    outcome: Result<handler::Answer, Rejection>,
+    started: Option<Instant>,
+) {
+    match outcome {
+        Ok(answer) => {
+            metrics.sent(Counter::RepliesSent, answer.payload.len());
+            match answer.act.unwrap_or(default_reply_act(request_act)) {
+                Act::Inform => responder.reply(answer.intent, answer.payload),
+                act => responder.reply_with(act, IntentRef::Id(answer.intent), answer.payload),
+            }
+        }
+        Err(rejection) => {
+            metrics.bump(Counter::RejectionsSent);
+            metrics.error(rejection.code);
+            match rejection.act {
+                Act::Refuse => responder.refuse(rejection.code, &rejection.reason),
+                Act::NotUnderstood => {
+                    let refusal = tacit_wire::pb::Refusal { code: rejection.code as i32, reason: rejection.reason };
+                    let payload = prost::Message::encode_to_vec(&refusal).into();
+                    responder.reply_with(Act::NotUnderstood, request_intent, payload);
+                }
+                _ => responder.fail(rejection.code, &rejection.reason),
+            }
+        }
+    }
+    if let Some(started) = started {
+        tracing::debug!(latency_us = started.elapsed().as_micros() as u64, "answered");
     }
 }
 

@@ -39,15 +39,7 @@ pub(crate) fn payload() -> Bytes {
 
 /// The reference request as the generated Tacit intent.
 pub(crate) fn reserve_slot() -> ReserveSlot {
-    let slot = tacit_benches::reference::reserve_slot();
-    ReserveSlot {
-        resource: slot.resource,
-        region: slot.region,
-        start: slot.start,
-        end: slot.end,
-        note: slot.note,
-        blob: slot.blob,
-    }
+    tacit_benches::reference::reserve_slot_intent()
 }
 
 /// Transport limits of every Tacit endpoint (see the module documentation).
