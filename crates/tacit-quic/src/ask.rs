@@ -81,6 +81,11 @@ pub struct AskOptions {
     pub in_reply_to: u64,
     /// How long to wait for the reply; the peer learns it too. Default: none.
     pub deadline: Option<Duration>,
+    /// Whether the caller may re-send this ask with the same message id
+    /// after losing the connection: the peer then keeps it, and its answer,
+    /// in its idempotent-retry window, and runs a re-sent copy at most once.
+    /// Asks without it skip the window. Default: false.
+    pub idempotent: bool,
 }
 
 impl Default for AskOptions {
@@ -91,11 +96,20 @@ impl Default for AskOptions {
             conversation_id: ConversationId::none(),
             in_reply_to: 0,
             deadline: None,
+            idempotent: false,
         }
     }
 }
 
 impl AskOptions {
+    /// Marks the ask as one the caller may re-send (same message id) after
+    /// a lost connection: the peer runs it at most once within its retry
+    /// window.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
     /// Sets the deadline.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);

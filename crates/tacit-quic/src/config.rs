@@ -106,7 +106,8 @@ impl TransportLimits {
     }
 
     /// How many recent asks (over all peers) the idempotent-retry window
-    /// remembers with their answers (default 4096; 0 turns it off). An ask
+    /// remembers with their answers (default 4096; 0 turns it off): asks
+    /// marked idempotent ([`AskOptions::idempotent`](crate::AskOptions::idempotent)) enter it. Such an ask
     /// re-sent with the same message id while in the window runs at most once.
     pub fn dedup_window(&mut self, asks: usize) -> &mut Self {
         self.dedup_window = asks;

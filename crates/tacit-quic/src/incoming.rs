@@ -344,20 +344,26 @@ async fn handle_request(stream: &Arc<AskStream>, frame: Bytes) -> Result<(), Err
         return Ok(());
     }
     // Idempotent retry: the same message id from the same agent runs once.
+    // Only asks the sender may re-send enter the window.
+    let in_window = request.idempotent && inner.dedup.is_on();
     let key = AskKey { peer: inner.peer_id(), id: request.message_id };
-    match inner.dedup.begin(key, &stream.writer) {
-        Begin::Run => {}
-        Begin::Answered(previous) => {
-            stream.answer(&previous);
-            return Ok(());
+    if in_window {
+        match inner.dedup.begin(key, &stream.writer) {
+            Begin::Run => {}
+            Begin::Answered(previous) => {
+                stream.answer(&previous);
+                return Ok(());
+            }
+            Begin::Joined => return Ok(()),
         }
-        Begin::Joined => return Ok(()),
     }
     if !inner.incoming_asks.try_take() {
         let reason = format!("more than {} asks in flight", inner.local_max_concurrent_asks());
         let refusal = error_reply(&request, Act::Refuse, ErrorCode::TooManyAsks, &reason, inner.fresh_id());
         // Refused before running: a retry may run it later.
-        inner.dedup.abandon(key, &refusal);
+        if in_window {
+            inner.dedup.abandon(key, &refusal);
+        }
         stream.answer(&refusal);
         return Ok(());
     }
@@ -373,7 +379,7 @@ async fn handle_request(stream: &Arc<AskStream>, frame: Bytes) -> Result<(), Err
         request_intent: request.intent,
         reply_id: inner.fresh_id(),
         answered: false,
-        in_window: inner.dedup.is_on(),
+        in_window,
         negotiated: Some(negotiated),
     };
     inner.incoming.push(Incoming::Ask(IncomingAsk { envelope: request, intent, responder }));

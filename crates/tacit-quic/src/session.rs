@@ -328,6 +328,7 @@ impl Session {
         let mut envelope = tacit_wire::Envelope::new(intent_ref, options.act, message_id, payload);
         envelope.conversation_id = options.conversation_id;
         envelope.in_reply_to = options.in_reply_to;
+        envelope.idempotent = options.idempotent;
         envelope.deadline_micros = options.deadline.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         inner.asks.ask(&inner.connection, envelope, max_frame_len, inner.local_max_frame_len(), options.deadline).await
     }

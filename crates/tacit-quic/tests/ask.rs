@@ -296,7 +296,7 @@ async fn idempotent_retry_runs_once_across_connections() {
     };
     handle(accepted);
     within(dialed.ready()).await.unwrap();
-    let options = AskOptions::default().message_id(777);
+    let options = AskOptions::default().message_id(777).idempotent();
 
     // First attempt: runs, then the connection is lost before the reply.
     let asker = dialed.clone();
@@ -328,6 +328,11 @@ async fn idempotent_retry_runs_once_across_connections() {
     // A new id runs again.
     within(again.ask(HOLD, Bytes::new())).await.unwrap();
     assert_eq!(executions.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // An ask not marked idempotent skips the window: the same id runs again.
+    let unmarked = AskOptions::default().message_id(777);
+    within(again.ask_with(HOLD, Bytes::new(), unmarked)).await.unwrap();
+    assert_eq!(executions.load(std::sync::atomic::Ordering::SeqCst), 3, "not in the window");
 }
 
 #[tokio::test]

@@ -214,6 +214,10 @@ pub struct Envelope {
     pub deadline_micros: u64,
     /// Distributed-tracing context, if any.
     pub trace: Option<TraceContext>,
+    /// On an ask: the sender may re-send it with the same `message_id`
+    /// after losing the connection, so the receiver keeps it (and its
+    /// answer) in its idempotent-retry window. Other asks skip the window.
+    pub idempotent: bool,
     /// The intent, protobuf-encoded.
     pub payload: Bytes,
 }
@@ -228,6 +232,7 @@ impl fmt::Debug for Envelope {
             .field("in_reply_to", &self.in_reply_to)
             .field("deadline_micros", &self.deadline_micros)
             .field("trace", &self.trace)
+            .field("idempotent", &self.idempotent)
             .field("payload_len", &self.payload.len())
             .finish()
     }
@@ -252,6 +257,7 @@ mod field {
     pub(super) const IN_REPLY_TO: u32 = 6;
     pub(super) const DEADLINE_MICROS: u32 = 7;
     pub(super) const TRACE: u32 = 8;
+    pub(super) const IDEMPOTENT: u32 = 9;
     pub(super) const PAYLOAD: u32 = 15;
 
     pub(super) const TRACE_ID: u32 = 1;
@@ -281,6 +287,7 @@ impl Envelope {
             in_reply_to: 0,
             deadline_micros: 0,
             trace: None,
+            idempotent: false,
             payload,
         }
     }
@@ -309,6 +316,7 @@ impl Envelope {
         let mut in_reply_to = 0;
         let mut deadline_micros = 0;
         let mut trace: Option<RawTrace> = None;
+        let mut idempotent = false;
         let mut payload = 0..0;
 
         while let Some((number, wire_type)) = reader.key()? {
@@ -330,9 +338,15 @@ impl Envelope {
                     let merged = trace.get_or_insert_with(RawTrace::default);
                     merged.merge(&frame, body, stats)?;
                 }
+                (field::IDEMPOTENT, wire::VARINT) => idempotent = reader.varint(number)? != 0,
                 (field::PAYLOAD, wire::LEN) => payload = reader.len_delimited(number)?,
                 (
-                    field::ALIAS | field::ACT | field::DEADLINE_MICROS | field::MESSAGE_ID | field::IN_REPLY_TO,
+                    field::ALIAS
+                    | field::ACT
+                    | field::DEADLINE_MICROS
+                    | field::MESSAGE_ID
+                    | field::IN_REPLY_TO
+                    | field::IDEMPOTENT,
                     found,
                 ) => return Err(wrong_wire_type(number, expected_wire_type(number), found)),
                 (field::INTENT_ID | field::CONVERSATION_ID | field::TRACE | field::PAYLOAD, found) => {
@@ -366,6 +380,7 @@ impl Envelope {
             in_reply_to,
             deadline_micros,
             trace,
+            idempotent,
             payload: take_range(frame, payload),
         })
     }
@@ -406,6 +421,9 @@ impl Envelope {
         }
         if let Some(trace) = &self.trace {
             len += 2 + trace_body_len(trace);
+        }
+        if self.idempotent {
+            len += 2;
         }
         len + len_field_len(self.payload.len())
     }
@@ -450,6 +468,10 @@ impl Envelope {
                 varint::encode(u64::from(trace.flags), buf);
             }
         }
+        if self.idempotent {
+            put_key(field::IDEMPOTENT, wire::VARINT, buf);
+            buf.put_u8(1);
+        }
         if !self.payload.is_empty() {
             put_len_field(field::PAYLOAD, &self.payload, buf);
         }
@@ -481,6 +503,7 @@ impl From<Envelope> for pb::Envelope {
             in_reply_to: envelope.in_reply_to,
             deadline_micros: envelope.deadline_micros,
             trace: envelope.trace.map(Into::into),
+            idempotent: envelope.idempotent,
             payload: envelope.payload,
         }
     }
@@ -511,6 +534,7 @@ impl TryFrom<pb::Envelope> for Envelope {
             in_reply_to: envelope.in_reply_to,
             deadline_micros: envelope.deadline_micros,
             trace: envelope.trace.and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
+            idempotent: envelope.idempotent,
             payload: envelope.payload,
         })
     }

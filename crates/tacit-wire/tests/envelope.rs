@@ -33,16 +33,18 @@ fn envelopes() -> impl Strategy<Value = Envelope> {
         prop_oneof![Just(0u64), any::<u64>()],
         prop_oneof![Just(0u64), any::<u64>()],
         trace,
+        any::<bool>(),
         proptest::collection::vec(any::<u8>(), 0..600),
     )
         .prop_filter_map(
             "conversation id too long",
-            |(intent, act, id, conversation, reply, deadline, trace, payload)| {
+            |(intent, act, id, conversation, reply, deadline, trace, idempotent, payload)| {
                 let mut envelope = Envelope::new(intent, act, id, Bytes::from(payload));
                 envelope.conversation_id = ConversationId::new(&conversation).ok()?;
                 envelope.in_reply_to = reply;
                 envelope.deadline_micros = deadline;
                 envelope.trace = trace;
+                envelope.idempotent = idempotent;
                 Some(envelope)
             },
         )
@@ -66,20 +68,24 @@ fn pb_envelopes() -> impl Strategy<Value = pb::Envelope> {
         any::<u64>(),
         any::<u64>(),
         trace,
+        any::<bool>(),
         proptest::collection::vec(any::<u8>(), 0..64),
     )
-        .prop_map(|(intent, act, message_id, conversation_id, in_reply_to, deadline_micros, trace, payload)| {
-            pb::Envelope {
-                intent,
-                act,
-                message_id,
-                conversation_id,
-                in_reply_to,
-                deadline_micros,
-                trace,
-                payload: payload.into(),
-            }
-        })
+        .prop_map(
+            |(intent, act, message_id, conversation_id, in_reply_to, deadline_micros, trace, idempotent, payload)| {
+                pb::Envelope {
+                    intent,
+                    act,
+                    message_id,
+                    conversation_id,
+                    in_reply_to,
+                    deadline_micros,
+                    trace,
+                    idempotent,
+                    payload: payload.into(),
+                }
+            },
+        )
 }
 
 proptest! {

@@ -58,7 +58,7 @@ impl Conversation {
     /// `in_reply_to` are set by the conversation).
     pub async fn ask_with<R: Request>(&self, request: R, options: AskOptions) -> Result<Reply<R::Reply>> {
         let options = options.conversation(self.id).in_reply_to(self.last_received.load(Ordering::Relaxed));
-        let (reply, message_id) = self.peer.ask_envelope::<R>(request.encode_to_vec().into(), options).await?;
+        let (reply, message_id) = self.peer.ask_envelope::<R>(|| request.encode_to_vec().into(), options).await?;
         self.last_received.store(message_id, Ordering::Relaxed);
         Ok(reply)
     }
@@ -144,7 +144,7 @@ impl ContractNet {
             let peer = peer.clone();
             let payload = payload.clone();
             let options = AskOptions::default().act(Act::Cfp).conversation(conversation).deadline(self.deadline);
-            calls.spawn(async move { (index, peer.ask_envelope::<T>(payload, options).await) });
+            calls.spawn(async move { (index, peer.ask_envelope::<T>(|| payload.clone(), options).await) });
         }
         let mut answers: Vec<(usize, Answer<T::Reply>)> = Vec::with_capacity(self.participants.len());
         // Each ask stops at the deadline by itself; the outer bound only
@@ -224,7 +224,7 @@ impl<P: Intent> Round<P> {
         let chosen = proposals.swap_remove(winner);
         let rejections = reject(proposals, conversation, reason);
         let options = AskOptions::default().act(Act::Accept).conversation(conversation).in_reply_to(chosen.proposal_id);
-        let accepted = chosen.peer.ask_envelope::<A>(acceptance.encode_to_vec().into(), options);
+        let accepted = chosen.peer.ask_envelope::<A>(|| acceptance.encode_to_vec().into(), options);
         let (accepted, ()) = tokio::join!(accepted, rejections);
         accepted.map(|(reply, _)| reply.message)
     }

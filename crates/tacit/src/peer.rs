@@ -252,16 +252,18 @@ impl Peer {
 
     /// Like [`ask`](Self::ask), with options; returns the reply with its act.
     pub async fn ask_with<R: Request>(&self, request: R, options: AskOptions) -> Result<Reply<R::Reply>> {
-        self.ask_envelope::<R>(request.encode_to_vec().into(), options).await.map(|(reply, _)| reply)
+        self.ask_envelope::<R>(|| request.encode_to_vec().into(), options).await.map(|(reply, _)| reply)
     }
 
-    /// Asks with an encoded request; returns the typed reply and its message id.
+    /// Asks with the request `encode` gives (called again for each re-sent
+    /// attempt, so the first needs no copy); returns the typed reply and its
+    /// message id.
     pub(crate) async fn ask_envelope<R: Request>(
         &self,
-        payload: Bytes,
+        encode: impl Fn() -> Bytes,
         options: AskOptions,
     ) -> Result<(Reply<R::Reply>, u64)> {
-        let (envelope, session) = self.ask_payload(R::ID, R::NAME, payload, options).await?;
+        let (envelope, session) = self.ask_payload(R::ID, R::NAME, encode, options).await?;
         self.decode_reply::<R::Reply>(&session, envelope)
     }
 
@@ -269,7 +271,7 @@ impl Peer {
     /// `payload` is the encoded request; the reply comes back encoded, with
     /// its intent resolved when the peer named it.
     pub async fn ask_raw(&self, intent: tacit_wire::IntentId, payload: Bytes, options: AskOptions) -> Result<RawReply> {
-        let (envelope, session) = self.ask_payload(intent, "a dynamic intent", payload, options).await?;
+        let (envelope, session) = self.ask_payload(intent, "a dynamic intent", || payload.clone(), options).await?;
         self.metrics().received(Counter::RepliesReceived, envelope.payload.len());
         Ok(RawReply {
             act: envelope.act,
@@ -279,12 +281,13 @@ impl Peer {
         })
     }
 
-    /// Sends one ask, re-sending it on a new session as the options allow.
+    /// Sends one ask, re-sending it on a new session as the options allow;
+    /// `encode` gives the payload of each attempt.
     async fn ask_payload(
         &self,
         intent: tacit_wire::IntentId,
         name: &'static str,
-        payload: Bytes,
+        encode: impl Fn() -> Bytes,
         options: AskOptions,
     ) -> Result<(Envelope, Session)> {
         let metrics = self.metrics();
@@ -292,6 +295,7 @@ impl Peer {
         let deadline = options.deadline.map(|deadline| started + deadline);
         let mut session = self.live_session().await?;
         let message_id = options.message_id.unwrap_or_else(|| session.next_message_id());
+        let mut payload = encode();
         metrics.sent(Counter::AsksSent, payload.len());
         let mut retries = 0;
         // Whether an attempt went out and its connection was lost: from then
@@ -303,6 +307,9 @@ impl Peer {
                 .message_id(message_id)
                 .conversation(options.conversation)
                 .in_reply_to(options.in_reply_to);
+            if options.idempotent {
+                quic = quic.idempotent();
+            }
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -311,7 +318,7 @@ impl Peer {
                 }
                 quic = quic.deadline(left);
             }
-            let error = match session.ask_with(intent, payload.clone(), quic).await {
+            let error = match session.ask_with(intent, std::mem::take(&mut payload), quic).await {
                 Ok(envelope) => {
                     if tracing::enabled!(tracing::Level::DEBUG) {
                         tracing::debug!(
@@ -362,6 +369,7 @@ impl Peer {
                 }
                 None => self.reconnect(&session).await,
             };
+            payload = encode();
             session = match reconnected {
                 Ok(session) => session,
                 // Not "could not connect": the ask went out before and may have run.

@@ -35,6 +35,11 @@ pub struct Envelope {
     /// Optional distributed-tracing context.
     #[prost(message, optional, tag = "8")]
     pub trace: ::core::option::Option<TraceContext>,
+    /// On an ask: the sender may re-send it with the same message_id after
+    /// losing the connection, so the receiver keeps it and its answer in its
+    /// idempotent-retry window; asks without it skip the window.
+    #[prost(bool, tag = "9")]
+    pub idempotent: bool,
     /// The intent, protobuf-encoded; decoded only when the receiver asks for it.
     #[prost(bytes = "bytes", tag = "15")]
     pub payload: ::prost::bytes::Bytes,
