@@ -365,18 +365,19 @@ impl AgentNet {
 
     /// `tacit_agent_connect/first_ask`: a new peer (a new connection), its
     /// first typed ask and the end of the capability handshake; returns the
-    /// time that took. Then closes the peer and waits until its connection
-    /// has closed (untimed).
+    /// time that took. Then closes the peer and waits until the server has
+    /// seen its session end (untimed), as the raw and session cases do.
     async fn connect_first_ask(&self) -> Duration {
+        let open = tacit_benches::open_sessions(&self.server);
         let start = Instant::now();
         let addr = self.server.local_addr().expect("a bound address");
         let peer = self.client.connect(addr, self.server.id()).await.expect("the peer connects");
         agent_ask(&peer, &self.template).await;
         peer.ready().await.expect("the capability handshake succeeds");
         let elapsed = start.elapsed();
-        let session = peer.session();
         peer.close();
-        session.closed().await;
+        drop(peer);
+        tacit_benches::sessions_ended(&self.server, open).await;
         elapsed
     }
 

@@ -430,6 +430,9 @@ async fn serve(core: Arc<Core>, source: Source) {
             _ => core.metrics.bump(Counter::DroppedUnhandled),
         }
     }
+    if let Source::Accepted(..) = source {
+        core.metrics.bump(Counter::SessionsEnded);
+    }
 }
 
 /// Offers to handle every intent the peer emits that this agent does not

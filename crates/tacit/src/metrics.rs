@@ -23,6 +23,7 @@ pub(crate) struct Metrics {
     retries: AtomicU64,
     reconnects: AtomicU64,
     sessions_accepted: AtomicU64,
+    sessions_ended: AtomicU64,
     payload_bytes_sent: AtomicU64,
     payload_bytes_received: AtomicU64,
     dropped_unhandled: AtomicU64,
@@ -45,6 +46,7 @@ pub(crate) enum Counter {
     Retries,
     Reconnects,
     SessionsAccepted,
+    SessionsEnded,
     DroppedUnhandled,
 }
 
@@ -64,6 +66,7 @@ impl Metrics {
             Counter::Retries => &self.retries,
             Counter::Reconnects => &self.reconnects,
             Counter::SessionsAccepted => &self.sessions_accepted,
+            Counter::SessionsEnded => &self.sessions_ended,
             Counter::DroppedUnhandled => &self.dropped_unhandled,
         }
     }
@@ -104,6 +107,7 @@ impl Metrics {
             retries: get(&self.retries),
             reconnects: get(&self.reconnects),
             sessions_accepted: get(&self.sessions_accepted),
+            sessions_ended: get(&self.sessions_ended),
             payload_bytes_sent: get(&self.payload_bytes_sent),
             payload_bytes_received: get(&self.payload_bytes_received),
             dropped_unhandled: get(&self.dropped_unhandled),
@@ -146,6 +150,9 @@ pub struct MetricsSnapshot {
     pub reconnects: u64,
     /// Sessions accepted from dialing peers.
     pub sessions_accepted: u64,
+    /// Accepted sessions that have ended (`sessions_accepted` minus this is
+    /// how many are open).
+    pub sessions_ended: u64,
     /// Payload bytes sent (encoded intents, without envelopes).
     pub payload_bytes_sent: u64,
     /// Payload bytes received.

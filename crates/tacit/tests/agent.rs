@@ -558,3 +558,21 @@ async fn raw_asks_by_id() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn accepted_sessions_are_counted_until_they_end() {
+    bounded(async {
+        let server = bind(Agent::builder()).await;
+        let client = bind(Agent::builder()).await;
+        let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        assert_eq!(peer.ask(Ping { nonce: 7 }).await.unwrap().nonce, 7);
+        let metrics = server.metrics();
+        assert_eq!((metrics.sessions_accepted, metrics.sessions_ended), (1, 0), "open while the peer is");
+        peer.close();
+        while server.metrics().sessions_ended == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(server.metrics().sessions_ended, 1);
+    })
+    .await;
+}

@@ -282,16 +282,18 @@ impl TacitAgents {
 
     /// A new peer, its first typed ask and the end of the capability
     /// handshake; returns the time that took. Then closes the peer and waits
-    /// until its connection has closed (untimed).
+    /// until the server has seen its session end (untimed), as the raw and
+    /// session cases wait for their servers.
     pub(crate) async fn connect_first_ask(&self, template: &ReserveSlot) -> Duration {
+        let open = tacit_benches::open_sessions(&self.server);
         let start = Instant::now();
         let peer = self.connect().await;
         agent_ask(&peer, template).await;
         peer.ready().await.expect("the capability handshake succeeds");
         let elapsed = start.elapsed();
-        let session = peer.session();
         peer.close();
-        session.closed().await;
+        drop(peer);
+        tacit_benches::sessions_ended(&self.server, open).await;
         elapsed
     }
 
