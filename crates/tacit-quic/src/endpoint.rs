@@ -70,7 +70,16 @@ impl EndpointBuilder {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(&credentials)?));
         server.transport_config(transport.clone());
         let endpoint = match to {
-            BindTo::Addr(addr) => quinn::Endpoint::server(server, addr)?,
+            BindTo::Addr(addr) => {
+                let socket = std::net::UdpSocket::bind(addr)?;
+                self.limits.size_socket(&socket);
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    Some(server),
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )?
+            }
             BindTo::Socket(socket) => quinn::Endpoint::new_with_abstract_socket(
                 quinn::EndpointConfig::default(),
                 Some(server),
