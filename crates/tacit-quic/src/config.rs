@@ -62,7 +62,11 @@ impl TransportLimits {
         Self { receive_window: 64 * 1024 * 1024, stream_receive_window: 32 * 1024 * 1024, ..Self::default() }
     }
 
-    /// How long the QUIC + capability handshake may take (default 10 s).
+    /// How long each half of the handshake may take (default 10 s): the QUIC
+    /// and TLS handshake, and then, from its end, the capability handshake
+    /// (the dialer's `Hello` to the acceptor's `Welcome`). Both sides count
+    /// the same way, so a connection whose QUIC handshake was slow still has
+    /// the whole time for its control stream.
     pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.handshake_timeout = timeout;
         self
