@@ -18,6 +18,7 @@ pub struct TransportLimits {
     pub(crate) dedup_window: usize,
     pub(crate) max_connections_per_peer: usize,
     pub(crate) max_stream_rate: u32,
+    pub(crate) udp_receive_buffer: usize,
 }
 
 impl Default for TransportLimits {
@@ -33,6 +34,7 @@ impl Default for TransportLimits {
             dedup_window: 4096,
             max_connections_per_peer: 8,
             max_stream_rate: 1000,
+            udp_receive_buffer: 2 * 1024 * 1024,
         }
     }
 }
@@ -49,6 +51,7 @@ impl TransportLimits {
             stream_receive_window: 256 * 1024,
             max_concurrent_streams: 128,
             max_pending_handshakes: 1024,
+            udp_receive_buffer: 8 * 1024 * 1024,
             ..Self::default()
         }
     }
@@ -59,7 +62,11 @@ impl TransportLimits {
         Self { receive_window: 64 * 1024 * 1024, stream_receive_window: 32 * 1024 * 1024, ..Self::default() }
     }
 
-    /// How long the QUIC + capability handshake may take (default 10 s).
+    /// How long each half of the handshake may take (default 10 s): the QUIC
+    /// and TLS handshake, and then, from its end, the capability handshake
+    /// (the dialer's `Hello` to the acceptor's `Welcome`). Both sides count
+    /// the same way, so a connection whose QUIC handshake was slow still has
+    /// the whole time for its control stream.
     pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.handshake_timeout = timeout;
         self
@@ -129,6 +136,37 @@ impl TransportLimits {
         self
     }
 
+    /// Bytes the kernel may queue on the endpoint's UDP socket before this
+    /// endpoint reads them (`SO_RCVBUF`; default 2 MiB, `many_peers` 8 MiB;
+    /// 0 keeps the system's default). Datagrams arriving while it is full are
+    /// dropped, and QUIC recovers them only after its loss timers, which back
+    /// off: an endpoint serving many peers needs room for their bursts. Linux
+    /// caps the size at `net.core.rmem_max` (often 208 KiB; raise it with
+    /// `sysctl -w net.core.rmem_max=8388608`); a buffer already larger is kept.
+    pub fn udp_receive_buffer(&mut self, bytes: usize) -> &mut Self {
+        self.udp_receive_buffer = bytes;
+        self
+    }
+
+    /// Sizes the receive buffer of `socket` as asked, as far as the system allows.
+    pub(crate) fn size_socket(&self, socket: &std::net::UdpSocket) {
+        let wanted = self.udp_receive_buffer;
+        let socket = socket2::SockRef::from(socket);
+        if wanted == 0 || socket.recv_buffer_size().is_ok_and(|size| size >= wanted) {
+            return;
+        }
+        if let Err(e) = socket.set_recv_buffer_size(wanted) {
+            tracing::debug!("cannot set the UDP receive buffer to {wanted} bytes: {e}");
+        }
+        // Linux reports twice the size it grants (the doubling covers its bookkeeping).
+        match socket.recv_buffer_size() {
+            Ok(size) if size < wanted => tracing::debug!(
+                "UDP receive buffer is {size} bytes, less than the {wanted} asked for: raise net.core.rmem_max"
+            ),
+            _ => {}
+        }
+    }
+
     /// The quinn transport configuration these limits describe.
     pub(crate) fn quinn_transport(&self) -> Arc<quinn::TransportConfig> {
         let mut transport = quinn::TransportConfig::default();
@@ -143,5 +181,29 @@ impl TransportLimits {
             .max_concurrent_bidi_streams(self.max_concurrent_streams.into())
             .max_concurrent_uni_streams(self.max_concurrent_streams.into());
         Arc::new(transport)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::TransportLimits;
+
+    fn receive_buffer(socket: &std::net::UdpSocket) -> usize {
+        socket2::SockRef::from(socket).recv_buffer_size().unwrap()
+    }
+
+    #[test]
+    fn receive_buffer_grows_as_far_as_the_system_allows_and_never_shrinks() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = receive_buffer(&socket);
+        TransportLimits::default().udp_receive_buffer(0).size_socket(&socket);
+        assert_eq!(receive_buffer(&socket), before, "0 keeps the system's default");
+        TransportLimits::default().udp_receive_buffer(before / 2).size_socket(&socket);
+        assert_eq!(receive_buffer(&socket), before, "a larger buffer is kept");
+        let wanted = before * 4;
+        TransportLimits::default().udp_receive_buffer(wanted).size_socket(&socket);
+        // Linux grants up to net.core.rmem_max and reports twice what it grants.
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse::<usize>().unwrap();
+        assert!(receive_buffer(&socket) >= wanted.min(2 * max), "{} < {wanted}", receive_buffer(&socket));
     }
 }

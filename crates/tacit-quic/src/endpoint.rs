@@ -70,7 +70,16 @@ impl EndpointBuilder {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(&credentials)?));
         server.transport_config(transport.clone());
         let endpoint = match to {
-            BindTo::Addr(addr) => quinn::Endpoint::server(server, addr)?,
+            BindTo::Addr(addr) => {
+                let socket = std::net::UdpSocket::bind(addr)?;
+                self.limits.size_socket(&socket);
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    Some(server),
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )?
+            }
             BindTo::Socket(socket) => quinn::Endpoint::new_with_abstract_socket(
                 quinn::EndpointConfig::default(),
                 Some(server),
@@ -126,13 +135,19 @@ async fn accept_loop(
 }
 
 async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Session, AcceptError> {
-    let deadline = tokio::time::Instant::now() + shared.limits.handshake_timeout;
-    let connection = tokio::time::timeout_at(deadline, incoming).await.map_err(|_| AcceptError::Timeout)??;
+    // The QUIC + TLS handshake, then the control stream, each within the
+    // handshake timeout: the dialer starts its capability handshake's clock
+    // when its QUIC handshake is done, so the acceptor does the same. (With
+    // one deadline from the first packet, a peer whose QUIC handshake was
+    // slow, e.g. through lost packets, was cut off while its `Hello` was
+    // still within its own timeout.)
+    let timeout = shared.limits.handshake_timeout;
+    let connection = tokio::time::timeout(timeout, incoming).await.map_err(|_| AcceptError::QuicTimeout)??;
     let peer = tls::peer_agent_id(&connection).ok_or(AcceptError::NoPeerIdentity)?;
     let Some(asks) = shared.add_connection(peer, &connection, true) else {
         return Err(AcceptError::TooManyConnections(peer));
     };
-    match tokio::time::timeout_at(deadline, connection.accept_bi()).await {
+    match tokio::time::timeout(timeout, connection.accept_bi()).await {
         Ok(Ok((send, recv))) => Ok(Session::start(connection, peer, Role::Acceptor, shared.context(asks), send, recv)),
         Ok(Err(e)) => Err(AcceptError::Connection(e)),
         Err(_) => {

@@ -63,7 +63,12 @@ pub enum AcceptError {
     /// The peer presented no usable certificate.
     #[error("the peer presented no Ed25519 certificate")]
     NoPeerIdentity,
-    /// The peer did not open the control stream in time.
+    /// The QUIC + TLS handshake did not finish within the handshake timeout.
+    #[error("the QUIC handshake did not finish in time")]
+    QuicTimeout,
+    /// The peer did not open the control stream within the handshake
+    /// timeout after the QUIC handshake; the connection was closed with
+    /// `HANDSHAKE_TIMEOUT`.
     #[error("the peer did not open its control stream in time")]
     Timeout,
     /// The peer already had `max_connections_per_peer` connections; this one

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
+use tacit_quic::fault::{FaultHandle, Faults, FaultySocket};
 use tacit_quic::{Endpoint, Incoming, Session, SessionError, TransportLimits};
 use tacit_wire::{ErrorCode, IntentId};
 
@@ -223,4 +224,41 @@ async fn presets_work_end_to_end() {
         let session = session(&client_endpoint(2, limits).await, &server).await;
         assert_works(&session).await;
     }
+}
+
+/// The acceptor gives a peer the handshake timeout for its control stream
+/// from the end of the QUIC handshake, as the dialer counts, not from the
+/// first packet: a peer whose QUIC handshake was slow (lost or delayed
+/// datagrams) keeps its whole timeout.
+#[tokio::test]
+async fn control_stream_timeout_counts_from_the_end_of_the_quic_handshake() {
+    let mut limits = TransportLimits::default();
+    limits.handshake_timeout(Duration::from_secs(3));
+    let server = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[1; 32]))
+        .capabilities(Capabilities::default().with_intent(IntentOffer::handles(ECHO, "t.Echo")))
+        .limits(limits)
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    // The client's datagrams take 1.5 s: the server sees its first packet at
+    // 1.5 s and the end of the QUIC handshake (the client's Finished) at 3 s.
+    let faults = FaultHandle::new(1);
+    faults.set(Faults::none().delay(Duration::from_millis(1500), Duration::ZERO));
+    let client = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[2; 32]))
+        .bind_with_socket(FaultySocket::bind(LOCALHOST, &faults).unwrap())
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let connection = within(client.connect_raw(server.local_addr().unwrap())).await.unwrap();
+    // The control stream's first byte reaches the server at 5.25 s: later than
+    // the first packet + 3 s (4.5 s), within the QUIC handshake's end + 3 s (6 s).
+    tokio::time::sleep_until(start + Duration::from_millis(3750)).await;
+    let (mut send, _recv) = connection.open_bi().await.unwrap();
+    // The start of a frame whose length is still coming: the capability
+    // handshake goes on.
+    send.write_all(&[0x80]).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    assert!(accepted.is_ok(), "the control stream was refused: {:?}", accepted.err());
 }
