@@ -17,7 +17,8 @@ use crate::{AgentCard, Capabilities, IntentOffer, Negotiated, Refusal};
 #[derive(Debug, Clone)]
 pub struct HandshakeConfig {
     pub(crate) card: AgentCard,
-    pub(crate) capabilities: Capabilities,
+    /// Shared with every session's machine until it adds intents.
+    pub(crate) capabilities: Arc<Capabilities>,
     pub(crate) timeout: Duration,
     pub(crate) max_early_work: usize,
     pub(crate) require_common_intents: bool,
@@ -33,7 +34,7 @@ impl HandshakeConfig {
         capabilities.validate()?;
         Ok(Self {
             card,
-            capabilities,
+            capabilities: Arc::new(capabilities),
             timeout: Duration::from_secs(10),
             max_early_work: 64,
             require_common_intents: false,
@@ -171,7 +172,8 @@ pub struct Handshake {
     role: Role,
     config: Arc<HandshakeConfig>,
     state: State,
-    local: Capabilities,
+    /// This agent's capabilities: the configuration's, until it adds intents.
+    local: Arc<Capabilities>,
     peer: Option<Capabilities>,
     negotiated: Option<Negotiated>,
     failure: Option<Refusal>,
@@ -264,7 +266,13 @@ impl Handshake {
                         return;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if self.received.is_empty() {
+                        // Nothing partial is kept: an idle session holds no buffer.
+                        self.received = BytesMut::new();
+                    }
+                    break;
+                }
                 Err(e) => {
                     let reason = e.to_string();
                     return self.fail(Refusal::new(e.code(), reason));
@@ -311,12 +319,22 @@ impl Handshake {
 
     /// The next bytes to write to the control stream.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmit.pop_front()
+        let frame = self.transmit.pop_front();
+        if frame.is_none() {
+            // Control messages are rare once the handshake is done: an idle
+            // session keeps no queue.
+            self.transmit = VecDeque::new();
+        }
+        frame
     }
 
     /// The next event for the transport.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// Decides what happens to a piece of work (an ask, tell, stream) that
@@ -367,10 +385,10 @@ impl Handshake {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "capabilities can change only after the handshake"));
         }
         check_intent_count(self.local.intents.len().saturating_add(offers.len()))?;
-        let mut candidate = self.local.clone();
+        let mut candidate = Capabilities::clone(&self.local);
         candidate.intents.extend(offers.iter().cloned());
         candidate.validate()?;
-        self.local = candidate;
+        self.local = Arc::new(candidate);
         let update = pb::CapabilityUpdate { added: offers.iter().map(IntentOffer::to_pb).collect() };
         self.send(pb::control_message::Message::CapabilityUpdate(update));
         self.renegotiate();

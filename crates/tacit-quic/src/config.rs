@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::credit::Dir;
+
 /// Limits of the QUIC transport. Every peer-growable resource has one; the
 /// defaults suit an agent talking to a few hundred peers. Presets:
 /// [`many_peers`](Self::many_peers), [`bulk_transfer`](Self::bulk_transfer).
@@ -99,7 +101,10 @@ impl TransportLimits {
     }
 
     /// Streams a peer may have open to us at once, of each direction
-    /// (default 512).
+    /// (default 512). The peer gets this credit as it uses it: 16
+    /// bidirectional and 4 unidirectional streams at first, doubled whenever
+    /// half are open, so an idle connection does not pay for the slots quinn
+    /// sets aside for every stream a peer may open.
     pub fn max_concurrent_streams(&mut self, count: u32) -> &mut Self {
         self.max_concurrent_streams = count;
         self
@@ -178,8 +183,9 @@ impl TransportLimits {
             .keep_alive_interval(self.keep_alive)
             .receive_window(self.receive_window.into())
             .stream_receive_window(self.stream_receive_window.into())
-            .max_concurrent_bidi_streams(self.max_concurrent_streams.into())
-            .max_concurrent_uni_streams(self.max_concurrent_streams.into());
+            // The credit starts small and grows with use (crate::credit).
+            .max_concurrent_bidi_streams(Dir::Bi.initial(self.max_concurrent_streams).into())
+            .max_concurrent_uni_streams(Dir::Uni.initial(self.max_concurrent_streams).into());
         Arc::new(transport)
     }
 }

@@ -188,6 +188,7 @@ impl Shared {
             dedup: self.dedup.clone(),
             drain: self.drain.clone(),
             max_stream_rate: self.limits.max_stream_rate,
+            max_concurrent_streams: self.limits.max_concurrent_streams,
             incoming_asks,
         }
     }

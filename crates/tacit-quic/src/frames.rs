@@ -5,7 +5,10 @@
 //! buffer; the stream's writer task takes all of it at once and writes it as
 //! one chunk. One allocation serves many frames, and concurrent senders share
 //! packets. The buffer is bounded: [`FrameSink::send`] waits while it holds
-//! more than its limit.
+//! more than its limit. Its allocation is reused once quinn has had all the
+//! frames in it acknowledged; it starts small and grows only while frames
+//! are queued faster than they are acknowledged, so an idle stream holds
+//! little.
 //!
 //! [`FrameReader`]: cuts frames out of received chunks as slices of them;
 //! only a frame split over two chunks is copied.
@@ -21,8 +24,11 @@ use tokio::sync::Notify;
 
 /// Bytes a stream's send buffer holds before senders that may wait do so.
 pub(crate) const SEND_BUFFER: usize = 64 * 1024;
-/// The size of each new send buffer allocation (more if a frame needs it).
-const ALLOCATION: usize = 8 * 1024;
+/// The size of a sink's first send buffer allocation (more if a frame needs it).
+const FIRST_ALLOCATION: usize = 512;
+/// The size new send buffer allocations grow to, doubling each time the
+/// previous one is still in flight when it is full (more if a frame needs it).
+const MAX_ALLOCATION: usize = 8 * 1024;
 
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +65,8 @@ struct SinkState {
     /// finds it here with nothing queued writes its frame itself, without
     /// waking the writer task. The writer task takes it out while it writes.
     send: Option<quinn::SendStream>,
+    /// The size of the next new allocation of `buffer`.
+    allocation: usize,
 }
 
 impl Shared {
@@ -104,10 +112,11 @@ impl Drop for FrameSink {
 impl FrameSink {
     /// A sink whose buffer starts with `initial` (the stream kind).
     pub(crate) fn new(initial: &[u8]) -> (Self, FrameSource) {
-        let mut buffer = BytesMut::with_capacity(ALLOCATION);
+        let mut buffer = BytesMut::with_capacity(FIRST_ALLOCATION);
         buffer.extend_from_slice(initial);
+        let state = SinkState { buffer, leftover: Bytes::new(), send: None, allocation: FIRST_ALLOCATION };
         let shared = Arc::new(Shared {
-            state: Mutex::new(SinkState { buffer, leftover: Bytes::new(), send: None }),
+            state: Mutex::new(state),
             closed: AtomicBool::new(false),
             senders: AtomicUsize::new(1),
             waiting: AtomicUsize::new(0),
@@ -155,13 +164,15 @@ impl FrameSink {
         if len > max_frame_len {
             return Err(PushError::TooLarge);
         }
-        let buffer = &mut state.buffer;
-        let was_empty = buffer.is_empty();
+        let was_empty = state.buffer.is_empty();
         let needed = len + 10;
-        if buffer.capacity() - buffer.len() < needed {
-            buffer.reserve(needed.max(ALLOCATION));
+        // Reuse the allocation if quinn is done with every frame in it;
+        // otherwise allocate anew, more while the stream stays this busy.
+        if state.buffer.capacity() - state.buffer.len() < needed && !state.buffer.try_reclaim(needed) {
+            state.buffer.reserve(needed.max(state.allocation));
+            state.allocation = (state.allocation * 2).min(MAX_ALLOCATION);
         }
-        FrameEncoder::new(max_frame_len).encode(body, buffer).map_err(|_| PushError::TooLarge)?;
+        FrameEncoder::new(max_frame_len).encode(body, &mut state.buffer).map_err(|_| PushError::TooLarge)?;
         if !was_empty {
             // The writer task has been woken for what is queued already.
             return Ok(());
@@ -378,6 +389,30 @@ mod tests {
             }
             assert_eq!(got, bodies, "chunks of {size}");
         }
+    }
+
+    #[test]
+    fn sink_buffers_stay_small_unless_frames_stay_in_flight() {
+        let (sink, _source) = FrameSink::new(&[1]);
+        let envelope =
+            Envelope::new(tacit_wire::IntentRef::Alias(1), tacit_wire::Act::Request, 1, Bytes::from(vec![7; 200]));
+        // Each frame taken by the writer and acknowledged (dropped) before the
+        // next: one small allocation serves them all.
+        for _ in 0..1000 {
+            sink.push(&envelope, 1 << 20).unwrap();
+            drop(sink.shared.state().buffer.split().freeze());
+        }
+        let state = sink.shared.state();
+        assert!(state.buffer.capacity() <= FIRST_ALLOCATION, "{}", state.buffer.capacity());
+        assert_eq!(state.allocation, FIRST_ALLOCATION);
+        drop(state);
+        // Frames kept in flight: new allocations, growing to the largest size.
+        let mut in_flight = Vec::new();
+        for _ in 0..1000 {
+            sink.push(&envelope, 1 << 20).unwrap();
+            in_flight.push(sink.shared.state().buffer.split().freeze());
+        }
+        assert_eq!(sink.shared.state().allocation, MAX_ALLOCATION);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tacit_handshake::Admission;
 use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, IntentId, IntentRef, pb};
 
 use crate::ask::{error_reply, resolve_intent};
+use crate::credit::Held;
 use crate::dedup::{AskKey, Begin};
 use crate::fast::FastMap;
 use crate::frames::{FrameReader, FrameSink, write_frames};
@@ -230,6 +231,7 @@ pub(crate) async fn serve_ask_stream(
     send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     initial: BytesMut,
+    (send_held, _recv_held): (Held, Held),
 ) {
     let (writer, source) = FrameSink::new(&[]);
     // The reply stream counts as busy until its data is acknowledged, so a
@@ -241,6 +243,7 @@ pub(crate) async fn serve_ask_stream(
             let _ = send.stopped().await;
         }
         drain.leave();
+        drop(send_held);
     });
     let stream = Arc::new(AskStream { inner: inner.clone(), writer, running: Mutex::new(FastMap::default()) });
     let mut reader = FrameReader::new(inner.local_max_frame_len(), initial);
@@ -445,9 +448,10 @@ pub(crate) async fn serve_stream_lane(
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
     initial: BytesMut,
+    (send_held, recv_held): (Held, Held),
 ) {
     let max = inner.local_max_frame_len();
-    let mut receiver = crate::stream::FrameReceiver::new(recv, initial, max);
+    let mut receiver = crate::stream::FrameReceiver::new(recv, initial, max, recv_held);
     let Ok(Some(opening)) = receiver.recv().await else {
         let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::ProtocolViolation as u32));
         return;
@@ -466,8 +470,8 @@ pub(crate) async fn serve_stream_lane(
         return stop(&mut send, ErrorCode::IntentNotNegotiated);
     };
     let reply_intent = negotiated.send_alias(&intent).map_or(IntentRef::Id(intent), IntentRef::Alias);
-    let sender =
-        crate::stream::FrameSender::new(send, reply_intent, inner.fresh_id(), negotiated.limits.max_frame_len as usize);
+    let max_frame_len = negotiated.limits.max_frame_len as usize;
+    let sender = crate::stream::FrameSender::new(send, reply_intent, inner.fresh_id(), max_frame_len, send_held);
     let stream = IncomingStream { envelope: opening, intent, sender, receiver };
     inner.incoming.reserve().await;
     inner.incoming.push(Incoming::Stream(stream));

@@ -62,6 +62,7 @@
 
 mod ask;
 mod config;
+mod credit;
 mod dedup;
 mod drain;
 mod endpoint;

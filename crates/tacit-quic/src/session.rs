@@ -17,6 +17,7 @@ use tacit_wire::{ErrorCode, IntentId, IntentRef};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::ask::{AskError, AskLane, AskOptions, TellOptions, stream_kind};
+use crate::credit::{Dir, Held, StreamCredit};
 use crate::dedup::Dedup;
 use crate::drain::Drain;
 use crate::error::SessionError;
@@ -116,6 +117,8 @@ pub(crate) struct SessionContext {
     pub(crate) drain: Arc<Drain>,
     /// Streams the peer may open per second.
     pub(crate) max_stream_rate: u32,
+    /// Streams the peer may have open at once, of each direction.
+    pub(crate) max_concurrent_streams: u32,
     /// The peer's asks in flight, over all its connections.
     pub(crate) incoming_asks: Arc<crate::fast::Slots>,
 }
@@ -149,7 +152,8 @@ impl Session {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> Self {
-        let SessionContext { handshake: config, dedup, drain, max_stream_rate, incoming_asks } = context;
+        let SessionContext { handshake: config, dedup, drain, max_stream_rate, max_concurrent_streams, incoming_asks } =
+            context;
         let now = Instant::now();
         let machine = match role {
             Role::Dialer => Handshake::dialer(config.clone(), now),
@@ -175,8 +179,8 @@ impl Session {
         });
         tokio::spawn(drive_control(inner.clone(), send, recv, state_tx));
         let rate = Arc::new(Mutex::new(StreamRate::new(max_stream_rate)));
-        tokio::spawn(accept_streams(inner.clone(), rate.clone()));
-        tokio::spawn(accept_uni_streams(inner.clone(), rate));
+        tokio::spawn(accept_streams(inner.clone(), rate.clone(), StreamCredit::new(Dir::Bi, max_concurrent_streams)));
+        tokio::spawn(accept_uni_streams(inner.clone(), rate, StreamCredit::new(Dir::Uni, max_concurrent_streams)));
         tokio::spawn(serve_datagrams(inner.clone()));
         // Ends `next_incoming` once the connection closes, so that it does
         // not have to watch the connection on every call.
@@ -250,8 +254,9 @@ impl Session {
         let (mut send, recv) =
             self.inner.connection.open_bi().await.map_err(|e| StreamError::ConnectionLost(e.to_string()))?;
         send.write_chunk(opening).await.map_err(|e| StreamError::ConnectionLost(e.to_string()))?;
-        let sender = FrameSender::new(send, IntentRef::Alias(alias), opening_id, max);
-        Ok((sender, FrameReceiver::new(recv, BytesMut::new(), self.inner.local_max_frame_len())))
+        let sender = FrameSender::new(send, IntentRef::Alias(alias), opening_id, max, Held::none());
+        let receiver = FrameReceiver::new(recv, BytesMut::new(), self.inner.local_max_frame_len(), Held::none());
+        Ok((sender, receiver))
     }
 
     /// Sends `payload` (an encoded `intent`) as one QUIC datagram:
@@ -597,23 +602,27 @@ fn check_rate(inner: &Inner, rate: &Mutex<StreamRate>) -> bool {
 }
 
 /// Accepts the streams the peer opens and serves each by its kind.
-async fn accept_streams(inner: Arc<Inner>, rate: Arc<Mutex<StreamRate>>) {
+/// Each is counted as open, for the stream credit, while this side holds it.
+async fn accept_streams(inner: Arc<Inner>, rate: Arc<Mutex<StreamRate>>, mut credit: StreamCredit) {
     while let Ok((send, recv)) = inner.connection.accept_bi().await {
         if !check_rate(&inner, &rate) {
             return;
         }
-        tokio::spawn(serve_stream(inner.clone(), send, recv));
+        let held = credit.accepted_bi(&inner.connection);
+        tokio::spawn(serve_stream(inner.clone(), send, recv, held));
     }
 }
 
 /// Accepts the unidirectional streams the peer opens.
-async fn accept_uni_streams(inner: Arc<Inner>, rate: Arc<Mutex<StreamRate>>) {
+async fn accept_uni_streams(inner: Arc<Inner>, rate: Arc<Mutex<StreamRate>>, mut credit: StreamCredit) {
     while let Ok(mut recv) = inner.connection.accept_uni().await {
         if !check_rate(&inner, &rate) {
             return;
         }
+        let held = credit.accepted_uni(&inner.connection);
         let inner = inner.clone();
         tokio::spawn(async move {
+            let _held = held;
             let Some((kind, buffer)) = read_stream_kind(&mut recv).await else { return };
             if kind == stream_kind::TELL {
                 serve_tell_stream(inner, recv, buffer).await;
@@ -644,14 +653,14 @@ async fn read_stream_kind(recv: &mut quinn::RecvStream) -> Option<(u64, BytesMut
 }
 
 /// Reads a stream's kind (its first varint) and hands it to its lane.
-async fn serve_stream(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+async fn serve_stream(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: quinn::RecvStream, held: (Held, Held)) {
     let Some((kind, buffer)) = read_stream_kind(&mut recv).await else {
         let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::InvalidStreamKind as u32));
         return;
     };
     match Some(kind) {
-        Some(stream_kind::ASK) => serve_ask_stream(inner, send, recv, buffer).await,
-        Some(stream_kind::STREAM) => serve_stream_lane(inner, send, recv, buffer).await,
+        Some(stream_kind::ASK) => serve_ask_stream(inner, send, recv, buffer, held).await,
+        Some(stream_kind::STREAM) => serve_stream_lane(inner, send, recv, buffer, held).await,
         _ => {
             let code = quinn::VarInt::from_u32(ErrorCode::InvalidStreamKind as u32);
             let _ = recv.stop(code);

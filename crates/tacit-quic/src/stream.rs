@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tacit_wire::{Act, Envelope, FrameDecoder, FrameEncoder, IntentRef};
 
 use crate::ask::stream_kind;
+use crate::credit::Held;
 
 /// Why a stream lane operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,10 +46,18 @@ pub struct FrameSender {
     next_id: u64,
     encoder: FrameEncoder,
     finished: bool,
+    /// Counts a peer-opened stream as open for its stream credit.
+    _held: Held,
 }
 
 impl FrameSender {
-    pub(crate) fn new(send: quinn::SendStream, intent: IntentRef, opening_id: u64, max_frame_len: usize) -> Self {
+    pub(crate) fn new(
+        send: quinn::SendStream,
+        intent: IntentRef,
+        opening_id: u64,
+        max_frame_len: usize,
+        held: Held,
+    ) -> Self {
         Self {
             send,
             intent,
@@ -56,6 +65,7 @@ impl FrameSender {
             next_id: opening_id.wrapping_add(1),
             encoder: FrameEncoder::new(max_frame_len),
             finished: false,
+            _held: held,
         }
     }
 
@@ -95,11 +105,13 @@ pub struct FrameReceiver {
     decoder: FrameDecoder,
     buffer: BytesMut,
     ended: bool,
+    /// Counts a peer-opened stream as open for its stream credit.
+    _held: Held,
 }
 
 impl FrameReceiver {
-    pub(crate) fn new(recv: quinn::RecvStream, buffer: BytesMut, max_frame_len: usize) -> Self {
-        Self { recv, decoder: FrameDecoder::new(max_frame_len), buffer, ended: false }
+    pub(crate) fn new(recv: quinn::RecvStream, buffer: BytesMut, max_frame_len: usize, held: Held) -> Self {
+        Self { recv, decoder: FrameDecoder::new(max_frame_len), buffer, ended: false, _held: held }
     }
 
     /// The next message, `Ok(None)` at the peer's explicit end, or an error

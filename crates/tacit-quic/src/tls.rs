@@ -108,6 +108,11 @@ pub(crate) fn server_config(credentials: &Credentials) -> Result<quinn::crypto::
         .with_single_cert(credentials.chain(), credentials.key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.max_early_data_size = 0;
+    // No session resumption (every connection proves both keys afresh): no
+    // session tickets, which would cost the server a cache entry and the
+    // client memory for each, and no cache of sessions.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     quinn::crypto::rustls::QuicServerConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))
 }
 
@@ -135,6 +140,10 @@ pub(crate) fn client_config(
         .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(credentials.certified.clone())));
     config.alpn_protocols = alpn;
     config.enable_early_data = false;
+    // No session resumption: each connection has a configuration of its own,
+    // so a session cache (rustls keeps one per configuration: ~7 KiB) would
+    // only hold tickets that are never used.
+    config.resumption = rustls::client::Resumption::disabled();
     quinn::crypto::rustls::QuicClientConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))
 }
 

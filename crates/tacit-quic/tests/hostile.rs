@@ -944,13 +944,20 @@ async fn bad_tls_and_transport() {
     let before = rss();
     let mut streams = Vec::new();
     for i in 0..50u64 {
-        let (send, recv) = trickler.connection().open_bi().await.unwrap();
-        streams.push((send, recv, ask_stream(&[&echo_ask(500 + i, b"slow")])));
+        // The first byte goes out as the stream opens: the server grants
+        // more stream credit as it sees streams arrive, so opening all 50
+        // before sending on any would wait for credit that never comes.
+        let (mut send, recv) = trickler.connection().open_bi().await.unwrap();
+        let bytes = ask_stream(&[&echo_ask(500 + i, b"slow")]);
+        send.write_all(&bytes[..1]).await.unwrap();
+        streams.push((send, recv, bytes));
     }
     let trickle = tokio::spawn(async move {
         for second in 0..3 {
-            for (send, _, bytes) in &mut streams {
-                send.write_all(&bytes[second..second + 1]).await.unwrap();
+            if second > 0 {
+                for (send, _, bytes) in &mut streams {
+                    send.write_all(&bytes[second..second + 1]).await.unwrap();
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

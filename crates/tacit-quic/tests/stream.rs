@@ -114,3 +114,28 @@ async fn truncation_and_abandonment_are_detected() {
     drop(sender);
     assert_eq!(within(reports.recv()).await.unwrap(), Err(StreamError::Reset(ErrorCode::Cancelled as u64)));
 }
+
+#[tokio::test]
+async fn hundreds_of_lanes_open_at_once() {
+    // A connection grants 16 streams at first and more as they are used, up
+    // to `max_concurrent_streams` (512): 300 lanes held open together all
+    // get through.
+    let (_server, session, mut reports) = setup().await;
+    let mut lanes = Vec::new();
+    for i in 0..300u32 {
+        let lane = within(session.open_stream(FEED, Bytes::from(i.to_le_bytes().to_vec()))).await.unwrap();
+        lanes.push(lane);
+    }
+    for (i, (sender, receiver)) in lanes.iter_mut().enumerate() {
+        within(sender.send(Bytes::from(i.to_le_bytes().to_vec()))).await.unwrap();
+        let echo = within(receiver.recv()).await.unwrap().expect("the echo");
+        assert_eq!(&echo.payload[..], i.to_le_bytes());
+    }
+    for (sender, mut receiver) in lanes {
+        within(sender.finish()).await.unwrap();
+        assert_eq!(within(receiver.recv()).await, Ok(None));
+    }
+    for _ in 0..300 {
+        assert_eq!(within(reports.recv()).await.unwrap(), Ok(1));
+    }
+}
