@@ -369,7 +369,6 @@ impl Peer {
                 }
                 None => self.reconnect(&session).await,
             };
-            payload = encode();
             session = match reconnected {
                 Ok(session) => session,
                 // Not "could not connect": the ask went out before and may have run.
@@ -380,6 +379,8 @@ impl Peer {
                 }
                 Err(e) => return Err(e),
             };
+            // The payload of the re-sent attempt.
+            payload = encode();
         }
     }
 
