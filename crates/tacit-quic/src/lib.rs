@@ -74,16 +74,18 @@ mod frames;
 #[doc(hidden)]
 pub mod fuzzing;
 mod incoming;
+mod options;
 mod queue;
 mod session;
 mod stream;
 pub mod tls;
 
-pub use ask::{AskError, AskOptions, TellOptions};
+pub use ask::AskError;
 pub use config::TransportLimits;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{AcceptError, BindError, ConnectError, SessionError};
 pub use incoming::{Incoming, IncomingAsk, IncomingMessage, IncomingStream, Responder};
+pub use options::{AskOptions, TellOptions};
 pub use session::{Session, WeakSession};
 pub use stream::{FrameReceiver, FrameSender, StreamError};
 

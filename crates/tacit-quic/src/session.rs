@@ -16,12 +16,13 @@ use tacit_handshake::{Admission, AgentId, Event, Handshake, HandshakeConfig, Int
 use tacit_wire::{ErrorCode, IntentId, IntentRef};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use crate::ask::{AskError, AskLane, AskOptions, TellOptions, stream_kind};
+use crate::ask::{AskError, AskLane, stream_kind};
 use crate::credit::{Dir, Held, StreamCredit};
 use crate::dedup::Dedup;
 use crate::drain::Drain;
 use crate::error::SessionError;
 use crate::incoming::{Incoming, serve_ask_stream, serve_datagrams, serve_stream_lane, serve_tell_stream};
+use crate::options::{AskOptions, TellOptions};
 use crate::queue::IncomingQueue;
 use crate::stream::{FrameReceiver, FrameSender, StreamError};
 
@@ -208,8 +209,9 @@ impl Session {
     pub async fn tell_with(&self, intent: IntentId, payload: Bytes, options: TellOptions) -> Result<(), AskError> {
         let (mut envelope, max_frame_len) = self.one_way(intent, payload).await?;
         envelope.act = options.act;
-        envelope.conversation_id = options.conversation_id;
+        envelope.conversation_id = options.conversation;
         envelope.in_reply_to = options.in_reply_to;
+        envelope.trace = options.trace;
         let frame = tacit_wire::FrameEncoder::new(max_frame_len)
             .encode_to_bytes(&envelope)
             .map_err(|_| AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len })?;
@@ -331,8 +333,9 @@ impl Session {
         };
         let message_id = options.message_id.unwrap_or_else(|| inner.fresh_id());
         let mut envelope = tacit_wire::Envelope::new(intent_ref, options.act, message_id, payload);
-        envelope.conversation_id = options.conversation_id;
+        envelope.conversation_id = options.conversation;
         envelope.in_reply_to = options.in_reply_to;
+        envelope.trace = options.trace;
         envelope.idempotent = options.idempotent;
         envelope.deadline_micros = options.deadline.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         inner.asks.ask(&inner.connection, envelope, max_frame_len, inner.local_max_frame_len(), options.deadline).await
