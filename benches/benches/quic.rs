@@ -339,8 +339,8 @@ impl AgentNet {
         let server = tacit::Agent::builder()
             .card(AgentCard::new("bench-server"))
             .limits(limits.clone())
-            .handle(|_cx: tacit::Context, slot: ReserveSlot| async move {
-                Ok::<_, tacit::Rejection>(Ack { ok: slot.blob.len() == reference::BLOB.len() })
+            .on_ask(|_cx: tacit::Context, slot: ReserveSlot| async move {
+                Ok(Ack { ok: slot.blob.len() == reference::BLOB.len() })
             })
             .bind(localhost)
             .await

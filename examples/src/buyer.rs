@@ -173,10 +173,10 @@ pub async fn trade(sellers: &[Peer], config: &BuyerConfig) -> BuyerReport {
         for (id, error) in &round.declined {
             let tally = index.get(id).map(|&i| &mut report.sellers[i]);
             match error {
-                tacit::Error::Rejected { reason, .. } => {
+                tacit::Error::Rejected { rejection, .. } => {
                     refused += 1;
                     report.messages.refusals += 1;
-                    *report.refusals.entry(RefusalKind::of_reason(reason)).or_default() += 1;
+                    *report.refusals.entry(RefusalKind::of(rejection)).or_default() += 1;
                     tally.into_iter().for_each(|tally| tally.refusals += 1);
                 }
                 other => {

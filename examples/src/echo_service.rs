@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tacit::{Agent, AgentBuilder, AgentCard, Context, Rejection};
+use tacit::{Agent, AgentBuilder, AgentCard, Context};
 
 use crate::echo::v1::{Echo, Echoed};
 
@@ -13,9 +13,9 @@ use crate::echo::v1::{Echo, Echoed};
 pub fn agent(served: Arc<AtomicU64>) -> AgentBuilder {
     Agent::builder()
         .card(AgentCard::new("echo-server").with_description("answers echo.v1.Echo with the same text"))
-        .handle(move |_: Context, echo: Echo| {
+        .on_ask(move |_: Context, echo: Echo| {
             let echo_number = served.fetch_add(1, Ordering::Relaxed) + 1;
-            async move { Ok::<_, Rejection>(Echoed { text: echo.text, sent_at_micros: echo.sent_at_micros, echo_number }) }
+            async move { Ok(Echoed { text: echo.text, sent_at_micros: echo.sent_at_micros, echo_number }) }
         })
 }
 

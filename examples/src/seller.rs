@@ -10,19 +10,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tacit::intents::RejectProposal;
 use tacit::{Agent, AgentBuilder, AgentCard, Context, ConversationId, ErrorCode, Rejection};
 
-use crate::market::v1::{AcceptQuote, OrderConfirmed, Quote, RequestQuote};
+use crate::market::v1::{AcceptQuote, NotCarried, OrderConfirmed, OutOfStock, OverMaxPrice, Quote, RequestQuote};
 
 /// The items on sale and their reference prices per unit, in cents.
 pub const CATALOG: [(&str, u64); 5] =
     [("widget", 250), ("gear", 1_200), ("sprocket", 480), ("bearing", 90), ("valve", 3_100)];
 
-/// The code sellers refuse with. The protocol's codes describe transport
-/// and protocol failures; a business refusal has none of its own, so it
-/// goes out as `UNSPECIFIED` with the reason in words.
-pub const REFUSAL_CODE: ErrorCode = ErrorCode::Unspecified;
+/// The code sellers refuse with: `DECLINED`, a decision rather than a
+/// failure; the typed detail ([`OutOfStock`], [`OverMaxPrice`],
+/// [`NotCarried`]) says why.
+pub const REFUSAL_CODE: ErrorCode = ErrorCode::Declined;
 
-/// Why a seller refused a call for proposals; the reason text starts with
-/// [`label`](Self::label).
+/// Why a seller refused a call for proposals, read from the refusal's typed
+/// detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RefusalKind {
     /// Not enough units in stock.
@@ -36,9 +36,7 @@ pub enum RefusalKind {
 }
 
 impl RefusalKind {
-    const ALL: [Self; 3] = [Self::OutOfStock, Self::OverMaxPrice, Self::NotCarried];
-
-    /// The words the reason starts with.
+    /// A few words for reports.
     pub fn label(self) -> &'static str {
         match self {
             Self::OutOfStock => "out of stock",
@@ -48,9 +46,17 @@ impl RefusalKind {
         }
     }
 
-    /// Classifies a refusal by its reason.
-    pub fn of_reason(reason: &str) -> Self {
-        Self::ALL.into_iter().find(|kind| reason.starts_with(kind.label())).unwrap_or(Self::Other)
+    /// Classifies a refusal by its typed detail.
+    pub fn of(rejection: &Rejection) -> Self {
+        if rejection.detail::<OutOfStock>().is_some() {
+            Self::OutOfStock
+        } else if rejection.detail::<OverMaxPrice>().is_some() {
+            Self::OverMaxPrice
+        } else if rejection.detail::<NotCarried>().is_some() {
+            Self::NotCarried
+        } else {
+            Self::Other
+        }
     }
 }
 
@@ -268,9 +274,9 @@ impl SellerState {
         &self.stats
     }
 
-    fn refuse(&mut self, kind: RefusalKind, detail: String) -> Rejection {
+    fn refuse(&mut self, kind: RefusalKind, reason: String, detail: impl FnOnce(Rejection) -> Rejection) -> Rejection {
         *self.stats.refusals.entry(kind).or_default() += 1;
-        Rejection::refuse(REFUSAL_CODE, format!("{}: {detail}", kind.label()))
+        detail(Rejection::refuse(REFUSAL_CODE, format!("{}: {reason}", kind.label())))
     }
 
     /// Answers a call for proposals in `conversation`.
@@ -283,21 +289,27 @@ impl SellerState {
             }
         }
         let Some(reference) = CATALOG.iter().find(|(item, _)| *item == request.item).map(|(_, price)| *price) else {
-            return Err(self.refuse(RefusalKind::NotCarried, format!("no such item \"{}\"", request.item)));
+            let detail = NotCarried { item: request.item.clone() };
+            return Err(self.refuse(RefusalKind::NotCarried, format!("no such item \"{}\"", request.item), |r| {
+                r.with_detail(&detail)
+            }));
         };
         let Some(&in_stock) = self.stock.get(request.item.as_str()) else {
-            return Err(
-                self.refuse(RefusalKind::NotCarried, format!("{} does not sell {}", self.profile.name, request.item))
-            );
+            let detail = NotCarried { item: request.item.clone() };
+            let reason = format!("{} does not sell {}", self.profile.name, request.item);
+            return Err(self.refuse(RefusalKind::NotCarried, reason, |r| r.with_detail(&detail)));
         };
         if request.quantity == 0 || in_stock < request.quantity {
-            return Err(self.refuse(RefusalKind::OutOfStock, format!("{in_stock} {} left", request.item)));
+            let detail = OutOfStock { item: request.item.clone(), available: in_stock };
+            let reason = format!("{in_stock} {} left", request.item);
+            return Err(self.refuse(RefusalKind::OutOfStock, reason, |r| r.with_detail(&detail)));
         }
         let price_cents = self.price(reference, request.quantity, in_stock);
         if price_cents > request.max_price_cents {
             self.lower_margin();
-            let detail = format!("best price {}", crate::stats::cents(price_cents));
-            return Err(self.refuse(RefusalKind::OverMaxPrice, detail));
+            let reason = format!("best price {}", crate::stats::cents(price_cents));
+            let detail = OverMaxPrice { item: request.item.clone(), price_cents };
+            return Err(self.refuse(RefusalKind::OverMaxPrice, reason, |r| r.with_detail(&detail)));
         }
         self.stats.quotes += 1;
         self.sequence += 1;
@@ -410,11 +422,11 @@ impl Seller {
         let (on_cfp, on_accept, on_reject) = (self.clone(), self.clone(), self.clone());
         Agent::builder()
             .card(card)
-            .handle(move |cx: Context, request: RequestQuote| {
+            .on_ask(move |cx: Context, request: RequestQuote| {
                 let answer = on_cfp.state().quote(cx.conversation_id(), &request);
                 async move { answer }
             })
-            .handle(move |cx: Context, accept: AcceptQuote| {
+            .on_ask(move |cx: Context, accept: AcceptQuote| {
                 let answer = on_accept.state().accept(cx.conversation_id(), &accept);
                 async move { answer }
             })
@@ -441,11 +453,12 @@ mod tests {
     fn quotes_refuses_and_confirms() {
         let mut seller = SellerState::new(Profile::builtin(4));
         let refused = seller.quote(conversation(1), &request("gear", 1, u64::MAX)).unwrap_err();
-        assert_eq!(RefusalKind::of_reason(&refused.reason), RefusalKind::NotCarried);
+        assert_eq!(RefusalKind::of(&refused), RefusalKind::NotCarried);
         let refused = seller.quote(conversation(2), &request("widget", 500, u64::MAX)).unwrap_err();
-        assert_eq!(RefusalKind::of_reason(&refused.reason), RefusalKind::OutOfStock, "{}", refused.reason);
+        assert_eq!(RefusalKind::of(&refused), RefusalKind::OutOfStock, "{}", refused.reason);
+        assert_eq!(refused.detail::<OutOfStock>().map(|d| d.item), Some("widget".to_owned()));
         let refused = seller.quote(conversation(3), &request("widget", 10, 1)).unwrap_err();
-        assert_eq!(RefusalKind::of_reason(&refused.reason), RefusalKind::OverMaxPrice);
+        assert_eq!(RefusalKind::of(&refused), RefusalKind::OverMaxPrice);
 
         let quote = seller.quote(conversation(4), &request("widget", 10, u64::MAX)).unwrap();
         assert_eq!((quote.seller.as_str(), quote.in_stock), ("ember", 120));

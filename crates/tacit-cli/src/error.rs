@@ -61,12 +61,20 @@ impl CliError {
             .hint(
                 "check the AgentId given to --expect (`tacit describe ADDR` shows the agent's), or leave --expect out",
             ),
-            tacit::Error::Connect(e) => unreachable(addr, &e.to_string()),
+            tacit::Error::Connect { reason, .. } => unreachable(addr, &reason),
+            tacit::Error::Closed { reason, .. } => {
+                Self::new(Exit::Unreachable, format!("the session with {addr} was closed: {reason}"))
+            }
             tacit::Error::Session(e) => Self::new(Exit::Unreachable, format!("the session with {addr} failed: {e}"))
                 .hint("the agent may have stopped or closed the connection; try again"),
-            tacit::Error::Rejected { act, code, reason, .. } => Self::new(
+            tacit::Error::Rejected { rejection, .. } => Self::new(
                 Exit::Rejected,
-                format!("the agent at {addr} answered {} ({}): {reason}", act_name(act), code_name(code)),
+                format!(
+                    "the agent at {addr} answered {} ({}): {}",
+                    act_name(rejection.act),
+                    code_name(rejection.code),
+                    rejection.reason
+                ),
             ),
             tacit::Error::DeadlineExceeded { intent } => {
                 Self::new(Exit::Timeout, format!("{intent}: no reply from {addr} within the timeout"))

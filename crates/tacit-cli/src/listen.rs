@@ -80,11 +80,11 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
                 .with_software_version(env!("CARGO_PKG_VERSION")),
         )
         // Replaces the built-in Ping handler, so that pings are printed too.
-        .handle(move |cx: Context, ping: Ping| {
+        .on_ask(move |cx: Context, ping: Ping| {
             let (listener, schema) = (on_ping.clone(), ping_schema.clone());
             async move {
                 listener.record(&cx, "ask", &ping.encode_to_vec().into(), Some(schema)).await;
-                Ok::<_, Rejection>(Pong { nonce: ping.nonce })
+                Ok(Pong { nonce: ping.nonce })
             }
         })
         .on_tell(move |cx: Context, rejection: RejectProposal| {
@@ -99,7 +99,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
                 listener.record(&cx, "tell", &payload, None).await;
             }
         })
-        .handle_any(move |cx: Context, payload: Bytes| {
+        .on_any_ask(move |cx: Context, payload: Bytes| {
             let listener = on_ask.clone();
             async move {
                 let schema = listener.record(&cx, "ask", &payload, None).await;

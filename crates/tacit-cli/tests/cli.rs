@@ -448,7 +448,7 @@ async fn ask_a_typed_agent() {
 
     tokio::time::timeout(Duration::from_secs(40), async {
         let agent = Agent::builder()
-            .handle(|_: Context, task: DelegateTask| async move {
+            .on_ask(|_: Context, task: DelegateTask| async move {
                 match task.task_id.as_str() {
                     "refuse" => Err(Rejection::refuse(ErrorCode::TooManyAsks, "busy")),
                     "slow" => {

@@ -587,7 +587,8 @@ impl Handshake {
 
     /// Fails, telling the peer why.
     fn fail(&mut self, refusal: Refusal) {
-        let message = pb::Refusal { code: refusal.code.into(), reason: truncate(refusal.reason.clone()) };
+        let message =
+            pb::Refusal { code: refusal.code.into(), reason: truncate(refusal.reason.clone()), ..Default::default() };
         self.send(pb::control_message::Message::Refusal(message));
         self.fail_quietly(refusal, false);
     }

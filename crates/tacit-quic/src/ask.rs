@@ -78,6 +78,9 @@ pub enum AskError {
         act: Act,
         /// Its code and reason.
         refusal: Refusal,
+        /// The answer's encoded `tacit.v1.Refusal`, for the fields beyond
+        /// code and reason (a typed detail).
+        payload: Bytes,
     },
     /// The intent is not negotiated for sending to this peer; nothing was sent.
     #[error("intent {0} is not negotiated for sending to this peer")]
@@ -326,7 +329,11 @@ fn deliver_reply(frame: Bytes, pending: &Pending) {
         Act::Refuse | Act::Failure | Act::NotUnderstood => {
             let refusal = pb::Refusal::decode(reply.payload.clone()).unwrap_or_default();
             let code = ErrorCode::try_from(refusal.code).unwrap_or(ErrorCode::Unspecified);
-            Err(AskError::Remote { act: reply.act, refusal: Refusal::new(code, refusal.reason) })
+            Err(AskError::Remote {
+                act: reply.act,
+                refusal: Refusal::new(code, refusal.reason),
+                payload: reply.payload,
+            })
         }
         _ => Ok(reply),
     };
@@ -338,7 +345,7 @@ fn deliver_reply(frame: Bytes, pending: &Pending) {
 
 /// An error answer to `request`: `act` with a `Refusal` payload.
 pub(crate) fn error_reply(request: &Envelope, act: Act, code: ErrorCode, reason: &str, id: u64) -> Envelope {
-    let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned() };
+    let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned(), ..Default::default() };
     let mut reply = Envelope::new(request.intent, act, id, Bytes::from(refusal.encode_to_vec()));
     reply.in_reply_to = request.message_id;
     reply.conversation_id = request.conversation_id;

@@ -66,6 +66,7 @@ impl EndpointBuilder {
         let mut handshake = HandshakeConfig::new(self.card, self.capabilities).map_err(BindError::InvalidConfig)?;
         handshake.timeout(self.limits.handshake_timeout);
         let credentials = Credentials::new(&identity)?;
+        let endpoint_config = endpoint_config(&identity);
         let transport = self.limits.quinn_transport();
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(&credentials)?));
         server.transport_config(transport.clone());
@@ -73,15 +74,10 @@ impl EndpointBuilder {
             BindTo::Addr(addr) => {
                 let socket = std::net::UdpSocket::bind(addr)?;
                 self.limits.size_socket(&socket);
-                quinn::Endpoint::new(
-                    quinn::EndpointConfig::default(),
-                    Some(server),
-                    socket,
-                    Arc::new(quinn::TokioRuntime),
-                )?
+                quinn::Endpoint::new(endpoint_config, Some(server), socket, Arc::new(quinn::TokioRuntime))?
             }
             BindTo::Socket(socket) => quinn::Endpoint::new_with_abstract_socket(
-                quinn::EndpointConfig::default(),
+                endpoint_config,
                 Some(server),
                 socket,
                 Arc::new(quinn::TokioRuntime),
@@ -101,6 +97,42 @@ impl EndpointBuilder {
         let (ready_tx, ready_rx) = mpsc::channel(1);
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), ready_tx));
         Ok(Endpoint { inner: endpoint, shared, accepted: Arc::new(tokio::sync::Mutex::new(ready_rx)) })
+    }
+}
+
+/// The QUIC endpoint configuration, with a stateless-reset key derived from
+/// the agent's identity: an agent restarted with the same key answers the
+/// packets of its previous incarnation's connections with a valid stateless
+/// reset, so their peers notice the restart at once instead of after the
+/// idle timeout (docs/PROTOCOL.md, "QUIC mapping").
+fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
+    // Ed25519 signatures are deterministic: the signature of a fixed label
+    // is a secret only the key's holder can compute, the same every run.
+    let signature = identity.sign(b"tacit stateless reset key v1");
+    let key = blake3::derive_key("tacit stateless reset key v1", &signature.to_bytes());
+    quinn::EndpointConfig::new(Arc::new(ResetKey(key)))
+}
+
+/// The stateless-reset key: a keyed BLAKE3 MAC (quinn asks only for an HMAC-like key).
+struct ResetKey([u8; 32]);
+
+impl quinn_proto::crypto::HmacKey for ResetKey {
+    fn sign(&self, data: &[u8], signature_out: &mut [u8]) {
+        let mac = blake3::keyed_hash(&self.0, data);
+        let len = signature_out.len().min(32);
+        signature_out[..len].copy_from_slice(&mac.as_bytes()[..len]);
+    }
+
+    fn signature_len(&self) -> usize {
+        32
+    }
+
+    fn verify(&self, data: &[u8], signature: &[u8]) -> Result<(), quinn_proto::crypto::CryptoError> {
+        // `Hash` compares in constant time.
+        match <[u8; 32]>::try_from(signature) {
+            Ok(signature) if blake3::keyed_hash(&self.0, data) == blake3::Hash::from(signature) => Ok(()),
+            _ => Err(quinn_proto::crypto::CryptoError),
+        }
     }
 }
 
@@ -266,6 +298,18 @@ impl Endpoint {
         self.connect_with_alpn(addr, expected, vec![tls::ALPN.to_vec()]).await
     }
 
+    /// Like [`connect`](Self::connect), giving up after `timeout` (instead of
+    /// the handshake timeout of the endpoint's [`TransportLimits`]) with
+    /// [`ConnectError::Timeout`], which names the address.
+    pub async fn connect_within(
+        &self,
+        addr: SocketAddr,
+        expected: Option<AgentId>,
+        timeout: std::time::Duration,
+    ) -> Result<Session, ConnectError> {
+        self.dial(addr, expected, vec![tls::ALPN.to_vec()], timeout).await
+    }
+
     /// Like [`connect`](Self::connect), offering other ALPN ids (for tests).
     #[doc(hidden)]
     pub async fn connect_with_alpn(
@@ -273,6 +317,16 @@ impl Endpoint {
         addr: SocketAddr,
         expected: Option<AgentId>,
         alpn: Vec<Vec<u8>>,
+    ) -> Result<Session, ConnectError> {
+        self.dial(addr, expected, alpn, self.shared.limits.handshake_timeout).await
+    }
+
+    async fn dial(
+        &self,
+        addr: SocketAddr,
+        expected: Option<AgentId>,
+        alpn: Vec<Vec<u8>>,
+        timeout: std::time::Duration,
     ) -> Result<Session, ConnectError> {
         let check = Arc::new(Mutex::new(ServerCheck::default()));
         let crypto = tls::client_config(&self.shared.credentials, expected, check.clone(), alpn)?;
@@ -282,8 +336,8 @@ impl Endpoint {
         // is a valid DNS label, so use it when known.
         let server_name = expected.map_or_else(|| "tacit".to_owned(), |id| id.to_string());
         let connecting = self.inner.connect_with(config, addr, &server_name)?;
-        let connection = match tokio::time::timeout(self.shared.limits.handshake_timeout, connecting).await {
-            Err(_) => return Err(ConnectError::Timeout),
+        let connection = match tokio::time::timeout(timeout, connecting).await {
+            Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
             Ok(Err(e)) => {
                 let found = check.lock().ok().and_then(|c| c.found);
                 return Err(match (expected, found) {

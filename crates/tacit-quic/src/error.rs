@@ -48,9 +48,15 @@ pub enum ConnectError {
     /// The peer presented no usable certificate.
     #[error("the peer presented no Ed25519 certificate")]
     NoPeerIdentity,
-    /// The handshake did not finish in time.
-    #[error("the handshake did not finish within the timeout")]
-    Timeout,
+    /// No session within the connect timeout (nothing answers at the
+    /// address, or the handshake was too slow).
+    #[error("no answer from {addr} within {}", crate::error::Seconds(*timeout))]
+    Timeout {
+        /// The address dialed.
+        addr: std::net::SocketAddr,
+        /// The timeout.
+        timeout: std::time::Duration,
+    },
 }
 
 /// Why an incoming connection was not accepted.
@@ -90,17 +96,52 @@ pub enum SessionError {
         /// Whether the peer refused.
         by_peer: bool,
     },
-    /// The connection was lost or closed.
+    /// The connection was lost (timed out, reset, or closed with an error).
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The session was closed normally (`CLOSED`), by the peer (`by_peer`)
+    /// or by this side: not an error of either.
+    #[error("session closed by {}: {reason}", if *by_peer { "the peer" } else { "this agent" })]
+    Closed {
+        /// Whether the peer closed it.
+        by_peer: bool,
+        /// The reason given.
+        reason: String,
+    },
+    /// The peer shut down (`SHUTDOWN`): it stopped taking work and closed.
+    #[error("the peer shut down: {0}")]
+    Shutdown(String),
+    /// A link could not re-establish the session: every attempt of a round
+    /// failed (see `ReconnectPolicy`).
+    #[error("cannot reach {0}")]
+    Unreachable(String),
 }
 
 impl SessionError {
-    /// The wire code that says why (refusals), or `UNSPECIFIED`.
+    /// The wire code that says why (refusals, `CLOSED`, `SHUTDOWN`), or
+    /// `UNSPECIFIED`.
     pub fn code(&self) -> tacit_wire::ErrorCode {
         match self {
             Self::Refused { refusal, .. } => refusal.code,
-            Self::ConnectionLost(_) => tacit_wire::ErrorCode::Unspecified,
+            Self::Closed { .. } => tacit_wire::ErrorCode::Closed,
+            Self::Shutdown(_) => tacit_wire::ErrorCode::Shutdown,
+            Self::ConnectionLost(_) | Self::Unreachable(_) => tacit_wire::ErrorCode::Unspecified,
         }
+    }
+
+    /// Whether the session was lost or ended (not refused): a link re-dials
+    /// and re-sends what was not sent.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Self::ConnectionLost(_) | Self::Shutdown(_) | Self::Closed { by_peer: true, .. })
+    }
+}
+
+/// A duration printed for people: `1.5 s`, `250 ms`.
+pub(crate) struct Seconds(pub(crate) std::time::Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0.as_millis();
+        if millis < 1000 { write!(f, "{millis} ms") } else { write!(f, "{} s", self.0.as_secs_f64()) }
     }
 }

@@ -156,7 +156,7 @@ impl Responder {
     }
 
     fn error_reply(&self, act: Act, code: ErrorCode, reason: &str) -> Envelope {
-        let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned() };
+        let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned(), ..Default::default() };
         let mut reply = Envelope::new(
             self.request_intent,
             act,

@@ -74,6 +74,7 @@ mod frames;
 #[doc(hidden)]
 pub mod fuzzing;
 mod incoming;
+mod link;
 mod options;
 mod queue;
 mod session;
@@ -85,6 +86,7 @@ pub use config::TransportLimits;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{AcceptError, BindError, ConnectError, SessionError};
 pub use incoming::{Incoming, IncomingAsk, IncomingMessage, IncomingStream, Responder};
+pub use link::{Link, LinkReply, LinkState, LinkWatch, ReconnectPolicy, WeakLink};
 pub use options::{AskOptions, TellOptions};
 pub use session::{Session, WeakSession};
 pub use stream::{FrameReceiver, FrameSender, StreamError};

@@ -139,7 +139,7 @@ struct CloseOnDrop(quinn::Connection);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.close(quinn::VarInt::from_u32(0), b"session dropped");
+        self.0.close(quinn::VarInt::from_u32(ErrorCode::Closed as u32), b"session dropped");
     }
 }
 
@@ -451,6 +451,11 @@ impl Session {
         &self.inner.connection
     }
 
+    /// Whether `self` and `other` are handles of the same session.
+    pub(crate) fn same_as(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Whether the session has ended (closed by either side or lost).
     pub fn is_closed(&self) -> bool {
         self.inner.connection.close_reason().is_some()
@@ -467,8 +472,9 @@ impl Session {
     }
 }
 
-/// Maps how a connection ended to a session error: a close with a Tacit
-/// code is a refusal by the peer.
+/// Maps how a connection ended to a session error: `CLOSED` (or 0, from
+/// older peers) is a normal close, `SHUTDOWN` a shutdown, any other Tacit
+/// code a refusal by the peer.
 pub(crate) fn connection_error(error: quinn::ConnectionError) -> SessionError {
     match error {
         quinn::ConnectionError::ApplicationClosed(close) => {
@@ -477,7 +483,14 @@ pub(crate) fn connection_error(error: quinn::ConnectionError) -> SessionError {
                 .and_then(|code| ErrorCode::try_from(code as i32).ok())
                 .unwrap_or(ErrorCode::Unspecified);
             let reason = String::from_utf8_lossy(&close.reason).into_owned();
-            SessionError::Refused { refusal: Refusal::new(code, reason), by_peer: true }
+            match code {
+                ErrorCode::Closed | ErrorCode::Unspecified => SessionError::Closed { by_peer: true, reason },
+                ErrorCode::Shutdown => SessionError::Shutdown(reason),
+                code => SessionError::Refused { refusal: Refusal::new(code, reason), by_peer: true },
+            }
+        }
+        quinn::ConnectionError::LocallyClosed => {
+            SessionError::Closed { by_peer: false, reason: "closed by this agent".into() }
         }
         other => SessionError::ConnectionLost(other.to_string()),
     }

@@ -81,6 +81,14 @@ impl FrameSender {
         self.send.write_chunk(frame).await.map_err(write_error)
     }
 
+    /// Abandons this direction with `code` (the peer's receiver sees
+    /// [`StreamError::Reset`] with it), e.g. `INTENT_NOT_NEGOTIATED` for a
+    /// stream the agent does not take.
+    pub fn reset(mut self, code: tacit_wire::ErrorCode) {
+        self.finished = true;
+        let _ = self.send.reset(quinn::VarInt::from_u32(code as u32));
+    }
+
     /// Ends this direction: writes the end marker and finishes the stream.
     pub async fn finish(mut self) -> Result<(), StreamError> {
         self.finished = true;

@@ -121,7 +121,7 @@ async fn pipelined_unknown_intent_gets_not_understood() {
     // Before the Welcome the client cannot know; the server answers.
     let unknown = IntentId::from_bytes([9; 32]);
     match within(dialed.ask(unknown, Bytes::new())).await {
-        Err(AskError::Remote { act, refusal }) => {
+        Err(AskError::Remote { act, refusal, .. }) => {
             assert_eq!((act, refusal.code), (Act::NotUnderstood, ErrorCode::IntentNotNegotiated));
         }
         // The Welcome may have won the race: then it is refused locally.
@@ -141,14 +141,14 @@ async fn remote_refusal_and_missing_reply_carry_codes() {
     let ask = within(held_rx.recv()).await.unwrap();
     ask.responder.refuse(ErrorCode::Unspecified, "not today");
     match within(refused).await.unwrap() {
-        Err(AskError::Remote { act: Act::Refuse, refusal }) => assert_eq!(refusal.reason, "not today"),
+        Err(AskError::Remote { act: Act::Refuse, refusal, .. }) => assert_eq!(refusal.reason, "not today"),
         other => panic!("{other:?}"),
     }
     let asker = dialed.clone();
     let dropped = tokio::spawn(async move { asker.ask(HOLD, Bytes::new()).await });
     drop(within(held_rx.recv()).await.unwrap());
     match within(dropped).await.unwrap() {
-        Err(AskError::Remote { act: Act::Failure, refusal }) => assert_eq!(refusal.code, ErrorCode::NoReply),
+        Err(AskError::Remote { act: Act::Failure, refusal, .. }) => assert_eq!(refusal.code, ErrorCode::NoReply),
         other => panic!("{other:?}"),
     }
 }
@@ -202,7 +202,7 @@ async fn too_many_concurrent_asks_are_refused() {
     let (held2, _held2_rx) = tokio::sync::mpsc::unbounded_channel();
     serve(within(server.accept()).await.unwrap().unwrap(), held2);
     match within(second_session.ask(ECHO, Bytes::new())).await {
-        Err(AskError::Remote { act: Act::Refuse, refusal }) => assert_eq!(refusal.code, ErrorCode::TooManyAsks),
+        Err(AskError::Remote { act: Act::Refuse, refusal, .. }) => assert_eq!(refusal.code, ErrorCode::TooManyAsks),
         other => panic!("{other:?}"),
     }
     // ...while another peer's asks keep working.
@@ -358,7 +358,7 @@ async fn graceful_shutdown_answers_in_flight_asks() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     // New asks are refused explicitly.
     match within(dialed.ask(ECHO, Bytes::new())).await {
-        Err(AskError::Remote { act: Act::Refuse, refusal }) => assert_eq!(refusal.code, ErrorCode::Shutdown),
+        Err(AskError::Remote { act: Act::Refuse, refusal, .. }) => assert_eq!(refusal.code, ErrorCode::Shutdown),
         other => panic!("{other:?}"),
     }
     // The handlers finish; every in-flight ask gets its own reply.

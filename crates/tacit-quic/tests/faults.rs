@@ -273,7 +273,7 @@ async fn heavy_loss_during_50_handshakes() {
                 within(Duration::from_secs(15), "a handshake under loss", async {
                     let session = match client.connect(addr, Some(id)).await {
                         Ok(session) => session,
-                        Err(ConnectError::Timeout) => return Err("connect timed out".to_owned()),
+                        Err(ConnectError::Timeout { .. }) => return Err("connect timed out".to_owned()),
                         Err(ConnectError::Connection(quinn::ConnectionError::TimedOut)) => {
                             return Err("connection timed out".to_owned());
                         }

@@ -1,16 +1,19 @@
 //! The agent: an identity, a card, handlers for the intents it takes, and
 //! the endpoint that serves them and dials peers.
 
-use std::collections::HashMap;
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus};
-use tacit_quic::{Endpoint, Incoming, IncomingAsk, IncomingStream, Session, TransportLimits};
+use tacit_quic::{
+    Endpoint, Incoming, IncomingAsk, IncomingStream, Link, LinkState, ReconnectPolicy, Session, TransportLimits,
+};
 use tacit_wire::{Act, ErrorCode, IntentId, IntentRef};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -20,9 +23,9 @@ use crate::builtin;
 use crate::context::Context;
 use crate::error::{Error, Rejection, Result};
 use crate::handler::{self, Handlers, IntoReply, StreamReceiver, StreamSender, TellFn};
-use crate::intent::{Intent, Request};
+use crate::intent::{Intent, Request, Subscription};
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
-use crate::peer::{Peer, PeerInner, ReconnectPolicy};
+use crate::peer::{Peer, PeerInner};
 
 /// One-way messages queued for a session's handlers, in arrival order.
 const TELL_QUEUE: usize = 256;
@@ -37,7 +40,33 @@ pub(crate) struct Core {
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) card: AgentCard,
     pub(crate) offers: Vec<IntentOffer>,
+    /// The intents this agent declared it sends.
+    pub(crate) emitted: HashSet<IntentId>,
+    pub(crate) states: States,
     pub(crate) started: Instant,
+}
+
+impl Core {
+    /// Whether this agent declared that it sends `id`.
+    pub(crate) fn emits(&self, id: &IntentId) -> bool {
+        self.emitted.contains(id)
+    }
+}
+
+/// Shared state for handlers, one value per type ([`AgentBuilder::state`]).
+#[derive(Default)]
+pub(crate) struct States(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl States {
+    pub(crate) fn get<S: Any + Send + Sync>(&self) -> Option<&S> {
+        self.0.get(&TypeId::of::<S>()).and_then(|state| state.downcast_ref::<S>())
+    }
+}
+
+impl std::fmt::Debug for States {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "States({} values)", self.0.len())
+    }
 }
 
 /// Builds an [`Agent`]: identity, card, handlers, limits.
@@ -51,6 +80,7 @@ pub struct AgentBuilder {
     handlers: Handlers,
     names: HashMap<IntentId, &'static str>,
     reconnect: ReconnectPolicy,
+    states: States,
     socket: Option<Arc<dyn tacit_quic::AsyncUdpSocket>>,
 }
 
@@ -65,6 +95,7 @@ impl AgentBuilder {
             handlers: Handlers::default(),
             names: HashMap::new(),
             reconnect: ReconnectPolicy::default(),
+            states: States::default(),
             socket: None,
         };
         builtin::register(builder)
@@ -109,15 +140,37 @@ impl AgentBuilder {
         self
     }
 
-    /// Sets how dialed peers reconnect and retry.
+    /// Sets how dialed peers connect, reconnect and retry (including the
+    /// connect timeout; see [`ReconnectPolicy`] for the defaults).
     pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.reconnect = policy;
         self
     }
 
+    /// Sets how long [`Agent::connect`] waits for a peer (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.reconnect.connect_timeout = timeout;
+        self
+    }
+
+    /// Shares `state` with every handler: [`Context::state`] returns it by
+    /// type. One value per type (a later one replaces an earlier one); wrap
+    /// what handlers change in a `Mutex` or use atomics, as with axum's
+    /// `State`.
+    ///
+    /// Why by type on the context rather than a type parameter of the
+    /// builder: an agent's handlers are often written in different modules
+    /// (the standard intents, a bridge, the application) that each need
+    /// their own state, and the handler signature stays one shape for all.
+    pub fn state<S: Any + Send + Sync>(mut self, state: S) -> Self {
+        self.states.0.insert(TypeId::of::<S>(), Arc::new(state));
+        self
+    }
+
     /// Handles asks of intent `I` with `handler`, which returns
     /// `Result<I::Reply, Rejection>` (or `Result<Reply<I::Reply>, Rejection>`
-    /// to pick the act). Replaces an earlier handler of `I`.
+    /// to pick the act); `Ok(reply)` needs no annotation and `?` turns any
+    /// error into a [`Rejection`]. Replaces an earlier handler of `I`.
     ///
     /// The handler's future is first polled on the task that reads the
     /// peer's session, so an answer ready at once goes out without a task
@@ -125,16 +178,28 @@ impl AgentBuilder {
     /// beside the peer's other asks. Work that computes for long before its
     /// first `.await` delays the peer's next asks: move it to
     /// `tokio::task::spawn_blocking`.
-    pub fn handle<I, F, Fut, R>(mut self, handler: F) -> Self
+    pub fn on_ask<I, F, Fut, T>(mut self, handler: F) -> Self
     where
         I: Request,
         F: Fn(Context, I) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoReply<I::Reply> + 'static,
+        Fut: Future<Output = Result<T, Rejection>> + Send + 'static,
+        T: IntoReply<I::Reply> + 'static,
     {
         self.offer::<I>(true, false);
         self.handlers.asks.insert(I::ID, handler::ask_fn(handler));
         self
+    }
+
+    /// The former name of [`on_ask`](Self::on_ask).
+    #[deprecated(since = "0.2.0", note = "renamed `on_ask`")]
+    pub fn handle<I, F, Fut, T>(self, handler: F) -> Self
+    where
+        I: Request,
+        F: Fn(Context, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Rejection>> + Send + 'static,
+        T: IntoReply<I::Reply> + 'static,
+    {
+        self.on_ask(handler)
     }
 
     /// Handles one-way messages (tells and datagrams) of intent `I`, one at
@@ -150,15 +215,29 @@ impl AgentBuilder {
         self
     }
 
-    /// Handles stream lanes opened with intent `I`: the handler gets the
-    /// opening message, a receiver of the peer's `In` messages and a sender
-    /// for `Out` messages.
-    pub fn on_stream<I, In, Out, F, Fut>(mut self, handler: F) -> Self
+    /// Handles stream lanes opened with `S`, whose `.proto` declares what
+    /// travels on it ([`Subscription`]): the handler gets the opening
+    /// message, a sender of `S::Item`s and a receiver of what the opener
+    /// sends (`S::Send`) — sender first, as [`Peer::stream`] returns them.
+    /// Finish the sender to end the stream; dropping it unfinished cancels.
+    pub fn on_stream<S, F, Fut>(self, handler: F) -> Self
+    where
+        S: Subscription,
+        F: Fn(Context, S, StreamSender<S::Item>, StreamReceiver<S::Send>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_stream_with::<S, S::Send, S::Item, F, Fut>(handler)
+    }
+
+    /// Like [`on_stream`](Self::on_stream), for an opening intent whose
+    /// `.proto` does not declare its stream types: `Item` is what the
+    /// handler sends, `In` what it receives (`()` for nothing that way).
+    pub fn on_stream_with<I, In, Item, F, Fut>(mut self, handler: F) -> Self
     where
         I: Intent,
         In: prost::Message + Default + Send + 'static,
-        Out: prost::Message + Send + 'static,
-        F: Fn(Context, I, StreamReceiver<In>, StreamSender<Out>) -> Fut + Send + Sync + 'static,
+        Item: prost::Message + Send + 'static,
+        F: Fn(Context, I, StreamSender<Item>, StreamReceiver<In>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.offer::<I>(true, false);
@@ -173,7 +252,7 @@ impl AgentBuilder {
     /// [`on_any_tell`](Self::on_any_tell)) the agent also offers to handle
     /// every intent each peer emits, after the handshake (a capability update).
     /// For tools that work from schemas (a listener, a bridge), not typed code.
-    pub fn handle_any<F, Fut>(mut self, handler: F) -> Self
+    pub fn on_any_ask<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(IntentId, Bytes), Rejection>> + Send + 'static,
@@ -182,8 +261,18 @@ impl AgentBuilder {
         self
     }
 
+    /// The former name of [`on_any_ask`](Self::on_any_ask).
+    #[deprecated(since = "0.2.0", note = "renamed `on_any_ask`")]
+    pub fn handle_any<F, Fut>(self, handler: F) -> Self
+    where
+        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(IntentId, Bytes), Rejection>> + Send + 'static,
+    {
+        self.on_any_ask(handler)
+    }
+
     /// Handles one-way messages of every intent that has no typed handler,
-    /// as encoded bytes (see [`handle_any`](Self::handle_any)).
+    /// as encoded bytes (see [`on_any_ask`](Self::on_any_ask)).
     pub fn on_any_tell<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
@@ -220,7 +309,10 @@ impl AgentBuilder {
     }
 
     /// Declares that this agent sends intent `I` to peers (asks, tells or
-    /// streams): it is negotiated with every peer that handles it.
+    /// streams): it is negotiated with every peer that handles it in the
+    /// handshake, so the first ask goes out at once, without waiting for the
+    /// handshake. An intent sent without being declared is offered to the
+    /// peer by a capability update on first use (one round trip more).
     pub fn emits<I: Intent>(mut self) -> Self {
         self.offer::<I>(false, true);
         self
@@ -271,9 +363,11 @@ impl AgentBuilder {
             .capabilities(self.capabilities.clone())
             .limits(self.transport);
         let endpoint = match self.socket {
-            Some(socket) => endpoint.bind_with_socket(socket).await?,
-            None => endpoint.bind(addr).await?,
-        };
+            Some(socket) => endpoint.bind_with_socket(socket).await,
+            None => endpoint.bind(addr).await,
+        }
+        .map_err(Error::from_bind)?;
+        let emitted = self.capabilities.intents.iter().filter(|offer| offer.emits).map(|offer| offer.id).collect();
         let core = Arc::new(Core {
             endpoint,
             handlers: self.handlers,
@@ -282,6 +376,8 @@ impl AgentBuilder {
             reconnect: self.reconnect,
             card: self.card,
             offers: self.capabilities.intents,
+            emitted,
+            states: self.states,
             started: Instant::now(),
         });
         let accept = tokio::spawn(accept_loop(core.clone()));
@@ -323,7 +419,11 @@ impl Agent {
 
     /// The address the agent listens on.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.inner.core.endpoint.local_addr().map_err(|e| Error::Bind(tacit_quic::BindError::Io(e)))
+        self.inner
+            .core
+            .endpoint
+            .local_addr()
+            .map_err(|e| Error::Bind { reason: format!("no local address: {e}"), source: Some(Box::new(e)) })
     }
 
     /// The agent's card.
@@ -336,14 +436,23 @@ impl Agent {
         self.inner.core.metrics.snapshot()
     }
 
-    /// Dials the agent at `addr`. With `expected`, the TLS handshake fails
+    /// Dials the agent at `addr`, waiting at most the connect timeout
+    /// ([`AgentBuilder::connect_timeout`], default 5 s; the error names the
+    /// address and the timeout). With `expected`, the TLS handshake fails
     /// unless the peer holds that AgentId; either way, reconnections insist
     /// on the AgentId found the first time. Asks can be sent at once: they
     /// travel behind the capability handshake.
     pub async fn connect(&self, addr: SocketAddr, expected: impl Into<Option<AgentId>>) -> Result<Peer> {
         let core = &self.inner.core;
-        let session = core.endpoint.connect(addr, expected.into()).await.map_err(Error::from_connect)?;
-        Ok(Peer::dialed(core.clone(), addr, session))
+        if core.endpoint.is_shutting_down() {
+            return Err(Error::Shutdown);
+        }
+        let link = Link::connect(&core.endpoint, addr, expected.into(), core.reconnect)
+            .await
+            .map_err(|e| Error::from_connect(addr, e))?;
+        let peer = Peer::dialed(core.clone(), link);
+        serve_dialed(core.clone(), &peer);
+        Ok(peer)
     }
 
     /// Stops accepting, lets asks in flight finish for up to `drain`, then
@@ -354,9 +463,50 @@ impl Agent {
         self.inner.core.endpoint.shutdown(drain).await
     }
 
-    /// The underlying endpoint.
+    /// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM, then shuts down as
+    /// [`shutdown`](Self::shutdown) does; returns how many asks were still
+    /// running. For a service's `main`:
+    ///
+    /// ```no_run
+    /// # async fn run(agent: tacit::Agent) {
+    /// agent.shutdown_on_signal(std::time::Duration::from_secs(5)).await;
+    /// # }
+    /// ```
+    pub async fn shutdown_on_signal(&self, drain: Duration) -> usize {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        self.shutdown(drain).await
+    }
+
+    /// The underlying transport endpoint (for power users; see
+    /// [`transport`](crate::transport)).
     pub fn endpoint(&self) -> &Endpoint {
         &self.inner.core.endpoint
+    }
+}
+
+/// Resolves at Ctrl-C or (Unix) SIGTERM. If a handler cannot be installed,
+/// waits for the other; if neither can, never resolves.
+async fn wait_for_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
     }
 }
 
@@ -374,29 +524,54 @@ async fn accept_loop(core: Arc<Core>) {
     }
 }
 
-/// Serves what a dialed peer sends back on `session`, without keeping the
-/// session open.
-pub(crate) fn serve_dialed(core: Arc<Core>, session: &Session, peer: Weak<PeerInner>) {
-    let span = tracing::info_span!("session", peer = %session.peer_id(), role = "dialer");
-    tokio::spawn(serve(core, Source::Dialed(session.downgrade(), peer)).instrument(span));
+/// Serves what a dialed peer sends back, over every session of its link,
+/// without keeping the link open.
+fn serve_dialed(core: Arc<Core>, peer: &Peer) {
+    let Some(link) = peer.weak_link() else { return };
+    let span = tracing::info_span!("session", peer = %peer.id(), role = "dialer");
+    if let Some(watch) = peer.watch() {
+        tokio::spawn(follow_link(core.clone(), link.clone(), watch).instrument(span.clone()));
+    }
+    tokio::spawn(serve(core, Source::Dialed(link, peer.downgrade())).instrument(span));
+}
+
+/// Counts the reconnects of a dialed link, and adopts the peer's intents on
+/// each of its sessions when the agent takes any intent.
+async fn follow_link(core: Arc<Core>, link: tacit_quic::WeakLink, mut watch: tacit_quic::LinkWatch) {
+    let mut generation = 0;
+    loop {
+        match watch.current() {
+            LinkState::Up { generation: now } if now > generation => {
+                if generation > 0 {
+                    core.metrics.bump(Counter::Reconnects);
+                }
+                generation = now;
+                if core.handlers.takes_any() {
+                    let Some(session) = link.upgrade().map(|link| link.session()) else { return };
+                    adopt_peer_intents(core.clone(), session.downgrade()).await;
+                }
+            }
+            LinkState::Closed => return,
+            _ => {}
+        }
+        if watch.changed().await.is_none() {
+            return;
+        }
+    }
 }
 
 enum Source {
     /// An accepted session: served (and kept open) until the peer closes it.
     Accepted(Session, Peer),
-    /// A dialed session: served while the application holds the peer.
-    Dialed(tacit_quic::WeakSession, Weak<PeerInner>),
+    /// A dialed link: served while the application holds the peer.
+    Dialed(tacit_quic::WeakLink, std::sync::Weak<PeerInner>),
 }
 
 async fn serve(core: Arc<Core>, source: Source) {
-    if core.handlers.takes_any() {
-        let session = match &source {
-            Source::Accepted(session, _) => Some(session.clone()),
-            Source::Dialed(session, _) => session.upgrade(),
-        };
-        if let Some(session) = session {
-            tokio::spawn(adopt_peer_intents(core.clone(), session.downgrade()).in_current_span());
-        }
+    if core.handlers.takes_any()
+        && let Source::Accepted(session, _) = &source
+    {
+        tokio::spawn(adopt_peer_intents(core.clone(), session.downgrade()).in_current_span());
     }
     let mut tells: Option<mpsc::Sender<(TellFn, Context, Bytes)>> = None;
     loop {
@@ -576,12 +751,12 @@ fn answer(
             metrics.bump(Counter::RejectionsSent);
             metrics.error(rejection.code);
             match rejection.act {
-                Act::Refuse => responder.refuse(rejection.code, &rejection.reason),
-                Act::NotUnderstood => {
-                    let refusal = tacit_wire::pb::Refusal { code: rejection.code as i32, reason: rejection.reason };
-                    let payload = prost::Message::encode_to_vec(&refusal).into();
-                    responder.reply_with(Act::NotUnderstood, request_intent, payload);
+                // A typed detail, or an act the responder has no shorthand for.
+                _ if rejection.raw_detail().is_some() || rejection.act == Act::NotUnderstood => {
+                    let act = if rejection.act == Act::Refuse { Act::Refuse } else { rejection.act };
+                    responder.reply_with(act, request_intent, rejection.to_wire());
                 }
+                Act::Refuse => responder.refuse(rejection.code, &rejection.reason),
                 _ => responder.fail(rejection.code, &rejection.reason),
             }
         }
@@ -602,7 +777,10 @@ fn default_reply_act(request: Act) -> Act {
 fn dispatch_stream(core: &Arc<Core>, peer: Peer, stream: IncomingStream) {
     let IncomingStream { envelope, intent, sender, receiver, .. } = stream;
     let Some(handler) = core.handlers.streams.get(&intent) else {
-        core.metrics.bump(Counter::DroppedUnhandled);
+        // Negotiated (it is asked or told) but not a stream: say so.
+        core.metrics.error(ErrorCode::IntentNotNegotiated);
+        sender.reset(ErrorCode::IntentNotNegotiated);
+        drop(receiver);
         return;
     };
     core.metrics.received(Counter::StreamsAccepted, envelope.payload.len());

@@ -4,22 +4,21 @@
 
 use crate::agent::AgentBuilder;
 use crate::context::Context;
-use crate::error::Rejection;
 use crate::intents::{
     AgentDescription, DescribeAgent, Health, HealthCheck, IntentInfo, Ping, Pong, RejectProposal, health,
 };
 
 pub(crate) fn register(builder: AgentBuilder) -> AgentBuilder {
     builder
-        .handle(|_: Context, ping: Ping| async move { Ok::<_, Rejection>(Pong { nonce: ping.nonce }) })
+        .on_ask(|_: Context, ping: Ping| async move { Ok(Pong { nonce: ping.nonce }) })
         .emits::<Ping>()
-        .handle(|cx: Context, _: HealthCheck| async move {
+        .on_ask(|cx: Context, _: HealthCheck| async move {
             let core = cx.peer().core();
             let status = if core.endpoint.is_shutting_down() { health::Status::Draining } else { health::Status::Serving };
-            Ok::<_, Rejection>(Health { status: status as i32, uptime_seconds: core.started.elapsed().as_secs() })
+            Ok(Health { status: status as i32, uptime_seconds: core.started.elapsed().as_secs() })
         })
         .emits::<HealthCheck>()
-        .handle(|cx: Context, _: DescribeAgent| async move { Ok::<_, Rejection>(describe(&cx)) })
+        .on_ask(|cx: Context, _: DescribeAgent| async move { Ok(describe(&cx)) })
         .emits::<DescribeAgent>()
         .on_tell(|cx: Context, rejection: RejectProposal| async move {
             tracing::debug!(peer = %cx.peer_id(), proposal = rejection.proposal_id, reason = %rejection.reason, "proposal rejected");

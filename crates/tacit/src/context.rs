@@ -7,6 +7,7 @@ use tacit_handshake::{AgentCard, AgentId};
 use tacit_wire::{Act, ConversationId, IntentId};
 
 use crate::conversation::Conversation;
+use crate::error::Rejection;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
 
@@ -89,6 +90,17 @@ impl Context {
     /// Time left before the deadline (`None` without one; zero once passed).
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The agent's shared state of type `S` ([`AgentBuilder::state`](crate::AgentBuilder::state)).
+    /// Missing state is a `FAILURE` (`HANDLER_FAILED`) for the asker, so
+    /// `let inventory = cx.state::<Inventory>()?;` reads well in a handler.
+    pub fn state<S: std::any::Any + Send + Sync>(&self) -> Result<&S, Rejection> {
+        self.peer
+            .core()
+            .states
+            .get::<S>()
+            .ok_or_else(|| Rejection::failed(format!("this agent has no state of type {}", std::any::type_name::<S>())))
     }
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {

@@ -10,11 +10,12 @@ use tacit_quic::TellOptions;
 use tacit_wire::{Act, ConversationId};
 use tokio::task::JoinSet;
 
+use crate::AskOptions;
 use crate::error::{Error, Result};
 use crate::handler::Reply;
 use crate::intent::{Intent, Request};
 use crate::intents::RejectProposal;
-use crate::peer::{AskOptions, Peer};
+use crate::peer::Peer;
 
 /// A conversation with one peer: every message carries the conversation id
 /// and answers (`in_reply_to`) the last message received in it.
@@ -95,9 +96,11 @@ fn fresh_conversation_id() -> ConversationId {
 /// A participant's answer to a call for proposals, with its message id.
 type Answer<P> = Result<(Reply<P>, u64)>;
 
-/// One proposal received in a [`ContractNet`] round.
+/// One proposal received in a [`ContractNet`] round (a `Bid` to keep it apart
+/// from the standard intent [`intents::Proposal`](crate::intents::Proposal)).
+/// It may carry any proposal type `P`.
 #[derive(Debug, Clone)]
-pub struct Proposal<P> {
+pub struct Bid<P> {
     /// Who proposed.
     pub peer: Peer,
     /// What it proposed.
@@ -166,7 +169,7 @@ impl ContractNet {
             let peer = self.participants[index].clone();
             match answer {
                 Ok((reply, proposal_id)) if reply.act == Act::Propose => {
-                    round.proposals.push(Proposal { peer, proposal: reply.message, proposal_id });
+                    round.proposals.push(Bid { peer, proposal: reply.message, proposal_id });
                 }
                 Ok((reply, _)) => round.declined.push((
                     peer.id(),
@@ -189,7 +192,7 @@ impl ContractNet {
 pub struct Round<P> {
     conversation: ConversationId,
     /// The proposals, in the order of the participants.
-    pub proposals: Vec<Proposal<P>>,
+    pub proposals: Vec<Bid<P>>,
     /// Participants that refused, failed, answered late or could not be reached.
     pub declined: Vec<(AgentId, Error)>,
 }
@@ -235,7 +238,7 @@ impl<P: Intent> Round<P> {
     }
 }
 
-async fn reject<P>(proposals: Vec<Proposal<P>>, conversation: ConversationId, reason: &str) {
+async fn reject<P>(proposals: Vec<Bid<P>>, conversation: ConversationId, reason: &str) {
     let mut sends = JoinSet::new();
     for proposal in proposals {
         let message = RejectProposal { proposal_id: proposal.proposal_id, reason: reason.to_owned() };

@@ -80,46 +80,48 @@ impl<T> Reply<T> {
     }
 }
 
-/// What an ask handler may return: `Result<R, Rejection>` or
-/// `Result<Reply<R>, Rejection>`, where `R` is the request's reply type.
+/// What an ask handler's `Ok` may hold: the reply itself (sent with the
+/// default act: `INFORM`, or `PROPOSE` to a call for proposals), or a
+/// [`Reply`] with an explicit act.
+///
+/// Handlers return `Result<T, Rejection>`; because the error type is fixed,
+/// `Ok(reply)` needs no annotation, and `?` converts any error into a
+/// [`Rejection`].
 pub trait IntoReply<R>: Send {
-    /// The reply with its act (`None` for the default), or the rejection.
-    fn into_reply(self) -> Result<(Option<Act>, R), Rejection>;
+    /// The reply with its act (`None` for the default).
+    fn into_reply(self) -> (Option<Act>, R);
 }
 
-impl<R: Intent> IntoReply<R> for Result<R, Rejection> {
-    fn into_reply(self) -> Result<(Option<Act>, R), Rejection> {
-        self.map(|reply| (None, reply))
+impl<R: Intent> IntoReply<R> for R {
+    fn into_reply(self) -> (Option<Act>, R) {
+        (None, self)
     }
 }
 
-impl<R: Intent> IntoReply<R> for Result<Reply<R>, Rejection> {
-    fn into_reply(self) -> Result<(Option<Act>, R), Rejection> {
-        self.map(|reply| (Some(reply.act), reply.message))
+impl<R: Intent> IntoReply<R> for Reply<R> {
+    fn into_reply(self) -> (Option<Act>, R) {
+        (Some(self.act), self.message)
     }
 }
 
 fn decode<I: Intent>(payload: &Bytes) -> Result<I, Rejection> {
-    I::decode(payload.clone()).map_err(|e| Rejection {
-        act: Act::NotUnderstood,
-        code: ErrorCode::InvalidPayload,
-        reason: format!("cannot decode {}: {e}", I::NAME),
-    })
+    I::decode(payload.clone())
+        .map_err(|e| Rejection::not_understood(ErrorCode::InvalidPayload, format!("cannot decode {}: {e}", I::NAME)))
 }
 
-pub(crate) fn ask_fn<I, F, Fut, R>(handler: F) -> AskFn
+pub(crate) fn ask_fn<I, F, Fut, T>(handler: F) -> AskFn
 where
     I: Request,
     F: Fn(Context, I) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
-    R: IntoReply<I::Reply> + 'static,
+    Fut: Future<Output = Result<T, Rejection>> + Send + 'static,
+    T: IntoReply<I::Reply> + 'static,
 {
     let handler = Arc::new(handler);
     Arc::new(move |cx: Context, payload: Bytes| {
         let handler = handler.clone();
         Box::pin(async move {
             let request = decode::<I>(&payload)?;
-            let (act, reply) = handler(cx, request).await.into_reply()?;
+            let (act, reply) = handler(cx, request).await?.into_reply();
             Ok(Answer { act, intent: <I::Reply as Intent>::ID, payload: reply.encode_to_vec().into() })
         })
     })
@@ -151,7 +153,7 @@ where
     I: Intent,
     In: prost::Message + Default + Send + 'static,
     Out: prost::Message + Send + 'static,
-    F: Fn(Context, I, StreamReceiver<In>, StreamSender<Out>) -> Fut + Send + Sync + 'static,
+    F: Fn(Context, I, StreamSender<Out>, StreamReceiver<In>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let handler = Arc::new(handler);
@@ -161,7 +163,7 @@ where
             match decode::<I>(&payload) {
                 Ok(opening) => {
                     let receiver = StreamReceiver::new(receiver, I::NAME);
-                    handler(cx, opening, receiver, StreamSender::new(sender)).await;
+                    handler(cx, opening, StreamSender::new(sender), receiver).await;
                 }
                 Err(rejection) => {
                     cx.metrics().error(rejection.code);

@@ -31,3 +31,18 @@ pub trait Request: Intent {
     /// The intent that answers this request.
     type Reply: Intent;
 }
+
+/// An intent that opens a stream lane, with the types that travel on it.
+///
+/// In a `.proto` file, the opening message names them with message options
+/// from `tacit/v1/options.proto` (the item type the handler streams back,
+/// and optionally what the opener sends after the opening); tacit-build
+/// then implements this trait, and [`Peer::stream`](crate::Peer::stream)
+/// and [`AgentBuilder::on_stream`](crate::AgentBuilder::on_stream) take the
+/// types from it. `()` stands for "nothing this way".
+pub trait Subscription: Intent {
+    /// What the opener sends after the opening (`()` if nothing).
+    type Send: prost::Message + Default + Send + 'static;
+    /// What the handler streams back.
+    type Item: prost::Message + Default + Send + 'static;
+}

@@ -9,16 +9,18 @@
 //! # The model
 //!
 //! - An [`Agent`] is built with [`Agent::builder`]: an identity (from a key
-//!   file, created if missing), a card, and handlers — [`handle`] for asks
-//!   (request → one reply), [`on_tell`] for one-way messages, [`on_stream`]
-//!   for stream lanes. The intents it handles, and the ones it declares with
+//!   file, created if missing), a card, shared [`state`] for handlers, and
+//!   handlers — [`on_ask`] for asks (request → one reply), [`on_tell`] for
+//!   one-way messages, [`on_stream`] for stream lanes. The intents it handles, and the ones it declares with
 //!   [`emits`], are what it advertises in the capability handshake.
 //! - [`Agent::connect`] gives a [`Peer`]: typed [`ask`](Peer::ask),
 //!   [`tell`](Peer::tell), [`stream`](Peer::stream) and
 //!   [`datagram`](Peer::datagram). A peer reconnects by itself after a lost
-//!   connection, and re-sends asks that were not sent (and, when marked
+//!   connection ([`ReconnectPolicy`]; watch it with [`Peer::watch`]), and
+//!   re-sends asks that were not sent (and, when marked
 //!   [`idempotent`](AskOptions::idempotent), asks whose outcome is unknown —
-//!   the receiver runs each message id at most once).
+//!   the receiver runs each message id at most once). Every ask ends in a
+//!   reply, an [`Error::Rejected`], or a local error within its deadline.
 //! - Handlers get a [`Context`]: the sender's id and card, the act, the
 //!   conversation, the deadline, and a [`Peer`] to send further intents.
 //! - [`Conversation`]s thread messages by conversation id and `in_reply_to`;
@@ -33,7 +35,8 @@
 //! script) and implement [`Intent`]; a request names its reply type with the
 //! `(tacit.v1.reply)` message option and implements [`Request`].
 //!
-//! [`handle`]: AgentBuilder::handle
+//! [`on_ask`]: AgentBuilder::on_ask
+//! [`state`]: AgentBuilder::state
 //! [`on_tell`]: AgentBuilder::on_tell
 //! [`on_stream`]: AgentBuilder::on_stream
 //! [`emits`]: AgentBuilder::emits
@@ -46,13 +49,13 @@
 //!
 //! ```
 //! use tacit::intents::{Ping, Pong};
-//! use tacit::{Agent, AgentCard, Context, Rejection};
+//! use tacit::{Agent, AgentCard, Context};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tacit::Error> {
 //! let server = Agent::builder()
 //!     .card(AgentCard::new("echo"))
-//!     .handle(|_cx: Context, ping: Ping| async move { Ok::<_, Rejection>(Pong { nonce: ping.nonce + 1 }) })
+//!     .on_ask(|_cx: Context, ping: Ping| async move { Ok(Pong { nonce: ping.nonce + 1 }) })
 //!     .bind("127.0.0.1:0".parse().unwrap())
 //!     .await?;
 //! let client = Agent::builder().emits::<Ping>().bind("127.0.0.1:0".parse().unwrap()).await?;
@@ -78,19 +81,32 @@ pub mod intents;
 mod metrics;
 mod peer;
 mod schema;
+mod trace;
 
 pub use agent::{Agent, AgentBuilder};
 pub use context::Context;
-pub use conversation::{ContractNet, Conversation, Proposal, Round};
-pub use error::{Error, Rejection, Result};
+pub use conversation::{Bid, ContractNet, Conversation, Round};
+pub use error::{BoxError, Error, Rejection, Result};
 pub use handler::{IntoReply, Reply, StreamReceiver, StreamSender};
-pub use intent::{Intent, Request};
+pub use intent::{Intent, Request, Subscription};
 pub use metrics::MetricsSnapshot;
-pub use peer::{AskOptions, Peer, RawReply, ReconnectPolicy};
+pub use peer::{Peer, RawReply};
 pub use schema::Schema;
-pub use tacit_handshake::{AgentCard, AgentId, Identity};
-pub use tacit_quic::{TellOptions, TransportLimits};
-pub use tacit_wire::{Act, ConversationId, ErrorCode, IntentId};
+pub use tacit_handshake::{AgentCard, AgentId, Identity, IdentityError, KeyFileStatus};
+pub use tacit_quic::{AskOptions, LinkState, LinkWatch, ReconnectPolicy, TellOptions, TransportLimits};
+pub use tacit_wire::{Act, ConversationId, ErrorCode, IntentId, TraceContext};
+
+/// The transport under the agent API, for power users (as `iroh::endpoint`):
+/// every type that appears in a `tacit` signature and is not re-exported at
+/// the crate root is here.
+pub mod transport {
+    pub use tacit_handshake::{Capabilities, IntentOffer, Negotiated, NegotiatedIntent, Refusal};
+    pub use tacit_quic::{
+        AcceptError, AskError, BindError, ConnectError, Endpoint, EndpointBuilder, FrameReceiver, FrameSender,
+        Incoming, IncomingAsk, IncomingMessage, IncomingStream, Link, LinkReply, Responder, Session, SessionError,
+        StreamError, WeakLink, WeakSession,
+    };
+}
 
 /// Re-exported for dynamic decoding with [`Schema`].
 pub use prost_reflect;

@@ -1,153 +1,31 @@
-//! A peer agent: typed ask / tell / stream / datagram over a session that
-//! re-establishes itself after a lost connection.
+//! A peer agent: typed ask / tell / stream / datagram. Encoding and decoding
+//! happen here; the link to the peer (re-dial, re-send) is tacit-quic's
+//! [`Link`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
-use tacit_handshake::{AgentCard, AgentId, Negotiated};
-use tacit_quic::{AskError, Session, SessionError, TellOptions};
-use tacit_wire::{Act, ConversationId, Envelope, IntentRef};
+use tacit_handshake::{AgentCard, AgentId, IntentOffer, Negotiated};
+use tacit_quic::{AskError, Link, LinkState, LinkWatch, Session, WeakLink};
+use tacit_wire::{Act, Envelope, IntentId};
 
-use crate::agent::{self, Core};
+use crate::agent::Core;
 use crate::conversation::Conversation;
 use crate::error::{Error, Result};
 use crate::handler::{Reply, StreamReceiver, StreamSender};
-use crate::intent::{Intent, Request};
+use crate::intent::{Intent, Request, Subscription};
 use crate::metrics::{Counter, Metrics};
 use crate::schema::Schema;
+use crate::{AskOptions, TellOptions};
 
-/// How a dialed [`Peer`] re-establishes a lost session: exponential backoff
-/// between attempts, a bounded number of attempts per loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ReconnectPolicy {
-    /// Delay before the second attempt (the first is immediate).
-    pub initial_delay: Duration,
-    /// Longest delay between attempts.
-    pub max_delay: Duration,
-    /// Attempts per loss before giving up (0: never reconnect).
-    pub max_attempts: u32,
-    /// How many times one ask is re-sent after lost connections.
-    pub max_retries: u32,
-}
-
-impl Default for ReconnectPolicy {
-    fn default() -> Self {
-        Self {
-            initial_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
-            max_attempts: 8,
-            max_retries: 3,
-        }
-    }
-}
-
-impl ReconnectPolicy {
-    /// Never reconnects: a lost session stays lost.
-    pub fn never() -> Self {
-        Self { max_attempts: 0, max_retries: 0, ..Self::default() }
-    }
-
-    /// Sets the delays: `initial`, doubling up to `max`.
-    pub fn delays(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_delay = initial;
-        self.max_delay = max;
-        self
-    }
-
-    /// Sets the attempts per loss.
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
-        self
-    }
-
-    /// Sets how many times one ask is re-sent.
-    pub fn max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = retries;
-        self
-    }
-}
-
-/// Options of one ask through a [`Peer`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct AskOptions {
-    /// The act (default `REQUEST`; also `QUERY`, `CFP`, `ACCEPT`, ...).
-    pub act: Act,
-    /// How long to wait for the reply, retries included. Default: no deadline.
-    pub deadline: Option<Duration>,
-    /// The conversation the ask belongs to.
-    pub conversation: ConversationId,
-    /// The message it answers.
-    pub in_reply_to: u64,
-    /// Whether the ask may be re-sent after a connection is lost *after* it
-    /// was sent (an unknown outcome). The re-sent ask keeps its message id,
-    /// so the peer's retry window runs it at most once. Default: false. Asks
-    /// that were never sent are always re-sent.
-    pub idempotent: bool,
-    /// The message id to use (default: a fresh one).
-    pub message_id: Option<u64>,
-}
-
-impl Default for AskOptions {
-    fn default() -> Self {
-        Self {
-            act: Act::Request,
-            deadline: None,
-            conversation: ConversationId::none(),
-            in_reply_to: 0,
-            idempotent: false,
-            message_id: None,
-        }
-    }
-}
-
-impl AskOptions {
-    /// Sets the act.
-    pub fn act(mut self, act: Act) -> Self {
-        self.act = act;
-        self
-    }
-
-    /// Sets the deadline.
-    pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
-        self
-    }
-
-    /// Sets the conversation.
-    pub fn conversation(mut self, conversation: ConversationId) -> Self {
-        self.conversation = conversation;
-        self
-    }
-
-    /// Sets the message this ask answers.
-    pub fn in_reply_to(mut self, message_id: u64) -> Self {
-        self.in_reply_to = message_id;
-        self
-    }
-
-    /// Marks the ask idempotent: re-sent (same message id) after a lost
-    /// connection, run at most once by the peer.
-    pub fn idempotent(mut self) -> Self {
-        self.idempotent = true;
-        self
-    }
-
-    /// Sets the message id (e.g. to continue an earlier attempt).
-    pub fn message_id(mut self, message_id: u64) -> Self {
-        self.message_id = Some(message_id);
-        self
-    }
-}
-
-/// A peer agent. Cheap to clone; all clones share one session.
+/// A peer agent. Cheap to clone; all clones share one connection.
 ///
-/// A peer from [`Agent::connect`](crate::Agent::connect) reconnects by
-/// itself (with [`ReconnectPolicy`]) when its session is lost, always to
-/// the same AgentId. A peer from a handler's [`Context`](crate::Context)
+/// A peer from [`Agent::connect`](crate::Agent::connect) is a link that
+/// re-dials by itself (with [`ReconnectPolicy`](crate::ReconnectPolicy))
+/// when its session is lost, always to the same AgentId; watch it with
+/// [`watch`](Self::watch). A peer from a handler's [`Context`](crate::Context)
 /// is the session the message came on, and does not reconnect. When the
 /// last clone of a dialed peer is dropped, its connection is closed.
 #[derive(Debug, Clone)]
@@ -159,41 +37,40 @@ pub struct Peer {
 pub(crate) struct PeerInner {
     core: Arc<Core>,
     id: AgentId,
-    /// Where to reconnect; `None` for accepted sessions.
-    addr: Option<SocketAddr>,
-    session: Mutex<Session>,
-    reconnecting: tokio::sync::Mutex<()>,
+    conn: Conn,
+}
+
+#[derive(Debug)]
+enum Conn {
+    /// Dialed: re-established when lost.
+    Link(Link),
+    /// Accepted: ends with its session.
+    Session(Session),
 }
 
 impl Peer {
-    pub(crate) fn dialed(core: Arc<Core>, addr: SocketAddr, session: Session) -> Self {
-        let peer = Self {
-            inner: Arc::new(PeerInner {
-                core,
-                id: session.peer_id(),
-                addr: Some(addr),
-                session: Mutex::new(session.clone()),
-                reconnecting: tokio::sync::Mutex::new(()),
-            }),
-        };
-        agent::serve_dialed(peer.inner.core.clone(), &session, Arc::downgrade(&peer.inner));
-        peer
+    pub(crate) fn dialed(core: Arc<Core>, link: Link) -> Self {
+        Self { inner: Arc::new(PeerInner { core, id: link.peer_id(), conn: Conn::Link(link) }) }
     }
 
     pub(crate) fn accepted(core: Arc<Core>, session: Session) -> Self {
-        Self {
-            inner: Arc::new(PeerInner {
-                core,
-                id: session.peer_id(),
-                addr: None,
-                session: Mutex::new(session),
-                reconnecting: tokio::sync::Mutex::new(()),
-            }),
-        }
+        Self { inner: Arc::new(PeerInner { core, id: session.peer_id(), conn: Conn::Session(session) }) }
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<PeerInner> {
+        Arc::downgrade(&self.inner)
     }
 
     pub(crate) fn from_weak(weak: &Weak<PeerInner>) -> Option<Self> {
         weak.upgrade().map(|inner| Self { inner })
+    }
+
+    /// The link of a dialed peer, without keeping it open.
+    pub(crate) fn weak_link(&self) -> Option<WeakLink> {
+        match &self.inner.conn {
+            Conn::Link(link) => Some(link.downgrade()),
+            Conn::Session(_) => None,
+        }
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
@@ -214,19 +91,52 @@ impl Peer {
         self.session().negotiated().map(|negotiated| negotiated.peer_card.clone())
     }
 
-    /// Where the peer was dialed (`None` for a peer that dialed this agent).
-    pub fn addr(&self) -> Option<SocketAddr> {
-        self.inner.addr
+    /// Where the peer was dialed, or where it dialed from.
+    pub fn addr(&self) -> SocketAddr {
+        match &self.inner.conn {
+            Conn::Link(link) => link.addr(),
+            Conn::Session(session) => session.remote_address(),
+        }
     }
 
-    /// The current session (possibly closed; the next operation reconnects).
+    /// The current session (possibly closed while a dialed peer re-dials):
+    /// the transport's view, for power users.
     pub fn session(&self) -> Session {
-        self.inner.session.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        match &self.inner.conn {
+            Conn::Link(link) => link.session(),
+            Conn::Session(session) => session.clone(),
+        }
+    }
+
+    /// Where the connection stands: up (with its generation), re-dialing,
+    /// down, or closed. A peer that dialed this agent is `Up` until its
+    /// session ends, then `Closed`.
+    pub fn state(&self) -> LinkState {
+        match &self.inner.conn {
+            Conn::Link(link) => link.state(),
+            Conn::Session(session) if session.is_closed() => LinkState::Closed,
+            Conn::Session(_) => LinkState::Up { generation: 1 },
+        }
+    }
+
+    /// Changes of a dialed peer's link: every reconnect shows as a new
+    /// [`LinkState::Up`] generation, e.g. to subscribe again after the peer
+    /// restarted. `None` for a peer that dialed this agent (it does not
+    /// reconnect).
+    pub fn watch(&self) -> Option<LinkWatch> {
+        match &self.inner.conn {
+            Conn::Link(link) => Some(link.watch()),
+            Conn::Session(_) => None,
+        }
     }
 
     /// Waits for the capability handshake and returns what was negotiated.
     pub async fn ready(&self) -> Result<Arc<Negotiated>> {
-        Ok(self.live_session().await?.ready().await?)
+        let result = match &self.inner.conn {
+            Conn::Link(link) => link.ready().await,
+            Conn::Session(session) => session.ready().await,
+        };
+        result.map_err(Error::from_session)
     }
 
     /// Whether `I` can be sent to this peer now (it is negotiated).
@@ -243,7 +153,7 @@ impl Peer {
     /// Asks the peer and waits for the typed reply.
     ///
     /// A remote refusal or failure comes back as [`Error::Rejected`] with its
-    /// code. If the session was lost before the ask was sent, the peer
+    /// code. If the session was lost before the ask was sent, a dialed peer
     /// reconnects and sends it; see [`AskOptions::idempotent`] for losses
     /// after sending.
     pub async fn ask<R: Request>(&self, request: R) -> Result<R::Reply> {
@@ -263,129 +173,127 @@ impl Peer {
         encode: impl Fn() -> Bytes,
         options: AskOptions,
     ) -> Result<(Reply<R::Reply>, u64)> {
-        let (envelope, session) = self.ask_payload(R::ID, R::NAME, encode, options).await?;
-        self.decode_reply::<R::Reply>(&session, envelope)
+        let deadline = options.deadline.map(|deadline| Instant::now() + deadline);
+        self.offer_on_first_use::<R>(deadline).await?;
+        let (envelope, intent) = self.ask_payload(R::ID, R::NAME, encode, options).await?;
+        self.decode_reply::<R::Reply>(envelope, intent)
     }
 
     /// Asks an intent known only by id (e.g. from a fetched [`Schema`]):
     /// `payload` is the encoded request; the reply comes back encoded, with
     /// its intent resolved when the peer named it.
-    pub async fn ask_raw(&self, intent: tacit_wire::IntentId, payload: Bytes, options: AskOptions) -> Result<RawReply> {
-        let (envelope, session) = self.ask_payload(intent, "a dynamic intent", || payload.clone(), options).await?;
+    pub async fn ask_raw(&self, intent: IntentId, payload: Bytes, options: AskOptions) -> Result<RawReply> {
+        let (envelope, intent) = self.ask_payload(intent, "a dynamic intent", || payload.clone(), options).await?;
         self.metrics().received(Counter::RepliesReceived, envelope.payload.len());
-        Ok(RawReply {
-            act: envelope.act,
-            intent: resolve(&session, envelope.intent),
-            message_id: envelope.message_id,
-            payload: envelope.payload,
-        })
+        Ok(RawReply { act: envelope.act, intent, message_id: envelope.message_id, payload: envelope.payload })
     }
 
-    /// Sends one ask, re-sending it on a new session as the options allow;
-    /// `encode` gives the payload of each attempt.
+    /// Sends one ask through the link (or the accepted session).
     async fn ask_payload(
         &self,
-        intent: tacit_wire::IntentId,
+        intent: IntentId,
         name: &'static str,
         encode: impl Fn() -> Bytes,
-        options: AskOptions,
-    ) -> Result<(Envelope, Session)> {
+        mut options: AskOptions,
+    ) -> Result<(Envelope, Option<IntentId>)> {
         let metrics = self.metrics();
         let started = Instant::now();
-        let deadline = options.deadline.map(|deadline| started + deadline);
-        let mut session = self.live_session().await?;
-        let message_id = options.message_id.unwrap_or_else(|| session.next_message_id());
-        let mut payload = encode();
-        metrics.sent(Counter::AsksSent, payload.len());
-        let mut retries = 0;
-        // Whether an attempt went out and its connection was lost: from then
-        // on the ask may have run, whatever later attempts say.
-        let mut sent = false;
-        loop {
-            let mut quic = tacit_quic::AskOptions::default()
-                .act(options.act)
-                .message_id(message_id)
-                .conversation(options.conversation)
-                .in_reply_to(options.in_reply_to);
-            if options.idempotent {
-                quic = quic.idempotent();
+        if options.trace.is_none() {
+            options.trace = crate::trace::outgoing();
+        }
+        let outcome = match &self.inner.conn {
+            Conn::Link(link) => {
+                let first = std::sync::atomic::AtomicBool::new(true);
+                link.ask_with(
+                    intent,
+                    || {
+                        let payload = encode();
+                        if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                            metrics.sent(Counter::AsksSent, payload.len());
+                        } else {
+                            metrics.bump(Counter::Retries);
+                        }
+                        payload
+                    },
+                    options,
+                )
+                .await
+                .map(|reply| (reply.envelope, reply.intent))
             }
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    metrics.error(tacit_wire::ErrorCode::DeadlineExceeded);
-                    return Err(Error::DeadlineExceeded { intent: name });
-                }
-                quic = quic.deadline(left);
-            }
-            let error = match session.ask_with(intent, std::mem::take(&mut payload), quic).await {
-                Ok(envelope) => {
-                    if tracing::enabled!(tracing::Level::DEBUG) {
-                        tracing::debug!(
-                            peer = %self.inner.id,
-                            intent = name,
-                            latency_us = started.elapsed().as_micros() as u64,
-                            act = ?envelope.act,
-                            "ask answered"
-                        );
+            Conn::Session(session) => {
+                let payload = encode();
+                metrics.sent(Counter::AsksSent, payload.len());
+                let deadline = options.deadline;
+                let ask = session.ask_with(intent, payload, options);
+                let outcome = match deadline {
+                    Some(deadline) => {
+                        tokio::time::timeout(deadline, ask).await.unwrap_or(Err(AskError::DeadlineExceeded))
                     }
-                    return Ok((envelope, session));
-                }
-                Err(error) => error,
-            };
-            let retry = match &error {
-                AskError::NotSent(SessionError::ConnectionLost(_)) => true,
-                AskError::Unknown(_) => options.idempotent,
-                _ => false,
-            };
-            sent |= matches!(error, AskError::Unknown(_));
-            if !retry || retries >= self.inner.core.reconnect.max_retries || self.inner.addr.is_none() {
-                let error = match error {
-                    AskError::NotSent(e) if sent => {
-                        Error::Unknown { intent: name, reason: format!("re-sending failed: {e}") }
-                    }
-                    error => Error::from_ask(name, error),
+                    None => ask.await,
                 };
+                outcome.map(|envelope| {
+                    let resolved = resolve(session, &envelope);
+                    (envelope, resolved)
+                })
+            }
+        };
+        match outcome {
+            Ok(answer) => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    tracing::debug!(
+                        peer = %self.inner.id,
+                        intent = name,
+                        latency_us = started.elapsed().as_micros() as u64,
+                        act = ?answer.0.act,
+                        "ask answered"
+                    );
+                }
+                Ok(answer)
+            }
+            Err(error) => {
+                let error = Error::from_ask(name, error);
                 if error.is_rejection() {
                     metrics.bump(Counter::RejectionsReceived);
                 }
                 metrics.error(error.code());
-                return Err(error);
+                Err(error)
             }
-            retries += 1;
-            metrics.bump(Counter::Retries);
-            tracing::debug!(peer = %self.inner.id, intent = name, retries, "re-sending an ask after a lost connection");
-            // Reconnecting counts against the ask's deadline.
-            let reconnected = match deadline {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, self.reconnect(&session)).await {
-                        Ok(reconnected) => reconnected,
-                        Err(_) => {
-                            metrics.error(tacit_wire::ErrorCode::DeadlineExceeded);
-                            return Err(Error::DeadlineExceeded { intent: name });
-                        }
-                    }
-                }
-                None => self.reconnect(&session).await,
-            };
-            session = match reconnected {
-                Ok(session) => session,
-                // Not "could not connect": the ask went out before and may have run.
-                Err(e) if sent => {
-                    metrics.error(tacit_wire::ErrorCode::Unspecified);
-                    let reason = format!("the connection was lost after sending, and reconnecting failed: {e}");
-                    return Err(Error::Unknown { intent: name, reason });
-                }
-                Err(e) => return Err(e),
-            };
-            // The payload of the re-sent attempt.
-            payload = encode();
         }
     }
 
-    fn decode_reply<T: Intent>(&self, session: &Session, envelope: Envelope) -> Result<(Reply<T>, u64)> {
-        let id = resolve(session, envelope.intent);
+    /// An intent this agent did not declare with `emits` is offered to the
+    /// peer by a capability update on first use, if the peer handles it;
+    /// then the ask goes out as if it had been declared.
+    async fn offer_on_first_use<I: Intent>(&self, deadline: Option<Instant>) -> Result<()> {
+        if self.inner.core.emits(&I::ID) {
+            return Ok(());
+        }
+        let ready = async {
+            let negotiated = self.ready().await?;
+            if negotiated.send_alias(&I::ID).is_some() {
+                return Ok(());
+            }
+            if !negotiated.peer_offers.iter().any(|offer| offer.id == I::ID && offer.handles) {
+                return Err(Error::NotNegotiated { intent: I::NAME });
+            }
+            let session = self.session();
+            let offer = IntentOffer::emits(I::ID, I::NAME).with_descriptor_set(Bytes::from_static(I::DESCRIPTOR_SET));
+            session.add_intents(vec![offer]).map_err(Error::Refused)?;
+            // The control stream is ordered: once the peer answers a request
+            // sent after the update, it has applied the update.
+            let _ = session.describe(I::ID).await;
+            tracing::debug!(peer = %self.inner.id, intent = I::NAME, "offered an intent on first use");
+            Ok(())
+        };
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), ready)
+                .await
+                .unwrap_or(Err(Error::DeadlineExceeded { intent: I::NAME })),
+            None => ready.await,
+        }
+    }
+
+    fn decode_reply<T: Intent>(&self, envelope: Envelope, id: Option<IntentId>) -> Result<(Reply<T>, u64)> {
         if id != Some(T::ID) {
             self.metrics().error(tacit_wire::ErrorCode::InvalidPayload);
             let found = id.map_or_else(|| format!("{:?}", envelope.intent), |id| id.to_string());
@@ -407,138 +315,114 @@ impl Peer {
 
     /// Like [`tell`](Self::tell), with an act, conversation and `in_reply_to`.
     pub async fn tell_with<I: Intent>(&self, message: I, options: TellOptions) -> Result<()> {
+        self.offer_on_first_use::<I>(None).await?;
         self.tell_payload(I::ID, I::NAME, message.encode_to_vec().into(), options).await
     }
 
     /// Tells an intent known only by id; `payload` is the encoded message.
-    pub async fn tell_raw(&self, intent: tacit_wire::IntentId, payload: Bytes, options: TellOptions) -> Result<()> {
+    pub async fn tell_raw(&self, intent: IntentId, payload: Bytes, options: TellOptions) -> Result<()> {
         self.tell_payload(intent, "a dynamic intent", payload, options).await
     }
 
     async fn tell_payload(
         &self,
-        intent: tacit_wire::IntentId,
+        intent: IntentId,
         name: &'static str,
         payload: Bytes,
-        options: TellOptions,
+        mut options: TellOptions,
     ) -> Result<()> {
-        let mut session = self.live_session().await?;
-        let mut retried = false;
-        loop {
-            match session.tell_with(intent, payload.clone(), options.clone()).await {
-                Ok(()) => {
-                    self.metrics().sent(Counter::TellsSent, payload.len());
-                    return Ok(());
-                }
-                Err(AskError::NotSent(SessionError::ConnectionLost(_))) if !retried && self.inner.addr.is_some() => {
-                    retried = true;
-                    session = self.reconnect(&session).await?;
-                }
-                Err(error) => {
-                    let error = Error::from_ask(name, error);
-                    self.metrics().error(error.code());
-                    return Err(error);
-                }
+        if options.trace.is_none() {
+            options.trace = crate::trace::outgoing();
+        }
+        let len = payload.len();
+        let outcome = match &self.inner.conn {
+            Conn::Link(link) => link.tell_with(intent, payload, options).await,
+            Conn::Session(session) => session.tell_with(intent, payload, options).await,
+        };
+        match outcome {
+            Ok(()) => {
+                self.metrics().sent(Counter::TellsSent, len);
+                Ok(())
+            }
+            Err(error) => {
+                let error = Error::from_ask(name, error);
+                self.metrics().error(error.code());
+                Err(error)
             }
         }
     }
 
     /// Sends `message` as one QUIC datagram: unreliable, unordered, small.
     pub async fn datagram<I: Intent>(&self, message: I) -> Result<()> {
+        self.offer_on_first_use::<I>(None).await?;
         let payload: Bytes = message.encode_to_vec().into();
         let len = payload.len();
-        let session = self.live_session().await?;
-        session.send_datagram(I::ID, payload).await.map_err(|e| Error::from_ask(I::NAME, e))?;
+        let outcome = match &self.inner.conn {
+            Conn::Link(link) => link.send_datagram(I::ID, payload).await,
+            Conn::Session(session) => session.send_datagram(I::ID, payload).await,
+        };
+        outcome.map_err(|e| Error::from_ask(I::NAME, e))?;
         self.metrics().sent(Counter::TellsSent, len);
         Ok(())
     }
 
-    /// Opens a stream lane with `opening`, then sends `Out` messages and
-    /// receives `In` messages, each direction ended explicitly.
-    pub async fn stream<I: Intent, Out: prost::Message, In: prost::Message + Default>(
+    /// Opens a stream lane with `opening`, whose `.proto` declares what
+    /// travels on it ([`Subscription`]): returns a sender of the messages
+    /// this side sends after the opening (`()` if none) and a receiver of
+    /// the items the peer streams back, in that order (as the handler gets
+    /// them). Each direction ends explicitly.
+    pub async fn stream<S: Subscription>(
         &self,
-        opening: I,
-    ) -> Result<(StreamSender<Out>, StreamReceiver<In>)> {
-        let session = self.live_session().await?;
+        opening: S,
+    ) -> Result<(StreamSender<S::Send>, StreamReceiver<S::Item>)> {
+        self.stream_with::<S, S::Send, S::Item>(opening).await
+    }
+
+    /// Like [`stream`](Self::stream), for an opening intent whose `.proto`
+    /// does not declare its stream types: `Send` is what this side sends,
+    /// `Item` what the peer streams back (`()` for nothing that way).
+    pub async fn stream_with<I, Send, Item>(&self, opening: I) -> Result<(StreamSender<Send>, StreamReceiver<Item>)>
+    where
+        I: Intent,
+        Send: prost::Message,
+        Item: prost::Message + Default,
+    {
+        self.offer_on_first_use::<I>(None).await?;
         let payload: Bytes = opening.encode_to_vec().into();
         self.metrics().sent(Counter::StreamsOpened, payload.len());
-        let (sender, receiver) = session.open_stream(I::ID, payload).await?;
+        let (sender, receiver) = match &self.inner.conn {
+            Conn::Link(link) => link.open_stream(I::ID, payload).await?,
+            Conn::Session(session) => session.open_stream(I::ID, payload).await?,
+        };
         Ok((StreamSender::new(sender), StreamReceiver::new(receiver, I::NAME)))
     }
 
     /// Fetches the schema of an intent the peer offers, verified against its
     /// id, for decoding messages of a type this agent was not built with.
-    pub async fn describe(&self, intent: tacit_wire::IntentId) -> Result<Schema> {
-        let session = self.live_session().await?;
-        let (name, descriptor_set) = session.describe(intent).await.map_err(Error::Refused)?;
+    pub async fn describe(&self, intent: IntentId) -> Result<Schema> {
+        let described = match &self.inner.conn {
+            Conn::Link(link) => link.describe(intent).await,
+            Conn::Session(session) => session.describe(intent).await,
+        };
+        let (name, descriptor_set) = described.map_err(Error::Refused)?;
         Schema::new(intent, name, descriptor_set)
     }
 
-    /// Closes the session (a dialed peer reconnects on its next use).
+    /// Closes the connection normally (`CLOSED`); a dialed peer does not
+    /// re-dial after it.
     pub fn close(&self) {
-        self.session().close(tacit_wire::ErrorCode::Unspecified, "closed by the application");
-    }
-
-    /// The session, re-established first if it was lost.
-    pub(crate) async fn live_session(&self) -> Result<Session> {
-        let session = self.session();
-        if !session.is_closed() {
-            return Ok(session);
+        match &self.inner.conn {
+            Conn::Link(link) => link.close("closed by the application"),
+            Conn::Session(session) => session.close(tacit_wire::ErrorCode::Closed, "closed by the application"),
         }
-        if self.inner.addr.is_none() {
-            return Err(Error::Session(SessionError::ConnectionLost("the peer's session has ended".into())));
-        }
-        self.reconnect(&session).await
-    }
-
-    /// Replaces `failed` by a new session, unless another task already did.
-    async fn reconnect(&self, failed: &Session) -> Result<Session> {
-        let Some(addr) = self.inner.addr else {
-            return Err(Error::Session(SessionError::ConnectionLost("the peer's session has ended".into())));
-        };
-        let _one_at_a_time = self.inner.reconnecting.lock().await;
-        let current = self.session();
-        if !current.is_closed() && current.connection().stable_id() != failed.connection().stable_id() {
-            return Ok(current);
-        }
-        failed.close(tacit_wire::ErrorCode::Unspecified, "reconnecting");
-        let core = &self.inner.core;
-        let policy = core.reconnect;
-        let mut delay = policy.initial_delay;
-        let mut last_error = Error::Session(SessionError::ConnectionLost("reconnecting is disabled".into()));
-        for attempt in 0..policy.max_attempts {
-            if attempt > 0 {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(policy.max_delay);
-            }
-            match core.endpoint.connect(addr, Some(self.inner.id)).await {
-                Ok(session) => {
-                    core.metrics.bump(Counter::Reconnects);
-                    tracing::debug!(peer = %self.inner.id, %addr, attempt, "reconnected");
-                    *self.inner.session.lock().unwrap_or_else(|e| e.into_inner()) = session.clone();
-                    agent::serve_dialed(core.clone(), &session, Arc::downgrade(&self.inner));
-                    return Ok(session);
-                }
-                Err(error) => {
-                    tracing::debug!(peer = %self.inner.id, %addr, attempt, %error, "reconnect failed");
-                    let error = Error::from_connect(error);
-                    // Someone else answers at that address: retrying will not help.
-                    if matches!(error, Error::IdentityMismatch { .. }) {
-                        return Err(error);
-                    }
-                    last_error = error;
-                }
-            }
-        }
-        Err(last_error)
     }
 }
 
 /// The intent an envelope names, resolved with what the session negotiated.
-fn resolve(session: &Session, intent: IntentRef) -> Option<tacit_wire::IntentId> {
-    match intent {
-        IntentRef::Id(id) => Some(id),
-        IntentRef::Alias(alias) => {
+fn resolve(session: &Session, envelope: &Envelope) -> Option<IntentId> {
+    match envelope.intent {
+        tacit_wire::IntentRef::Id(id) => Some(id),
+        tacit_wire::IntentRef::Alias(alias) => {
             session.negotiated().and_then(|negotiated| negotiated.resolve_alias(alias).map(|intent| intent.id))
         }
     }
@@ -551,7 +435,7 @@ pub struct RawReply {
     /// The act of the answer.
     pub act: Act,
     /// The reply's intent, if the peer named one this agent can resolve.
-    pub intent: Option<tacit_wire::IntentId>,
+    pub intent: Option<IntentId>,
     /// The answer's message id.
     pub message_id: u64,
     /// The encoded reply.

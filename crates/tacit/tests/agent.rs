@@ -34,17 +34,16 @@ fn status(task_id: &str, state: TaskState) -> TaskStatus {
 
 /// An agent that answers every DelegateTask with `state`.
 fn task_server(state: TaskState) -> AgentBuilder {
-    Agent::builder()
-        .handle(move |_: Context, t: DelegateTask| async move { Ok::<_, Rejection>(status(&t.task_id, state)) })
+    Agent::builder().on_ask(move |_: Context, t: DelegateTask| async move { Ok(status(&t.task_id, state)) })
 }
 
 #[tokio::test]
 async fn typed_ask_and_standard_intents() {
     bounded(async {
-        let server = bind(Agent::builder().card(AgentCard::new("worker").with_description("does tasks")).handle(
+        let server = bind(Agent::builder().card(AgentCard::new("worker").with_description("does tasks")).on_ask(
             |cx: Context, task: DelegateTask| async move {
                 assert_eq!(cx.act(), Act::Request);
-                Ok::<_, Rejection>(status(&task.task_id, TaskState::Completed))
+                Ok(status(&task.task_id, TaskState::Completed))
             },
         ))
         .await;
@@ -74,7 +73,7 @@ async fn typed_ask_and_standard_intents() {
 #[tokio::test]
 async fn rejections_carry_act_and_code() {
     bounded(async {
-        let server = bind(Agent::builder().handle(|_: Context, task: DelegateTask| async move {
+        let server = bind(Agent::builder().on_ask(|_: Context, task: DelegateTask| async move {
             match task.task_id.as_str() {
                 "refuse" => Err(Rejection::refuse(ErrorCode::TooManyAsks, "busy")),
                 "fail" => Err(Rejection::failed("disk full")),
@@ -88,8 +87,11 @@ async fn rejections_carry_act_and_code() {
         let task = |id: &str| DelegateTask { task_id: id.into(), ..Default::default() };
 
         match peer.ask(task("refuse")).await.unwrap_err() {
-            Error::Rejected { act, code, reason, .. } => {
-                assert_eq!((act, code, reason.as_str()), (Act::Refuse, ErrorCode::TooManyAsks, "busy"));
+            Error::Rejected { rejection, .. } => {
+                assert_eq!(
+                    (rejection.act, rejection.code, rejection.reason.as_str()),
+                    (Act::Refuse, ErrorCode::TooManyAsks, "busy")
+                );
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
@@ -121,16 +123,32 @@ async fn rejections_carry_act_and_code() {
 }
 
 #[tokio::test]
-async fn undeclared_intent_is_not_negotiated() {
+async fn an_undeclared_intent_is_offered_on_first_use() {
     bounded(async {
         let server = bind(task_server(TaskState::Completed)).await;
         // The client does not declare that it emits DelegateTask.
         let client = bind(Agent::builder()).await;
+        // Right after connect (the handshake still under way) ...
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
-        peer.ready().await.unwrap();
+        let reply = peer.ask(DelegateTask { task_id: "first".into(), ..Default::default() }).await.unwrap();
+        assert_eq!(reply.task_id, "first");
+        assert!(peer.can_send::<DelegateTask>(), "offered by a capability update");
+        // ... and on a second session, after the handshake.
+        let again = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        again.ready().await.unwrap();
+        assert_eq!(
+            again.ask(DelegateTask { task_id: "second".into(), ..Default::default() }).await.unwrap().task_id,
+            "second"
+        );
+        assert_eq!(server.metrics().asks_received, 2);
+
+        // An intent the peer does not handle fails here, with a clear error.
+        let bare = bind(Agent::builder()).await;
+        let peer = client.connect(bare.local_addr().unwrap(), None).await.unwrap();
         let error = peer.ask(DelegateTask::default()).await.unwrap_err();
         assert!(matches!(error, Error::NotNegotiated { intent } if intent == DelegateTask::NAME), "{error:?}");
-        assert_eq!(server.metrics().asks_received, 0);
+        assert!(error.to_string().contains("does not handle"), "{error}");
+        assert_eq!(bare.metrics().asks_received, 0);
     })
     .await;
 }
@@ -174,11 +192,11 @@ async fn tells_arrive_in_order_and_datagrams_arrive() {
 async fn typed_stream_both_ways() {
     bounded(async {
         // The handler reports progress on the task until the client's input ends.
-        let server = bind(Agent::builder().on_stream(
+        let server = bind(Agent::builder().on_stream_with(
             |_: Context,
              task: DelegateTask,
-             mut inputs: StreamReceiver<Ping>,
-             mut updates: StreamSender<TaskUpdate>| async move {
+             mut updates: StreamSender<TaskUpdate>,
+             mut inputs: StreamReceiver<Ping>| async move {
                 let mut seen = 0;
                 while let Some(ping) = inputs.recv().await.unwrap() {
                     seen += 1;
@@ -196,7 +214,7 @@ async fn typed_stream_both_ways() {
         let client = bind(Agent::builder().emits::<DelegateTask>()).await;
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
         let (mut inputs, mut updates) = peer
-            .stream::<_, Ping, TaskUpdate>(DelegateTask { task_id: "s".into(), ..Default::default() })
+            .stream_with::<_, Ping, TaskUpdate>(DelegateTask { task_id: "s".into(), ..Default::default() })
             .await
             .unwrap();
         for nonce in 0..10 {
@@ -217,8 +235,8 @@ async fn typed_stream_both_ways() {
 #[tokio::test]
 async fn a_stream_cut_off_is_reported_truncated() {
     bounded(async {
-        let server = bind(Agent::builder().on_stream(
-            |_: Context, _: DelegateTask, _: StreamReceiver<Ping>, mut updates: StreamSender<TaskUpdate>| async move {
+        let server = bind(Agent::builder().on_stream_with(
+            |_: Context, _: DelegateTask, mut updates: StreamSender<TaskUpdate>, _: StreamReceiver<Ping>| async move {
                 updates.send(&TaskUpdate::default()).await.unwrap();
                 // Dropped without `finish`: the peer must not take this as the end.
             },
@@ -226,7 +244,7 @@ async fn a_stream_cut_off_is_reported_truncated() {
         .await;
         let client = bind(Agent::builder().emits::<DelegateTask>()).await;
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
-        let (_inputs, mut updates) = peer.stream::<_, Ping, TaskUpdate>(DelegateTask::default()).await.unwrap();
+        let (_inputs, mut updates) = peer.stream_with::<_, Ping, TaskUpdate>(DelegateTask::default()).await.unwrap();
         // The reset may discard the message sent before it; either way the
         // receiver must end in an error, never in a clean end.
         let outcome = loop {
@@ -244,11 +262,11 @@ async fn a_stream_cut_off_is_reported_truncated() {
 async fn conversation_threads_ids() {
     bounded(async {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let server = bind(Agent::builder().handle(move |cx: Context, ping: Ping| {
+        let server = bind(Agent::builder().on_ask(move |cx: Context, ping: Ping| {
             let tx = tx.clone();
             async move {
                 tx.send((cx.conversation_id(), cx.in_reply_to(), cx.message_id())).unwrap();
-                Ok::<_, Rejection>(Pong { nonce: ping.nonce })
+                Ok(Pong { nonce: ping.nonce })
             }
         }))
         .await;
@@ -295,7 +313,7 @@ async fn contract_net_with_five_peers_and_a_deadline() {
             let seller = bind(
                 Agent::builder()
                     .card(AgentCard::new(format!("seller-{index}")))
-                    .handle(move |cx: Context, cfp: CallForProposals| {
+                    .on_ask(move |cx: Context, cfp: CallForProposals| {
                         let events = on_cfp.clone();
                         async move {
                             events.send((index, "cfp", cx.act())).unwrap();
@@ -312,16 +330,12 @@ async fn contract_net_with_five_peers_and_a_deadline() {
                             }
                         }
                     })
-                    .handle(move |cx: Context, accept: AcceptProposal| {
+                    .on_ask(move |cx: Context, accept: AcceptProposal| {
                         let events = on_accept.clone();
                         async move {
                             events.send((index, "accept", cx.act())).unwrap();
                             assert_eq!(cx.in_reply_to(), accept.proposal_id);
-                            Ok::<_, Rejection>(ContractResult {
-                                done: true,
-                                message: format!("done by {index}"),
-                                ..Default::default()
-                            })
+                            Ok(ContractResult { done: true, message: format!("done by {index}"), ..Default::default() })
                         }
                     })
                     .on_tell(move |cx: Context, reject: RejectProposal| {
@@ -390,14 +404,14 @@ async fn contract_net_with_five_peers_and_a_deadline() {
 /// The handler closes the connection after running the ask and before its
 /// answer can arrive: the asker cannot know whether it ran.
 fn flaky_server(executions: Arc<AtomicU32>) -> AgentBuilder {
-    Agent::builder().handle(move |cx: Context, task: DelegateTask| {
+    Agent::builder().on_ask(move |cx: Context, task: DelegateTask| {
         let executions = executions.clone();
         async move {
             let run = executions.fetch_add(1, Ordering::SeqCst) + 1;
             if run == 1 {
                 cx.peer().session().close(ErrorCode::Unspecified, "simulated crash");
             }
-            Ok::<_, Rejection>(status(&task.task_id, TaskState::Completed))
+            Ok(status(&task.task_id, TaskState::Completed))
         }
     })
 }
@@ -505,7 +519,7 @@ async fn a_catch_all_agent_takes_intents_it_was_not_built_with() {
                         tx.send((cx.intent_name(), cx.act(), task_id)).unwrap();
                     }
                 })
-                .handle_any(|cx: Context, payload: Bytes| async move {
+                .on_any_ask(|cx: Context, payload: Bytes| async move {
                     // Answer any ask with an empty TaskStatus naming the request's size.
                     assert_eq!(cx.intent(), DelegateTask::ID);
                     let status = TaskStatus { message: format!("{} bytes", payload.len()), ..Default::default() };

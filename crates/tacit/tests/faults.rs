@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tacit::intents::{DelegateTask, TaskState, TaskStatus};
-use tacit::{
-    Agent, AskOptions, Context, Error, ErrorCode, Identity, Peer, ReconnectPolicy, Rejection, TransportLimits,
-};
+use tacit::{Agent, AskOptions, Context, Error, ErrorCode, Identity, Peer, ReconnectPolicy, TransportLimits};
 use tacit_quic::fault::{FaultHandle, Faults, FaultySocket, Rng, for_each_seed};
 
 const LOCALHOST: &str = "127.0.0.1:0";
@@ -75,7 +73,7 @@ async fn server(socket: Arc<FaultySocket>, log: Arc<Log>) -> Agent {
         .identity(Identity::from_secret_bytes(&[1; 32]))
         .limits(limits())
         .socket(socket)
-        .handle(move |_: Context, task: DelegateTask| {
+        .on_ask(move |_: Context, task: DelegateTask| {
             let log = log.clone();
             async move {
                 let incarnation = log.incarnation.load(Ordering::SeqCst);
@@ -86,11 +84,7 @@ async fn server(socket: Arc<FaultySocket>, log: Arc<Log>) -> Agent {
                 });
                 let millis = task.description.parse().unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(millis)).await;
-                Ok::<_, Rejection>(TaskStatus {
-                    task_id: task.task_id,
-                    state: TaskState::Completed as i32,
-                    ..Default::default()
-                })
+                Ok(TaskStatus { task_id: task.task_id, state: TaskState::Completed as i32, ..Default::default() })
             }
         })
         // The address is the socket's.
@@ -230,11 +224,13 @@ fn classify(result: &tacit::Result<tacit::Reply<TaskStatus>>, task: &str) -> (Ou
             (Outcome::Ok, None)
         }
         // Refused before the handler: it did not run.
-        Err(Error::Rejected { code: ErrorCode::Shutdown | ErrorCode::TooManyAsks, .. }) => {
+        Err(error @ Error::Rejected { .. }) if matches!(error.code(), ErrorCode::Shutdown | ErrorCode::TooManyAsks) => {
             (Outcome::Fail, Some(format!("{result:?}")))
         }
         // No session could be made: the ask was never sent.
-        Err(Error::Connect(_) | Error::Session(_)) => (Outcome::Fail, Some(format!("{result:?}"))),
+        Err(Error::Connect { .. } | Error::Session(_) | Error::Closed { .. }) => {
+            (Outcome::Fail, Some(format!("{result:?}")))
+        }
         Err(other) => (Outcome::Unknown, Some(other.to_string())),
     }
 }

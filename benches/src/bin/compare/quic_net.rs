@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use prost::Message as _;
 use quinn::{Connection, Endpoint, VarInt};
-use tacit::{Agent, Context, Intent as _, Peer, Rejection};
+use tacit::{Agent, Context, Intent as _, Peer};
 use tacit_benches::intents::{Ack, ReserveSlot};
 use tacit_benches::raw_quic::{self, LONG_LIVED, PER_MSG, Pipe, Received};
 use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity, IntentOffer};
@@ -258,8 +258,8 @@ impl TacitAgents {
         let server = Agent::builder()
             .card(AgentCard::new("bench-server"))
             .limits(tacit_limits(idle_defaults))
-            .handle(|_cx: Context, slot: ReserveSlot| async move {
-                Ok::<_, Rejection>(Ack { ok: slot.blob.len() == tacit_benches::reference::BLOB.len() })
+            .on_ask(|_cx: Context, slot: ReserveSlot| async move {
+                Ok(Ack { ok: slot.blob.len() == tacit_benches::reference::BLOB.len() })
             })
             .bind(localhost())
             .await

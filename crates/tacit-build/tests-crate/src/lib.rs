@@ -12,8 +12,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tacit::Error> {
 //! let seller = Agent::builder()
-//!     .handle(|_: Context, ask: ReserveSlot| async move {
-//!         Ok::<_, Rejection>(SlotReserved { slot_id: ask.resource.len() as u64, ..Default::default() })
+//!     .on_ask(|_: Context, ask: ReserveSlot| async move {
+//!         Ok(SlotReserved { slot_id: ask.resource.len() as u64, ..Default::default() })
 //!     })
 //!     .bind("127.0.0.1:0".parse().unwrap())
 //!     .await?;

@@ -223,6 +223,9 @@ pub enum ErrorCode {
     /// The agent chose not to do it: a decision (out of stock, over budget,
     /// not interested), not a failure. The reason says why.
     Declined = 780,
+    /// A normal close: the application closed the session, or dropped its last
+    /// handle. Not an error; a link does not re-dial after its own close.
+    Closed = 781,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -268,6 +271,7 @@ impl ErrorCode {
             Self::TooManyConnections => "ERROR_CODE_TOO_MANY_CONNECTIONS",
             Self::StreamRateExceeded => "ERROR_CODE_STREAM_RATE_EXCEEDED",
             Self::Declined => "ERROR_CODE_DECLINED",
+            Self::Closed => "ERROR_CODE_CLOSED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -310,6 +314,7 @@ impl ErrorCode {
             "ERROR_CODE_TOO_MANY_CONNECTIONS" => Some(Self::TooManyConnections),
             "ERROR_CODE_STREAM_RATE_EXCEEDED" => Some(Self::StreamRateExceeded),
             "ERROR_CODE_DECLINED" => Some(Self::Declined),
+            "ERROR_CODE_CLOSED" => Some(Self::Closed),
             _ => None,
         }
     }
@@ -422,6 +427,15 @@ pub struct Refusal {
     /// A human-readable reason, at most 256 bytes.
     #[prost(string, tag = "2")]
     pub reason: ::prost::alloc::string::String,
+    /// In the answer to an ask only, optional: a typed detail the application
+    /// defines (e.g. `OutOfStock { sku, available }`), so the asker can act on
+    /// the refusal without parsing `reason`. `detail_intent` is the detail's
+    /// full 32-byte IntentId (details are not negotiated, so never an alias),
+    /// `detail` its encoding. Both present or both empty.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub detail_intent: ::prost::bytes::Bytes,
+    #[prost(bytes = "bytes", tag = "4")]
+    pub detail: ::prost::bytes::Bytes,
 }
 /// Either side, after the handshake: intents appended to the sender's list.
 #[derive(Clone, PartialEq, ::prost::Message)]
