@@ -376,7 +376,7 @@ async fn graceful_shutdown_answers_in_flight_asks() {
     assert_eq!(replied, 100);
     // Then the session is closed with SHUTDOWN.
     match within(dialed.closed()).await {
-        tacit_quic::SessionError::Refused { refusal, by_peer: true } => assert_eq!(refusal.code, ErrorCode::Shutdown),
+        error @ tacit_quic::SessionError::Shutdown(_) => assert_eq!(error.code(), ErrorCode::Shutdown),
         other => panic!("{other:?}"),
     }
 }

@@ -225,6 +225,8 @@ async fn dropping_the_last_session_handle_closes_the_connection() {
     // A clone keeps it open.
     assert!(tokio::time::timeout(Duration::from_millis(200), accepted.closed()).await.is_err());
     drop(clone);
+    // A normal close, with its own code: not a refusal.
     let error = within(accepted.closed()).await;
-    assert!(matches!(error, SessionError::Refused { .. }), "{error:?}");
+    assert!(matches!(error, SessionError::Closed { by_peer: true, .. }), "{error:?}");
+    assert_eq!(error.code(), tacit_wire::ErrorCode::Closed);
 }
