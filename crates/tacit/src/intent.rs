@@ -31,3 +31,21 @@ pub trait Request: Intent {
     /// The intent that answers this request.
     type Reply: Intent;
 }
+
+/// An intent that opens a stream lane: after the opening, the opener sends
+/// [`Send`](Self::Send) messages and the handler streams back
+/// [`Item`](Self::Item) messages, each direction ended explicitly.
+///
+/// In a `.proto` file, a message names the types with the message options
+/// `option (tacit.v1.stream_item) = "Forecast";` and (optionally)
+/// `option (tacit.v1.stream_send) = "ChangeRegion";` (from
+/// `tacit/v1/options.proto`); tacit-build then implements this trait. A
+/// direction that carries nothing after the opening has the type `()`.
+/// The types are not part of the IntentId: data envelopes carry the
+/// opening's intent, and the options reach peers only in the schema.
+pub trait Subscription: Intent {
+    /// What the opener sends on the lane after the opening (`()`: nothing).
+    type Send: prost::Message + Default + Send + 'static;
+    /// What the handler streams back to the opener (`()`: nothing).
+    type Item: prost::Message + Default + Send + 'static;
+}

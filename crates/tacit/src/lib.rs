@@ -84,7 +84,7 @@ pub use context::Context;
 pub use conversation::{ContractNet, Conversation, Proposal, Round};
 pub use error::{Error, Rejection, Result};
 pub use handler::{IntoReply, Reply, StreamReceiver, StreamSender};
-pub use intent::{Intent, Request};
+pub use intent::{Intent, Request, Subscription};
 pub use metrics::MetricsSnapshot;
 pub use peer::{AskOptions, Peer, RawReply, ReconnectPolicy};
 pub use schema::Schema;
