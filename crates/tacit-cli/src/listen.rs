@@ -4,23 +4,23 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use data_encoding::HEXLOWER;
 use prost::Message as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tacit::intents::{Ping, Pong, RejectProposal};
 use tacit::{Agent, AgentCard, Context, ErrorCode, Identity, IntentId, Rejection, Schema};
 use tacit_handshake::KeyFileStatus;
 use tacit_wire::{Envelope, FrameEncoder, IntentRef};
 
-use crate::error::{self, CliError};
+use crate::error::CliError;
 use crate::inspect::MAX_CAPTURED_FRAME;
+use crate::record::{self, Body, CAPTURE_MAGIC, CaptureRecord, Meta};
 use crate::{json, time};
 
 /// How long to wait for a sender to serve a schema.
@@ -38,7 +38,7 @@ pub(crate) struct Args {
     /// The agent's key file, created if missing (default: a fresh identity each run).
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// Also append every message received to this file, as Tacit frames (read it with `tacit inspect`).
+    /// Also append every message received to this file, with its sender and time (read it with `tacit inspect`).
     #[arg(long, value_name = "FILE")]
     capture: Option<PathBuf>,
 }
@@ -56,13 +56,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     };
     let capture = match &args.capture {
         None => None,
-        Some(path) => Some(Mutex::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| CliError::failure(format!("cannot open the capture file {}: {e}", path.display())))?,
-        )),
+        Some(path) => Some(Mutex::new(open_capture(path)?)),
     };
     let listener = Arc::new(Listener::new(capture)?);
     let ping_schema = Schema::of::<Ping>().map_err(|e| CliError::failure(e.to_string()))?;
@@ -206,53 +200,59 @@ impl Listener {
 
     /// Prints the message as one JSON line and captures it; returns its schema.
     async fn record(&self, cx: &Context, lane: &str, payload: &Bytes, known: Option<Schema>) -> Option<Schema> {
+        let received_at_micros = time::now_micros();
         let schema = match known {
             Some(schema) => Ok((schema, "builtin")),
             None => self.schema(cx).await,
         };
-        let name = cx.intent_name().or_else(|| schema.as_ref().ok().map(|(schema, _)| schema.name().to_owned()));
-        let mut line = json!({
-            "ts": time::now_rfc3339(),
-            "peer": cx.peer_id().to_string(),
-            "lane": lane,
-            "act": error::act_name(cx.act()),
-            "intent": name,
-            "intent_id": HEXLOWER.encode(cx.intent().as_bytes()),
-            "message_id": cx.message_id().to_string(),
-            "in_reply_to": (cx.in_reply_to() != 0).then(|| cx.in_reply_to().to_string()),
-            "conversation": (!cx.conversation_id().is_empty()).then(|| cx.conversation_id().as_str().to_owned()),
-        });
-        let schema = match schema {
-            Ok((schema, source)) => {
-                match schema.decode(payload) {
-                    Ok(message) => {
-                        line["message"] = json::to_json(&message);
-                        line["schema"] = Value::from(source);
-                    }
-                    Err(e) => line["undecoded"] = json::undecoded(&e.to_string(), payload),
-                }
-                Some(schema)
-            }
-            Err(reason) => {
-                line["undecoded"] = json::undecoded(&reason, payload);
-                None
-            }
+        let meta = Meta {
+            received_at_micros: Some(received_at_micros),
+            peer: Some(cx.peer_id()),
+            lane: Some(lane.to_owned()),
+            act: cx.act(),
+            intent: cx.intent_name().or_else(|| schema.as_ref().ok().map(|(schema, _)| schema.name().to_owned())),
+            intent_id: Some(cx.intent()),
+            message_id: cx.message_id(),
+            in_reply_to: cx.in_reply_to(),
+            conversation: cx.conversation_id(),
+            deadline_micros: cx
+                .remaining()
+                .map_or(0, |left| u64::try_from(left.as_micros()).unwrap_or(u64::MAX).max(1)),
+            // The envelope's trace context is not shown to handlers yet.
+            trace: None,
         };
-        print_line(&line);
-        self.capture(cx, payload);
+        let (body, schema) = match schema {
+            Ok((schema, source)) => {
+                let body = match schema.decode(payload) {
+                    Ok(message) => Body::Decoded { message: json::to_json(&message), schema: source },
+                    Err(e) => Body::Undecoded(json::undecoded(&e.to_string(), payload)),
+                };
+                (body, Some(schema))
+            }
+            Err(reason) => (Body::Undecoded(json::undecoded(&reason, payload)), None),
+        };
+        print_line(&record::line(&meta, body));
+        self.capture(&meta, payload);
         schema
     }
 
-    /// Appends the message to the capture file as one frame.
-    fn capture(&self, cx: &Context, payload: &Bytes) {
+    /// Appends the message to the capture file as one record.
+    fn capture(&self, meta: &Meta, payload: &Bytes) {
         let Some(file) = &self.capture else { return };
-        let mut envelope = Envelope::new(IntentRef::Id(cx.intent()), cx.act(), cx.message_id(), payload.clone());
-        envelope.conversation_id = cx.conversation_id();
-        envelope.in_reply_to = cx.in_reply_to();
-        envelope.deadline_micros =
-            cx.remaining().map_or(0, |left| u64::try_from(left.as_micros()).unwrap_or(u64::MAX).max(1));
+        let Some(intent) = meta.intent_id else { return };
+        let mut envelope = Envelope::new(IntentRef::Id(intent), meta.act, meta.message_id, payload.clone());
+        envelope.conversation_id = meta.conversation;
+        envelope.in_reply_to = meta.in_reply_to;
+        envelope.deadline_micros = meta.deadline_micros;
+        envelope.trace = meta.trace;
+        let record = CaptureRecord {
+            received_at_micros: meta.received_at_micros.unwrap_or_default(),
+            sender: meta.peer.map(|peer| Bytes::copy_from_slice(peer.as_bytes())).unwrap_or_default(),
+            lane: meta.lane.clone().unwrap_or_default(),
+            envelope: envelope.encode_to_bytes(),
+        };
         let written = FrameEncoder::new(MAX_CAPTURED_FRAME)
-            .encode_to_bytes(&envelope)
+            .encode_to_bytes(&record)
             .map_err(|e| e.to_string())
             .and_then(|frame| {
                 let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
@@ -262,6 +262,25 @@ impl Listener {
             eprintln!("tacit listen: cannot write to the capture file: {e}");
         }
     }
+}
+
+/// Opens `path` to append records: a new or empty file gets the capture
+/// header first; an existing file must be a capture already.
+fn open_capture(path: &Path) -> Result<File, CliError> {
+    let cannot = |e: std::io::Error| CliError::failure(format!("cannot open the capture file {}: {e}", path.display()));
+    let mut file = OpenOptions::new().create(true).read(true).append(true).open(path).map_err(cannot)?;
+    let len = file.metadata().map_err(cannot)?.len();
+    if len == 0 {
+        file.write_all(CAPTURE_MAGIC).map_err(cannot)?;
+        return Ok(file);
+    }
+    let mut head = vec![0; CAPTURE_MAGIC.len()];
+    let is_capture = file.read_exact(&mut head).is_ok() && head == CAPTURE_MAGIC;
+    if !is_capture {
+        return Err(CliError::failure(format!("{} exists and is not a capture of tacit listen", path.display()))
+            .hint("give --capture a new file name"));
+    }
+    Ok(file)
 }
 
 /// One line on stdout; stops the listener when nobody reads it any more.
