@@ -317,6 +317,21 @@ mod tests {
         assert_eq!(reply_type(&descriptor::<TaskStatus>()), None);
     }
 
+    #[test]
+    fn the_stream_options_are_read() {
+        use tacit_build_tests::acme::market::v1::{Bid, ReserveSlot, SlotOffer, WatchOffers, WatchWindow};
+        let name = |m: Option<MessageDescriptor>| m.map(|m| m.full_name().to_owned());
+        let offers = stream_types(&descriptor::<WatchOffers>());
+        assert!(offers.is_stream());
+        assert_eq!(name(offers.item).as_deref(), Some(SlotOffer::NAME));
+        assert_eq!(name(offers.send).as_deref(), Some(Bid::NAME));
+        let window = stream_types(&descriptor::<WatchWindow>());
+        assert_eq!(name(window.item).as_deref(), Some("acme.market.v1.ReserveSlot.Window"));
+        assert_eq!(name(window.send), None);
+        assert!(!stream_types(&descriptor::<ReserveSlot>()).is_stream());
+        assert_eq!(reply_type(&descriptor::<WatchOffers>()), None);
+    }
+
     /// A set defining `demo.v1.Hello` (whose options carry `(tacit.v1.reply) = "Hi"`
     /// as an unknown field: the set does not include options.proto) and `demo.v1.Hi`.
     fn set_without_options_proto() -> Vec<u8> {
