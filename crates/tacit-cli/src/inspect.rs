@@ -68,7 +68,16 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
             let record = CaptureRecord::decode(frame).map_err(|e| malformed(format!("not a capture record: {e}")))?;
             let envelope = Envelope::decode(record.envelope.clone())
                 .map_err(|e| malformed(format!("{e} ({})", error::code_name(e.code()))))?;
+            if !record.descriptor_set.is_empty() {
+                // The schema the sender served, as listen decoded with it.
+                let index = json::index_descriptor_set(&record.descriptor_set)
+                    .map_err(|e| malformed(format!("the record's schema is not a FileDescriptorSet: {e}")))?;
+                for (id, message) in index {
+                    known.entry(id).or_insert((message, "peer"));
+                }
+            }
             let mut meta = meta_of(&envelope);
+            meta.intent = (!record.intent_name.is_empty()).then_some(record.intent_name);
             meta.received_at_micros = Some(record.received_at_micros);
             meta.peer = AgentId::try_from(&record.sender[..]).ok();
             meta.lane = (!record.lane.is_empty()).then_some(record.lane);

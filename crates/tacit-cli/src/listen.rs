@@ -2,7 +2,7 @@
 //! prints each as one JSON line, decoded through the schema the sender
 //! serves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
@@ -56,7 +56,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     };
     let capture = match &args.capture {
         None => None,
-        Some(path) => Some(Mutex::new(open_capture(path)?)),
+        Some(path) => Some(Mutex::new(Capture { file: open_capture(path)?, schemas: HashSet::new() })),
     };
     let listener = Arc::new(Listener::new(capture)?);
     let ping_schema = Schema::of::<Ping>().map_err(|e| CliError::failure(e.to_string()))?;
@@ -143,7 +143,7 @@ fn reply_of(request: &Schema) -> Option<IntentId> {
 /// What the handlers share: schemas seen so far, the capture file.
 #[derive(Debug)]
 struct Listener {
-    capture: Option<Mutex<File>>,
+    capture: Option<Mutex<Capture>>,
     /// Schemas fetched from senders, by intent.
     fetched: Mutex<HashMap<IntentId, Schema>>,
     /// The standard intents, for senders that do not serve a schema.
@@ -151,7 +151,7 @@ struct Listener {
 }
 
 impl Listener {
-    fn new(capture: Option<Mutex<File>>) -> Result<Self, CliError> {
+    fn new(capture: Option<Mutex<Capture>>) -> Result<Self, CliError> {
         let set = tacit::intents::FILE_DESCRIPTOR_SET;
         let index = json::index_descriptor_set(set).map_err(|e| CliError::failure(format!("standard intents: {e}")))?;
         let builtin = index
@@ -227,41 +227,58 @@ impl Listener {
                     Ok(message) => Body::Decoded { message: json::to_json(&message), schema: source },
                     Err(e) => Body::Undecoded(json::undecoded(&e.to_string(), payload)),
                 };
-                (body, Some(schema))
+                (body, Some((schema, source)))
             }
             Err(reason) => (Body::Undecoded(json::undecoded(&reason, payload)), None),
         };
         print_line(&record::line(&meta, body));
-        self.capture(&meta, payload);
-        schema
+        // A schema fetched from the sender goes into the capture with the
+        // first message of its intent, so inspect decodes it as listen did.
+        let fetched = schema.as_ref().filter(|(_, source)| *source == "peer").map(|(schema, _)| schema);
+        self.capture(&meta, payload, fetched);
+        schema.map(|(schema, _)| schema)
     }
 
     /// Appends the message to the capture file as one record.
-    fn capture(&self, meta: &Meta, payload: &Bytes) {
-        let Some(file) = &self.capture else { return };
+    fn capture(&self, meta: &Meta, payload: &Bytes, fetched: Option<&Schema>) {
+        let Some(capture) = &self.capture else { return };
         let Some(intent) = meta.intent_id else { return };
         let mut envelope = Envelope::new(IntentRef::Id(intent), meta.act, meta.message_id, payload.clone());
         envelope.conversation_id = meta.conversation;
         envelope.in_reply_to = meta.in_reply_to;
         envelope.deadline_micros = meta.deadline_micros;
         envelope.trace = meta.trace;
+        let mut capture = capture.lock().unwrap_or_else(|e| e.into_inner());
+        let descriptor_set = match fetched {
+            Some(schema) if !capture.schemas.contains(&intent) => schema.descriptor_set().clone(),
+            _ => Bytes::new(),
+        };
         let record = CaptureRecord {
             received_at_micros: meta.received_at_micros.unwrap_or_default(),
             sender: meta.peer.map(|peer| Bytes::copy_from_slice(peer.as_bytes())).unwrap_or_default(),
             lane: meta.lane.clone().unwrap_or_default(),
             envelope: envelope.encode_to_bytes(),
+            intent_name: meta.intent.clone().unwrap_or_default(),
+            descriptor_set,
         };
-        let written = FrameEncoder::new(MAX_CAPTURED_FRAME)
-            .encode_to_bytes(&record)
-            .map_err(|e| e.to_string())
-            .and_then(|frame| {
-                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-                file.write_all(&frame).and_then(|()| file.flush()).map_err(|e| e.to_string())
-            });
+        let written =
+            FrameEncoder::new(MAX_CAPTURED_FRAME).encode_to_bytes(&record).map_err(|e| e.to_string()).and_then(
+                |frame| capture.file.write_all(&frame).and_then(|()| capture.file.flush()).map_err(|e| e.to_string()),
+            );
+        if written.is_ok() && !record.descriptor_set.is_empty() {
+            capture.schemas.insert(intent);
+        }
         if let Err(e) = written {
             eprintln!("tacit listen: cannot write to the capture file: {e}");
         }
     }
+}
+
+/// The capture file, and the intents whose schema it holds already.
+#[derive(Debug)]
+struct Capture {
+    file: File,
+    schemas: HashSet<IntentId>,
 }
 
 /// Opens `path` to append records: a new or empty file gets the capture

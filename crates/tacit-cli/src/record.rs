@@ -23,7 +23,10 @@
 //!
 //! A capture file (`listen --capture`) starts with [`CAPTURE_MAGIC`], then
 //! holds one frame (varint length, then body) per message, whose body is a
-//! [`CaptureRecord`]: the time, the sender, the lane and the envelope.
+//! [`CaptureRecord`]: the time, the sender, the lane, the envelope and the
+//! intent's name, and with the first message of an intent whose schema was
+//! fetched from its sender, that schema (so `inspect` decodes it as `listen`
+//! did, without `--schema`).
 //! `inspect` also reads files of bare envelope frames (no magic), as a
 //! transport writes them.
 
@@ -53,6 +56,13 @@ pub(crate) struct CaptureRecord {
     /// The envelope, encoded (a Tacit frame body).
     #[prost(bytes = "bytes", tag = "4")]
     pub(crate) envelope: Bytes,
+    /// The intent's full name, when known.
+    #[prost(string, tag = "5")]
+    pub(crate) intent_name: String,
+    /// The encoded `FileDescriptorSet` the sender served for the intent:
+    /// with the first message of each intent whose schema was fetched.
+    #[prost(bytes = "bytes", tag = "6")]
+    pub(crate) descriptor_set: Bytes,
 }
 
 /// What is known about one message besides its payload.

@@ -351,13 +351,22 @@ fn errors_have_their_exit_codes() {
 /// prints it decoded, and answers the ask with the empty reply its schema names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_decodes_an_intent_it_was_not_built_with() {
-    let listen = Listen::start(&[]);
+    use tacit_build_tests::acme::market::v1::CancelSlot;
+
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.bin");
+    let listen = Listen::start(&["--capture", capture.to_str().unwrap()]);
     tokio::time::timeout(Duration::from_secs(30), async {
-        let agent = Agent::builder().emits::<DelegateTask>().bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let agent = Agent::builder()
+            .emits::<DelegateTask>()
+            .emits::<CancelSlot>()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let peer = agent.connect(listen.addr.parse().unwrap(), listen.id.parse::<AgentId>().unwrap()).await.unwrap();
         peer.ready().await.unwrap();
         let started = Instant::now();
-        while !peer.can_send::<DelegateTask>() {
+        while !peer.can_send::<DelegateTask>() || !peer.can_send::<CancelSlot>() {
             assert!(started.elapsed() < Duration::from_secs(5), "listen never adopted DelegateTask");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -383,6 +392,21 @@ async fn listen_decodes_an_intent_it_was_not_built_with() {
             listen.line("the asked DelegateTask", |l| l["lane"] == "ask" && l["message"]["task_id"] == "t-43")
         });
         assert_eq!(asked["act"], "REQUEST");
+
+        // An intent that is not a standard one: inspect decodes it from the
+        // schema listen fetched and kept in the capture, as listen did.
+        peer.tell(CancelSlot { slot_id: 5 }).await.unwrap();
+        let cancel = tokio::task::block_in_place(|| {
+            listen.line("the told CancelSlot", |l| l["intent"] == CancelSlot::NAME && l["message"]["slot_id"] == "5")
+        });
+        assert_eq!(cancel["schema"], "peer");
+        let inspected = tokio::task::block_in_place(|| tacit(&["inspect", capture.to_str().unwrap()])).ok();
+        let lines: Vec<Value> = inspected.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let captured = lines
+            .iter()
+            .find(|l| l["message_id"] == cancel["message_id"])
+            .unwrap_or_else(|| panic!("no captured CancelSlot: {lines:#?}"));
+        assert_eq!(*captured, cancel, "inspect prints the line listen printed");
     })
     .await
     .expect("the test took over 30 s");
