@@ -137,7 +137,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return report(CliError::failure(format!("cannot start the async runtime: {e}"))),
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // Do not wait for blocking reads that cannot be cancelled (stdin of
+    // `tacit stream --send` when the stream ended first).
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(error),
     }

@@ -603,14 +603,18 @@ async fn describe_and_stream_a_stream_lane() {
                                 }
                             }
                             "silent" => tokio::time::sleep(Duration::from_secs(30)).await,
+                            // Errors end the handler: the opener may go away (a bad bid).
                             _ => {
-                                offers.send(&offer(1, 100)).await.unwrap();
-                                offers.send(&offer(2, 200)).await.unwrap();
-                                while let Ok(Some(bid)) = bids.recv().await {
-                                    offers.send(&offer(bid.slot_id, bid.price_cents)).await.unwrap();
+                                let _ = async {
+                                    offers.send(&offer(1, 100)).await?;
+                                    offers.send(&offer(2, 200)).await?;
+                                    while let Some(bid) = bids.recv().await? {
+                                        offers.send(&offer(bid.slot_id, bid.price_cents)).await?;
+                                    }
+                                    offers.send(&offer(99, 0)).await?;
+                                    offers.finish().await
                                 }
-                                offers.send(&offer(99, 0)).await.unwrap();
-                                offers.finish().await.unwrap();
+                                .await;
                             }
                         }
                     },
@@ -660,6 +664,27 @@ async fn describe_and_stream_a_stream_lane() {
         // A stream that never ends: --count ends it cleanly, --timeout gives up.
         let counted = run(&["stream", &addr, "WatchOffers", r#"{"resource": "forever"}"#, "-n", "3"], None).ok();
         assert_eq!(slots(&items(&counted)), ["1", "2", "3"], "{counted:#?}");
+        // Stdin still open when the stream ends: the tool exits all the same.
+        let mut open_stdin = Guard(
+            Command::new(TACIT)
+                .args(["stream", &addr, "WatchOffers", r#"{"resource": "forever"}"#, "--send", "-n", "2"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let _stdin = open_stdin.0.stdin.take();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = open_stdin.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "tacit stream waits for stdin after the stream ended");
+            tokio::task::block_in_place(|| thread::sleep(Duration::from_millis(10)));
+        };
+        assert!(status.success(), "{status:?}");
+
         let silent = run(&["stream", &addr, "WatchOffers", r#"{"resource": "silent"}"#, "--timeout", "0.5"], None);
         assert_eq!(silent.code(), Some(8), "{silent:#?}");
         assert!(silent.stderr.contains("did not end within 500 ms"), "{silent:#?}");
