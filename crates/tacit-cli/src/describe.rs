@@ -72,23 +72,21 @@ struct Stream {
     send: Option<String>,
 }
 
-/// How `intent` is used: asks the agent for its schema, falling back to the
-/// standard intents compiled into this tool.
+/// How `intent` is used, from its schema.
 async fn usage(connection: &Connection, intent: &IntentInfo, limit: Duration) -> Usage {
     let Ok(id) = IntentId::try_from(&intent.intent_id[..]) else {
         return Usage::Unknown("the agent gave a malformed intent id".into());
     };
-    let schema = match tokio::time::timeout(limit, connection.peer.describe(id)).await {
-        Ok(Ok(schema)) => schema,
-        fetched => {
-            let standard =
-                Schema::new(id, intent.name.clone(), Bytes::from_static(tacit::intents::FILE_DESCRIPTOR_SET));
-            match (standard, fetched) {
-                (Ok(schema), _) => schema,
-                (Err(_), Ok(Err(e))) => return Usage::Unknown(format!("no usable schema: {e}")),
-                (Err(_), _) => return Usage::Unknown("no schema within the timeout".into()),
-            }
-        }
+    // A standard intent's schema is compiled into this tool (and checked
+    // against the id); any other is fetched from the agent.
+    let standard = Schema::new(id, intent.name.clone(), Bytes::from_static(tacit::intents::FILE_DESCRIPTOR_SET));
+    let schema = match standard {
+        Ok(schema) => schema,
+        Err(_) => match tokio::time::timeout(limit, connection.peer.describe(id)).await {
+            Ok(Ok(schema)) => schema,
+            Ok(Err(e)) => return Usage::Unknown(format!("no usable schema: {e}")),
+            Err(_) => return Usage::Unknown("no schema within the timeout".into()),
+        },
     };
     let descriptor = schema.message_descriptor();
     let types = json::stream_types(descriptor);

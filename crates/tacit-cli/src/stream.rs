@@ -72,7 +72,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let outcome = stream(&connection, &prepared, &args, types.item.as_ref(), send_type).await;
     connection.close().await;
     let received = outcome?;
-    eprintln!("{received} items from {}", prepared.agent);
+    eprintln!("{received} item(s) from {}", prepared.agent);
     Ok(())
 }
 
@@ -97,7 +97,8 @@ async fn stream(
     let mut sent = false;
     let mut received = 0u64;
     let timeout = tokio::time::sleep(args.timeout);
-    tokio::pin!(timeout);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(timeout, interrupted);
     loop {
         if args.count.is_some_and(|count| received >= count) {
             return Ok(received);
@@ -128,7 +129,7 @@ async fn stream(
                 )
                 .hint("raise --timeout, or stop after some items with --count"));
             }
-            _ = tokio::signal::ctrl_c() => return Ok(received),
+            _ = &mut interrupted => return Ok(received),
         }
     }
 }
