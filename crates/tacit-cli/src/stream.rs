@@ -192,7 +192,7 @@ fn stream_error(error: &tacit_quic::StreamError, addr: &str, intent: &str) -> Cl
             let failure =
                 CliError::new(Exit::Rejected, format!("the agent at {addr} ended the {intent} stream with {shown}"));
             match name {
-                Some(ErrorCode::IntentNotNegotiated | ErrorCode::InvalidStreamKind) => failure
+                Some(ErrorCode::IntentNotNegotiated | ErrorCode::InvalidStreamKind | ErrorCode::Cancelled) => failure
                     .hint("the agent may not serve stream lanes of this intent; `tacit describe ADDR` shows its lanes"),
                 _ => failure,
             }

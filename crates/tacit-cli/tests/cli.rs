@@ -331,6 +331,15 @@ fn errors_have_their_exit_codes() {
     assert_eq!(refused.code(), Some(7), "{refused:#?}");
     assert!(refused.stderr.contains("REFUSE") && refused.stderr.contains("records asks"), "{refused:#?}");
 
+    // listen takes no stream lanes: the stream is ended by the agent (exit 7).
+    let no_stream = tacit(&["stream", addr, "Ping", "{}"]);
+    assert_eq!(no_stream.code(), Some(7), "{no_stream:#?}");
+    assert!(no_stream.stderr.contains("ended the tacit.intents.v1.Ping stream"), "{no_stream:#?}");
+    assert!(no_stream.stderr.contains("declares no stream types"), "{no_stream:#?}");
+    let nothing_to_send = tacit(&["stream", addr, "Ping", "{}", "--send"]);
+    assert_eq!(nothing_to_send.code(), Some(6), "{nothing_to_send:#?}");
+    assert!(nothing_to_send.stderr.contains("tacit.v1.stream_send"), "{nothing_to_send:#?}");
+
     let other = tacit(&["keygen", "--out", tempfile::tempdir().unwrap().path().join("k").to_str().unwrap()]).ok();
     let wrong = tacit(&["ping", addr, "-n", "1", "--expect", other.stdout.trim()]);
     assert_eq!(wrong.code(), Some(4), "{wrong:#?}");
