@@ -29,6 +29,18 @@ pub enum Error {
         /// The option's value, as written.
         reply: String,
     },
+    /// A message's `(tacit.v1.stream_item)` or `(tacit.v1.stream_send)`
+    /// option names no message that is generated here (as for
+    /// [`UnknownReply`](Self::UnknownReply)).
+    #[error("message {message} names {name:?} as a stream type (option {option}), which is not a generated message")]
+    UnknownStreamType {
+        /// The fully qualified name of the message with the option.
+        message: String,
+        /// The option: `tacit.v1.stream_item` or `tacit.v1.stream_send`.
+        option: &'static str,
+        /// The option's value, as written.
+        name: String,
+    },
     /// The IntentId of a message could not be computed (the descriptor set
     /// is inconsistent; not expected from a successful compile).
     #[error("cannot compute the intent id of {message}: {source}")]

@@ -10,7 +10,11 @@
 //!   protocol specification), its fully qualified name, and an encoded
 //!   descriptor set that defines it, served to peers that fetch the schema;
 //! - `impl tacit::Request` for messages that name their reply with the
-//!   message option `(tacit.v1.reply)`.
+//!   message option `(tacit.v1.reply)`;
+//! - `impl tacit::Subscription` for messages that open a stream lane, named
+//!   by the message options `(tacit.v1.stream_item)` (what the handler
+//!   streams back) and `(tacit.v1.stream_send)` (what the opener sends after
+//!   the opening; `()` when absent).
 //!
 //! `.proto` files are compiled with [protox](https://docs.rs/protox), in pure
 //! Rust: no `protoc` is needed.
@@ -72,8 +76,8 @@
 //! - `<package>.rs`: prost-build's code, with every `bytes` field as
 //!   `bytes::Bytes` (decoded without copying from a `Bytes` buffer) and
 //!   every map as a `BTreeMap` (so equal messages encode to equal bytes);
-//!   then a `FILE_DESCRIPTOR_SET` constant and the `Intent` and `Request`
-//!   impls;
+//!   then a `FILE_DESCRIPTOR_SET` constant and the `Intent`, `Request` and
+//!   `Subscription` impls;
 //! - `<package>.tacit.bin`: the encoded `google.protobuf.FileDescriptorSet`
 //!   behind `FILE_DESCRIPTOR_SET` and every `Intent::DESCRIPTOR_SET` of the
 //!   package: its files and all they import, without source info.
@@ -101,7 +105,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use prost_build::Module;
-use prost_reflect::{DescriptorPool, ExtensionDescriptor, MessageDescriptor, Value};
+use prost_reflect::{DescriptorPool, MessageDescriptor, Value};
 use prost_types::FileDescriptorSet;
 use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
 use tacit_wire::IntentId;
@@ -279,52 +283,73 @@ fn package_intents(
     pool: &DescriptorPool,
     packages: &BTreeSet<&str>,
 ) -> Result<Vec<render::GeneratedIntent>, Error> {
-    let reply_option = pool.get_extension_by_name(options::REPLY_OPTION);
     let mut messages: Vec<MessageDescriptor> =
         pool.all_messages().filter(|m| packages.contains(m.package_name()) && !m.is_map_entry()).collect();
     messages.sort_by(|a, b| a.full_name().cmp(b.full_name()));
     messages
         .iter()
         .map(|message| {
-            let reply = match &reply_option {
-                Some(option) => reply_of(pool, message, option)?,
-                None => None,
+            let rust_path = |target: MessageDescriptor| names::rust_path(message.package_name(), target.full_name());
+            let reply = named_message(pool, message, options::REPLY_OPTION)
+                .map_err(|reply| Error::UnknownReply { message: message.full_name().to_owned(), reply })?;
+            let stream_type = |option: &'static str| {
+                named_message(pool, message, option).map_err(|name| Error::UnknownStreamType {
+                    message: message.full_name().to_owned(),
+                    option,
+                    name,
+                })
             };
+            let item = stream_type(options::STREAM_ITEM_OPTION)?;
+            let send = stream_type(options::STREAM_SEND_OPTION)?;
+            let stream = (item.is_some() || send.is_some()).then(|| render::StreamTypes {
+                send: send.map_or_else(|| "()".to_owned(), rust_path),
+                item: item.map_or_else(|| "()".to_owned(), rust_path),
+            });
             let id = IntentId::of_message(set, message.full_name())
                 .map_err(|source| Error::IntentId { message: message.full_name().to_owned(), source })?;
             Ok(render::GeneratedIntent {
                 rust_type: names::rust_path(message.package_name(), message.full_name()),
                 name: message.full_name().to_owned(),
                 id,
-                reply: reply.map(|reply| names::rust_path(message.package_name(), reply.full_name())),
+                reply: reply.map(rust_path),
+                stream,
             })
         })
         .collect()
 }
 
-/// The message named by `message`'s `(tacit.v1.reply)` option, if it has one.
-fn reply_of(
+/// The message that `message`'s option `option` (one of Tacit's string
+/// options naming a message) names, if it has the option; `Err` holds the
+/// option's value when it names no message that is generated here.
+///
+/// The value is a name relative to the message's package, or fully
+/// qualified with a leading dot.
+fn named_message(
     pool: &DescriptorPool,
     message: &MessageDescriptor,
-    option: &ExtensionDescriptor,
-) -> Result<Option<MessageDescriptor>, Error> {
+    option: &str,
+) -> Result<Option<MessageDescriptor>, String> {
+    let Some(extension) = pool.get_extension_by_name(option) else {
+        // options.proto is not imported anywhere: no message has the option.
+        return Ok(None);
+    };
     let options = message.options();
-    if !options.has_extension(option) {
+    if !options.has_extension(&extension) {
         return Ok(None);
     }
-    let reply = match &*options.get_extension(option) {
-        Value::String(reply) => reply.clone(),
+    let named = match &*options.get_extension(&extension) {
+        Value::String(named) => named.clone(),
         other => format!("{other:?}"),
     };
-    let full_name = match reply.strip_prefix('.') {
+    let full_name = match named.strip_prefix('.') {
         Some(absolute) => absolute.to_owned(),
-        None if message.package_name().is_empty() => reply.clone(),
-        None => format!("{}.{reply}", message.package_name()),
+        None if message.package_name().is_empty() => named.clone(),
+        None => format!("{}.{named}", message.package_name()),
     };
     pool.get_message_by_name(&full_name)
         .filter(|target| target.package_name() != WELL_KNOWN_PACKAGE && !target.is_map_entry())
         .map(Some)
-        .ok_or_else(|| Error::UnknownReply { message: message.full_name().to_owned(), reply })
+        .ok_or(named)
 }
 
 /// Writes a file unless it already holds `content`.

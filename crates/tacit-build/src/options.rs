@@ -7,16 +7,17 @@ use protox::file::{File, FileResolver};
 /// `import "tacit/v1/options.proto";`.
 pub const OPTIONS_PROTO_NAME: &str = "tacit/v1/options.proto";
 
-/// The text of `tacit/v1/options.proto`, which defines the message option
-/// `(tacit.v1.reply)`.
+/// The text of `tacit/v1/options.proto`, which defines the message options
+/// `(tacit.v1.reply)`, `(tacit.v1.stream_item)` and `(tacit.v1.stream_send)`.
 ///
 /// A copy of `proto/tacit/v1/options.proto` in the Tacit repository (a test
 /// keeps the two equal), so that it is available once this crate is
 /// published.
 pub const OPTIONS_PROTO: &str = r#"// Tacit's custom protobuf options: annotations in .proto files that
-// tacit-build reads when it generates Rust code. They change nothing on the
-// wire and are not part of any IntentId (docs/PROTOCOL.md, "IntentId": all
-// options other than map_entry are left out).
+// tacit-build reads when it generates Rust code (reply, stream_item,
+// stream_send). They change nothing on the wire and are not part of any
+// IntentId (docs/PROTOCOL.md, "IntentId": all options other than map_entry
+// are left out).
 //
 // Import it as "tacit/v1/options.proto". tacit-build carries a copy of this
 // file, so build scripts can import it without having it on disk; a file of
@@ -45,11 +46,38 @@ extend google.protobuf.MessageOptions {
   // option are still intents, just not requests with a typed reply (they are
   // told, streamed or sent as replies).
   string reply = 50701;
+
+  // Declares that this message opens a stream lane (act SUBSCRIBE) and names
+  // the message its handler streams back to the opener, one per data
+  // envelope:
+  //
+  //   message WatchForecasts {
+  //     option (tacit.v1.stream_item) = "Forecast";
+  //     option (tacit.v1.stream_send) = "ChangeRegion";   // optional
+  //     string region = 1;
+  //   }
+  //
+  // Data envelopes on a stream lane carry the opening's intent, not their
+  // own, so this option is how a peer (or `tacit stream`) knows how to decode
+  // them. Names resolve as for reply. tacit-build then implements
+  // tacit::Subscription for the message, with the named message as its Item
+  // (and `()`, nothing, when only stream_send is given); a name that matches
+  // no message is a build error.
+  string stream_item = 50702;
+
+  // Names the message the opener of a stream lane sends after the opening,
+  // one per data envelope (the Send of tacit::Subscription). Without it the
+  // opener sends nothing after the opening: Send is `()`.
+  string stream_send = 50703;
 }
 "#;
 
 /// The fully qualified name of the `reply` option's extension.
 pub(crate) const REPLY_OPTION: &str = "tacit.v1.reply";
+/// The fully qualified name of the `stream_item` option's extension.
+pub(crate) const STREAM_ITEM_OPTION: &str = "tacit.v1.stream_item";
+/// The fully qualified name of the `stream_send` option's extension.
+pub(crate) const STREAM_SEND_OPTION: &str = "tacit.v1.stream_send";
 
 /// Resolves the files tacit-build carries ([`OPTIONS_PROTO`]); every other
 /// name is "not found", so the next resolver in the chain is asked.
@@ -85,7 +113,8 @@ mod tests {
     fn embedded_file_resolves_and_others_do_not() {
         let file = EmbeddedFiles.open_file(OPTIONS_PROTO_NAME).unwrap();
         assert_eq!(file.file_descriptor_proto().package(), "tacit.v1");
-        assert_eq!(file.file_descriptor_proto().extension[0].name(), "reply");
+        let extensions: Vec<&str> = file.file_descriptor_proto().extension.iter().map(|e| e.name()).collect();
+        assert_eq!(extensions, ["reply", "stream_item", "stream_send"]);
         assert!(EmbeddedFiles.open_file("tacit/v1/other.proto").unwrap_err().is_file_not_found());
     }
 }

@@ -17,6 +17,17 @@ pub(crate) struct GeneratedIntent {
     pub(crate) id: IntentId,
     /// Rust path of the reply, relative to the message's package module.
     pub(crate) reply: Option<String>,
+    /// The types of a stream lane it opens, if it opens one.
+    pub(crate) stream: Option<StreamTypes>,
+}
+
+/// The `Subscription` types of a message that opens a stream lane: Rust
+/// paths relative to the message's package module, `()` for nothing.
+pub(crate) struct StreamTypes {
+    /// What the opener sends after the opening.
+    pub(crate) send: String,
+    /// What the handler streams back.
+    pub(crate) item: String,
 }
 
 /// Appends to a package's code the `FILE_DESCRIPTOR_SET` constant (loading
@@ -42,7 +53,7 @@ pub(crate) fn append_intents(
          /// imports: the schema of the intents in this module.\n\
          pub const FILE_DESCRIPTOR_SET: &[u8] = {bin};\n"
     );
-    for GeneratedIntent { rust_type, name, id, reply } in intents {
+    for GeneratedIntent { rust_type, name, id, reply, stream } in intents {
         let _ = write!(
             code,
             "\n// {name}: {id}\n\
@@ -62,6 +73,12 @@ pub(crate) fn append_intents(
         );
         if let Some(reply) = reply {
             let _ = write!(code, "impl {tacit}::Request for {rust_type} {{\n    type Reply = {reply};\n}}\n");
+        }
+        if let Some(StreamTypes { send, item }) = stream {
+            let _ = write!(
+                code,
+                "impl {tacit}::Subscription for {rust_type} {{\n    type Send = {send};\n    type Item = {item};\n}}\n"
+            );
         }
     }
 }

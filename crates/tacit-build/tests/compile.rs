@@ -164,6 +164,73 @@ fn unknown_reply_names_the_message_and_the_value() {
 }
 
 #[test]
+fn stream_openers_get_subscription_impls() {
+    let source = r#"
+syntax = "proto3";
+package feed.v1;
+import "tacit/v1/options.proto";
+message WatchForecasts {
+  option (tacit.v1.stream_item) = "Forecast";
+  option (tacit.v1.stream_send) = ".feed.v1.ChangeRegion";
+  string region = 1;
+}
+message Forecast {
+  message Detail {}
+  string text = 1;
+}
+message ChangeRegion { string region = 1; }
+message Upload { option (tacit.v1.stream_send) = "Forecast"; }
+message AskAndWatch {
+  option (tacit.v1.reply) = "Forecast";
+  option (tacit.v1.stream_item) = "Forecast.Detail";
+}
+"#;
+    let (dir, result) = compile(&[("feed.proto", source)], |b| b);
+    result.unwrap();
+    let code = read(dir.path(), "feed.v1.rs");
+    let subscription = |opener: &str, send: &str, item: &str| {
+        format!("impl ::tacit::Subscription for {opener} {{\n    type Send = {send};\n    type Item = {item};\n}}")
+    };
+    assert!(code.contains(&subscription("WatchForecasts", "ChangeRegion", "Forecast")), "{code}");
+    assert!(code.contains(&subscription("Upload", "Forecast", "()")), "{code}");
+    assert!(code.contains(&subscription("AskAndWatch", "()", "forecast::Detail")), "{code}");
+    assert!(code.contains("impl ::tacit::Request for AskAndWatch {\n    type Reply = Forecast;\n}"), "{code}");
+    assert!(!code.contains("Subscription for Forecast "), "no options, no Subscription: {code}");
+    assert!(!code.contains("Request for WatchForecasts "), "{code}");
+
+    // The options survive in the written set, for peers that fetch the schema.
+    let set = fs::read(dir.path().join("out/feed.v1.tacit.bin")).unwrap();
+    let pool = DescriptorPool::decode(set.as_slice()).unwrap();
+    let options = pool.get_message_by_name("feed.v1.WatchForecasts").unwrap().options();
+    let item = pool.get_extension_by_name("tacit.v1.stream_item").unwrap();
+    let send = pool.get_extension_by_name("tacit.v1.stream_send").unwrap();
+    assert_eq!((item.number(), send.number()), (50702, 50703));
+    assert_eq!(*options.get_extension(&item), Value::String("Forecast".into()));
+    assert_eq!(*options.get_extension(&send), Value::String(".feed.v1.ChangeRegion".into()));
+}
+
+#[test]
+fn unknown_stream_types_name_the_option() {
+    for option in ["stream_item", "stream_send"] {
+        let source = format!(
+            "syntax = \"proto3\";\npackage p;\nimport \"tacit/v1/options.proto\";\n\
+             message Watch {{ option (tacit.v1.{option}) = \"Nowhere\"; }}\n"
+        );
+        let (_dir, result) = compile(&[("p.proto", &source)], |b| b);
+        let error = result.unwrap_err();
+        let text = error.to_string();
+        match error {
+            Error::UnknownStreamType { message, option: named, name } => {
+                assert_eq!((message.as_str(), name.as_str()), ("p.Watch", "Nowhere"));
+                assert_eq!(named, format!("tacit.v1.{option}"));
+            }
+            other => panic!("{option}: expected UnknownStreamType, got {other:?}"),
+        }
+        assert!(text.contains("p.Watch") && text.contains("\"Nowhere\"") && text.contains(option), "{text}");
+    }
+}
+
+#[test]
 fn compile_errors_carry_protox_message_and_position() {
     let (_dir, result) =
         compile(&[("bad.proto", "syntax = \"proto3\";\npackage p;\nmessage M {\n  Unknown field = 1;\n}\n")], |b| b);

@@ -1,15 +1,20 @@
-//! `tacit describe`: an agent's id, card and intents.
+//! `tacit describe`: an agent's id, card and intents, each with how it is
+//! used (asked, told or streamed) and the types of its replies or stream
+//! items, read from the schema the agent serves (the `(tacit.v1.reply)`,
+//! `(tacit.v1.stream_item)` and `(tacit.v1.stream_send)` options).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use data_encoding::HEXLOWER;
-use serde_json::json;
-use tacit::Agent;
-use tacit::intents::AgentDescription;
+use serde_json::{Value, json};
+use tacit::intents::{AgentDescription, IntentInfo};
+use tacit::{Agent, IntentId, Schema};
 
-use crate::connect::{self, ConnectArgs};
+use crate::connect::{self, ConnectArgs, Connection};
 use crate::error::CliError;
+use crate::json;
 
 /// Arguments of `tacit describe`.
 #[derive(Debug, clap::Args)]
@@ -26,28 +31,133 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let connection = connect::dial(&args.connect, Agent::builder(), args.connect.expect).await?;
-    let description = connect::describe_agent(&connection, &args.connect.addr, args.timeout).await?;
+    let described = async {
+        let description = connect::describe_agent(&connection, &args.connect.addr, args.timeout).await?;
+        let mut usages = Vec::with_capacity(description.intents.len());
+        for intent in &description.intents {
+            usages.push(usage(&connection, intent, args.timeout).await);
+        }
+        Ok::<_, CliError>((description, usages))
+    }
+    .await;
     let agent_id = connection.peer.id().to_string();
     connection.close().await;
+    let (description, usages) = described?;
     if args.json {
-        println!("{}", to_json(&agent_id, &args.connect.addr, &description));
+        println!("{}", to_json(&agent_id, &args.connect.addr, &description, &usages));
     } else {
-        print!("{}", to_table(&agent_id, &args.connect.addr, &description));
+        print!("{}", to_table(&agent_id, &args.connect.addr, &description, &usages));
     }
     Ok(())
 }
 
-fn to_json(agent_id: &str, addr: &str, description: &AgentDescription) -> serde_json::Value {
+/// How an intent is used, from its schema.
+#[derive(Debug)]
+enum Usage {
+    /// Asked; answered with the reply type, and maybe also opens a stream.
+    Asked { reply: String, stream: Option<Stream> },
+    /// Opens a stream lane.
+    Streamed(Stream),
+    /// Neither asked with a typed reply nor streamed: told (or sent as a
+    /// reply or stream item).
+    Told,
+    /// The schema could not be had.
+    Unknown(String),
+}
+
+/// The declared types of a stream lane (`None`: nothing that way).
+#[derive(Debug)]
+struct Stream {
+    item: Option<String>,
+    send: Option<String>,
+}
+
+/// How `intent` is used, from its schema.
+async fn usage(connection: &Connection, intent: &IntentInfo, limit: Duration) -> Usage {
+    let Ok(id) = IntentId::try_from(&intent.intent_id[..]) else {
+        return Usage::Unknown("the agent gave a malformed intent id".into());
+    };
+    // A standard intent's schema is compiled into this tool (and checked
+    // against the id); any other is fetched from the agent.
+    let standard = Schema::new(id, intent.name.clone(), Bytes::from_static(tacit::intents::FILE_DESCRIPTOR_SET));
+    let schema = match standard {
+        Ok(schema) => schema,
+        Err(_) => match tokio::time::timeout(limit, connection.peer.describe(id)).await {
+            Ok(Ok(schema)) => schema,
+            Ok(Err(e)) => return Usage::Unknown(format!("no usable schema: {e}")),
+            Err(_) => return Usage::Unknown("no schema within the timeout".into()),
+        },
+    };
+    let descriptor = schema.message_descriptor();
+    let types = json::stream_types(descriptor);
+    let stream = types.is_stream().then(|| Stream {
+        item: types.item.map(|m| m.full_name().to_owned()),
+        send: types.send.map(|m| m.full_name().to_owned()),
+    });
+    match (json::reply_type(descriptor), stream) {
+        (Some(reply), stream) => Usage::Asked { reply, stream },
+        (None, Some(stream)) => Usage::Streamed(stream),
+        (None, None) => Usage::Told,
+    }
+}
+
+impl Usage {
+    /// `ask`, `tell`, `stream`: the lanes the intent is meant for.
+    fn lanes(&self) -> Option<Vec<&'static str>> {
+        match self {
+            Self::Asked { stream: None, .. } => Some(vec!["ask"]),
+            Self::Asked { stream: Some(_), .. } => Some(vec!["ask", "stream"]),
+            Self::Streamed(_) => Some(vec!["stream"]),
+            Self::Told => Some(vec!["tell"]),
+            Self::Unknown(_) => None,
+        }
+    }
+
+    fn stream(&self) -> Option<&Stream> {
+        match self {
+            Self::Asked { stream, .. } => stream.as_ref(),
+            Self::Streamed(stream) => Some(stream),
+            Self::Told | Self::Unknown(_) => None,
+        }
+    }
+
+    /// `ask → tacit.intents.v1.Pong`, `stream → acme.Forecast (sends acme.Region)`, `tell`.
+    fn summary(&self) -> String {
+        let stream = |stream: &Stream| {
+            let item = stream.item.as_deref().unwrap_or("nothing");
+            match &stream.send {
+                Some(send) => format!("stream → {item} (sends {send})"),
+                None => format!("stream → {item}"),
+            }
+        };
+        match self {
+            Self::Asked { reply, stream: None } => format!("ask → {reply}"),
+            Self::Asked { reply, stream: Some(s) } => format!("ask → {reply}; {}", stream(s)),
+            Self::Streamed(s) => stream(s),
+            Self::Told => "tell".into(),
+            Self::Unknown(why) => format!("? ({why})"),
+        }
+    }
+}
+
+fn to_json(agent_id: &str, addr: &str, description: &AgentDescription, usages: &[Usage]) -> Value {
     let metadata: BTreeMap<_, _> = description.metadata.iter().collect();
     let intents: Vec<_> = description
         .intents
         .iter()
-        .map(|intent| {
+        .zip(usages)
+        .map(|(intent, usage)| {
+            let stream = usage.stream();
             json!({
                 "name": intent.name,
                 "intent_id": HEXLOWER.encode(&intent.intent_id),
                 "handles": intent.handles,
                 "emits": intent.emits,
+                "lanes": usage.lanes(),
+                "reply": match usage { Usage::Asked { reply, .. } => Some(reply), _ => None },
+                "stream_item": stream.and_then(|s| s.item.as_deref()),
+                "stream_send": stream.and_then(|s| s.send.as_deref()),
+                "schema_error": match usage { Usage::Unknown(why) => Some(why), _ => None },
             })
         })
         .collect();
@@ -65,7 +175,7 @@ fn to_json(agent_id: &str, addr: &str, description: &AgentDescription) -> serde_
     })
 }
 
-fn to_table(agent_id: &str, addr: &str, description: &AgentDescription) -> String {
+fn to_table(agent_id: &str, addr: &str, description: &AgentDescription, usages: &[Usage]) -> String {
     let mut out = String::new();
     let mut row = |label: &str, value: &str| {
         if !value.is_empty() {
@@ -84,7 +194,7 @@ fn to_table(agent_id: &str, addr: &str, description: &AgentDescription) -> Strin
     }
     out.push_str(&format!("intents ({}):\n", description.intents.len()));
     let width = description.intents.iter().map(|intent| intent.name.len()).max().unwrap_or(0);
-    for intent in &description.intents {
+    for (intent, usage) in description.intents.iter().zip(usages) {
         let roles = match (intent.handles, intent.emits) {
             (true, true) => "handles, emits",
             (true, false) => "handles",
@@ -92,7 +202,7 @@ fn to_table(agent_id: &str, addr: &str, description: &AgentDescription) -> Strin
             (false, false) => "-",
         };
         let id = HEXLOWER.encode(&intent.intent_id);
-        out.push_str(&format!("  {:<width$}  {}  {roles}\n", intent.name, id));
+        out.push_str(&format!("  {:<width$}  {id}  {roles:<14}  {}\n", intent.name, usage.summary()));
     }
     out
 }

@@ -12,8 +12,12 @@ use tacit::IntentId;
 
 use crate::error::{CliError, Exit};
 
-/// Field number of the `(tacit.v1.reply)` option on `google.protobuf.MessageOptions`.
+/// Field numbers of Tacit's options on `google.protobuf.MessageOptions`
+/// (`proto/tacit/v1/options.proto`): `(tacit.v1.reply)`,
+/// `(tacit.v1.stream_item)`, `(tacit.v1.stream_send)`.
 const REPLY_OPTION: u32 = 50701;
+const STREAM_ITEM_OPTION: u32 = 50702;
+const STREAM_SEND_OPTION: u32 = 50703;
 
 /// A decoded message as JSON: field names as in the `.proto`, every field
 /// (defaults included), 64-bit integers as strings, bytes as base64.
@@ -192,15 +196,42 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 /// `(tacit.v1.reply)` option names one (relative to the request's package,
 /// or fully qualified with a leading dot).
 pub(crate) fn reply_type(request: &MessageDescriptor) -> Option<String> {
-    let options = request.options();
+    named_message(request, REPLY_OPTION).map(|reply| reply.full_name().to_owned())
+}
+
+/// What an intent that opens a stream lane declares about it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamTypes {
+    /// What the handler streams back (`(tacit.v1.stream_item)`).
+    pub(crate) item: Option<MessageDescriptor>,
+    /// What the opener sends after the opening (`(tacit.v1.stream_send)`).
+    pub(crate) send: Option<MessageDescriptor>,
+}
+
+impl StreamTypes {
+    /// Whether the intent declares that it opens a stream lane.
+    pub(crate) fn is_stream(&self) -> bool {
+        self.item.is_some() || self.send.is_some()
+    }
+}
+
+/// The stream item and send types `opening` names, from its schema.
+pub(crate) fn stream_types(opening: &MessageDescriptor) -> StreamTypes {
+    StreamTypes { item: named_message(opening, STREAM_ITEM_OPTION), send: named_message(opening, STREAM_SEND_OPTION) }
+}
+
+/// The message named by one of Tacit's string options (field `number` of
+/// `message`'s options), resolved in `message`'s pool.
+fn named_message(message: &MessageDescriptor, number: u32) -> Option<MessageDescriptor> {
+    let options = message.options();
     // Known to the pool (the descriptor set includes tacit/v1/options.proto):
     // an extension; otherwise an unknown field of the options.
     let value = options
         .extensions()
-        .find(|(extension, _)| extension.number() == REPLY_OPTION)
+        .find(|(extension, _)| extension.number() == number)
         .and_then(|(_, value)| value.as_str().map(str::to_owned))
         .or_else(|| {
-            options.unknown_fields().filter(|field| field.number() == REPLY_OPTION).find_map(|field| {
+            options.unknown_fields().filter(|field| field.number() == number).find_map(|field| {
                 let mut encoded = Vec::new();
                 field.encode(&mut encoded);
                 string_field_value(&encoded)
@@ -208,10 +239,10 @@ pub(crate) fn reply_type(request: &MessageDescriptor) -> Option<String> {
         })?;
     let name = match value.strip_prefix('.') {
         Some(full) => full.to_owned(),
-        None if request.package_name().is_empty() => value,
-        None => format!("{}.{value}", request.package_name()),
+        None if message.package_name().is_empty() => value,
+        None => format!("{}.{value}", message.package_name()),
     };
-    request.parent_pool().get_message_by_name(&name).map(|message| message.full_name().to_owned())
+    message.parent_pool().get_message_by_name(&name)
 }
 
 /// The string of one encoded length-delimited field (key, length, bytes).
@@ -284,6 +315,21 @@ mod tests {
         assert_eq!(reply_type(&descriptor::<Ping>()).as_deref(), Some("tacit.intents.v1.Pong"));
         assert_eq!(reply_type(&descriptor::<DelegateTask>()).as_deref(), Some(TaskStatus::NAME));
         assert_eq!(reply_type(&descriptor::<TaskStatus>()), None);
+    }
+
+    #[test]
+    fn the_stream_options_are_read() {
+        use tacit_build_tests::acme::market::v1::{Bid, ReserveSlot, SlotOffer, WatchOffers, WatchWindow};
+        let name = |m: Option<MessageDescriptor>| m.map(|m| m.full_name().to_owned());
+        let offers = stream_types(&descriptor::<WatchOffers>());
+        assert!(offers.is_stream());
+        assert_eq!(name(offers.item).as_deref(), Some(SlotOffer::NAME));
+        assert_eq!(name(offers.send).as_deref(), Some(Bid::NAME));
+        let window = stream_types(&descriptor::<WatchWindow>());
+        assert_eq!(name(window.item).as_deref(), Some("acme.market.v1.ReserveSlot.Window"));
+        assert_eq!(name(window.send), None);
+        assert!(!stream_types(&descriptor::<ReserveSlot>()).is_stream());
+        assert_eq!(reply_type(&descriptor::<WatchOffers>()), None);
     }
 
     /// A set defining `demo.v1.Hello` (whose options carry `(tacit.v1.reply) = "Hi"`

@@ -2,25 +2,25 @@
 //! prints each as one JSON line, decoded through the schema the sender
 //! serves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use data_encoding::HEXLOWER;
 use prost::Message as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tacit::intents::{Ping, Pong, RejectProposal};
 use tacit::{Agent, AgentCard, Context, ErrorCode, Identity, IntentId, Rejection, Schema};
 use tacit_handshake::KeyFileStatus;
 use tacit_wire::{Envelope, FrameEncoder, IntentRef};
 
-use crate::error::{self, CliError};
+use crate::error::CliError;
 use crate::inspect::MAX_CAPTURED_FRAME;
+use crate::record::{self, Body, CAPTURE_MAGIC, CaptureRecord, Meta};
 use crate::{json, time};
 
 /// How long to wait for a sender to serve a schema.
@@ -38,7 +38,7 @@ pub(crate) struct Args {
     /// The agent's key file, created if missing (default: a fresh identity each run).
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// Also append every message received to this file, as Tacit frames (read it with `tacit inspect`).
+    /// Also append every message received to this file, with its sender and time (read it with `tacit inspect`).
     #[arg(long, value_name = "FILE")]
     capture: Option<PathBuf>,
 }
@@ -56,13 +56,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     };
     let capture = match &args.capture {
         None => None,
-        Some(path) => Some(Mutex::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| CliError::failure(format!("cannot open the capture file {}: {e}", path.display())))?,
-        )),
+        Some(path) => Some(Mutex::new(Capture { file: open_capture(path)?, schemas: HashSet::new() })),
     };
     let listener = Arc::new(Listener::new(capture)?);
     let ping_schema = Schema::of::<Ping>().map_err(|e| CliError::failure(e.to_string()))?;
@@ -149,7 +143,7 @@ fn reply_of(request: &Schema) -> Option<IntentId> {
 /// What the handlers share: schemas seen so far, the capture file.
 #[derive(Debug)]
 struct Listener {
-    capture: Option<Mutex<File>>,
+    capture: Option<Mutex<Capture>>,
     /// Schemas fetched from senders, by intent.
     fetched: Mutex<HashMap<IntentId, Schema>>,
     /// The standard intents, for senders that do not serve a schema.
@@ -157,7 +151,7 @@ struct Listener {
 }
 
 impl Listener {
-    fn new(capture: Option<Mutex<File>>) -> Result<Self, CliError> {
+    fn new(capture: Option<Mutex<Capture>>) -> Result<Self, CliError> {
         let set = tacit::intents::FILE_DESCRIPTOR_SET;
         let index = json::index_descriptor_set(set).map_err(|e| CliError::failure(format!("standard intents: {e}")))?;
         let builtin = index
@@ -206,62 +200,104 @@ impl Listener {
 
     /// Prints the message as one JSON line and captures it; returns its schema.
     async fn record(&self, cx: &Context, lane: &str, payload: &Bytes, known: Option<Schema>) -> Option<Schema> {
+        let received_at_micros = time::now_micros();
         let schema = match known {
             Some(schema) => Ok((schema, "builtin")),
             None => self.schema(cx).await,
         };
-        let name = cx.intent_name().or_else(|| schema.as_ref().ok().map(|(schema, _)| schema.name().to_owned()));
-        let mut line = json!({
-            "ts": time::now_rfc3339(),
-            "peer": cx.peer_id().to_string(),
-            "lane": lane,
-            "act": error::act_name(cx.act()),
-            "intent": name,
-            "intent_id": HEXLOWER.encode(cx.intent().as_bytes()),
-            "message_id": cx.message_id().to_string(),
-            "in_reply_to": (cx.in_reply_to() != 0).then(|| cx.in_reply_to().to_string()),
-            "conversation": (!cx.conversation_id().is_empty()).then(|| cx.conversation_id().as_str().to_owned()),
-        });
-        let schema = match schema {
-            Ok((schema, source)) => {
-                match schema.decode(payload) {
-                    Ok(message) => {
-                        line["message"] = json::to_json(&message);
-                        line["schema"] = Value::from(source);
-                    }
-                    Err(e) => line["undecoded"] = json::undecoded(&e.to_string(), payload),
-                }
-                Some(schema)
-            }
-            Err(reason) => {
-                line["undecoded"] = json::undecoded(&reason, payload);
-                None
-            }
+        let meta = Meta {
+            received_at_micros: Some(received_at_micros),
+            peer: Some(cx.peer_id()),
+            lane: Some(lane.to_owned()),
+            act: cx.act(),
+            intent: cx.intent_name().or_else(|| schema.as_ref().ok().map(|(schema, _)| schema.name().to_owned())),
+            intent_id: Some(cx.intent()),
+            message_id: cx.message_id(),
+            in_reply_to: cx.in_reply_to(),
+            conversation: cx.conversation_id(),
+            deadline_micros: cx
+                .remaining()
+                .map_or(0, |left| u64::try_from(left.as_micros()).unwrap_or(u64::MAX).max(1)),
+            // The envelope's trace context is not shown to handlers yet.
+            trace: None,
         };
-        print_line(&line);
-        self.capture(cx, payload);
-        schema
+        let (body, schema) = match schema {
+            Ok((schema, source)) => {
+                let body = match schema.decode(payload) {
+                    Ok(message) => Body::Decoded { message: json::to_json(&message), schema: source },
+                    Err(e) => Body::Undecoded(json::undecoded(&e.to_string(), payload)),
+                };
+                (body, Some((schema, source)))
+            }
+            Err(reason) => (Body::Undecoded(json::undecoded(&reason, payload)), None),
+        };
+        print_line(&record::line(&meta, body));
+        // A schema fetched from the sender goes into the capture with the
+        // first message of its intent, so inspect decodes it as listen did.
+        let fetched = schema.as_ref().filter(|(_, source)| *source == "peer").map(|(schema, _)| schema);
+        self.capture(&meta, payload, fetched);
+        schema.map(|(schema, _)| schema)
     }
 
-    /// Appends the message to the capture file as one frame.
-    fn capture(&self, cx: &Context, payload: &Bytes) {
-        let Some(file) = &self.capture else { return };
-        let mut envelope = Envelope::new(IntentRef::Id(cx.intent()), cx.act(), cx.message_id(), payload.clone());
-        envelope.conversation_id = cx.conversation_id();
-        envelope.in_reply_to = cx.in_reply_to();
-        envelope.deadline_micros =
-            cx.remaining().map_or(0, |left| u64::try_from(left.as_micros()).unwrap_or(u64::MAX).max(1));
-        let written = FrameEncoder::new(MAX_CAPTURED_FRAME)
-            .encode_to_bytes(&envelope)
-            .map_err(|e| e.to_string())
-            .and_then(|frame| {
-                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-                file.write_all(&frame).and_then(|()| file.flush()).map_err(|e| e.to_string())
-            });
+    /// Appends the message to the capture file as one record.
+    fn capture(&self, meta: &Meta, payload: &Bytes, fetched: Option<&Schema>) {
+        let Some(capture) = &self.capture else { return };
+        let Some(intent) = meta.intent_id else { return };
+        let mut envelope = Envelope::new(IntentRef::Id(intent), meta.act, meta.message_id, payload.clone());
+        envelope.conversation_id = meta.conversation;
+        envelope.in_reply_to = meta.in_reply_to;
+        envelope.deadline_micros = meta.deadline_micros;
+        envelope.trace = meta.trace;
+        let mut capture = capture.lock().unwrap_or_else(|e| e.into_inner());
+        let descriptor_set = match fetched {
+            Some(schema) if !capture.schemas.contains(&intent) => schema.descriptor_set().clone(),
+            _ => Bytes::new(),
+        };
+        let record = CaptureRecord {
+            received_at_micros: meta.received_at_micros.unwrap_or_default(),
+            sender: meta.peer.map(|peer| Bytes::copy_from_slice(peer.as_bytes())).unwrap_or_default(),
+            lane: meta.lane.clone().unwrap_or_default(),
+            envelope: envelope.encode_to_bytes(),
+            intent_name: meta.intent.clone().unwrap_or_default(),
+            descriptor_set,
+        };
+        let written =
+            FrameEncoder::new(MAX_CAPTURED_FRAME).encode_to_bytes(&record).map_err(|e| e.to_string()).and_then(
+                |frame| capture.file.write_all(&frame).and_then(|()| capture.file.flush()).map_err(|e| e.to_string()),
+            );
+        if written.is_ok() && !record.descriptor_set.is_empty() {
+            capture.schemas.insert(intent);
+        }
         if let Err(e) = written {
             eprintln!("tacit listen: cannot write to the capture file: {e}");
         }
     }
+}
+
+/// The capture file, and the intents whose schema it holds already.
+#[derive(Debug)]
+struct Capture {
+    file: File,
+    schemas: HashSet<IntentId>,
+}
+
+/// Opens `path` to append records: a new or empty file gets the capture
+/// header first; an existing file must be a capture already.
+fn open_capture(path: &Path) -> Result<File, CliError> {
+    let cannot = |e: std::io::Error| CliError::failure(format!("cannot open the capture file {}: {e}", path.display()));
+    let mut file = OpenOptions::new().create(true).read(true).append(true).open(path).map_err(cannot)?;
+    let len = file.metadata().map_err(cannot)?.len();
+    if len == 0 {
+        file.write_all(CAPTURE_MAGIC).map_err(cannot)?;
+        return Ok(file);
+    }
+    let mut head = vec![0; CAPTURE_MAGIC.len()];
+    let is_capture = file.read_exact(&mut head).is_ok() && head == CAPTURE_MAGIC;
+    if !is_capture {
+        return Err(CliError::failure(format!("{} exists and is not a capture of tacit listen", path.display()))
+            .hint("give --capture a new file name"));
+    }
+    Ok(file)
 }
 
 /// One line on stdout; stops the listener when nobody reads it any more.

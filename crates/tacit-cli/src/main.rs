@@ -13,11 +13,14 @@
 //! tacit id [FILE]                           print the AgentId of a key file
 //! tacit listen [--addr A] [--key FILE] [--capture FILE]
 //!                                           run an agent that prints every intent it receives as JSON lines
-//! tacit describe ADDR [--json]              show an agent's id, card and intents
+//! tacit describe ADDR [--json]              show an agent's id, card and intents (asked, told or
+//!                                           streamed; reply and stream item types)
 //! tacit ask ADDR INTENT [JSON]              ask an intent, print the reply as JSON
 //! tacit tell ADDR INTENT [JSON]             tell (send one way) an intent
+//! tacit stream ADDR INTENT [JSON] [--send] [-n N] [--timeout SECS]
+//!                                           open a stream lane, print the items streamed back as JSON lines
 //! tacit ping ADDR [-n N]                    round-trip times of the standard Ping
-//! tacit inspect FILE [--schema SET]         decode frames captured by `listen --capture`
+//! tacit inspect FILE [--schema SET]         decode a capture of `listen --capture`, as listen prints
 //! ```
 //!
 //! # A session
@@ -35,15 +38,18 @@
 //! $ tacit inspect frames.bin
 //! ```
 //!
-//! `listen` prints one JSON object per received message on stdout:
-//! `ts` (RFC 3339, UTC), `peer` (AgentId), `lane` (`ask` or `tell`), `act`,
-//! `intent` (name), `intent_id` (hex), `message_id`, `conversation`,
-//! `in_reply_to`, and `message`: the payload decoded through the schema the
-//! sender serves (`schema`: `peer`), or through the standard intents compiled
-//! into the tool (`builtin`). A payload that cannot be decoded is printed as
-//! `undecoded.payload_base64` with a `reason`. Asks are answered with the
-//! empty message of the request's reply type (named by the
-//! `(tacit.v1.reply)` option), or refused when there is none.
+//! `listen` prints one JSON object per received message on stdout, and
+//! `inspect` prints the messages of a capture in the same shape (the same
+//! keys, `null` where a key does not apply; see [`record`]): `ts` (RFC 3339,
+//! UTC), `peer` (AgentId), `lane` (`ask`, `tell` or `stream`), `act`,
+//! `intent` (name), `intent_id` (hex), `message_id`, `in_reply_to`,
+//! `conversation`, `deadline_micros`, `trace`, and `message`: the payload
+//! decoded through the schema the sender serves (`schema`: `peer`), the
+//! standard intents compiled into the tool (`builtin`) or `inspect
+//! --schema` (`file`). A payload that cannot be decoded is `undecoded`:
+//! `payload_base64` with a `reason`. Asks are answered with the empty
+//! message of the request's reply type (named by the `(tacit.v1.reply)`
+//! option), or refused when there is none.
 //!
 //! Chatter goes to stderr, data to stdout. Every command exits with a code
 //! that says what went wrong (see [`error::Exit`], also in `tacit --help`).
@@ -58,7 +64,9 @@ mod json;
 mod keys;
 mod listen;
 mod ping;
+mod record;
 mod send;
+mod stream;
 mod time;
 
 use std::path::PathBuf;
@@ -70,8 +78,9 @@ use crate::error::CliError;
 
 const LONG_ABOUT: &str = "\
 Tacit agents from a shell: make keys, run a listener that prints every intent \
-it receives, describe an agent, ask or tell it any intent it offers (JSON in \
-and out, through the schema the agent serves), ping it, and decode captures.
+it receives, describe an agent, ask, tell or stream it any intent it offers \
+(JSON in and out, through the schema the agent serves), ping it, and decode \
+captures.
 
 Exit codes:
   0  success
@@ -114,9 +123,11 @@ enum Command {
     Ask(send::AskArgs),
     /// Tell an intent (one way), with the message as JSON.
     Tell(send::TellArgs),
+    /// Open a stream lane with a JSON opening; print the items streamed back as JSON lines.
+    Stream(stream::Args),
     /// Measure round trips with the standard Ping.
     Ping(ping::Args),
-    /// Decode a file of frames written by `tacit listen --capture` to JSON lines.
+    /// Decode a capture of `tacit listen --capture` to JSON lines of the shape listen prints.
     Inspect(inspect::Args),
 }
 
@@ -126,7 +137,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return report(CliError::failure(format!("cannot start the async runtime: {e}"))),
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // Do not wait for blocking reads that cannot be cancelled (stdin of
+    // `tacit stream --send` when the stream ended first).
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(error),
     }
@@ -145,6 +160,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Describe(args) => describe::run(args).await,
         Command::Ask(args) => send::ask(args).await,
         Command::Tell(args) => send::tell(args).await,
+        Command::Stream(args) => stream::run(args).await,
         Command::Ping(args) => ping::run(args).await,
         Command::Inspect(args) => inspect::run(args),
     }

@@ -39,24 +39,24 @@ pub(crate) struct TellArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct Target {
+pub(crate) struct Target {
     #[command(flatten)]
-    connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
     /// The intent: its full name (tacit.intents.v1.Ping), its last part if that is unique (Ping), or its id in hex.
     #[arg(value_name = "INTENT")]
-    intent: String,
+    pub(crate) intent: String,
     /// The message as JSON (protobuf JSON mapping); `-` reads it from stdin.
     #[arg(value_name = "JSON", default_value = "{}")]
-    json: String,
+    pub(crate) json: String,
 }
 
 /// The intent, its schema and the encoded message, ready to send.
-struct Prepared {
-    id: IntentId,
-    name: String,
-    schema: Schema,
-    payload: Bytes,
-    agent: tacit::AgentId,
+pub(crate) struct Prepared {
+    pub(crate) id: IntentId,
+    pub(crate) name: String,
+    pub(crate) schema: Schema,
+    pub(crate) payload: Bytes,
+    pub(crate) agent: tacit::AgentId,
 }
 
 pub(crate) async fn ask(args: AskArgs) -> Result<(), CliError> {
@@ -119,7 +119,7 @@ fn related(request: &Schema, id: IntentId) -> Option<Schema> {
 }
 
 /// Describes the agent, finds the intent, fetches its schema and builds the message.
-async fn prepare(target: &Target) -> Result<Prepared, CliError> {
+pub(crate) async fn prepare(target: &Target) -> Result<Prepared, CliError> {
     let args = &target.connect;
     let addr = args.addr.as_str();
     let text = read_json(&target.json)?;
@@ -151,7 +151,7 @@ async fn prepare(target: &Target) -> Result<Prepared, CliError> {
 /// Dials again from an agent that emits the intent, and waits until the
 /// agent has agreed to take it (an agent that takes any intent, like
 /// `tacit listen`, agrees in a capability update after the handshake).
-async fn dial_emitting(target: &Target, prepared: &Prepared) -> Result<Connection, CliError> {
+pub(crate) async fn dial_emitting(target: &Target, prepared: &Prepared) -> Result<Connection, CliError> {
     let builder = Agent::builder().emits_raw(prepared.id, prepared.name.clone());
     let connection = connect::dial(&target.connect, builder, Some(prepared.agent)).await?;
     let started = Instant::now();

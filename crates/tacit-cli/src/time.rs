@@ -2,10 +2,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Now, e.g. `2026-11-23T23:02:51.123456Z`.
-pub(crate) fn now_rfc3339() -> String {
+/// Now, in microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> u64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    rfc3339(since.as_secs(), since.subsec_micros())
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// `micros` after the Unix epoch, e.g. `2026-11-23T23:02:51.123456Z`.
+pub(crate) fn rfc3339_micros(micros: u64) -> String {
+    rfc3339(micros / 1_000_000, (micros % 1_000_000) as u32)
 }
 
 /// `secs` after the Unix epoch, plus `micros`, as RFC 3339 in UTC.
@@ -45,5 +50,6 @@ mod tests {
         assert_eq!(rfc3339(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
         assert_eq!(rfc3339(1_700_000_000, 123_456), "2023-11-14T22:13:20.123456Z");
         assert_eq!(rfc3339(4_102_444_799, 0), "2099-12-31T23:59:59.000000Z");
+        assert_eq!(rfc3339_micros(1_700_000_000_123_456), "2023-11-14T22:13:20.123456Z");
     }
 }

@@ -57,15 +57,27 @@ impl Output {
 
 /// Runs `tacit ARGS` to completion (killed after [`COMMAND_LIMIT`]).
 fn tacit(args: &[&str]) -> Output {
+    tacit_with_stdin(args, None)
+}
+
+/// Runs `tacit ARGS` with `stdin` as its standard input (none: empty).
+fn tacit_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
     let started = Instant::now();
     let child = Command::new(TACIT)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the tacit binary starts");
     let mut guard = Guard(child);
+    if let (Some(text), Some(mut pipe)) = (stdin, guard.0.stdin.take()) {
+        let text = text.to_owned();
+        // Written from a thread, closed at the end: the child sees end of input.
+        thread::spawn(move || {
+            let _ = pipe.write_all(text.as_bytes());
+        });
+    }
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
         thread::spawn(move || {
             let mut text = String::new();
@@ -215,8 +227,14 @@ fn listen_describe_ping_ask_tell_inspect() {
     let ping = intents.iter().find(|i| i["name"] == "tacit.intents.v1.Ping").expect("Ping is offered");
     assert_eq!(ping["intent_id"], tacit::intents::Ping::ID.to_string().as_str());
     assert_eq!(ping["handles"], true);
+    assert_eq!(ping["lanes"], serde_json::json!(["ask"]));
+    assert_eq!(ping["reply"], "tacit.intents.v1.Pong");
+    assert_eq!(ping["stream_item"], Value::Null);
+    let reject = intents.iter().find(|i| i["name"] == "tacit.intents.v1.RejectProposal").expect("offered");
+    assert_eq!((&reject["lanes"], &reject["reply"]), (&serde_json::json!(["tell"]), &Value::Null));
     let table = tacit(&["describe", addr]).ok();
     assert!(table.stdout.contains("tacit.intents.v1.Ping") && table.stdout.contains(&listen.id), "{table:#?}");
+    assert!(table.stdout.contains("ask → tacit.intents.v1.Pong"), "{table:#?}");
 
     let pinged = tacit(&["ping", addr, "-n", "3"]).ok();
     assert_eq!(pinged.stdout.matches("pong from").count(), 3, "{pinged:#?}");
@@ -253,17 +271,40 @@ fn listen_describe_ping_ask_tell_inspect() {
     // The pings of `tacit ping` are printed too.
     listen.line("a ping of `tacit ping`", |l| l["message"]["nonce"] == "3");
 
-    // The capture holds the same messages, as frames.
+    // The capture holds the same messages, with sender and time: inspect
+    // prints each in the shape listen printed it, key for key.
     let inspected = tacit(&["inspect", capture.to_str().unwrap()]).ok();
     let frames: Vec<Value> = inspected.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let asked_frame = frames
         .iter()
-        .find(|f| f["intent_name"] == "tacit.intents.v1.Ping" && f["message"]["nonce"] == "5")
+        .find(|f| f["intent"] == "tacit.intents.v1.Ping" && f["message"]["nonce"] == "5")
         .unwrap_or_else(|| panic!("no captured ask: {frames:#?}"));
     assert_eq!(asked_frame["act"], "REQUEST");
-    assert_eq!(asked_frame["intent"]["id"], tacit::intents::Ping::ID.to_string().as_str());
-    assert_eq!(asked_frame["message_id"], ask["message_id"]);
-    assert!(frames.iter().any(|f| f["act"] == "INFORM" && f["message"]["nonce"] == "9"), "{frames:#?}");
+    assert_eq!(asked_frame["intent_id"], tacit::intents::Ping::ID.to_string().as_str());
+    let keys = |line: &Value| line.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(asked_frame), keys(&ask), "inspect: {asked_frame:#?}\nlisten: {ask:#?}");
+    assert!(keys(&ask).contains(&"trace".to_owned()), "{ask:#?}");
+    for key in
+        ["ts", "peer", "lane", "act", "intent", "intent_id", "message_id", "in_reply_to", "conversation", "message"]
+    {
+        assert_eq!(asked_frame[key], ask[key], "{key}: inspect {asked_frame:#?}\nlisten {ask:#?}");
+    }
+    assert_eq!(asked_frame["peer"], client_id.as_str());
+    let told_frame = frames
+        .iter()
+        .find(|f| f["act"] == "INFORM" && f["message"]["nonce"] == "9")
+        .unwrap_or_else(|| panic!("no captured tell: {frames:#?}"));
+    for key in ["ts", "peer", "lane", "message_id"] {
+        assert_eq!(told_frame[key], tell[key], "{key}");
+    }
+    assert_eq!(keys(told_frame), keys(&tell));
+
+    // Listening again appends to the capture; a file that is not one is refused.
+    let not_a_capture = dir.path().join("not-a-capture.bin");
+    std::fs::write(&not_a_capture, b"something else").unwrap();
+    let refused = tacit(&["listen", "--addr", "127.0.0.1:0", "--capture", not_a_capture.to_str().unwrap()]);
+    assert_eq!(refused.code(), Some(1), "{refused:#?}");
+    assert!(refused.stderr.contains("not a capture"), "{refused:#?}");
 }
 
 #[test]
@@ -290,6 +331,15 @@ fn errors_have_their_exit_codes() {
     assert_eq!(refused.code(), Some(7), "{refused:#?}");
     assert!(refused.stderr.contains("REFUSE") && refused.stderr.contains("records asks"), "{refused:#?}");
 
+    // listen takes no stream lanes: the stream is ended by the agent (exit 7).
+    let no_stream = tacit(&["stream", addr, "Ping", "{}"]);
+    assert_eq!(no_stream.code(), Some(7), "{no_stream:#?}");
+    assert!(no_stream.stderr.contains("ended the tacit.intents.v1.Ping stream"), "{no_stream:#?}");
+    assert!(no_stream.stderr.contains("declares no stream types"), "{no_stream:#?}");
+    let nothing_to_send = tacit(&["stream", addr, "Ping", "{}", "--send"]);
+    assert_eq!(nothing_to_send.code(), Some(6), "{nothing_to_send:#?}");
+    assert!(nothing_to_send.stderr.contains("tacit.v1.stream_send"), "{nothing_to_send:#?}");
+
     let other = tacit(&["keygen", "--out", tempfile::tempdir().unwrap().path().join("k").to_str().unwrap()]).ok();
     let wrong = tacit(&["ping", addr, "-n", "1", "--expect", other.stdout.trim()]);
     assert_eq!(wrong.code(), Some(4), "{wrong:#?}");
@@ -310,13 +360,22 @@ fn errors_have_their_exit_codes() {
 /// prints it decoded, and answers the ask with the empty reply its schema names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_decodes_an_intent_it_was_not_built_with() {
-    let listen = Listen::start(&[]);
+    use tacit_build_tests::acme::market::v1::CancelSlot;
+
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.bin");
+    let listen = Listen::start(&["--capture", capture.to_str().unwrap()]);
     tokio::time::timeout(Duration::from_secs(30), async {
-        let agent = Agent::builder().emits::<DelegateTask>().bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let agent = Agent::builder()
+            .emits::<DelegateTask>()
+            .emits::<CancelSlot>()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let peer = agent.connect(listen.addr.parse().unwrap(), listen.id.parse::<AgentId>().unwrap()).await.unwrap();
         peer.ready().await.unwrap();
         let started = Instant::now();
-        while !peer.can_send::<DelegateTask>() {
+        while !peer.can_send::<DelegateTask>() || !peer.can_send::<CancelSlot>() {
             assert!(started.elapsed() < Duration::from_secs(5), "listen never adopted DelegateTask");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -342,6 +401,21 @@ async fn listen_decodes_an_intent_it_was_not_built_with() {
             listen.line("the asked DelegateTask", |l| l["lane"] == "ask" && l["message"]["task_id"] == "t-43")
         });
         assert_eq!(asked["act"], "REQUEST");
+
+        // An intent that is not a standard one: inspect decodes it from the
+        // schema listen fetched and kept in the capture, as listen did.
+        peer.tell(CancelSlot { slot_id: 5 }).await.unwrap();
+        let cancel = tokio::task::block_in_place(|| {
+            listen.line("the told CancelSlot", |l| l["intent"] == CancelSlot::NAME && l["message"]["slot_id"] == "5")
+        });
+        assert_eq!(cancel["schema"], "peer");
+        let inspected = tokio::task::block_in_place(|| tacit(&["inspect", capture.to_str().unwrap()])).ok();
+        let lines: Vec<Value> = inspected.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let captured = lines
+            .iter()
+            .find(|l| l["message_id"] == cancel["message_id"])
+            .unwrap_or_else(|| panic!("no captured CancelSlot: {lines:#?}"));
+        assert_eq!(*captured, cancel, "inspect prints the line listen printed");
     })
     .await
     .expect("the test took over 30 s");
@@ -367,9 +441,12 @@ fn inspect_reports_malformed_frames() {
     assert_eq!(out.code(), Some(1), "{out:#?}");
     assert!(out.stderr.contains("offset 23"), "{out:#?}");
     let first: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
-    assert_eq!(first["intent"]["alias"], 3);
+    assert!(first["undecoded"]["reason"].as_str().unwrap().contains("alias 3"), "{first:#?}");
+    assert_eq!(first["intent_id"], Value::Null);
     assert_eq!(first["message_id"], "42");
-    assert_eq!(first["payload_base64"], "CgVoZWxsbw==");
+    assert_eq!(first["undecoded"]["payload_base64"], "CgVoZWxsbw==");
+    // A file of bare frames knows neither sender nor time.
+    assert_eq!((&first["ts"], &first["peer"]), (&Value::Null, &Value::Null));
 
     let truncated = write("short.bin", &good[..10]);
     let out = tacit(&["inspect", truncated.to_str().unwrap()]);
@@ -425,11 +502,12 @@ fn inspect_decodes_with_a_descriptor_set() {
     std::fs::write(&schema, &set).unwrap();
 
     let raw = tacit(&["inspect", capture.to_str().unwrap()]).ok().json();
-    assert_eq!(raw["intent"]["id"], id.to_string().as_str());
-    assert_eq!(raw["payload_base64"], data_encoding::BASE64.encode(&payload).as_str());
+    assert_eq!(raw["intent_id"], id.to_string().as_str());
+    assert_eq!(raw["undecoded"]["payload_base64"], data_encoding::BASE64.encode(&payload).as_str());
     assert_eq!(raw["conversation"], "c-1");
     let decoded = tacit(&["inspect", capture.to_str().unwrap(), "--schema", schema.to_str().unwrap()]).ok().json();
-    assert_eq!(decoded["intent_name"], "demo.v1.Hello");
+    assert_eq!(decoded["intent"], "demo.v1.Hello");
+    assert_eq!(decoded["schema"], "file");
     assert_eq!(decoded["message"], serde_json::json!({"greeting": "hi there"}));
     assert_eq!(decoded["act"], "INFORM");
     assert_eq!(decoded["message_id"], "7");
@@ -496,4 +574,131 @@ async fn ask_a_typed_agent() {
     })
     .await
     .expect("the test took over 40 s");
+}
+
+/// An agent with a stream handler for `WatchOffers` (built with tacit-build,
+/// whose `.proto` names `SlotOffer` as the item and `Bid` as what the opener
+/// sends): `describe` shows the lane and its types, and `tacit stream`
+/// prints the offers, sends bids from stdin, stops after `--count` and gives
+/// up after `--timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_and_stream_a_stream_lane() {
+    use tacit::{Context, StreamReceiver, StreamSender};
+    use tacit_build_tests::acme::market::v1::{Bid, SlotOffer, WatchOffers};
+
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // Two offers, then one per bid at the bid's price, then a last one
+        // once the opener's direction ends. "forever" never ends, "silent"
+        // sends nothing.
+        let agent =
+            Agent::builder()
+                .on_stream(
+                    |_: Context,
+                     watch: WatchOffers,
+                     mut offers: StreamSender<SlotOffer>,
+                     mut bids: StreamReceiver<Bid>| async move {
+                        let offer = |slot_id: u64, price_cents: u32| SlotOffer {
+                            slot_id,
+                            resource: watch.resource.clone(),
+                            price_cents,
+                        };
+                        match watch.resource.as_str() {
+                            "forever" => {
+                                for slot in 1.. {
+                                    if offers.send(&offer(slot, 1)).await.is_err() {
+                                        return;
+                                    }
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
+                            }
+                            "silent" => tokio::time::sleep(Duration::from_secs(30)).await,
+                            // Errors end the handler: the opener may go away (a bad bid).
+                            _ => {
+                                let _ = async {
+                                    offers.send(&offer(1, 100)).await?;
+                                    offers.send(&offer(2, 200)).await?;
+                                    while let Some(bid) = bids.recv().await? {
+                                        offers.send(&offer(bid.slot_id, bid.price_cents)).await?;
+                                    }
+                                    offers.send(&offer(99, 0)).await?;
+                                    offers.finish().await
+                                }
+                                .await;
+                            }
+                        }
+                    },
+                )
+                .bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+        let addr = agent.local_addr().unwrap().to_string();
+        let run = |args: &[&str], stdin: Option<&str>| tokio::task::block_in_place(|| tacit_with_stdin(args, stdin));
+
+        let described = run(&["describe", &addr, "--json"], None).ok().json();
+        let intents = described["intents"].as_array().unwrap();
+        let watch = intents.iter().find(|i| i["name"] == WatchOffers::NAME).expect("WatchOffers is offered");
+        assert_eq!(watch["lanes"], serde_json::json!(["stream"]), "{watch:#?}");
+        assert_eq!(watch["stream_item"], SlotOffer::NAME);
+        assert_eq!(watch["stream_send"], Bid::NAME);
+        assert_eq!(watch["reply"], Value::Null);
+        let ping = intents.iter().find(|i| i["name"] == "tacit.intents.v1.Ping").expect("Ping is offered");
+        assert_eq!(ping["reply"], "tacit.intents.v1.Pong");
+        let table = run(&["describe", &addr], None).ok();
+        assert!(table.stdout.contains("stream → acme.market.v1.SlotOffer (sends acme.market.v1.Bid)"), "{table:#?}");
+
+        let items = |out: &Output| -> Vec<Value> {
+            out.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+        };
+        let slots = |items: &[Value]| -> Vec<String> {
+            items.iter().map(|i| i["slot_id"].as_str().unwrap().to_owned()).collect()
+        };
+
+        // Nothing to send: the tool ends its direction at once.
+        let watched = run(&["stream", &addr, "WatchOffers", r#"{"resource": "gpu"}"#], None).ok();
+        let offers = items(&watched);
+        assert_eq!(slots(&offers), ["1", "2", "99"], "{watched:#?}");
+        assert_eq!(offers[0], serde_json::json!({"slot_id": "1", "resource": "gpu", "price_cents": 100}));
+
+        // Bids from stdin, one JSON object a line.
+        let bids = "{\"slot_id\": 7, \"price_cents\": 70}\n\n{\"slot_id\": \"8\", \"price_cents\": 80}\n";
+        let bid = run(&["stream", &addr, "WatchOffers", r#"{"resource": "cpu"}"#, "--send"], Some(bids)).ok();
+        let offers = items(&bid);
+        assert_eq!(slots(&offers), ["1", "2", "7", "8", "99"], "{bid:#?}");
+        assert_eq!(offers[3]["price_cents"], 80);
+
+        let bad_bid = run(&["stream", &addr, "WatchOffers", "{}", "--send"], Some("{\"slot\": 1}\n"));
+        assert_eq!(bad_bid.code(), Some(6), "{bad_bid:#?}");
+        assert!(bad_bid.stderr.contains("stdin line 1") && bad_bid.stderr.contains("slot_id"), "{bad_bid:#?}");
+
+        // A stream that never ends: --count ends it cleanly, --timeout gives up.
+        let counted = run(&["stream", &addr, "WatchOffers", r#"{"resource": "forever"}"#, "-n", "3"], None).ok();
+        assert_eq!(slots(&items(&counted)), ["1", "2", "3"], "{counted:#?}");
+        // Stdin still open when the stream ends: the tool exits all the same.
+        let mut open_stdin = Guard(
+            Command::new(TACIT)
+                .args(["stream", &addr, "WatchOffers", r#"{"resource": "forever"}"#, "--send", "-n", "2"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let _stdin = open_stdin.0.stdin.take();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = open_stdin.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "tacit stream waits for stdin after the stream ended");
+            tokio::task::block_in_place(|| thread::sleep(Duration::from_millis(10)));
+        };
+        assert!(status.success(), "{status:?}");
+
+        let silent = run(&["stream", &addr, "WatchOffers", r#"{"resource": "silent"}"#, "--timeout", "0.5"], None);
+        assert_eq!(silent.code(), Some(8), "{silent:#?}");
+        assert!(silent.stderr.contains("did not end within 500 ms"), "{silent:#?}");
+        assert!(silent.took < Duration::from_secs(5), "took {:?}", silent.took);
+    })
+    .await
+    .expect("the test took over 60 s");
 }

@@ -228,5 +228,5 @@ async fn dropping_the_last_session_handle_closes_the_connection() {
     // A normal close, with its own code: not a refusal.
     let error = within(accepted.closed()).await;
     assert!(matches!(error, SessionError::Closed { by_peer: true, .. }), "{error:?}");
-    assert_eq!(error.code(), tacit_wire::ErrorCode::Closed);
+    assert_eq!(error.code(), ErrorCode::Closed);
 }

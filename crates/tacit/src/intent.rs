@@ -32,17 +32,20 @@ pub trait Request: Intent {
     type Reply: Intent;
 }
 
-/// An intent that opens a stream lane, with the types that travel on it.
+/// An intent that opens a stream lane: after the opening, the opener sends
+/// [`Send`](Self::Send) messages and the handler streams back
+/// [`Item`](Self::Item) messages, each direction ended explicitly.
 ///
-/// In a `.proto` file, the opening message names them with message options
-/// from `tacit/v1/options.proto` (the item type the handler streams back,
-/// and optionally what the opener sends after the opening); tacit-build
-/// then implements this trait, and [`Peer::stream`](crate::Peer::stream)
-/// and [`AgentBuilder::on_stream`](crate::AgentBuilder::on_stream) take the
-/// types from it. `()` stands for "nothing this way".
+/// In a `.proto` file, a message names the types with the message options
+/// `option (tacit.v1.stream_item) = "Forecast";` and (optionally)
+/// `option (tacit.v1.stream_send) = "ChangeRegion";` (from
+/// `tacit/v1/options.proto`); tacit-build then implements this trait. A
+/// direction that carries nothing after the opening has the type `()`.
+/// The types are not part of the IntentId: data envelopes carry the
+/// opening's intent, and the options reach peers only in the schema.
 pub trait Subscription: Intent {
-    /// What the opener sends after the opening (`()` if nothing).
+    /// What the opener sends on the lane after the opening (`()`: nothing).
     type Send: prost::Message + Default + Send + 'static;
-    /// What the handler streams back.
+    /// What the handler streams back to the opener (`()`: nothing).
     type Item: prost::Message + Default + Send + 'static;
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use prost::Message as _;
-use tacit::{Intent, IntentId, Request};
+use tacit::{Intent, IntentId, Request, Subscription};
 use tacit_build_tests::acme::billing::v1 as billing;
 use tacit_build_tests::acme::market::v1 as market;
 
@@ -23,6 +23,10 @@ fn generated() -> Vec<(&'static str, IntentId, &'static str, &'static [u8])> {
         entry::<market::CancelSlot>("acme.market.v1.CancelSlot"),
         entry::<market::SlotCancelled>("acme.market.v1.SlotCancelled"),
         entry::<market::GetWindow>("acme.market.v1.GetWindow"),
+        entry::<market::WatchOffers>("acme.market.v1.WatchOffers"),
+        entry::<market::SlotOffer>("acme.market.v1.SlotOffer"),
+        entry::<market::Bid>("acme.market.v1.Bid"),
+        entry::<market::WatchWindow>("acme.market.v1.WatchWindow"),
         entry::<market::Money>("acme.market.v1.Money"),
         entry::<billing::Charge>("acme.billing.v1.Charge"),
     ]
@@ -168,6 +172,35 @@ fn requests_name_their_replies() {
     assert!(!cancel(market::SlotCancelled::default()).was_reserved);
     assert_eq!(get_window(market::reserve_slot::Window::default()).end_micros, 0);
     assert_eq!(charge(market::SlotReserved { slot_id: 3, ..Default::default() }).slot_id, 3);
+}
+
+/// Compile-time checks: each stream opener's item and send types are the
+/// ones its options name, `()` where it names none.
+#[test]
+fn stream_openers_name_their_types() {
+    fn offers(
+        item: <market::WatchOffers as Subscription>::Item,
+        send: <market::WatchOffers as Subscription>::Send,
+    ) -> (market::SlotOffer, market::Bid) {
+        (item, send)
+    }
+    fn window(
+        item: <market::WatchWindow as Subscription>::Item,
+        send: <market::WatchWindow as Subscription>::Send,
+    ) -> (market::reserve_slot::Window, ()) {
+        (item, send)
+    }
+    let (offer, bid) = offers(market::SlotOffer { slot_id: 4, ..Default::default() }, market::Bid::default());
+    assert_eq!((offer.slot_id, bid.price_cents), (4, 0));
+    assert_eq!(window(market::reserve_slot::Window::default(), ()).0.start_micros, 0);
+    // The options are outside the IntentId: the canonical form names no option.
+    let watch_window = "\
+tacit intent-id v1
+root acme.market.v1.WatchWindow
+message acme.market.v1.WatchWindow proto3
+field 1 slot_id optional uint64
+";
+    assert_eq!(market::WatchWindow::ID, IntentId::from_canonical(watch_window));
 }
 
 #[test]
