@@ -78,6 +78,7 @@ pub mod intents;
 mod metrics;
 mod peer;
 mod schema;
+pub mod trace;
 
 pub use agent::{Agent, AgentBuilder};
 pub use context::Context;
@@ -90,7 +91,7 @@ pub use peer::{AskOptions, Peer, RawReply, ReconnectPolicy};
 pub use schema::Schema;
 pub use tacit_handshake::{AgentCard, AgentId, Identity};
 pub use tacit_quic::{TellOptions, TransportLimits};
-pub use tacit_wire::{Act, ConversationId, ErrorCode, IntentId};
+pub use tacit_wire::{Act, ConversationId, ErrorCode, IntentId, TraceContext};
 
 /// Re-exported for dynamic decoding with [`Schema`].
 pub use prost_reflect;

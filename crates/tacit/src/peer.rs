@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tacit_handshake::{AgentCard, AgentId, Negotiated};
 use tacit_quic::{AskError, Session, SessionError, TellOptions};
-use tacit_wire::{Act, ConversationId, Envelope, IntentRef};
+use tacit_wire::{Act, ConversationId, Envelope, IntentRef, TraceContext};
 
 use crate::agent::{self, Core};
 use crate::conversation::Conversation;
@@ -89,6 +89,9 @@ pub struct AskOptions {
     pub idempotent: bool,
     /// The message id to use (default: a fresh one).
     pub message_id: Option<u64>,
+    /// W3C trace context to carry. Default: none, which sends the current
+    /// span's ([`trace::current`](crate::trace::current)).
+    pub trace: Option<TraceContext>,
 }
 
 impl Default for AskOptions {
@@ -100,6 +103,7 @@ impl Default for AskOptions {
             in_reply_to: 0,
             idempotent: false,
             message_id: None,
+            trace: None,
         }
     }
 }
@@ -139,6 +143,12 @@ impl AskOptions {
     /// Sets the message id (e.g. to continue an earlier attempt).
     pub fn message_id(mut self, message_id: u64) -> Self {
         self.message_id = Some(message_id);
+        self
+    }
+
+    /// Sets the trace context the ask carries (instead of the current span's).
+    pub fn trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
         self
     }
 }
@@ -301,12 +311,15 @@ impl Peer {
         // Whether an attempt went out and its connection was lost: from then
         // on the ask may have run, whatever later attempts say.
         let mut sent = false;
+        // trace hook: the trace context every attempt carries.
+        let trace = options.trace.or_else(crate::trace::current);
         loop {
             let mut quic = tacit_quic::AskOptions::default()
                 .act(options.act)
                 .message_id(message_id)
                 .conversation(options.conversation)
                 .in_reply_to(options.in_reply_to);
+            quic.trace = trace; // trace hook
             if options.idempotent {
                 quic = quic.idempotent();
             }
@@ -420,8 +433,10 @@ impl Peer {
         intent: tacit_wire::IntentId,
         name: &'static str,
         payload: Bytes,
-        options: TellOptions,
+        mut options: TellOptions,
     ) -> Result<()> {
+        // trace hook: the current span's trace context unless set explicitly.
+        options.trace = options.trace.or_else(crate::trace::current);
         let mut session = self.live_session().await?;
         let mut retried = false;
         loop {
