@@ -221,6 +221,7 @@ impl Listener {
             "message_id": cx.message_id().to_string(),
             "in_reply_to": (cx.in_reply_to() != 0).then(|| cx.in_reply_to().to_string()),
             "conversation": (!cx.conversation_id().is_empty()).then(|| cx.conversation_id().as_str().to_owned()),
+            "trace_id": cx.trace().map(|trace| HEXLOWER.encode(&trace.trace_id)),
         });
         let schema = match schema {
             Ok((schema, source)) => {
