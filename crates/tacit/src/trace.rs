@@ -19,10 +19,10 @@
 //! gives it to a handler that wants to forward it by hand.
 //!
 //! With the `opentelemetry` feature (and a `tracing-opentelemetry` layer in
-//! the subscriber, e.g. [`layer`]) asks and tells carry the OpenTelemetry
+//! the subscriber, e.g. `layer`) asks and tells carry the OpenTelemetry
 //! span context of the current span, and a handler span is the child of the
 //! remote caller's span: both agents' spans share one trace id. The `otlp`
-//! feature adds [`otlp_provider`], which exports spans over OTLP (gRPC).
+//! feature adds `otlp_provider`, which exports spans over OTLP (gRPC).
 //!
 //! Costs: with no subscriber, or with `INFO` disabled for `tacit`, neither
 //! function allocates or calls into a subscriber beyond the level check.
