@@ -218,8 +218,7 @@ impl Listener {
             deadline_micros: cx
                 .remaining()
                 .map_or(0, |left| u64::try_from(left.as_micros()).unwrap_or(u64::MAX).max(1)),
-            // The envelope's trace context is not shown to handlers yet.
-            trace: None,
+            trace: cx.trace(),
         };
         let (body, schema) = match schema {
             Ok((schema, source)) => {

@@ -702,3 +702,25 @@ async fn describe_and_stream_a_stream_lane() {
     .await
     .expect("the test took over 60 s");
 }
+
+/// `tacit listen` prints the trace id (hex) of a message that carries a
+/// trace context, and `null` for one that does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_prints_the_trace_id() {
+    use tacit::intents::{Ping, Pong};
+    let listen = Listen::start(&[]);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let agent = Agent::builder().emits::<Ping>().bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let peer = agent.connect(listen.addr.parse().unwrap(), listen.id.parse::<AgentId>().unwrap()).await.unwrap();
+        let trace = tacit::TraceContext { trace_id: [0x5a; 16], span_id: [0x01; 8], flags: 1 };
+        let traced = tacit::AskOptions::default().trace(trace);
+        let _: tacit::Reply<Pong> = peer.ask_with(Ping { nonce: 71 }, traced).await.unwrap();
+        let _: Pong = peer.ask(Ping { nonce: 72 }).await.unwrap();
+        let traced = tokio::task::block_in_place(|| listen.line("the traced ping", |l| l["message"]["nonce"] == "71"));
+        assert_eq!(traced["trace"]["trace_id"], "5a".repeat(16));
+        let plain = tokio::task::block_in_place(|| listen.line("the plain ping", |l| l["message"]["nonce"] == "72"));
+        assert_eq!(plain["trace"], Value::Null);
+    })
+    .await
+    .expect("the test took over 30 s");
+}

@@ -573,7 +573,7 @@ async fn serve(core: Arc<Core>, source: Source) {
     {
         tokio::spawn(adopt_peer_intents(core.clone(), session.downgrade()).in_current_span());
     }
-    let mut tells: Option<mpsc::Sender<(TellFn, Context, Bytes)>> = None;
+    let mut tells: Option<mpsc::Sender<(TellFn, Context, Bytes, tracing::Span)>> = None;
     loop {
         let incoming = match &source {
             Source::Accepted(session, _) => session.next_incoming().await,
@@ -596,10 +596,12 @@ async fn serve(core: Arc<Core>, source: Source) {
                 };
                 core.metrics.received(Counter::TellsReceived, message.envelope.payload.len());
                 let envelope = message.envelope;
+                // trace hook: the handler's span, sent along to the worker.
+                let span = crate::trace::incoming_span(&core.names, message.intent, &envelope, peer.id());
                 let cx = context(peer, message.intent, &envelope);
                 let queue = tells.get_or_insert_with(spawn_tell_worker);
                 // Waits while the queue is full: a slow handler slows the peer.
-                let _ = queue.send((handler.clone(), cx, envelope.payload)).await;
+                let _ = queue.send((handler.clone(), cx, envelope.payload, span)).await;
             }
             Incoming::Stream(stream) => dispatch_stream(&core, peer, stream),
             _ => core.metrics.bump(Counter::DroppedUnhandled),
@@ -634,12 +636,13 @@ async fn adopt_peer_intents(core: Arc<Core>, session: tacit_quic::WeakSession) {
     }
 }
 
-fn spawn_tell_worker() -> mpsc::Sender<(TellFn, Context, Bytes)> {
-    let (tx, mut rx) = mpsc::channel::<(TellFn, Context, Bytes)>(TELL_QUEUE);
+fn spawn_tell_worker() -> mpsc::Sender<(TellFn, Context, Bytes, tracing::Span)> {
+    let (tx, mut rx) = mpsc::channel::<(TellFn, Context, Bytes, tracing::Span)>(TELL_QUEUE);
     tokio::spawn(
         async move {
-            while let Some((handler, cx, payload)) = rx.recv().await {
-                handler(cx, payload).await;
+            while let Some((handler, cx, payload, span)) = rx.recv().await {
+                // trace hook (a disabled span leaves the session's current).
+                handler(cx, payload).instrument(span).await;
             }
         }
         .in_current_span(),
@@ -659,6 +662,7 @@ fn context(peer: Peer, intent: IntentId, envelope: &tacit_wire::Envelope) -> Con
         in_reply_to: envelope.in_reply_to,
         conversation: envelope.conversation_id,
         deadline,
+        trace: envelope.trace, // trace hook
     }
 }
 
@@ -672,16 +676,11 @@ fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
     };
     core.metrics.received(Counter::AsksReceived, envelope.payload.len());
     let request = (envelope.act, envelope.intent);
+    // trace hook: the handler's span (a name lookup and a subscriber call
+    // only when INFO is on), a child of the asker's span.
+    let span = crate::trace::incoming_span(&core.names, intent, &envelope, peer.id());
     let cx = context(peer, intent, &envelope);
     let message_id = envelope.message_id;
-    // The span (a name lookup and a subscriber call) only when debug
-    // tracing is on for it.
-    let span = tracing::debug_span!(
-        "ask",
-        intent = core.names.get(&intent).copied().unwrap_or("?"),
-        act = ?request.0,
-        message_id,
-    );
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     // The payload moves into the handler (no reference-count round trip).
     let mut call = handler(cx, envelope.payload);
@@ -785,6 +784,13 @@ fn dispatch_stream(core: &Arc<Core>, peer: Peer, stream: IncomingStream) {
     };
     core.metrics.received(Counter::StreamsAccepted, envelope.payload.len());
     let payload = envelope.payload.clone();
+    // trace hook: the handler runs in its span (or the session's, when off).
+    let span = crate::trace::incoming_span(&core.names, intent, &envelope, peer.id());
     let cx = context(peer, intent, &envelope);
-    tokio::spawn(handler(cx, payload, sender, receiver).in_current_span());
+    let call = handler(cx, payload, sender, receiver);
+    if span.is_disabled() {
+        tokio::spawn(call.in_current_span());
+    } else {
+        tokio::spawn(call.instrument(span));
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tacit_handshake::{AgentCard, AgentId};
-use tacit_wire::{Act, ConversationId, IntentId};
+use tacit_wire::{Act, ConversationId, IntentId, TraceContext};
 
 use crate::conversation::Conversation;
 use crate::error::Rejection;
@@ -23,6 +23,8 @@ pub struct Context {
     pub(crate) in_reply_to: u64,
     pub(crate) conversation: ConversationId,
     pub(crate) deadline: Option<Instant>,
+    // trace hook: the incoming envelope's trace context.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl Context {
@@ -101,6 +103,13 @@ impl Context {
             .states
             .get::<S>()
             .ok_or_else(|| Rejection::failed(format!("this agent has no state of type {}", std::any::type_name::<S>())))
+    }
+
+    // trace hook: the accessor.
+    /// The W3C trace context the message carried, if any (the handler already
+    /// runs in a child span of it; see [`trace`](crate::trace)).
+    pub fn trace(&self) -> Option<TraceContext> {
+        self.trace
     }
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {

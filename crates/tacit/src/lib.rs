@@ -35,6 +35,23 @@
 //! script) and implement [`Intent`]; a request names its reply type with the
 //! `(tacit.v1.reply)` message option and implements [`Request`].
 //!
+//! # Tracing
+//!
+//! Every envelope can carry a W3C [`TraceContext`]. Handlers run in a span
+//! (`handle`, at `INFO`) that names the intent, act, sender and
+//! conversation, and the incoming trace id when there is one. To have asks
+//! and tells carry the current `tracing` span's trace context, and handler
+//! spans join the caller's trace, turn on the `opentelemetry` feature and
+//! add `trace::layer` to the subscriber; the `otlp` feature adds
+//! `trace::otlp_provider`, which exports the spans over OTLP:
+//!
+//! ```toml
+//! tacit = { version = "0.1", features = ["otlp"] }
+//! ```
+//!
+//! Without the features nothing is sent unless set explicitly
+//! ([`AskOptions::trace`], [`TellOptions::trace`]); see [`trace`].
+//!
 //! [`on_ask`]: AgentBuilder::on_ask
 //! [`state`]: AgentBuilder::state
 //! [`on_tell`]: AgentBuilder::on_tell
@@ -81,7 +98,7 @@ pub mod intents;
 mod metrics;
 mod peer;
 mod schema;
-mod trace;
+pub mod trace;
 
 pub use agent::{Agent, AgentBuilder};
 pub use context::Context;

@@ -199,7 +199,7 @@ impl Peer {
         let metrics = self.metrics();
         let started = Instant::now();
         if options.trace.is_none() {
-            options.trace = crate::trace::outgoing();
+            options.trace = crate::trace::current();
         }
         let outcome = match &self.inner.conn {
             Conn::Link(link) => {
@@ -332,7 +332,7 @@ impl Peer {
         mut options: TellOptions,
     ) -> Result<()> {
         if options.trace.is_none() {
-            options.trace = crate::trace::outgoing();
+            options.trace = crate::trace::current();
         }
         let len = payload.len();
         let outcome = match &self.inner.conn {
