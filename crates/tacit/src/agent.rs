@@ -2,7 +2,7 @@
 //! the endpoint that serves them and dials peers.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,53 +19,33 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::builtin;
 use crate::context::Context;
+use crate::core::{Core, States};
 use crate::error::{Error, Rejection, Result};
-use crate::handler::{self, Handlers, IntoReply, StreamReceiver, StreamSender, TellFn};
+use crate::handler::{self, Handlers, IntoReply, TellFn};
 use crate::intent::{Intent, Request, Subscription};
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
 use crate::peer::{Peer, PeerInner};
+use crate::reply::{StreamReceiver, StreamSender};
+use crate::{builtin, intents};
 
 /// One-way messages queued for a session's handlers, in arrival order.
 const TELL_QUEUE: usize = 256;
 
-/// What the agent's tasks share.
+/// What the agent's serving tasks hold: the shared [`Core`] (which peers and
+/// handlers' contexts reach too) and the handlers themselves, which only the
+/// dispatch here needs.
 #[derive(Debug)]
-pub(crate) struct Core {
-    pub(crate) endpoint: Endpoint,
-    pub(crate) handlers: Handlers,
-    pub(crate) names: HashMap<IntentId, &'static str>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) reconnect: ReconnectPolicy,
-    pub(crate) card: AgentCard,
-    pub(crate) offers: Vec<IntentOffer>,
-    /// The intents this agent declared it sends.
-    pub(crate) emitted: HashSet<IntentId>,
-    pub(crate) states: States,
-    pub(crate) started: Instant,
+struct Served {
+    core: Arc<Core>,
+    handlers: Handlers,
 }
 
-impl Core {
-    /// Whether this agent declared that it sends `id`.
-    pub(crate) fn emits(&self, id: &IntentId) -> bool {
-        self.emitted.contains(id)
-    }
-}
+impl std::ops::Deref for Served {
+    type Target = Core;
 
-/// Shared state for handlers, one value per type ([`AgentBuilder::state`]).
-#[derive(Default)]
-pub(crate) struct States(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
-
-impl States {
-    pub(crate) fn get<S: Any + Send + Sync>(&self) -> Option<&S> {
-        self.0.get(&TypeId::of::<S>()).and_then(|state| state.downcast_ref::<S>())
-    }
-}
-
-impl std::fmt::Debug for States {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "States({} values)", self.0.len())
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }
 
@@ -98,7 +78,17 @@ impl AgentBuilder {
             states: States::default(),
             socket: None,
         };
-        builtin::register(builder)
+        // The standard intents every agent answers (an application's own
+        // handler for one of them replaces the built-in one).
+        builder
+            .on_ask(builtin::ping)
+            .emits::<intents::Ping>()
+            .on_ask(builtin::health)
+            .emits::<intents::HealthCheck>()
+            .on_ask(builtin::describe)
+            .emits::<intents::DescribeAgent>()
+            .on_tell(builtin::proposal_rejected)
+            .emits::<intents::RejectProposal>()
     }
 
     /// Uses this identity.
@@ -368,17 +358,19 @@ impl AgentBuilder {
         }
         .map_err(Error::from_bind)?;
         let emitted = self.capabilities.intents.iter().filter(|offer| offer.emits).map(|offer| offer.id).collect();
-        let core = Arc::new(Core {
-            endpoint,
+        let core = Arc::new(Served {
             handlers: self.handlers,
-            names: self.names,
-            metrics: Arc::new(Metrics::default()),
-            reconnect: self.reconnect,
-            card: self.card,
-            offers: self.capabilities.intents,
-            emitted,
-            states: self.states,
-            started: Instant::now(),
+            core: Arc::new(Core {
+                endpoint,
+                names: self.names,
+                metrics: Arc::new(Metrics::default()),
+                reconnect: self.reconnect,
+                card: self.card,
+                offers: self.capabilities.intents,
+                emitted,
+                states: self.states,
+                started: Instant::now(),
+            }),
         });
         let accept = tokio::spawn(accept_loop(core.clone()));
         Ok(Agent { inner: Arc::new(AgentInner { core, accept }) })
@@ -396,7 +388,7 @@ pub struct Agent {
 
 #[derive(Debug)]
 struct AgentInner {
-    core: Arc<Core>,
+    core: Arc<Served>,
     accept: JoinHandle<()>,
 }
 
@@ -450,7 +442,7 @@ impl Agent {
         let link = Link::connect(&core.endpoint, addr, expected.into(), core.reconnect)
             .await
             .map_err(|e| Error::from_connect(addr, e))?;
-        let peer = Peer::dialed(core.clone(), link);
+        let peer = Peer::dialed(core.core.clone(), link);
         serve_dialed(core.clone(), &peer);
         Ok(peer)
     }
@@ -510,12 +502,12 @@ async fn wait_for_signal() {
     }
 }
 
-async fn accept_loop(core: Arc<Core>) {
+async fn accept_loop(core: Arc<Served>) {
     while let Some(accepted) = core.endpoint.accept().await {
         match accepted {
             Ok(session) => {
                 core.metrics.bump(Counter::SessionsAccepted);
-                let peer = Peer::accepted(core.clone(), session.clone());
+                let peer = Peer::accepted(core.core.clone(), session.clone());
                 let span = tracing::info_span!("session", peer = %session.peer_id(), role = "acceptor");
                 tokio::spawn(serve(core.clone(), Source::Accepted(session, peer)).instrument(span));
             }
@@ -526,7 +518,7 @@ async fn accept_loop(core: Arc<Core>) {
 
 /// Serves what a dialed peer sends back, over every session of its link,
 /// without keeping the link open.
-fn serve_dialed(core: Arc<Core>, peer: &Peer) {
+fn serve_dialed(core: Arc<Served>, peer: &Peer) {
     let Some(link) = peer.weak_link() else { return };
     let span = tracing::info_span!("session", peer = %peer.id(), role = "dialer");
     if let Some(watch) = peer.watch() {
@@ -537,7 +529,7 @@ fn serve_dialed(core: Arc<Core>, peer: &Peer) {
 
 /// Counts the reconnects of a dialed link, and adopts the peer's intents on
 /// each of its sessions when the agent takes any intent.
-async fn follow_link(core: Arc<Core>, link: tacit_quic::WeakLink, mut watch: tacit_quic::LinkWatch) {
+async fn follow_link(core: Arc<Served>, link: tacit_quic::WeakLink, mut watch: tacit_quic::LinkWatch) {
     let mut generation = 0;
     loop {
         match watch.current() {
@@ -567,7 +559,7 @@ enum Source {
     Dialed(tacit_quic::WeakLink, std::sync::Weak<PeerInner>),
 }
 
-async fn serve(core: Arc<Core>, source: Source) {
+async fn serve(core: Arc<Served>, source: Source) {
     if core.handlers.takes_any()
         && let Source::Accepted(session, _) = &source
     {
@@ -616,7 +608,7 @@ async fn serve(core: Arc<Core>, source: Source) {
 /// already handle, so that an agent with a catch-all handler receives them.
 /// The receiver changes its own list first, so the peer can use the new
 /// aliases as soon as it hears of them.
-async fn adopt_peer_intents(core: Arc<Core>, session: tacit_quic::WeakSession) {
+async fn adopt_peer_intents(core: Arc<Served>, session: tacit_quic::WeakSession) {
     let Some(session) = session.upgrade() else { return };
     let Ok(negotiated) = session.ready().await else { return };
     let handled = |id: &IntentId| core.offers.iter().any(|offer| offer.id == *id && offer.handles);
@@ -666,7 +658,7 @@ fn context(peer: Peer, intent: IntentId, envelope: &tacit_wire::Envelope) -> Con
     }
 }
 
-fn dispatch_ask(core: &Arc<Core>, peer: Peer, ask: IncomingAsk) {
+fn dispatch_ask(core: &Arc<Served>, peer: Peer, ask: IncomingAsk) {
     let IncomingAsk { envelope, intent, mut responder, .. } = ask;
     let Some(handler) = core.handlers.asks.get(&intent).or(core.handlers.any_ask.as_ref()) else {
         // Negotiated (it is handled as a tell or stream) but not askable.
@@ -773,7 +765,7 @@ fn default_reply_act(request: Act) -> Act {
     }
 }
 
-fn dispatch_stream(core: &Arc<Core>, peer: Peer, stream: IncomingStream) {
+fn dispatch_stream(core: &Arc<Served>, peer: Peer, stream: IncomingStream) {
     let IncomingStream { envelope, intent, sender, receiver, .. } = stream;
     let Some(handler) = core.handlers.streams.get(&intent) else {
         // Negotiated (it is asked or told) but not a stream: say so.

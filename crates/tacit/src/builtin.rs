@@ -2,31 +2,31 @@
 //! plus a default for contract-net rejections. An application's own handler
 //! for one of them replaces the built-in one.
 
-use crate::agent::AgentBuilder;
 use crate::context::Context;
+use crate::error::Rejection;
 use crate::intents::{
     AgentDescription, DescribeAgent, Health, HealthCheck, IntentInfo, Ping, Pong, RejectProposal, health,
 };
 
-pub(crate) fn register(builder: AgentBuilder) -> AgentBuilder {
-    builder
-        .on_ask(|_: Context, ping: Ping| async move { Ok(Pong { nonce: ping.nonce }) })
-        .emits::<Ping>()
-        .on_ask(|cx: Context, _: HealthCheck| async move {
-            let core = cx.peer().core();
-            let status = if core.endpoint.is_shutting_down() { health::Status::Draining } else { health::Status::Serving };
-            Ok(Health { status: status as i32, uptime_seconds: core.started.elapsed().as_secs() })
-        })
-        .emits::<HealthCheck>()
-        .on_ask(|cx: Context, _: DescribeAgent| async move { Ok(describe(&cx)) })
-        .emits::<DescribeAgent>()
-        .on_tell(|cx: Context, rejection: RejectProposal| async move {
-            tracing::debug!(peer = %cx.peer_id(), proposal = rejection.proposal_id, reason = %rejection.reason, "proposal rejected");
-        })
-        .emits::<RejectProposal>()
+pub(crate) async fn ping(_: Context, ping: Ping) -> Result<Pong, Rejection> {
+    Ok(Pong { nonce: ping.nonce })
 }
 
-fn describe(cx: &Context) -> AgentDescription {
+pub(crate) async fn health(cx: Context, _: HealthCheck) -> Result<Health, Rejection> {
+    let core = cx.peer().core();
+    let status = if core.endpoint.is_shutting_down() { health::Status::Draining } else { health::Status::Serving };
+    Ok(Health { status: status as i32, uptime_seconds: core.started.elapsed().as_secs() })
+}
+
+pub(crate) async fn describe(cx: Context, _: DescribeAgent) -> Result<AgentDescription, Rejection> {
+    Ok(description(&cx))
+}
+
+pub(crate) async fn proposal_rejected(cx: Context, rejection: RejectProposal) {
+    tracing::debug!(peer = %cx.peer_id(), proposal = rejection.proposal_id, reason = %rejection.reason, "proposal rejected");
+}
+
+fn description(cx: &Context) -> AgentDescription {
     let core = cx.peer().core();
     let card = &core.card;
     AgentDescription {

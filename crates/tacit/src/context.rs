@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use tacit_handshake::{AgentCard, AgentId};
 use tacit_wire::{Act, ConversationId, IntentId, TraceContext};
 
-use crate::conversation::Conversation;
 use crate::error::Rejection;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
@@ -76,12 +75,6 @@ impl Context {
     /// The conversation the message belongs to (empty if none).
     pub fn conversation_id(&self) -> ConversationId {
         self.conversation
-    }
-
-    /// Continues the message's conversation with the sender: what it sends
-    /// carries the same conversation id and answers this message.
-    pub fn conversation(&self) -> Conversation {
-        Conversation::resume(self.peer.clone(), self.conversation, self.message_id)
     }
 
     /// When the asker stops waiting, if it set a deadline.

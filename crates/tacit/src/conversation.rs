@@ -11,11 +11,12 @@ use tacit_wire::{Act, ConversationId};
 use tokio::task::JoinSet;
 
 use crate::AskOptions;
+use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::handler::Reply;
 use crate::intent::{Intent, Request};
 use crate::intents::RejectProposal;
 use crate::peer::Peer;
+use crate::reply::Reply;
 
 /// A conversation with one peer: every message carries the conversation id
 /// and answers (`in_reply_to`) the last message received in it.
@@ -80,6 +81,22 @@ impl Conversation {
 }
 
 /// A fresh random conversation id: 32 hex digits.
+impl Peer {
+    /// Starts a conversation with this peer: a fresh conversation id that its
+    /// messages carry, each answering the last one received.
+    pub fn conversation(&self) -> Conversation {
+        Conversation::new(self.clone())
+    }
+}
+
+impl Context {
+    /// Continues the message's conversation with the sender: what it sends
+    /// carries the same conversation id and answers this message.
+    pub fn conversation(&self) -> Conversation {
+        Conversation::resume(self.peer().clone(), self.conversation_id(), self.message_id())
+    }
+}
+
 fn fresh_conversation_id() -> ConversationId {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {

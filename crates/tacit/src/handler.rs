@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -13,8 +12,9 @@ use tacit_quic::{FrameReceiver, FrameSender};
 use tacit_wire::{Act, ErrorCode, IntentId};
 
 use crate::context::Context;
-use crate::error::{Error, Rejection, Result};
+use crate::error::{Rejection, Result};
 use crate::intent::{Intent, Request};
+use crate::reply::{Reply, StreamReceiver, StreamSender};
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -59,24 +59,6 @@ impl std::fmt::Debug for Handlers {
             .field("any_ask", &self.any_ask.is_some())
             .field("any_tell", &self.any_tell.is_some())
             .finish()
-    }
-}
-
-/// A reply with an explicit act, for handlers that answer with something
-/// other than the default (`INFORM`, or `PROPOSE` to a call for proposals),
-/// e.g. `AGREE`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply<T> {
-    /// The act of the answer.
-    pub act: Act,
-    /// The reply message.
-    pub message: T,
-}
-
-impl<T> Reply<T> {
-    /// A reply with `act`.
-    pub fn new(act: Act, message: T) -> Self {
-        Self { act, message }
     }
 }
 
@@ -173,57 +155,6 @@ where
             }
         })
     })
-}
-
-/// Sends typed messages on a stream lane, in order; end it with
-/// [`finish`](Self::finish) (dropping it unfinished resets the stream, and
-/// the peer sees the stream as cut off).
-#[derive(Debug)]
-pub struct StreamSender<T> {
-    inner: FrameSender,
-    _type: PhantomData<fn(T)>,
-}
-
-impl<T: prost::Message> StreamSender<T> {
-    pub(crate) fn new(inner: FrameSender) -> Self {
-        Self { inner, _type: PhantomData }
-    }
-
-    /// Sends one message.
-    pub async fn send(&mut self, message: &T) -> Result<()> {
-        Ok(self.inner.send(message.encode_to_vec().into()).await?)
-    }
-
-    /// Ends this direction with the explicit end marker.
-    pub async fn finish(self) -> Result<()> {
-        Ok(self.inner.finish().await?)
-    }
-}
-
-/// Receives typed messages from a stream lane.
-#[derive(Debug)]
-pub struct StreamReceiver<T> {
-    inner: FrameReceiver,
-    intent: &'static str,
-    _type: PhantomData<fn() -> T>,
-}
-
-impl<T: prost::Message + Default> StreamReceiver<T> {
-    pub(crate) fn new(inner: FrameReceiver, intent: &'static str) -> Self {
-        Self { inner, intent, _type: PhantomData }
-    }
-
-    /// The next message; `Ok(None)` at the peer's explicit end; an error if
-    /// the stream was cut off ([`StreamError::Truncated`](tacit_quic::StreamError)),
-    /// reset, or a message does not decode.
-    pub async fn recv(&mut self) -> Result<Option<T>> {
-        match self.inner.recv().await? {
-            None => Ok(None),
-            Some(envelope) => T::decode(envelope.payload)
-                .map(Some)
-                .map_err(|e| Error::Decode { intent: self.intent, reason: e.to_string() }),
-        }
-    }
 }
 
 pub(crate) fn any_ask_fn<F, Fut>(handler: F) -> AskFn

@@ -11,12 +11,11 @@ use tacit_handshake::{AgentCard, AgentId, IntentOffer, Negotiated};
 use tacit_quic::{AskError, Link, LinkState, LinkWatch, Session, WeakLink};
 use tacit_wire::{Act, Envelope, IntentId};
 
-use crate::agent::Core;
-use crate::conversation::Conversation;
+use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::handler::{Reply, StreamReceiver, StreamSender};
 use crate::intent::{Intent, Request, Subscription};
 use crate::metrics::{Counter, Metrics};
+use crate::reply::{Reply, StreamReceiver, StreamSender};
 use crate::schema::Schema;
 use crate::{AskOptions, TellOptions};
 
@@ -142,12 +141,6 @@ impl Peer {
     /// Whether `I` can be sent to this peer now (it is negotiated).
     pub fn can_send<I: Intent>(&self) -> bool {
         self.session().negotiated().is_some_and(|negotiated| negotiated.send_alias(&I::ID).is_some())
-    }
-
-    /// Starts a conversation with this peer: a fresh conversation id that its
-    /// messages carry, each answering the last one received.
-    pub fn conversation(&self) -> Conversation {
-        Conversation::new(self.clone())
     }
 
     /// Asks the peer and waits for the typed reply.

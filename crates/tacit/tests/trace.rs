@@ -65,11 +65,7 @@ async fn one_trace_across_ask_handler_and_tell_back() {
                     ..Default::default()
                 };
                 cx.conversation().tell(TaskUpdate { status: Some(working) }).await.unwrap();
-                Ok(TaskStatus {
-                    task_id: task.task_id,
-                    state: TaskState::Completed as i32,
-                    ..Default::default()
-                })
+                Ok(TaskStatus { task_id: task.task_id, state: TaskState::Completed as i32, ..Default::default() })
             }
         }))
         .await;

@@ -1,0 +1,78 @@
+//! What travels back: a reply with an explicit act, and the typed halves of
+//! a stream lane. Used by both sides (handlers and [`Peer`](crate::Peer)).
+
+use std::marker::PhantomData;
+
+use tacit_quic::{FrameReceiver, FrameSender};
+use tacit_wire::Act;
+
+use crate::error::{Error, Result};
+
+/// A reply with an explicit act, for handlers that answer with something
+/// other than the default (`INFORM`, or `PROPOSE` to a call for proposals),
+/// e.g. `AGREE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply<T> {
+    /// The act of the answer.
+    pub act: Act,
+    /// The reply message.
+    pub message: T,
+}
+
+impl<T> Reply<T> {
+    /// A reply with `act`.
+    pub fn new(act: Act, message: T) -> Self {
+        Self { act, message }
+    }
+}
+
+/// Sends typed messages on a stream lane, in order; end it with
+/// [`finish`](Self::finish) (dropping it unfinished resets the stream, and
+/// the peer sees the stream as cut off).
+#[derive(Debug)]
+pub struct StreamSender<T> {
+    inner: FrameSender,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<T: prost::Message> StreamSender<T> {
+    pub(crate) fn new(inner: FrameSender) -> Self {
+        Self { inner, _type: PhantomData }
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: &T) -> Result<()> {
+        Ok(self.inner.send(message.encode_to_vec().into()).await?)
+    }
+
+    /// Ends this direction with the explicit end marker.
+    pub async fn finish(self) -> Result<()> {
+        Ok(self.inner.finish().await?)
+    }
+}
+
+/// Receives typed messages from a stream lane.
+#[derive(Debug)]
+pub struct StreamReceiver<T> {
+    inner: FrameReceiver,
+    intent: &'static str,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: prost::Message + Default> StreamReceiver<T> {
+    pub(crate) fn new(inner: FrameReceiver, intent: &'static str) -> Self {
+        Self { inner, intent, _type: PhantomData }
+    }
+
+    /// The next message; `Ok(None)` at the peer's explicit end; an error if
+    /// the stream was cut off ([`StreamError::Truncated`](tacit_quic::StreamError)),
+    /// reset, or a message does not decode.
+    pub async fn recv(&mut self) -> Result<Option<T>> {
+        match self.inner.recv().await? {
+            None => Ok(None),
+            Some(envelope) => T::decode(envelope.payload)
+                .map(Some)
+                .map_err(|e| Error::Decode { intent: self.intent, reason: e.to_string() }),
+        }
+    }
+}
