@@ -4,7 +4,7 @@
 //! bounded.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -13,22 +13,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tacit::intents::{DelegateTask, TaskStatus};
 use tacit::{Agent, AgentId, Intent};
+use tacit_testkit::LOCALHOST;
+use tacit_testkit::process::ChildGuard;
 
 const TACIT: &str = env!("CARGO_BIN_EXE_tacit");
 /// The longest any one command may run.
 const COMMAND_LIMIT: Duration = Duration::from_secs(20);
 /// The longest to wait for a line from `tacit listen`.
 const LINE_LIMIT: Duration = Duration::from_secs(10);
-
-/// Kills and reaps the child when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// What a finished command printed, and how it exited.
 #[derive(Debug)]
@@ -65,7 +57,7 @@ fn tacit(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the tacit binary starts");
-    let mut guard = Guard(child);
+    let mut guard = ChildGuard(child);
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
         thread::spawn(move || {
             let mut text = String::new();
@@ -90,7 +82,7 @@ fn tacit(args: &[&str]) -> Output {
 
 /// A running `tacit listen`, with the lines it printed.
 struct Listen {
-    _guard: Guard,
+    _guard: ChildGuard,
     addr: String,
     id: String,
     lines: mpsc::Receiver<String>,
@@ -109,7 +101,7 @@ impl Listen {
             .stderr(Stdio::piped())
             .spawn()
             .expect("tacit listen starts");
-        let mut guard = Guard(child);
+        let mut guard = ChildGuard(child);
         let (line_tx, lines) = mpsc::channel();
         let stdout = guard.0.stdout.take().unwrap();
         thread::spawn(move || {
@@ -312,7 +304,7 @@ fn errors_have_their_exit_codes() {
 async fn listen_decodes_an_intent_it_was_not_built_with() {
     let listen = Listen::start(&[]);
     tokio::time::timeout(Duration::from_secs(30), async {
-        let agent = Agent::builder().emits::<DelegateTask>().bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let agent = Agent::builder().emits::<DelegateTask>().bind(LOCALHOST).await.unwrap();
         let peer = agent.connect(listen.addr.parse().unwrap(), listen.id.parse::<AgentId>().unwrap()).await.unwrap();
         peer.ready().await.unwrap();
         let started = Instant::now();
@@ -463,7 +455,7 @@ async fn ask_a_typed_agent() {
                     }),
                 }
             })
-            .bind("127.0.0.1:0".parse().unwrap())
+            .bind(LOCALHOST)
             .await
             .unwrap();
         let addr = agent.local_addr().unwrap().to_string();
