@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tacit_testkit::process::ChildGuard;
+
 const MARKETPLACE: &str = env!("CARGO_BIN_EXE_marketplace");
 const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
@@ -75,7 +77,7 @@ fn run_ok(bin: &str, args: &[&str]) -> String {
 
 /// A server process that printed `listening on ADDR as AGENT_ID`.
 struct Server {
-    child: Child,
+    child: ChildGuard,
     lines: mpsc::Receiver<String>,
     addr: String,
     id: String,
@@ -83,13 +85,15 @@ struct Server {
 
 impl Server {
     fn start(bin: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let mut child = ChildGuard(
+            Command::new(bin)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {bin}: {e}")),
+        );
         let lines = forward_lines(child.stdout.take().unwrap());
         let first = match lines.recv_timeout(Duration::from_secs(30)) {
             Ok(line) => line,
@@ -131,13 +135,6 @@ impl Server {
             rest.push('\n');
         }
         rest
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,7 +4,7 @@
 //! bounded.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -13,22 +13,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tacit::intents::{DelegateTask, TaskStatus};
 use tacit::{Agent, AgentId, Intent};
+use tacit_testkit::LOCALHOST;
+use tacit_testkit::process::ChildGuard;
 
 const TACIT: &str = env!("CARGO_BIN_EXE_tacit");
 /// The longest any one command may run.
 const COMMAND_LIMIT: Duration = Duration::from_secs(20);
 /// The longest to wait for a line from `tacit listen`.
 const LINE_LIMIT: Duration = Duration::from_secs(10);
-
-/// Kills and reaps the child when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// What a finished command printed, and how it exited.
 #[derive(Debug)]
@@ -70,7 +62,7 @@ fn tacit_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the tacit binary starts");
-    let mut guard = Guard(child);
+    let mut guard = ChildGuard(child);
     if let (Some(text), Some(mut pipe)) = (stdin, guard.0.stdin.take()) {
         let text = text.to_owned();
         // Written from a thread, closed at the end: the child sees end of input.
@@ -102,7 +94,7 @@ fn tacit_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
 
 /// A running `tacit listen`, with the lines it printed.
 struct Listen {
-    _guard: Guard,
+    _guard: ChildGuard,
     addr: String,
     id: String,
     lines: mpsc::Receiver<String>,
@@ -121,7 +113,7 @@ impl Listen {
             .stderr(Stdio::piped())
             .spawn()
             .expect("tacit listen starts");
-        let mut guard = Guard(child);
+        let mut guard = ChildGuard(child);
         let (line_tx, lines) = mpsc::channel();
         let stdout = guard.0.stdout.take().unwrap();
         thread::spawn(move || {
@@ -366,12 +358,7 @@ async fn listen_decodes_an_intent_it_was_not_built_with() {
     let capture = dir.path().join("capture.bin");
     let listen = Listen::start(&["--capture", capture.to_str().unwrap()]);
     tokio::time::timeout(Duration::from_secs(30), async {
-        let agent = Agent::builder()
-            .emits::<DelegateTask>()
-            .emits::<CancelSlot>()
-            .bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let agent = Agent::builder().emits::<DelegateTask>().emits::<CancelSlot>().bind(LOCALHOST).await.unwrap();
         let peer = agent.connect(listen.addr.parse().unwrap(), listen.id.parse::<AgentId>().unwrap()).await.unwrap();
         peer.ready().await.unwrap();
         let started = Instant::now();
@@ -541,7 +528,7 @@ async fn ask_a_typed_agent() {
                     }),
                 }
             })
-            .bind("127.0.0.1:0".parse().unwrap())
+            .bind(LOCALHOST)
             .await
             .unwrap();
         let addr = agent.local_addr().unwrap().to_string();
@@ -674,7 +661,7 @@ async fn describe_and_stream_a_stream_lane() {
         let counted = run(&["stream", &addr, "WatchOffers", r#"{"resource": "forever"}"#, "-n", "3"], None).ok();
         assert_eq!(slots(&items(&counted)), ["1", "2", "3"], "{counted:#?}");
         // Stdin still open when the stream ends: the tool exits all the same.
-        let mut open_stdin = Guard(
+        let mut open_stdin = ChildGuard(
             Command::new(TACIT)
                 .args(["stream", &addr, "WatchOffers", r#"{"resource": "forever"}"#, "--send", "-n", "2"])
                 .stdin(Stdio::piped())

@@ -49,13 +49,16 @@
 
 mod capabilities;
 mod card;
+// A cargo feature rather than `cfg(fuzzing)`: the fuzz workspace enables it
+// with a plain `cargo check` on stable, and the corpus replay of a normal
+// `cargo test` through a dev-dependency on this crate (cargo-fuzz's
+// `--cfg fuzzing` reaches neither).
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
 mod machine;
 mod negotiate;
-#[cfg(feature = "test-utils")]
-pub mod pair;
 
 pub use capabilities::{Capabilities, IntentOffer, Limits, MAX_INTENT_NAME_LEN, MAX_INTENTS, PROTOCOL_VERSION};
 pub use card::{AgentCard, limits as card_limits};

@@ -9,7 +9,7 @@
 
 use std::fs;
 
-use tacit_wire::fuzzing::corpus::{fuzz_dir, inputs, replay_regressions, replay_seeds};
+use tacit_testkit::corpus::{fuzz_dir, inputs, replay_regressions, replay_seeds};
 
 #[test]
 fn seed_corpus() {

@@ -7,10 +7,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use prost::Message as _;
-use tacit_handshake::pair::{Pair, Side};
 use tacit_handshake::{
     Admission, AgentCard, Capabilities, Event, HandshakeConfig, IntentOffer, Limits, Negotiated, Refusal,
 };
+use tacit_testkit::pair::{Pair, Side};
 use tacit_wire::{ErrorCode, FrameEncoder, IntentId, pb};
 
 fn id(n: u8) -> IntentId {

@@ -55,7 +55,7 @@ impl EndpointBuilder {
     }
 
     /// Like [`bind`](Self::bind), over a socket made by the caller (e.g. a
-    /// fault-injecting one, `tacit_quic::fault`).
+    /// fault-injecting one, `tacit_testkit::fault`).
     #[doc(hidden)]
     pub async fn bind_with_socket(self, socket: Arc<dyn quinn::AsyncUdpSocket>) -> Result<Endpoint, BindError> {
         self.bind_to(BindTo::Socket(socket)).await

@@ -1,21 +1,16 @@
 //! The ask lane over loopback.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
 use tacit_quic::{AskError, AskOptions, Endpoint, Incoming, IncomingAsk, Session};
+use tacit_testkit::{LOCALHOST, within};
 use tacit_wire::{Act, ErrorCode, IntentId};
 
-const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 const ECHO: IntentId = IntentId::from_bytes([1; 32]);
 const HOLD: IntentId = IntentId::from_bytes([2; 32]);
 const ONLY_SERVER: IntentId = IntentId::from_bytes([3; 32]);
-
-async fn within<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), future).await.expect("test step timed out")
-}
 
 /// A server that handles ECHO and HOLD, a client that emits both, connected.
 async fn pair(server_caps: Capabilities) -> (Endpoint, Endpoint, Session, Session) {

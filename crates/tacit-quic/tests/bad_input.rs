@@ -2,20 +2,13 @@
 //! streams on its connection: each gets the documented code, and the
 //! session (and other peers) keep working.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
-use tacit_quic::{AskError, Endpoint, Incoming, Session, TransportLimits};
+use tacit_quic::{AskError, Endpoint, Session, TransportLimits};
+use tacit_testkit::{LOCALHOST, echo, within};
 use tacit_wire::{ErrorCode, IntentId};
 
-const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 const ECHO: IntentId = IntentId::from_bytes([1; 32]);
-
-async fn within<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), future).await.expect("test step timed out")
-}
 
 async fn server(limits: TransportLimits, caps: Capabilities) -> Endpoint {
     let server = Endpoint::builder()
@@ -26,17 +19,7 @@ async fn server(limits: TransportLimits, caps: Capabilities) -> Endpoint {
         .bind(LOCALHOST)
         .await
         .unwrap();
-    let accepting = server.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(session)) = accepting.accept().await {
-            tokio::spawn(async move {
-                while let Some(Incoming::Ask(ask)) = session.next_incoming().await {
-                    let payload = ask.envelope.payload.clone();
-                    ask.responder.reply(ECHO, payload);
-                }
-            });
-        }
-    });
+    echo::spawn(&server);
     server
 }
 

@@ -1,6 +1,5 @@
 //! Endpoints over loopback: identity-bound TLS and the capability handshake.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +8,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
 use tacit_quic::{ConnectError, Endpoint, SessionError};
+use tacit_testkit::{LOCALHOST, within};
 use tacit_wire::{ErrorCode, IntentId};
-
-const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 async fn endpoint(seed: u8, name: &str, capabilities: Capabilities) -> Endpoint {
     Endpoint::builder()
@@ -25,10 +23,6 @@ async fn endpoint(seed: u8, name: &str, capabilities: Capabilities) -> Endpoint 
 
 fn addr(endpoint: &Endpoint) -> SocketAddr {
     endpoint.local_addr().unwrap()
-}
-
-async fn within<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), future).await.expect("test step timed out")
 }
 
 /// The server yields no session: at most a failed incoming connection.

@@ -1,5 +1,5 @@
 //! The fault matrix at the transport level: sessions over
-//! `tacit_quic::fault` sockets that lose, duplicate, reorder, delay,
+//! `tacit_testkit::fault` sockets that lose, duplicate, reorder, delay,
 //! corrupt and truncate datagrams, black-hole the path, shrink the MTU,
 //! rebind the client's port and restart the server.
 //!
@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
-use tacit_quic::fault::{FaultHandle, Faults, FaultySocket, Rng, for_each_seed};
 use tacit_quic::{AskError, AskOptions, ConnectError, Endpoint, Incoming, Session, SessionError, TransportLimits};
+use tacit_testkit::fault::{FaultHandle, Faults, FaultySocket, Rng, for_each_seed};
+use tacit_testkit::{LOCALHOST, within_for};
 use tacit_wire::{ErrorCode, IntentId};
 
-const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 /// Answered with its payload at once.
 const ECHO: IntentId = IntentId::from_bytes([1; 32]);
 /// Answered with its payload after the number of milliseconds in its first two bytes.
@@ -32,13 +32,6 @@ const FEED: IntentId = IntentId::from_bytes([5; 32]);
 
 fn long() -> bool {
     std::env::var_os("TACIT_FAULT_LONG").is_some()
-}
-
-async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what}: no outcome within {limit:?}"),
-    }
 }
 
 /// Short timeouts, so that lost connections are noticed in seconds.
@@ -182,9 +175,10 @@ async fn net(seed: u64, server_limits: TransportLimits) -> Net {
 }
 
 async fn connect(client: &Endpoint, server: &Endpoint) -> Session {
-    let session =
-        within(Duration::from_secs(20), "connect", client.connect(server.local_addr().unwrap(), None)).await.unwrap();
-    within(Duration::from_secs(20), "handshake", session.ready()).await.unwrap();
+    let session = within_for(Duration::from_secs(20), "connect", client.connect(server.local_addr().unwrap(), None))
+        .await
+        .unwrap();
+    within_for(Duration::from_secs(20), "handshake", session.ready()).await.unwrap();
     session
 }
 
@@ -206,14 +200,14 @@ async fn transfer(session: &Session, seed: u64, total: usize, chunk: usize, pace
         let len = chunk.min(total - sent);
         let data: Vec<u8> = (0..len.div_ceil(8)).flat_map(|_| rng.next_u64().to_le_bytes()).take(len).collect();
         hasher.update(&data);
-        within(Duration::from_secs(30), "a stream write", sender.send(Bytes::from(data))).await.unwrap();
+        within_for(Duration::from_secs(30), "a stream write", sender.send(Bytes::from(data))).await.unwrap();
         sent += len;
         if !pace.is_zero() {
             tokio::time::sleep(pace).await;
         }
     }
-    within(Duration::from_secs(30), "finishing the stream", sender.finish()).await.unwrap();
-    let reply = within(Duration::from_secs(30), "the server's hash", receiver.recv()).await.unwrap().unwrap();
+    within_for(Duration::from_secs(30), "finishing the stream", sender.finish()).await.unwrap();
+    let reply = within_for(Duration::from_secs(30), "the server's hash", receiver.recv()).await.unwrap().unwrap();
     (*hasher.finalize().as_bytes(), reply.payload[..].try_into().unwrap())
 }
 
@@ -244,9 +238,12 @@ async fn loss_in_bursts_on_a_10_mb_stream() {
     for_each_seed("loss_in_bursts_on_a_10_mb_stream", 1, |seed| async move {
         let net = net(seed, limits()).await;
         net.faults.set(Faults::none().loss(0.02, 3));
-        let (sent, received) =
-            within(Duration::from_secs(90), "10 MB", transfer(&net.session, seed, 10 << 20, 32 << 10, Duration::ZERO))
-                .await;
+        let (sent, received) = within_for(
+            Duration::from_secs(90),
+            "10 MB",
+            transfer(&net.session, seed, 10 << 20, 32 << 10, Duration::ZERO),
+        )
+        .await;
         assert_eq!(sent, received, "the server hashed other bytes than were sent");
         let stats = net.faults.stats();
         assert!(stats.lost > 100, "{stats:?}");
@@ -270,7 +267,7 @@ async fn heavy_loss_during_50_handshakes() {
             let client = client.clone();
             tasks.spawn(async move {
                 // Bounded by the handshake timeout (5 s) and the ask deadline (5 s).
-                within(Duration::from_secs(15), "a handshake under loss", async {
+                within_for(Duration::from_secs(15), "a handshake under loss", async {
                     let session = match client.connect(addr, Some(id)).await {
                         Ok(session) => session,
                         Err(ConnectError::Timeout { .. }) => return Err("connect timed out".to_owned()),
@@ -337,7 +334,7 @@ async fn corruption_and_truncation() {
         let net = net(seed, limits()).await;
         for (corrupt, truncate) in [(0.02, 0.0), (0.3, 0.0), (0.1, 0.1)] {
             net.faults.set(Faults::none().corrupt(corrupt).truncate(truncate));
-            let results = within(
+            let results = within_for(
                 Duration::from_secs(60),
                 "asks under corruption",
                 echo_many(&net.session, 200, 20, Duration::from_secs(20)),
@@ -348,7 +345,7 @@ async fn corruption_and_truncation() {
             let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
             assert!(failed.is_empty(), "corrupt {corrupt}, truncate {truncate}: {failed:?}");
             // A stream's bytes arrive intact too.
-            let (sent, received) = within(
+            let (sent, received) = within_for(
                 Duration::from_secs(60),
                 "a transfer under corruption",
                 transfer(&net.session, seed, 512 << 10, 16 << 10, Duration::ZERO),
@@ -381,7 +378,7 @@ async fn black_hole_2_s_every_5_s_during_a_transfer() {
         // About 3 MB/s for the length of the cycles.
         let total = cycles * 5 * (3 << 20);
         let started = Instant::now();
-        let (sent, received) = within(
+        let (sent, received) = within_for(
             Duration::from_secs(30 * cycles as u64),
             "a transfer through black holes",
             transfer(&net.session, seed, total, 32 << 10, Duration::from_millis(10)),
@@ -410,7 +407,7 @@ async fn one_way_delay_of_750_ms() {
         let session = connect(&client, &server).await;
         let handshake = started.elapsed();
         let started = Instant::now();
-        let results = within(
+        let results = within_for(
             Duration::from_secs(30),
             "asks over a slow path",
             echo_many(&session, 50, 50, Duration::from_secs(20)),
@@ -436,17 +433,18 @@ async fn full_duplication_and_reordering() {
             }
         });
         let results =
-            within(Duration::from_secs(60), "asks", echo_many(&net.session, 500, 50, Duration::from_secs(20))).await;
+            within_for(Duration::from_secs(60), "asks", echo_many(&net.session, 500, 50, Duration::from_secs(20)))
+                .await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
-        let (sent, received) = within(
+        let (sent, received) = within_for(
             Duration::from_secs(60),
             "a transfer",
             transfer(&net.session, seed, 1 << 20, 8 << 10, Duration::ZERO),
         )
         .await;
         assert_eq!(sent, received, "the stream's bytes arrived out of order or twice");
-        within(Duration::from_secs(20), "tells", tells).await.unwrap();
-        within(Duration::from_secs(20), "the tells to arrive", async {
+        within_for(Duration::from_secs(20), "tells", tells).await.unwrap();
+        within_for(Duration::from_secs(20), "the tells to arrive", async {
             while net.served.tells.lock().unwrap().len() < 500 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -467,14 +465,17 @@ async fn full_duplication_and_reordering() {
 async fn mtu_drop_mid_connection() {
     for_each_seed("mtu_drop_mid_connection", 1, |seed| async move {
         let net = net(seed, limits()).await;
-        let (sent, received) =
-            within(Duration::from_secs(30), "before", transfer(&net.session, seed, 1 << 20, 32 << 10, Duration::ZERO))
-                .await;
+        let (sent, received) = within_for(
+            Duration::from_secs(30),
+            "before",
+            transfer(&net.session, seed, 1 << 20, 32 << 10, Duration::ZERO),
+        )
+        .await;
         assert_eq!(sent, received);
         let before = net.session.connection().stats().path.current_mtu;
         // The path now carries only the QUIC minimum.
         net.faults.set(Faults::none().mtu(1200));
-        let (sent, received) = within(
+        let (sent, received) = within_for(
             Duration::from_secs(60),
             "after the MTU dropped",
             transfer(&net.session, seed + 1, 2 << 20, 32 << 10, Duration::ZERO),
@@ -510,9 +511,9 @@ async fn client_port_rebinding() {
         net.client.rebind_with_socket(FaultySocket::bind(LOCALHOST, &net.faults).unwrap()).unwrap();
         let new = net.client.local_addr().unwrap();
         assert_ne!(old, new);
-        let results = within(Duration::from_secs(60), "asks across the rebinding", busy).await.unwrap();
+        let results = within_for(Duration::from_secs(60), "asks across the rebinding", busy).await.unwrap();
         assert!(results.iter().all(Result::is_ok), "{results:?}");
-        let (sent, received) = within(
+        let (sent, received) = within_for(
             Duration::from_secs(30),
             "a transfer after the rebinding",
             transfer(&net.session, seed, 1 << 20, 32 << 10, Duration::ZERO),
@@ -547,7 +548,7 @@ async fn server_dies_mid_ask_and_restarts_with_the_same_identity() {
         let addr = net.server.local_addr().unwrap();
         let session = net.session.clone();
         let held = tokio::spawn(async move { session.ask(HOLD, Bytes::from_static(b"held")).await });
-        within(Duration::from_secs(10), "the held ask to arrive", async {
+        within_for(Duration::from_secs(10), "the held ask to arrive", async {
             while net.served.held.lock().unwrap().is_empty() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -568,7 +569,7 @@ async fn server_dies_mid_ask_and_restarts_with_the_same_identity() {
         assert_eq!(server.local_addr().unwrap(), addr);
         // The client heard nothing: its ask ends as unknown once the idle
         // timeout (5 s) passes, not before and never hanging.
-        let outcome = within(Duration::from_secs(20), "the held ask's outcome", held).await.unwrap();
+        let outcome = within_for(Duration::from_secs(20), "the held ask's outcome", held).await.unwrap();
         match outcome {
             Err(AskError::Unknown(_)) => {}
             other => panic!("expected an unknown outcome, got {other:?}"),
@@ -577,9 +578,10 @@ async fn server_dies_mid_ask_and_restarts_with_the_same_identity() {
         // A new session (the client's socket is healthy again) reaches the
         // restarted server, which proves the same identity.
         server_faults.black_hole(false);
-        let session = within(Duration::from_secs(20), "reconnect", net.client.connect(addr, Some(server.agent_id())))
-            .await
-            .unwrap();
+        let session =
+            within_for(Duration::from_secs(20), "reconnect", net.client.connect(addr, Some(server.agent_id())))
+                .await
+                .unwrap();
         let results = echo_many(&session, 20, 5, Duration::from_secs(10)).await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert_eq!(served.executions().len(), 20);
@@ -652,7 +654,8 @@ async fn a_peer_holding_every_stream_slot_idle() {
         let mut held = Vec::new();
         let mut connections = Vec::new();
         for _ in 0..4 {
-            let connection = within(Duration::from_secs(10), "raw connect", hostile.connect_raw(addr)).await.unwrap();
+            let connection =
+                within_for(Duration::from_secs(10), "raw connect", hostile.connect_raw(addr)).await.unwrap();
             for _ in 0..32 {
                 let (mut send, recv) = connection.open_bi().await.unwrap();
                 send.write_all(&[0x80]).await.unwrap();
@@ -693,17 +696,18 @@ async fn graceful_shutdown_with_100_asks_in_flight() {
                 (id, session.ask_with(SLOW, slow_payload(millis, i), options).await)
             });
         }
-        within(Duration::from_secs(10), "the asks to arrive", async {
+        within_for(Duration::from_secs(10), "the asks to arrive", async {
             while net.served.executions().len() < 100 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await;
-        let unanswered = within(Duration::from_secs(20), "shutdown", net.server.shutdown(Duration::from_secs(5))).await;
+        let unanswered =
+            within_for(Duration::from_secs(20), "shutdown", net.server.shutdown(Duration::from_secs(5))).await;
         assert_eq!(unanswered, 0, "the drain should let every running ask answer");
         let executions = net.served.executions();
         let mut replies = 0;
-        while let Some(result) = within(Duration::from_secs(30), "an ask's outcome", tasks.join_next()).await {
+        while let Some(result) = within_for(Duration::from_secs(30), "an ask's outcome", tasks.join_next()).await {
             let (id, outcome) = result.unwrap();
             match outcome {
                 Ok(_) => {
@@ -715,7 +719,7 @@ async fn graceful_shutdown_with_100_asks_in_flight() {
         }
         assert_eq!(replies, 100);
         // After the drain, new asks are refused or find the session closed.
-        let late = within(Duration::from_secs(20), "a late ask", net.session.ask(ECHO, Bytes::new())).await;
+        let late = within_for(Duration::from_secs(20), "a late ask", net.session.ask(ECHO, Bytes::new())).await;
         match late {
             Err(AskError::Remote { refusal, .. }) => assert_eq!(refusal.code, ErrorCode::Shutdown),
             Err(AskError::NotSent(_) | AskError::Unknown(_)) => {}

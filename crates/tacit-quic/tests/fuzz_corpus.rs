@@ -2,7 +2,7 @@
 //! (`fuzz/corpus/ask_stream/`, `fuzz/regressions/ask_stream/`) through the
 //! function the cargo-fuzz target calls ([`tacit_quic::fuzzing::ask_stream`]).
 
-use tacit_wire::fuzzing::corpus::{replay_regressions, replay_seeds};
+use tacit_testkit::corpus::{replay_regressions, replay_seeds};
 
 #[test]
 fn seed_corpus() {

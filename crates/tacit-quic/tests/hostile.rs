@@ -19,7 +19,6 @@
 //! (`SERIAL`) so that they do not disturb each other's figures. The table of
 //! cases, codes and figures is in docs/RELIABILITY.md ("Bad input").
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,10 +26,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
-use tacit_quic::{ConnectError, Endpoint, Incoming, Session, TransportLimits};
+use tacit_quic::{ConnectError, Endpoint, Session, TransportLimits};
+use tacit_testkit::{LOCALHOST, echo, within};
 use tacit_wire::{Act, Envelope, ErrorCode, FrameDecoder, IntentId, IntentRef, pb};
 
-const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 const ECHO: IntentId = IntentId::from_bytes([1; 32]);
 
 /// Asks per sample, samples per figure, extra attempts of a failed check.
@@ -46,10 +45,6 @@ const MEMORY_BOUND: usize = 64 << 20;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn within<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), future).await.expect("test step timed out")
-}
-
 fn rss() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<usize>().ok()).unwrap_or(0) * 4096
@@ -64,20 +59,7 @@ async fn server(limits: TransportLimits, caps: Capabilities) -> Endpoint {
         .bind(LOCALHOST)
         .await
         .unwrap();
-    let accepting = server.clone();
-    tokio::spawn(async move {
-        while let Some(accepted) = accepting.accept().await {
-            let Ok(session) = accepted else { continue };
-            tokio::spawn(async move {
-                while let Some(incoming) = session.next_incoming().await {
-                    if let Incoming::Ask(ask) = incoming {
-                        let payload = ask.envelope.payload.clone();
-                        ask.responder.reply(ECHO, payload);
-                    }
-                }
-            });
-        }
-    });
+    echo::spawn(&server);
     server
 }
 

@@ -1,20 +1,15 @@
 //! Limits: each trips with its code while another peer's asks keep working.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
-use tacit_quic::fault::{FaultHandle, Faults, FaultySocket};
 use tacit_quic::{Endpoint, Incoming, Session, SessionError, TransportLimits};
+use tacit_testkit::fault::{FaultHandle, Faults, FaultySocket};
+use tacit_testkit::{LOCALHOST, echo, within};
 use tacit_wire::{ErrorCode, IntentId};
 
-const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 const ECHO: IntentId = IntentId::from_bytes([1; 32]);
-
-async fn within<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), future).await.expect("test step timed out")
-}
 
 async fn server(limits: TransportLimits) -> Endpoint {
     let server = Endpoint::builder()
@@ -25,18 +20,7 @@ async fn server(limits: TransportLimits) -> Endpoint {
         .bind(LOCALHOST)
         .await
         .unwrap();
-    let accepting = server.clone();
-    tokio::spawn(async move {
-        while let Some(accepted) = accepting.accept().await {
-            let Ok(session) = accepted else { continue };
-            tokio::spawn(async move {
-                while let Some(Incoming::Ask(ask)) = session.next_incoming().await {
-                    let payload = ask.envelope.payload.clone();
-                    ask.responder.reply(ECHO, payload);
-                }
-            });
-        }
-    });
+    echo::spawn(&server);
     server
 }
 

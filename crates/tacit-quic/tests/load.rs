@@ -27,17 +27,19 @@
 
 use std::io::{BufRead, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
-use tacit_quic::{Endpoint, Incoming, Session, TransportLimits};
+use tacit_quic::{Endpoint, Session, TransportLimits};
+use tacit_testkit::LOCALHOST;
+use tacit_testkit::echo::{self, EchoStats};
+use tacit_testkit::process::ChildGuard;
 use tacit_wire::{ErrorCode, IntentId};
 
-const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 const ECHO: IntentId = IntentId::from_bytes([1; 32]);
 /// Set in the server process: how many seconds it may live at most.
 const SERVER_ENV: &str = "TACIT_LOAD_SERVER";
@@ -84,15 +86,8 @@ fn limits() -> TransportLimits {
     limits
 }
 
-/// What the server saw.
-#[derive(Default)]
-struct ServerCounts {
-    sessions: AtomicU64,
-    failures: AtomicU64,
-    asks: AtomicU64,
-}
-
-async fn server(counts: Arc<ServerCounts>) -> Endpoint {
+/// The echo server; `stats` counts its sessions, failures and asks.
+async fn server() -> (Endpoint, Arc<EchoStats>) {
     let server = Endpoint::builder()
         .identity(Identity::from_secret_bytes(&[1; 32]))
         .card(AgentCard::new("server"))
@@ -101,35 +96,8 @@ async fn server(counts: Arc<ServerCounts>) -> Endpoint {
         .bind(LOCALHOST)
         .await
         .unwrap();
-    let accepting = server.clone();
-    tokio::spawn(async move {
-        while let Some(accepted) = accepting.accept().await {
-            let session = match accepted {
-                Ok(session) => session,
-                Err(e) => {
-                    eprintln!("server: accept failed: {e}");
-                    counts.failures.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            };
-            counts.sessions.fetch_add(1, Ordering::Relaxed);
-            let counts = counts.clone();
-            tokio::spawn(async move {
-                if let Err(e) = session.ready().await {
-                    eprintln!("server: handshake failed: {e}");
-                    counts.failures.fetch_add(1, Ordering::Relaxed);
-                }
-                while let Some(incoming) = session.next_incoming().await {
-                    if let Incoming::Ask(ask) = incoming {
-                        let payload = ask.envelope.payload.clone();
-                        ask.responder.reply(ECHO, payload);
-                        counts.asks.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    server
+    let stats = echo::spawn(&server);
+    (server, stats)
 }
 
 /// The server process (see the module docs); does nothing in a normal test run.
@@ -146,36 +114,32 @@ fn load_server_process() {
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let counts = Arc::new(ServerCounts::default());
-        let endpoint = server(counts.clone()).await;
+        let (endpoint, stats) = server().await;
         println!("{ADDR_LINE}{}", endpoint.local_addr().unwrap());
         let _ = tokio::time::timeout(lifetime, stop_rx).await;
-        println!(
-            "{DONE_LINE}{} {} {}",
-            counts.sessions.load(Ordering::Relaxed),
-            counts.failures.load(Ordering::Relaxed),
-            counts.asks.load(Ordering::Relaxed)
-        );
+        println!("{DONE_LINE}{} {} {}", stats.sessions(), stats.failures(), stats.asks());
     });
     runtime.shutdown_background();
 }
 
 /// The server process, seen from the test; killed if the test ends early.
 struct ServerProcess {
-    child: Child,
+    child: ChildGuard,
     addr: SocketAddr,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl ServerProcess {
     fn spawn(lifetime: Duration) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["load_server_process", "--exact", "--nocapture", "--test-threads=1"])
-            .env(SERVER_ENV, lifetime.as_secs().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("cannot start the server process");
+        let mut child = ChildGuard(
+            Command::new(std::env::current_exe().unwrap())
+                .args(["load_server_process", "--exact", "--nocapture", "--test-threads=1"])
+                .env(SERVER_ENV, lifetime.as_secs().to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("cannot start the server process"),
+        );
         let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -198,13 +162,6 @@ impl ServerProcess {
         let line = self.lines.recv_timeout(Duration::from_secs(30)).expect("the server process did not stop");
         let counts: Vec<u64> = line[DONE_LINE.len()..].split(' ').map(|n| n.parse().unwrap()).collect();
         (counts[0], counts[1], counts[2])
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

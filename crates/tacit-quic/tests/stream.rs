@@ -1,20 +1,13 @@
 //! The stream lane over loopback: many messages each way, an explicit end,
 //! and truncation told apart from the end.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
 use tacit_quic::{Endpoint, Incoming, Session, StreamError};
+use tacit_testkit::{LOCALHOST, within};
 use tacit_wire::{Act, Envelope, ErrorCode, FrameEncoder, IntentId, IntentRef};
 
-const LOCALHOST: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 const FEED: IntentId = IntentId::from_bytes([4; 32]);
-
-async fn within<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), future).await.expect("test step timed out")
-}
 
 /// A server whose stream handler echoes every message and reports how its
 /// receiving side ended.

@@ -48,6 +48,11 @@ mod frame;
 mod intent_id;
 mod varint;
 
+// A cargo feature rather than `cfg(fuzzing)`: the fuzz workspace enables it
+// with a plain `cargo check` on stable, and the corpus replay of a normal
+// `cargo test` through a dev-dependency on this crate (cargo-fuzz's
+// `--cfg fuzzing` reaches neither).
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 

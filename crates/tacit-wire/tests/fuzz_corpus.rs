@@ -5,7 +5,7 @@
 //! cargo-fuzz targets call ([`tacit_wire::fuzzing`]), so a stable
 //! `cargo test` catches a regression without a fuzzer or a nightly toolchain.
 
-use tacit_wire::fuzzing::corpus::{replay_regressions, replay_seeds};
+use tacit_testkit::corpus::{replay_regressions, replay_seeds};
 
 /// A fuzz target's entry point.
 type Target = fn(&[u8]);
@@ -21,7 +21,7 @@ const TARGETS: [(&str, Target); 3] = [
 /// seed fail early would turn them into noise).
 #[test]
 fn schema_seeds_compute_ids() {
-    use tacit_wire::fuzzing::corpus::{fuzz_dir, inputs};
+    use tacit_testkit::corpus::{fuzz_dir, inputs};
     let computed = inputs(&fuzz_dir().join("corpus/schema"))
         .iter()
         .filter(|path| tacit_wire::fuzzing::schema(&std::fs::read(path).unwrap()).is_some())

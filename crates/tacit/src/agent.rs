@@ -327,7 +327,7 @@ impl AgentBuilder {
     }
 
     /// Serves over this socket instead of binding one at the address given
-    /// to [`bind`](Self::bind) (for fault-injection tests, `tacit_quic::fault`).
+    /// to [`bind`](Self::bind) (for fault-injection tests, `tacit_testkit::fault`).
     #[doc(hidden)]
     pub fn socket(mut self, socket: Arc<dyn tacit_quic::AsyncUdpSocket>) -> Self {
         self.socket = Some(socket);

@@ -15,12 +15,11 @@ use tacit::{
     Act, Agent, AgentBuilder, AgentCard, AskOptions, Context, ContractNet, Error, ErrorCode, Intent, Rejection, Reply,
     StreamReceiver, StreamSender,
 };
+use tacit_testkit::LOCALHOST;
 use tokio::sync::mpsc;
 
-const LOCALHOST: &str = "127.0.0.1:0";
-
 async fn bind(builder: AgentBuilder) -> Agent {
-    builder.bind(LOCALHOST.parse().unwrap()).await.unwrap()
+    builder.bind(LOCALHOST).await.unwrap()
 }
 
 /// Bounds every test: nothing here may hang.

@@ -1,4 +1,4 @@
-//! Agents over fault-injecting sockets (`tacit_quic::fault`): a black hole
+//! Agents over fault-injecting sockets (`tacit_testkit::fault`): a black hole
 //! longer than the idle timeout, and a Jepsen-style history check of asks
 //! made while a nemesis injects faults and restarts the server.
 //!
@@ -13,19 +13,11 @@ use std::time::{Duration, Instant};
 
 use tacit::intents::{DelegateTask, TaskState, TaskStatus};
 use tacit::{Agent, AskOptions, Context, Error, ErrorCode, Identity, Peer, ReconnectPolicy, TransportLimits};
-use tacit_quic::fault::{FaultHandle, Faults, FaultySocket, Rng, for_each_seed};
-
-const LOCALHOST: &str = "127.0.0.1:0";
+use tacit_testkit::fault::{FaultHandle, Faults, FaultySocket, Rng, for_each_seed};
+use tacit_testkit::{LOCALHOST, within_for};
 
 fn long() -> bool {
     std::env::var_os("TACIT_FAULT_LONG").is_some()
-}
-
-async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what}: no outcome within {limit:?}"),
-    }
 }
 
 /// Short timeouts: a connection is declared lost after 1.5 s of silence.
@@ -88,7 +80,7 @@ async fn server(socket: Arc<FaultySocket>, log: Arc<Log>) -> Agent {
             }
         })
         // The address is the socket's.
-        .bind(LOCALHOST.parse().unwrap())
+        .bind(LOCALHOST)
         .await
         .unwrap()
 }
@@ -98,8 +90,8 @@ async fn client(faults: &FaultHandle) -> Agent {
         .limits(limits())
         .reconnect(reconnect())
         .emits::<DelegateTask>()
-        .socket(FaultySocket::bind(LOCALHOST.parse().unwrap(), faults).unwrap())
-        .bind(LOCALHOST.parse().unwrap())
+        .socket(FaultySocket::bind(LOCALHOST, faults).unwrap())
+        .bind(LOCALHOST)
         .await
         .unwrap()
 }
@@ -109,7 +101,7 @@ fn task(id: &str, millis: u64) -> DelegateTask {
 }
 
 async fn wait_for(what: &str, condition: impl Fn() -> bool) {
-    within(Duration::from_secs(10), what, async {
+    within_for(Duration::from_secs(10), what, async {
         while !condition() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -122,7 +114,7 @@ async fn black_hole_longer_than_the_idle_timeout() {
     for_each_seed("black_hole_longer_than_the_idle_timeout", 2, |seed| async move {
         let faults = FaultHandle::new(seed);
         let log = Arc::new(Log::default());
-        let server = server(FaultySocket::bind(LOCALHOST.parse().unwrap(), &faults).unwrap(), log.clone()).await;
+        let server = server(FaultySocket::bind(LOCALHOST, &faults).unwrap(), log.clone()).await;
         let client = client(&faults).await;
         let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
         peer.ready().await.unwrap();
@@ -139,9 +131,9 @@ async fn black_hole_longer_than_the_idle_timeout() {
         // The answers (due in 300 ms) fall into a black hole that outlasts
         // the idle timeout (1.5 s): both connections die.
         faults.black_hole_for(Duration::from_secs(3));
-        let plain = within(Duration::from_secs(20), "the plain ask", plain).await.unwrap();
+        let plain = within_for(Duration::from_secs(20), "the plain ask", plain).await.unwrap();
         assert!(matches!(plain, Err(Error::Unknown { .. })), "a lost answer is an unknown outcome: {plain:?}");
-        let retried = within(Duration::from_secs(30), "the idempotent ask", retried).await.unwrap();
+        let retried = within_for(Duration::from_secs(30), "the idempotent ask", retried).await.unwrap();
         let reply = retried.expect("an idempotent ask is re-sent after the reconnect and answered");
         assert_eq!(reply.message.task_id, "retried");
         // The retry window answered the re-sent ask: it ran exactly once.
@@ -149,7 +141,7 @@ async fn black_hole_longer_than_the_idle_timeout() {
         let metrics = client.metrics();
         assert!(metrics.reconnects >= 1 && metrics.retries >= 1, "{metrics:?}");
         // And the peer keeps working.
-        let reply = within(Duration::from_secs(10), "an ask after", peer.ask(task("after", 0))).await.unwrap();
+        let reply = within_for(Duration::from_secs(10), "an ask after", peer.ask(task("after", 0))).await.unwrap();
         assert_eq!(reply.task_id, "after");
     })
     .await;
@@ -164,13 +156,13 @@ async fn idempotent_ask_whose_reconnect_fails_is_unknown() {
     for_each_seed("idempotent_ask_whose_reconnect_fails_is_unknown", 1, |seed| async move {
         let (server_faults, client_faults) = (FaultHandle::new(seed), FaultHandle::new(!seed));
         let log = Arc::new(Log::default());
-        let server = server(FaultySocket::bind(LOCALHOST.parse().unwrap(), &server_faults).unwrap(), log.clone()).await;
+        let server = server(FaultySocket::bind(LOCALHOST, &server_faults).unwrap(), log.clone()).await;
         let client = Agent::builder()
             .limits(limits())
             .reconnect(reconnect().max_attempts(2))
             .emits::<DelegateTask>()
-            .socket(FaultySocket::bind(LOCALHOST.parse().unwrap(), &client_faults).unwrap())
-            .bind(LOCALHOST.parse().unwrap())
+            .socket(FaultySocket::bind(LOCALHOST, &client_faults).unwrap())
+            .bind(LOCALHOST)
             .await
             .unwrap();
         let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
@@ -182,7 +174,7 @@ async fn idempotent_ask_whose_reconnect_fails_is_unknown() {
         // The server goes silent for good: the connection dies, the
         // reconnects time out.
         server_faults.black_hole(true);
-        let outcome = within(Duration::from_secs(20), "the ask's outcome", asked).await.unwrap();
+        let outcome = within_for(Duration::from_secs(20), "the ask's outcome", asked).await.unwrap();
         assert!(matches!(outcome, Err(Error::Unknown { .. })), "it ran, so its outcome is unknown: {outcome:?}");
     })
     .await;
@@ -255,7 +247,7 @@ async fn history_under_a_nemesis() {
         let run_for = if long() { Duration::from_secs(60) } else { Duration::from_secs(12) };
         let log = Arc::new(Log::default());
         let server_faults = FaultHandle::new(seed);
-        let first = server(FaultySocket::bind(LOCALHOST.parse().unwrap(), &server_faults).unwrap(), log.clone()).await;
+        let first = server(FaultySocket::bind(LOCALHOST, &server_faults).unwrap(), log.clone()).await;
         let addr = first.local_addr().unwrap();
         let server_id = first.id();
         let server_slot = Arc::new(tokio::sync::Mutex::new(Some(first)));
@@ -351,7 +343,8 @@ async fn history_under_a_nemesis() {
                 7..=8 => {
                     let from = Instant::now();
                     let old = server_slot.lock().await.take().unwrap();
-                    within(Duration::from_secs(10), "a graceful shutdown", old.shutdown(Duration::from_secs(2))).await;
+                    within_for(Duration::from_secs(10), "a graceful shutdown", old.shutdown(Duration::from_secs(2)))
+                        .await;
                     drop(old);
                     let new = restart(addr, &log, &server_faults).await;
                     *server_slot.lock().await = Some(new);
@@ -380,7 +373,7 @@ async fn history_under_a_nemesis() {
             handle.clear();
         }
         stop.store(true, Ordering::SeqCst);
-        within(Duration::from_secs(60), "the workers to finish", async {
+        within_for(Duration::from_secs(60), "the workers to finish", async {
             while let Some(result) = workers.join_next().await {
                 result.unwrap();
             }
@@ -388,7 +381,8 @@ async fn history_under_a_nemesis() {
         .await;
         // Once the nemesis rests, every client works again.
         for (_, peer) in &clients {
-            let reply = within(Duration::from_secs(20), "an ask after the nemesis", peer.ask(task("final", 0))).await;
+            let reply =
+                within_for(Duration::from_secs(20), "an ask after the nemesis", peer.ask(task("final", 0))).await;
             assert_eq!(reply.unwrap().task_id, "final");
         }
 

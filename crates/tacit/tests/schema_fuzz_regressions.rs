@@ -4,7 +4,7 @@
 //! [`tacit::Schema::new`] over it, which must return, never panic.
 
 use bytes::Bytes;
-use tacit_wire::fuzzing::corpus::{fuzz_dir, inputs, replay};
+use tacit_testkit::corpus::{fuzz_dir, inputs, replay};
 
 fn schema_target(data: &[u8]) {
     if let Some((name, id)) = tacit_wire::fuzzing::schema(data)

@@ -1,4 +1,4 @@
-//! Fault injection for tests (feature `fault-injection`): a UDP socket for
+//! Fault injection for tests (feature `quic`): a UDP socket for
 //! quinn that loses (in bursts), duplicates, reorders, delays, corrupts and
 //! truncates the datagrams it sends, drops those above an MTU, and
 //! black-holes both directions for a while.
@@ -20,7 +20,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
-//! use tacit_quic::fault::{FaultHandle, Faults, FaultySocket};
+//! use tacit_testkit::fault::{FaultHandle, Faults, FaultySocket};
 //! let faults = FaultHandle::new(42);
 //! let socket = FaultySocket::bind("127.0.0.1:0".parse().unwrap(), &faults)?;
 //! faults.set(Faults::none().loss(0.02, 3).duplicate(0.1));
@@ -360,7 +360,7 @@ struct SocketState {
 
 /// A UDP socket for quinn that injects the faults of its [`FaultHandle`]
 /// into what it sends. Bind an endpoint over it with
-/// [`EndpointBuilder::bind_with_socket`](crate::EndpointBuilder::bind_with_socket).
+/// [`EndpointBuilder::bind_with_socket`](tacit_quic::EndpointBuilder::bind_with_socket).
 #[derive(Debug)]
 pub struct FaultySocket {
     inner: Arc<dyn AsyncUdpSocket>,

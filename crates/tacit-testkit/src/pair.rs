@@ -1,6 +1,6 @@
 //! An in-memory connection between a dialer and an acceptor with simulated
-//! time and latency (the idea of quinn-proto's test `Pair`), for tests,
-//! fuzzing and benchmarks. Enabled by the `test-utils` feature.
+//! time and latency (the idea of quinn-proto's test `Pair`), for tests of
+//! the sans-IO handshake (feature `handshake`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{Event, Handshake, HandshakeConfig};
+use tacit_handshake::{Event, Handshake, HandshakeConfig};
 
 /// Which end of the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
