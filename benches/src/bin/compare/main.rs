@@ -7,6 +7,7 @@
 //! taskset -c 0 cargo run --release -p tacit-benches --bin compare            # measure, rewrite BENCHMARKS.md
 //! taskset -c 0 cargo run --release -p tacit-benches --bin compare -- --no-write
 //! cargo run -p tacit-benches --bin compare -- --quick                        # smoke test (CI), writes nothing
+//! taskset -c 0 cargo run --release -p tacit-benches --bin compare -- --round-trips-only  # pinned + unpinned round trips
 //! ```
 //!
 //! Cases (every client and server in this process, over 127.0.0.1, all the
@@ -32,6 +33,14 @@
 //! with 1,000 and 10,000 idle sessions (a child process per case). Cases of
 //! one figure run in interleaved rounds, so all see the same machine state;
 //! ratios are to the Tacit agent API, from the same run.
+//!
+//! Round trips as users run them (issue 12, finding 9), in a child process
+//! that is not pinned whatever `taskset` the parent runs under: tokio's
+//! default multi-thread runtime, the servers on one and the clients on
+//! another, the asks from `block_on` as in `#[tokio::main]`; for the Tacit
+//! cases, raw quinn, gRPC and JSON-RPC, with thread wake-ups per round trip,
+//! and two more flavours for the analysis (see `unpinned.rs`). Ratios there
+//! are to raw quinn's long-lived stream of the same child.
 
 mod codec;
 mod grpc;
@@ -41,6 +50,7 @@ mod quic_net;
 mod report;
 mod tcp_floor;
 mod tcp_io;
+mod unpinned;
 
 use std::time::{Duration, Instant};
 
@@ -497,19 +507,27 @@ fn main() {
         memory::child(&args[1..]);
         return;
     }
-    let flag = |name: &str| args.iter().any(|a| a == name);
-    if flag("--help") || flag("-h") {
-        println!("usage: compare [--quick] [--no-write]");
-        println!("  --quick     a smoke run with small counts (writes nothing)");
-        println!("  --no-write  print the tables only; do not rewrite BENCHMARKS.md");
+    if args.first().is_some_and(|a| a == "--unpinned") {
+        unpinned::child(&args[1..]);
         return;
     }
-    if let Some(unknown) = args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--no-write" | "--bench")) {
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    if flag("--help") || flag("-h") {
+        println!("usage: compare [--quick] [--no-write] [--round-trips-only]");
+        println!("  --quick             a smoke run with small counts (writes nothing)");
+        println!("  --no-write          print the tables only; do not rewrite BENCHMARKS.md");
+        println!("  --round-trips-only  only the round trips, pinned and unpinned (writes nothing)");
+        return;
+    }
+    if let Some(unknown) =
+        args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--no-write" | "--round-trips-only" | "--bench"))
+    {
         eprintln!("unknown argument {unknown:?}; see --help");
         std::process::exit(2);
     }
     let quick = flag("--quick");
-    let write = !quick && !flag("--no-write");
+    let round_trips_only = flag("--round-trips-only");
+    let write = !quick && !round_trips_only && !flag("--no-write");
     let counts = Counts::new(quick);
     let started = Instant::now();
 
@@ -517,18 +535,36 @@ fn main() {
     let mut net = run(&rt, Net::new());
     eprintln!("compare: set up in {:.1} s; round trips", started.elapsed().as_secs_f64());
     let round_trips = measure(&rt, &mut net, Figure::RoundTrip, &Case::ALL, counts);
-    eprintln!("compare: throughput ({:.0} s)", started.elapsed().as_secs_f64());
-    let throughput = measure(&rt, &mut net, Figure::Throughput, &Case::ALL, counts);
-    eprintln!("compare: connects ({:.0} s)", started.elapsed().as_secs_f64());
-    let connect_cases: Vec<Case> = Case::ALL.into_iter().filter(|c| c.has_connect()).collect();
-    let connects = measure(&rt, &mut net, Figure::Connect, &connect_cases, counts);
+    let (throughput, connects) = if round_trips_only {
+        (Vec::new(), Vec::new())
+    } else {
+        eprintln!("compare: throughput ({:.0} s)", started.elapsed().as_secs_f64());
+        let throughput = measure(&rt, &mut net, Figure::Throughput, &Case::ALL, counts);
+        eprintln!("compare: connects ({:.0} s)", started.elapsed().as_secs_f64());
+        let connect_cases: Vec<Case> = Case::ALL.into_iter().filter(|c| c.has_connect()).collect();
+        (throughput, measure(&rt, &mut net, Figure::Connect, &connect_cases, counts))
+    };
     run(&rt, net.shutdown());
     drop(rt);
-    eprintln!("compare: encode/decode ({:.0} s)", started.elapsed().as_secs_f64());
-    let codecs = codec::measure(counts.codec_calls, counts.codec_rounds);
-    eprintln!("compare: idle sessions ({:.0} s)", started.elapsed().as_secs_f64());
-    let idle =
-        memory::IdleCase::ALL.into_iter().map(|case| (case, memory::measure(case, &counts.idle_sessions))).collect();
+    let unpinned = unpinned::Flavor::ALL
+        .into_iter()
+        .map(|flavor| {
+            eprintln!("compare: round trips unpinned, {} ({:.0} s)", flavor.arg(), started.elapsed().as_secs_f64());
+            (flavor, unpinned::measure(flavor, counts))
+        })
+        .collect();
+    let (codecs, idle) = if round_trips_only {
+        (Vec::new(), Vec::new())
+    } else {
+        eprintln!("compare: encode/decode ({:.0} s)", started.elapsed().as_secs_f64());
+        let codecs = codec::measure(counts.codec_calls, counts.codec_rounds);
+        eprintln!("compare: idle sessions ({:.0} s)", started.elapsed().as_secs_f64());
+        let idle = memory::IdleCase::ALL
+            .into_iter()
+            .map(|case| (case, memory::measure(case, &counts.idle_sessions)))
+            .collect();
+        (codecs, idle)
+    };
 
     let results = Results {
         round_trips: round_trips.into_iter().map(|(c, s, a)| (c, Latency::of(s), a)).collect(),
@@ -540,6 +576,7 @@ fn main() {
             })
             .collect(),
         connects: connects.into_iter().map(|(c, s, a)| (c, Latency::of(s), a)).collect(),
+        unpinned,
         codecs,
         idle,
         counts,

@@ -68,15 +68,37 @@ pub(crate) struct RawQuic {
     client: Endpoint,
 }
 
-impl RawQuic {
+/// The server half of [`RawQuic`], started on one runtime before its client
+/// is added on another (the unpinned cases).
+pub(crate) struct RawServer {
+    server: Endpoint,
+    server_task: JoinHandle<()>,
+    server_closed: mpsc::UnboundedReceiver<()>,
+    server_addr: SocketAddr,
+}
+
+impl RawServer {
+    /// The server endpoint and its accept task, on the current runtime.
     pub(crate) fn start() -> Self {
         let server = Endpoint::server(raw_quic::server_config(), localhost()).expect("a server endpoint");
         let server_addr = server.local_addr().expect("a bound address");
         let (closed, server_closed) = mpsc::unbounded_channel();
         let server_task = tokio::spawn(raw_quic::serve(server.clone(), closed, Arc::new(Received::default())));
+        Self { server, server_task, server_closed, server_addr }
+    }
+
+    /// Adds the client endpoint, on the current runtime.
+    pub(crate) fn with_client(self) -> RawQuic {
+        let Self { server, server_task, server_closed, server_addr } = self;
         let mut client = Endpoint::client(localhost()).expect("a client endpoint");
         client.set_default_client_config(raw_quic::client_config());
-        Self { server, server_task, server_closed, server_addr, client }
+        RawQuic { server, server_task, server_closed, server_addr, client }
+    }
+}
+
+impl RawQuic {
+    pub(crate) fn start() -> Self {
+        RawServer::start().with_client()
     }
 
     /// A new connection; `long_lived` picks the server's stream mode.
@@ -162,21 +184,44 @@ pub(crate) struct TacitSessions {
     client: tacit_quic::Endpoint,
 }
 
-impl TacitSessions {
+/// The server half of [`TacitSessions`] (see [`RawServer`]).
+pub(crate) struct SessionServer {
+    server: tacit_quic::Endpoint,
+    server_task: JoinHandle<()>,
+    server_closed: mpsc::UnboundedReceiver<()>,
+    server_addr: SocketAddr,
+    server_id: AgentId,
+    idle_defaults: bool,
+}
+
+impl SessionServer {
+    /// The server endpoint and its accept task, on the current runtime.
     pub(crate) async fn start(idle_defaults: bool) -> Self {
         let server_capabilities = Capabilities::default()
             .with_intent(IntentOffer::handles(ReserveSlot::ID, ReserveSlot::NAME))
             .with_intent(IntentOffer::emits(Ack::ID, Ack::NAME));
-        let client_capabilities = Capabilities::default()
-            .with_intent(IntentOffer::emits(ReserveSlot::ID, ReserveSlot::NAME))
-            .with_intent(IntentOffer::handles(Ack::ID, Ack::NAME));
         let server = endpoint("bench-server", server_capabilities, idle_defaults).await;
         let server_addr = server.local_addr().expect("a bound address");
         let server_id = server.agent_id();
         let (closed, server_closed) = mpsc::unbounded_channel();
         let server_task = tokio::spawn(serve_sessions(server.clone(), closed));
+        Self { server, server_task, server_closed, server_addr, server_id, idle_defaults }
+    }
+
+    /// Adds the client endpoint, on the current runtime.
+    pub(crate) async fn with_client(self) -> TacitSessions {
+        let Self { server, server_task, server_closed, server_addr, server_id, idle_defaults } = self;
+        let client_capabilities = Capabilities::default()
+            .with_intent(IntentOffer::emits(ReserveSlot::ID, ReserveSlot::NAME))
+            .with_intent(IntentOffer::handles(Ack::ID, Ack::NAME));
         let client = endpoint("bench-client", client_capabilities, idle_defaults).await;
-        Self { server, server_task, server_closed, server_addr, server_id, client }
+        TacitSessions { server, server_task, server_closed, server_addr, server_id, client }
+    }
+}
+
+impl TacitSessions {
+    pub(crate) async fn start(idle_defaults: bool) -> Self {
+        SessionServer::start(idle_defaults).await.with_client().await
     }
 
     /// A new session (asks may be sent at once).
@@ -255,7 +300,12 @@ pub(crate) struct TacitAgents {
 
 impl TacitAgents {
     pub(crate) async fn start(idle_defaults: bool) -> Self {
-        let server = Agent::builder()
+        Self::with_client(Self::server(idle_defaults).await, idle_defaults).await
+    }
+
+    /// The server agent, on the current runtime.
+    pub(crate) async fn server(idle_defaults: bool) -> Agent {
+        Agent::builder()
             .card(AgentCard::new("bench-server"))
             .limits(tacit_limits(idle_defaults))
             .on_ask(|_cx: Context, slot: ReserveSlot| async move {
@@ -263,7 +313,11 @@ impl TacitAgents {
             })
             .bind(localhost())
             .await
-            .expect("a server agent");
+            .expect("a server agent")
+    }
+
+    /// Adds the client agent to `server`, on the current runtime.
+    pub(crate) async fn with_client(server: Agent, idle_defaults: bool) -> Self {
         let client = Agent::builder()
             .card(AgentCard::new("bench-client"))
             .limits(tacit_limits(idle_defaults))

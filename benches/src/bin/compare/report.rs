@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::codec::{Codec, CodecFigures};
 use crate::memory::{IdleCase, IdleFigures};
+use crate::unpinned::{self, Flavor};
 use crate::{Case, Counts, IN_FLIGHT};
 
 const BEGIN: &str = "<!-- compare:begin -->";
@@ -46,6 +47,8 @@ pub(crate) struct Results {
     pub(crate) throughput: Vec<(Case, f64, f64)>,
     /// Latency and allocations per connect + first request.
     pub(crate) connects: Vec<(Case, Latency, f64)>,
+    /// Round trips unpinned, per flavour (`None`: the child failed).
+    pub(crate) unpinned: Vec<(Flavor, Option<unpinned::Run>)>,
     pub(crate) codecs: Vec<(Codec, CodecFigures)>,
     pub(crate) idle: Vec<(IdleCase, Option<IdleFigures>)>,
     pub(crate) counts: Counts,
@@ -60,6 +63,15 @@ impl Results {
         for (case, latency, _) in &self.round_trips {
             data.insert(format!("rtt_p50/{}", case.key()), latency.p50);
             data.insert(format!("rtt_p99/{}", case.key()), latency.p99);
+        }
+        for (flavor, run) in &self.unpinned {
+            for (case, figures) in run.iter().flat_map(|run| &run.cases) {
+                if *flavor == Flavor::Multi {
+                    data.insert(format!("mt_rtt_p50/{}", case.key()), figures.latency.p50);
+                    data.insert(format!("mt_rtt_p99/{}", case.key()), figures.latency.p99);
+                }
+                data.insert(format!("wake_ups/{}/{}", flavor.arg(), case.key()), figures.wake_ups());
+            }
         }
         for (case, rate, _) in &self.throughput {
             data.insert(format!("tput/{}", case.key()), *rate);
@@ -159,7 +171,12 @@ pub(crate) fn run_block(results: &Results) -> String {
         );
     }
 
+    unpinned_tables(&mut out, results);
+
     let tacit_rate = results.throughput.iter().find(|r| r.0 == Case::TacitAgent).map_or(0.0, |r| r.1);
+    if results.throughput.is_empty() {
+        return finish(out, results);
+    }
     let _ = writeln!(
         out,
         "\nThroughput at {IN_FLIGHT} in flight on one connection ({} messages per case; HTTP/1.1 cannot have more \
@@ -280,10 +297,87 @@ pub(crate) fn run_block(results: &Results) -> String {
             mib(figures.base as f64),
         );
     }
+    finish(out, results)
+}
+
+/// The run's data and end marker.
+fn finish(mut out: String, results: &Results) -> String {
     let data = serde_json::to_string(&results.data()).unwrap_or_default();
     let _ = writeln!(out, "\n{DATA}{data} -->");
     let _ = writeln!(out, "{RUN_END}");
     out
+}
+
+/// The round trips as users run them (issue 12, finding 9), and the thread
+/// wake-ups behind them.
+fn unpinned_tables(out: &mut String, results: &Results) {
+    let c = results.counts;
+    let pinned = |case: Case| results.round_trips.iter().find(|r| r.0 == case).map_or(Latency::default(), |r| r.1);
+    let Some((_, Some(multi))) = results.unpinned.iter().find(|(f, _)| *f == Flavor::Multi) else {
+        let _ = writeln!(out, "\nRound trips unpinned: the child process failed (see its output).");
+        return;
+    };
+    let quinn = multi.cases.iter().find(|r| r.0 == Case::QuinnLongLived).map_or(Latency::default(), |r| r.1.latency);
+    let _ = writeln!(
+        out,
+        "\nRound trip at 1 in flight **as users run it**: tokio's default multi-thread runtime ({} worker threads \
+         = cores), not pinned (CPUs {}), the servers on one runtime and the clients on another, each ask awaited \
+         from `block_on` as in `#[tokio::main]` ({} per case in {} interleaved rounds, after {} ms warm-up each, in \
+         a child process). Ratios to raw quinn's long-lived stream in the same child, and to the same case pinned \
+         above; wake-ups: voluntary context switches per round trip, all threads:\n",
+        multi.workers,
+        multi.cpus,
+        thousands(c.round_trips as f64),
+        c.rounds,
+        c.warm_up.as_millis()
+    );
+    let _ = writeln!(out, "| case | p50 µs | p99 µs | p50 × raw quinn | p99 × raw quinn | p50 × pinned | wake-ups |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for (case, f) in &multi.cases {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.1} | {} | {} | {} | {:.2} |",
+            case.label(),
+            f.latency.p50,
+            f.latency.p99,
+            ratio(f.latency.p50, quinn.p50),
+            ratio(f.latency.p99, quinn.p99),
+            ratio(f.latency.p50, pinned(*case).p50),
+            f.wake_ups()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThread wake-ups per round trip by runtime flavour (voluntary context switches: a thread blocked and \
+         had to be woken; the asking thread is the one in `block_on`; parks: tokio worker parks):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| case | runtimes | p50 µs | asking thread | client runtime | server runtime | all | client parks | server \
+         parks |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for &case in &unpinned::CASES {
+        for (flavor, run) in &results.unpinned {
+            let Some(f) = run.as_ref().and_then(|run| run.cases.iter().find(|r| r.0 == case)).map(|r| r.1) else {
+                let _ = writeln!(out, "| {} | {} | failed | | | | | | |", case.label(), flavor.label());
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                case.label(),
+                flavor.label(),
+                f.latency.p50,
+                f.sleeps[0],
+                f.sleeps[1],
+                f.sleeps[2],
+                f.wake_ups(),
+                f.parks[0],
+                f.parks[1]
+            );
+        }
+    }
 }
 
 impl IdleCase {
@@ -526,6 +620,13 @@ ids, a 16-character conversation id, five 22–24 character strings and a 128-by
 - **JSON-RPC**: HTTP/1.1 `POST` of a JSON-RPC 2.0 request carrying `FlatRequest`'s fields (byte strings in base64;
   about 560 bytes), answered `{\"result\":{\"ok\":true}}`; hyper 1 server and connection-level client, keep-alive,
   serde_json with owned strings; TLS 1.3 as above, or plain.
+- **As users run it** (issue 12, finding 9): the Tacit, raw quinn long-lived, gRPC and JSON-RPC round trips again,
+  in a child process that widens its CPU affinity to every CPU (not pinned, whatever `taskset` the harness runs
+  under), on tokio's default multi-thread runtime (worker threads = cores): the servers on one runtime, the clients
+  on another, as a server process and a client process would have, each ask awaited from `block_on` as in
+  `#[tokio::main]`. Two more flavours for the wake-up analysis: the same with the ask loop in a spawned task, and
+  two current-thread runtimes (client on the asking thread, server on its own). The runtimes' threads are named so
+  their context switches can be told apart; otherwise they are `#[tokio::main]`'s.
 
 Ratios are to the Tacit agent API row (\"× Tacit\" above 1 means more time or more messages than Tacit).
 ";
