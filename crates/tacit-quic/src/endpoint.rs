@@ -110,7 +110,14 @@ fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
     // is a secret only the key's holder can compute, the same every run.
     let signature = identity.sign(b"tacit stateless reset key v1");
     let key = blake3::derive_key("tacit stateless reset key v1", &signature.to_bytes());
-    quinn::EndpointConfig::new(Arc::new(ResetKey(key)))
+    // The connection ids carry a check value keyed the same way: a restarted
+    // agent must accept its previous incarnation's ids as its own, or it
+    // drops their packets as invalid instead of resetting them.
+    let cid = blake3::derive_key("tacit connection id key v1", &signature.to_bytes());
+    let cid_key = u64::from_le_bytes([cid[0], cid[1], cid[2], cid[3], cid[4], cid[5], cid[6], cid[7]]);
+    let mut config = quinn::EndpointConfig::new(Arc::new(ResetKey(key)));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    config
 }
 
 /// The stateless-reset key: a keyed BLAKE3 MAC (quinn asks only for an HMAC-like key).

@@ -478,3 +478,176 @@ fn check(history: &[Op], executions: &[Execution], kills: &[Kill], crashed: &Has
     assert!(problems.is_empty(), "{} problems (kills {kinds:?}):\n{}", problems.len(), problems.join("\n"));
     rerun_after_crash
 }
+
+// Losing the server as a user of the defaults would (trial findings 1–3 of
+// issue 12): default transport limits (a 30 s idle timeout), so only the
+// link's own behaviour can end an ask early.
+
+/// A server with the default limits and a fixed identity, on `socket`.
+async fn plain_server(socket: Arc<FaultySocket>, log: Arc<Log>) -> Agent {
+    Agent::builder()
+        .identity(Identity::from_secret_bytes(&[2; 32]))
+        .socket(socket)
+        .on_ask(move |_: Context, task: DelegateTask| {
+            let log = log.clone();
+            async move {
+                log.executions.lock().unwrap().push(Execution {
+                    task: task.task_id.clone(),
+                    incarnation: log.incarnation.load(Ordering::SeqCst),
+                    at: Instant::now(),
+                });
+                Ok(TaskStatus { task_id: task.task_id, state: TaskState::Completed as i32, ..Default::default() })
+            }
+        })
+        .bind(LOCALHOST)
+        .await
+        .unwrap()
+}
+
+/// The server again at `addr` (once the old socket is gone).
+async fn plain_restart(addr: SocketAddr, log: &Arc<Log>) -> Agent {
+    log.incarnation.fetch_add(1, Ordering::SeqCst);
+    let faults = FaultHandle::new(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let socket = loop {
+        match FaultySocket::bind(addr, &faults) {
+            Ok(socket) => break socket,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("cannot bind {addr} again: {e}"),
+        }
+    };
+    plain_server(socket, log.clone()).await
+}
+
+async fn plain_client(policy: ReconnectPolicy) -> Agent {
+    Agent::builder().reconnect(policy).emits::<DelegateTask>().bind(LOCALHOST).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_without_restart_ends_every_ask() {
+    let log = Arc::new(Log::default());
+    let server = plain_server(FaultySocket::bind(LOCALHOST, &FaultHandle::new(0)).unwrap(), log.clone()).await;
+    let addr = server.local_addr().unwrap();
+    // Few, short attempts, so that an ask without a deadline ends soon too.
+    let policy = ReconnectPolicy::default().connect_timeout(Duration::from_millis(400)).max_attempts(3);
+    let client = plain_client(policy).await;
+    let peer = client.connect(addr, server.id()).await.unwrap();
+    peer.ask(task("before", 0)).await.unwrap();
+    server.shutdown(Duration::from_millis(200)).await;
+    drop(server);
+
+    // With a deadline: over at the deadline, not when the server comes back.
+    let started = Instant::now();
+    let options = AskOptions::default().deadline(Duration::from_millis(500));
+    let outcome =
+        within_for(Duration::from_secs(5), "the ask with a deadline", peer.ask_with(task("d", 0), options)).await;
+    let took = started.elapsed();
+    assert!(matches!(outcome, Err(Error::DeadlineExceeded { .. })), "{outcome:?}");
+    assert!(took < Duration::from_millis(900), "ended after {took:?}, its deadline was 500 ms");
+
+    // Without one: not sent, once a round of re-dials has failed (3 × 400 ms
+    // plus the delays), naming what was tried.
+    let started = Instant::now();
+    let outcome = within_for(Duration::from_secs(10), "the ask without a deadline", peer.ask(task("n", 0))).await;
+    let took = started.elapsed();
+    match &outcome {
+        Err(error @ Error::Session(_)) => {
+            let text = error.to_string();
+            assert!(text.contains("cannot reach") && text.contains(&addr.to_string()), "{text}");
+        }
+        other => panic!("expected a not-sent error, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(4), "ended after {took:?}");
+    assert!(matches!(peer.state(), tacit::LinkState::Down { .. }), "{:?}", peer.state());
+    assert_eq!(log.count("d") + log.count("n"), 0, "neither ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_then_restart_answers_the_waiting_asks() {
+    let log = Arc::new(Log::default());
+    let server = plain_server(FaultySocket::bind(LOCALHOST, &FaultHandle::new(0)).unwrap(), log.clone()).await;
+    let addr = server.local_addr().unwrap();
+    let client = plain_client(ReconnectPolicy::default()).await;
+    let peer = client.connect(addr, server.id()).await.unwrap();
+    let mut watch = peer.watch().expect("a dialed peer has a link");
+    peer.ask(task("before", 0)).await.unwrap();
+    server.shutdown(Duration::from_millis(200)).await;
+    drop(server);
+
+    // Asks made while the server is away, with and without a deadline.
+    let with_deadline = {
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            peer.ask_with(task("d", 0), AskOptions::default().deadline(Duration::from_secs(5))).await.map(|r| r.message)
+        })
+    };
+    let without = {
+        let peer = peer.clone();
+        tokio::spawn(async move { peer.ask(task("n", 0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _server = plain_restart(addr, &log).await;
+    let back = Instant::now();
+    for (name, ask) in [("with a deadline", with_deadline), ("without", without)] {
+        let outcome = within_for(Duration::from_secs(10), name, ask).await.unwrap();
+        assert!(outcome.is_ok(), "the ask {name}: {outcome:?}");
+    }
+    let took = back.elapsed();
+    assert!(took < Duration::from_millis(1500), "answered {took:?} after the server came back");
+    assert_eq!((log.count("d"), log.count("n")), (1, 1));
+    // The link says it reconnected, so a client can subscribe again.
+    let generation = within_for(Duration::from_secs(5), "the reconnect event", watch.reconnected_after(1)).await;
+    assert!(generation.is_some_and(|g| g >= 2), "{generation:?}");
+    assert!(client.metrics().reconnects >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_and_restart_on_the_same_address_is_noticed_at_once() {
+    let log = Arc::new(Log::default());
+    let faults = FaultHandle::new(0);
+    let server = plain_server(FaultySocket::bind(LOCALHOST, &faults).unwrap(), log.clone()).await;
+    let addr = server.local_addr().unwrap();
+    let client = plain_client(ReconnectPolicy::default()).await;
+    let peer = client.connect(addr, server.id()).await.unwrap();
+    let mut watch = peer.watch().expect("a dialed peer has a link");
+    peer.ask(task("before", 0)).await.unwrap();
+
+    // A crash: nothing more leaves the old server, not even its close.
+    faults.black_hole(true);
+    server.endpoint().close(ErrorCode::Unspecified, b"crash");
+    drop(server);
+    // Asks sent into the void: one that may be re-sent, one that may not.
+    let idempotent = {
+        let peer = peer.clone();
+        tokio::spawn(async move { peer.ask_with(task("i", 0), AskOptions::default().idempotent()).await })
+    };
+    let plain = {
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            peer.ask_with(task("p", 0), AskOptions::default().deadline(Duration::from_secs(8))).await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _server = plain_restart(addr, &log).await;
+    let back = Instant::now();
+
+    // The restarted server (same key) answers the old connection's packets
+    // with a stateless reset: the client re-dials at once, far inside the
+    // 30 s idle timeout.
+    let generation = within_for(Duration::from_secs(10), "the reconnect", watch.reconnected_after(1)).await;
+    let noticed = back.elapsed();
+    assert!(generation.is_some_and(|g| g >= 2), "{generation:?}");
+    // The bound: the client's next packet, at the latest its keep-alive (1 s
+    // by default), plus a re-dial.
+    assert!(noticed < Duration::from_millis(1500), "noticed the restart after {noticed:?}");
+    let idempotent = within_for(Duration::from_secs(10), "the idempotent ask", idempotent).await.unwrap();
+    assert!(idempotent.is_ok(), "re-sent on the new session: {idempotent:?}");
+    let plain = within_for(Duration::from_secs(10), "the plain ask", plain).await.unwrap();
+    assert!(matches!(plain, Err(Error::Unknown { .. })), "sent, then the connection was lost: {plain:?}");
+    let took = back.elapsed();
+    assert!(took < Duration::from_millis(1500), "the asks ended {took:?} after the restart");
+    // New asks work at once.
+    let options = AskOptions::default().deadline(Duration::from_secs(1));
+    peer.ask_with(task("after", 0), options).await.unwrap();
+    eprintln!("restart noticed after {noticed:?}; waiting asks ended after {took:?}");
+}
