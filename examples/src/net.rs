@@ -6,7 +6,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tacit::{Agent, AgentBuilder, AgentId, Error, Identity, Peer, TransportLimits};
+use tacit::{Agent, AgentBuilder, AgentId, Error, Identity, Peer};
 
 /// An error for the command line: one message that says what failed and
 /// what to try.
@@ -66,13 +66,10 @@ impl fmt::Display for PeerSpec {
     }
 }
 
-/// Transport limits for the examples: the default, with the QUIC handshake
-/// bounded a little after `connect_timeout`, so that [`connect`]'s own
-/// timeout (and its message) comes first.
-pub fn limits(connect_timeout: Duration) -> TransportLimits {
-    let mut limits = TransportLimits::default();
-    limits.handshake_timeout(connect_timeout + Duration::from_secs(1));
-    limits
+/// The examples' agents give up dialing after `timeout` (the library's
+/// connect timeout, whose error names the address).
+pub fn with_timeout(builder: AgentBuilder, timeout: Duration) -> AgentBuilder {
+    builder.connect_timeout(timeout)
 }
 
 /// Gives `builder` the identity in `key` (created, mode 0600, if missing);
@@ -84,22 +81,6 @@ pub fn with_key(builder: AgentBuilder, key: Option<&Path>) -> Result<AgentBuilde
     Ok(builder.identity(identity))
 }
 
-/// Waits for Ctrl-C (or, on Unix, SIGTERM).
-pub async fn interrupted() {
-    #[cfg(unix)]
-    if let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        return;
-    }
-    if tokio::signal::ctrl_c().await.is_err() {
-        // No signal handling here: run until killed.
-        std::future::pending::<()>().await;
-    }
-}
-
 /// Binds `builder` on `addr`, with a message that names the address.
 pub async fn bind(builder: AgentBuilder, addr: SocketAddr) -> Result<Agent> {
     builder.bind(addr).await.map_err(|e| {
@@ -109,33 +90,25 @@ pub async fn bind(builder: AgentBuilder, addr: SocketAddr) -> Result<Agent> {
     })
 }
 
-/// Dials `what` (e.g. "an echo server") at `spec`, waits for the capability
-/// handshake and checks that the peer takes intent `I`; everything within
-/// `timeout`.
-pub async fn connect<I: tacit::Intent>(agent: &Agent, spec: PeerSpec, what: &str, timeout: Duration) -> Result<Peer> {
+/// Dials `what` (e.g. "an echo server") at `spec` (within the agent's
+/// connect timeout, see [`with_timeout`]), waits for the capability
+/// handshake and checks that the peer takes intent `I`.
+pub async fn connect<I: tacit::Intent>(agent: &Agent, spec: PeerSpec, what: &str) -> Result<Peer> {
     let addr = spec.addr;
     let dial = async {
         let peer = agent.connect(addr, spec.id).await?;
         peer.ready().await?;
         Ok::<_, Error>(peer)
     };
-    let peer = match tokio::time::timeout(timeout, dial).await {
-        Ok(Ok(peer)) => peer,
-        Ok(Err(Error::IdentityMismatch { expected, found })) => {
+    let peer = match dial.await {
+        Ok(peer) => peer,
+        Err(Error::IdentityMismatch { expected, found }) => {
             return Err(Failure(format!(
                 "the agent at {addr} is {found}, not the expected {expected}\n  (check the id that {what} printed)"
             )));
         }
-        Ok(Err(e)) => {
-            return Err(Failure(format!(
-                "cannot connect to {what} at {addr}: {e}\n  (is {what} running there? check the address it printed)"
-            )));
-        }
-        Err(_) => {
-            return Err(Failure(format!(
-                "no answer from {addr} within {}: is {what} running there? (check the address it printed)",
-                crate::stats::duration(timeout)
-            )));
+        Err(e) => {
+            return Err(Failure(format!("{e}\n  (is {what} running there? check the address it printed)")));
         }
     };
     if !peer.can_send::<I>() {

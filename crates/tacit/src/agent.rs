@@ -465,7 +465,7 @@ impl Agent {
     /// # }
     /// ```
     pub async fn shutdown_on_signal(&self, drain: Duration) -> usize {
-        wait_for_signal().await;
+        shutdown_signal().await;
         tracing::info!("signal received: shutting down");
         self.shutdown(drain).await
     }
@@ -477,9 +477,11 @@ impl Agent {
     }
 }
 
-/// Resolves at Ctrl-C or (Unix) SIGTERM. If a handler cannot be installed,
-/// waits for the other; if neither can, never resolves.
-async fn wait_for_signal() {
+/// Resolves at Ctrl-C (SIGINT) or, on Unix, SIGTERM: what a service waits
+/// for before it shuts down (see [`Agent::shutdown_on_signal`]). If one
+/// handler cannot be installed it waits for the other; if neither can, it
+/// never resolves.
+pub async fn shutdown_signal() {
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

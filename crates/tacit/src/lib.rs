@@ -102,7 +102,7 @@ mod reply;
 mod schema;
 pub mod trace;
 
-pub use agent::{Agent, AgentBuilder};
+pub use agent::{Agent, AgentBuilder, shutdown_signal};
 pub use context::Context;
 pub use conversation::{Bid, ContractNet, Conversation, Round};
 pub use error::{BoxError, Error, Rejection, Result};

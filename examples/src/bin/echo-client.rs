@@ -76,9 +76,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     };
     let local = if target.addr.ip().is_loopback() { loopback } else { ([0, 0, 0, 0], 0).into() };
-    let client = net::bind(echo_service::client().limits(net::limits(timeout)), local).await?;
+    let client = net::bind(net::with_timeout(echo_service::client(), timeout), local).await?;
     let started = Instant::now();
-    let peer = net::connect::<Echo>(&client, target, "an echo server", timeout).await?;
+    let peer = net::connect::<Echo>(&client, target, "an echo server").await?;
     let name = peer.card().map(|card| card.name).unwrap_or_default();
     println!("connected to {} as agent {} (\"{name}\") in {}", target.addr, peer.id(), duration(started.elapsed()));
 

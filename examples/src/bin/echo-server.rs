@@ -47,7 +47,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let addr = agent.local_addr().map_err(|e| Failure(format!("cannot read the bound address: {e}")))?;
     println!("listening on {addr} as {}", agent.id());
     println!("serving echo.v1.Echo until Ctrl-C");
-    net::interrupted().await;
+    tacit::shutdown_signal().await;
     agent.shutdown(Duration::from_millis(500)).await;
     println!("answered {} echoes", stats::count(served.load(Ordering::Relaxed)));
     Ok(())

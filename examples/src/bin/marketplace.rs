@@ -159,13 +159,13 @@ async fn demo(args: DemoArgs) -> Result<(), Failure> {
     let sellers: Vec<Seller> = (0..usize::from(args.sellers)).map(|i| Seller::new(Profile::builtin(i))).collect();
     let mut seller_agents = Vec::with_capacity(sellers.len());
     for seller in &sellers {
-        seller_agents.push(net::bind(seller.agent().limits(net::limits(LOCAL_TIMEOUT)), loopback()).await?);
+        seller_agents.push(net::bind(net::with_timeout(seller.agent(), LOCAL_TIMEOUT), loopback()).await?);
     }
-    let buyer = net::bind(buyer::agent().limits(net::limits(LOCAL_TIMEOUT)), loopback()).await?;
+    let buyer = net::bind(net::with_timeout(buyer::agent(), LOCAL_TIMEOUT), loopback()).await?;
     let mut peers = Vec::with_capacity(seller_agents.len());
     for agent in &seller_agents {
         let spec = PeerSpec { addr: local_addr(agent)?, id: Some(agent.id()) };
-        peers.push(net::connect::<RequestQuote>(&buyer, spec, "a seller", LOCAL_TIMEOUT).await?);
+        peers.push(net::connect::<RequestQuote>(&buyer, spec, "a seller").await?);
     }
     let setup = setup.elapsed();
 
@@ -267,7 +267,7 @@ async fn seller(args: SellerArgs) -> Result<(), Failure> {
     };
     println!("listening on {addr} as {}", agent.id());
     println!("seller {name} ({strategy}) takes market.v1.RequestQuote and AcceptQuote until Ctrl-C");
-    net::interrupted().await;
+    tacit::shutdown_signal().await;
     agent.shutdown(Duration::from_millis(500)).await;
     let state = seller.state();
     let stats = state.stats();
@@ -289,12 +289,12 @@ async fn buyer(args: BuyerArgs) -> Result<(), Failure> {
     let timeout = Duration::from_millis(args.connect_timeout_ms);
     let all_loopback = args.sellers.iter().all(|spec| spec.addr.ip().is_loopback());
     let local = if all_loopback { loopback() } else { ([0, 0, 0, 0], 0).into() };
-    let builder = net::with_key(buyer::agent().limits(net::limits(timeout)), args.key.as_deref())?;
+    let builder = net::with_key(net::with_timeout(buyer::agent(), timeout), args.key.as_deref())?;
     let agent = net::bind(builder, local).await?;
     let setup = Instant::now();
     let mut peers: Vec<Peer> = Vec::with_capacity(args.sellers.len());
     for spec in &args.sellers {
-        let peer = net::connect::<RequestQuote>(&agent, *spec, "a marketplace seller", timeout).await?;
+        let peer = net::connect::<RequestQuote>(&agent, *spec, "a marketplace seller").await?;
         peers.push(peer);
     }
     let config = args.trade.config();
