@@ -262,7 +262,7 @@ fn runtime(flavor: Flavor, name: &str) -> Runtime {
     builder.enable_all().thread_name(name).build().expect("a tokio runtime")
 }
 
-/// The child: `args` are FLAVOR ROUND_TRIPS ROUNDS WARM_UP_MS [CASE].
+/// The child: `args` are FLAVOR ROUND_TRIPS ROUNDS WARM_UP_MS `[CASE]`.
 pub(crate) fn child(args: &[String]) {
     let flavor = Flavor::ALL.into_iter().find(|f| args.first().is_some_and(|a| a == f.arg())).expect("a flavour");
     let number = |i: usize| -> u64 { args.get(i).and_then(|a| a.parse().ok()).expect("a count") };
