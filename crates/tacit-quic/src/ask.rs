@@ -28,7 +28,7 @@ use crate::reply;
 pub enum AskError {
     /// The peer answered with an error act (`REFUSE`, `FAILURE`,
     /// `NOT_UNDERSTOOD`) and a code. The ask reached the peer.
-    #[error("the peer answered {}: {refusal}", act.as_str_name())]
+    #[error("the peer answered {}: {refusal}", act_name(*act))]
     Remote {
         /// The act of the answer.
         act: Act,
@@ -57,6 +57,12 @@ pub enum AskError {
         /// The negotiated maximum frame size.
         max: usize,
     },
+}
+
+/// An act for people: `REFUSE`, `FAILURE`, ...
+fn act_name(act: Act) -> &'static str {
+    let name = act.as_str_name();
+    name.strip_prefix("ACT_").unwrap_or(name)
 }
 
 /// An ask waiting for its reply: the asker's waker until the reply (or how
