@@ -125,8 +125,8 @@ impl AskLane {
         self.writer
             .get_or_try_init(|| async {
                 let (send, recv) = connection.open_bi().await.map_err(connection_error)?;
-                let (sink, source) = FrameSink::new(kind::prefix(kind::ASK));
-                tokio::spawn(write_frames(send, source));
+                let (sink, source) = FrameSink::open(send, kind::prefix(kind::ASK));
+                tokio::spawn(write_frames(source));
                 tokio::spawn(read_replies(recv, self.pending.clone(), local_max_frame_len));
                 Ok(sink)
             })

@@ -156,8 +156,8 @@ pub(crate) async fn drive(
 ) {
     let Publisher(state) = publisher;
     // The machine's frames go out through the same writer as every lane's.
-    let (sink, source) = FrameSink::new(Bytes::new());
-    let writer = tokio::spawn(write_frames(send, source));
+    let (sink, source) = FrameSink::open(send, Bytes::new());
+    let writer = tokio::spawn(write_frames(source));
     loop {
         let (frames, events, deadline) = {
             let mut machine = control.machine();

@@ -172,7 +172,30 @@ impl Drop for FrameSink {
 }
 
 impl FrameSink {
-    /// A sink whose stream starts with `initial` (its kind, or nothing).
+    /// A sink for `send`, whose stream starts with `initial` (its kind, or
+    /// nothing), and the end to hand to [`write_frames`]. The stream starts
+    /// parked in the sink: `initial` and the first frame are written at once,
+    /// in the caller's task, without waiting for the writer task to run.
+    pub(crate) fn open(mut send: quinn::SendStream, initial: Bytes) -> (Self, FrameSource) {
+        let (sink, source) = Self::new(Bytes::new());
+        {
+            let mut state = sink.shared.state();
+            let mut chunks = vec![initial];
+            if write_now(&mut send, &mut chunks).is_ok() {
+                state.put_back(&mut chunks);
+            } else {
+                // Written by the writer task, which then meets the error.
+                state.chunks = chunks;
+            }
+            state.send = Some(send);
+        }
+        if sink.shared.state().queued > 0 {
+            sink.shared.data.notify_one();
+        }
+        (sink, source)
+    }
+
+    /// A sink whose stream starts with `initial`, without a stream yet.
     pub(crate) fn new(initial: Bytes) -> (Self, FrameSource) {
         let queued = initial.len();
         let chunks = if initial.is_empty() { Vec::new() } else { vec![initial] };
@@ -379,9 +402,9 @@ impl Drop for FrameSource {
 /// sender is gone; then finishes the stream and returns it (`None` if a
 /// write failed or the stream was reset). While no write is in progress the
 /// stream is parked in the sink, where senders write to it directly.
-pub(crate) async fn write_frames(send: quinn::SendStream, source: FrameSource) -> Option<quinn::SendStream> {
+pub(crate) async fn write_frames(source: FrameSource) -> Option<quinn::SendStream> {
     let shared = &*source.shared;
-    let mut send = Some(send);
+    let mut send = None;
     let mut chunks = Vec::new();
     loop {
         let data = shared.data.notified();

@@ -65,13 +65,13 @@ pub(crate) async fn serve_ask_stream(
     first: Bytes,
     (send_held, _recv_held): (Held, Held),
 ) {
-    let (writer, source) = FrameSink::new(Bytes::new());
+    let (writer, source) = FrameSink::open(send, Bytes::new());
     // The reply stream counts as busy until its data is acknowledged, so a
     // graceful shutdown does not cut answers off.
     let drain = receiving.answering.drain.clone();
     drain.enter();
     tokio::spawn(async move {
-        if let Some(send) = write_frames(send, source).await {
+        if let Some(send) = write_frames(source).await {
             let _ = send.stopped().await;
         }
         drain.leave();

@@ -80,13 +80,13 @@ impl FrameSender {
         held: Held,
     ) -> Result<Self, StreamError> {
         let initial = if first.is_some() { kind::prefix(kind::STREAM) } else { Bytes::new() };
-        let (sink, source) = FrameSink::new(initial);
+        let (sink, source) = FrameSink::open(send, initial);
         if let Some((opening, max)) = first {
-            sink.push(opening, max).map_err(|_| StreamError::TooLarge { len: opening.encoded_len(), max })?;
+            sink.push_now(opening, max).map_err(|_| StreamError::TooLarge { len: opening.encoded_len(), max })?;
         }
         let writer = tokio::spawn(async move {
             let _held = held;
-            write_frames(send, source).await
+            write_frames(source).await
         });
         Ok(Self {
             sink: Some(sink),

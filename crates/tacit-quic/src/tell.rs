@@ -29,8 +29,8 @@ impl TellLane {
             .writer
             .get_or_try_init(|| async {
                 let send = connection.open_uni().await.map_err(connection_error)?;
-                let (sink, source) = FrameSink::new(kind::prefix(kind::TELL));
-                tokio::spawn(write_frames(send, source));
+                let (sink, source) = FrameSink::open(send, kind::prefix(kind::TELL));
+                tokio::spawn(write_frames(source));
                 Ok::<_, SessionError>(sink)
             })
             .await
