@@ -35,8 +35,8 @@ impl TellLane {
             })
             .await
             .map_err(AskError::NotSent)?;
-        // Tells in a burst batch in the writer; a lone tell is written at once.
-        writer.send(envelope, max_frame_len, true).await.map_err(|e| match e {
+        // Tells come in bursts: the writer task batches them into few writes.
+        writer.send(envelope, max_frame_len, false).await.map_err(|e| match e {
             PushError::TooLarge => AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len },
             PushError::Closed => AskError::NotSent(SessionError::ConnectionLost("tell stream closed".into())),
         })
