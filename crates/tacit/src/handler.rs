@@ -174,8 +174,8 @@ where
 }
 
 /// Sends typed messages on a stream lane, in order; end it with
-/// [`finish`](Self::finish) (dropping it unfinished resets the stream, and
-/// the peer sees the stream as cut off).
+/// [`finish`](Self::finish); dropping it ends the direction the same way,
+/// after everything sent.
 #[derive(Debug)]
 pub struct StreamSender<T> {
     inner: FrameSender,
