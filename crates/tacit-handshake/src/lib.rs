@@ -72,7 +72,7 @@ use tacit_wire::ErrorCode;
 /// [`ErrorCode`] and a human-readable reason. Sent to the peer as a
 /// `Refusal` message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason} ({code:?})")]
+#[error("{code}: {reason}")]
 pub struct Refusal {
     /// The code on the wire.
     pub code: ErrorCode,

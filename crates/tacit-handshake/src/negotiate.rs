@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
-use tacit_wire::IntentId;
+use tacit_wire::{IntentId, IntentRef};
 
 use crate::{AgentCard, Capabilities, Limits};
 
@@ -80,6 +80,16 @@ impl Negotiated {
     pub fn can_receive(&self, id: &IntentId) -> bool {
         self.intent(id).is_some_and(|intent| intent.receive_alias.is_some())
     }
+
+    /// The intent an incoming envelope names (by its alias or its full id),
+    /// if the peer may send it to this agent: the one alias resolver of
+    /// every lane.
+    pub fn resolve(&self, intent: IntentRef) -> Option<IntentId> {
+        match intent {
+            IntentRef::Alias(alias) => self.resolve_alias(alias).map(|intent| intent.id),
+            IntentRef::Id(id) => self.can_receive(&id).then_some(id),
+        }
+    }
 }
 
 /// The highest version in both ranges, if any.
@@ -142,6 +152,27 @@ fn alias(index: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolves_what_the_peer_may_send_by_alias_or_id() {
+        let a = IntentId::from_bytes([1; 32]);
+        let b = IntentId::from_bytes([2; 32]);
+        let local = Capabilities::default()
+            .with_intent(crate::IntentOffer::handles(a, "t.A"))
+            .with_intent(crate::IntentOffer::emits(b, "t.B"));
+        let peer = Capabilities::default()
+            .with_intent(crate::IntentOffer::emits(a, "t.A"))
+            .with_intent(crate::IntentOffer::handles(b, "t.B"));
+        let negotiated = negotiate(1, &local, &peer, AgentCard::new("peer"));
+        // The peer sends `a` under this agent's alias for it (position 1).
+        assert_eq!(negotiated.resolve(IntentRef::Alias(1)), Some(a));
+        assert_eq!(negotiated.resolve(IntentRef::Id(a)), Some(a));
+        // `b` only goes the other way; unknown aliases resolve to nothing.
+        assert_eq!(negotiated.resolve(IntentRef::Alias(2)), None);
+        assert_eq!(negotiated.resolve(IntentRef::Id(b)), None);
+        assert_eq!(negotiated.resolve(IntentRef::Alias(0)), None);
+        assert_eq!(negotiated.resolve(IntentRef::Alias(99)), None);
+    }
 
     #[test]
     fn highest_common_version() {

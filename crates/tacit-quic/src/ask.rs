@@ -1,70 +1,26 @@
-//! The ask lane: request → exactly one reply.
+//! The ask lane, asking side: request → exactly one reply.
 //!
 //! Mapping (see docs/PROTOCOL.md, "Streams"): each side sends its asks on one
 //! long-lived bidirectional *ask stream* it opens on first use; the peer
 //! answers on the same stream, matching replies to requests by
 //! `in_reply_to`. Replies may come in any order. A CANCEL envelope withdraws
-//! an ask. Frames are batched by one writer task per stream direction, so
-//! concurrent asks share packets.
+//! an ask. Frames go through the one frame writer ([`FrameSink`]), so
+//! concurrent asks share packets; replies come through the one reader.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use prost::Message as _;
+use bytes::Bytes;
 use tacit_handshake::Refusal;
-use tacit_wire::{Act, Envelope, ErrorCode, IntentId, IntentRef, pb};
-use tokio::sync::mpsc;
+use tacit_wire::{Act, Envelope, IntentId};
 
-use crate::error::SessionError;
+use crate::error::{SessionError, connection_error};
 use crate::fast::FastMap;
-use crate::frames::{FrameReader, FrameSink, PushError};
-
-/// The first varint of every stream except the control stream: what it carries.
-pub(crate) mod stream_kind {
-    /// A long-lived bidirectional stream of asks (requests out, replies back).
-    pub(crate) const ASK: u64 = 0x01;
-    /// A long-lived unidirectional stream of tells (one-way envelopes).
-    pub(crate) const TELL: u64 = 0x02;
-    /// A bidirectional stream for one streaming exchange.
-    pub(crate) const STREAM: u64 = 0x03;
-}
-
-/// Frames the writer task batches into one write at most.
-const MAX_BATCH: usize = 64;
-/// Frames an asker or teller may queue ahead of its stream; more wait, so a
-/// slow peer slows its senders down instead of growing their memory.
-pub(crate) const SEND_QUEUE: usize = 256;
-
-/// A queue of frames for a stream's writer task.
-pub(crate) trait FrameQueue: Send {
-    /// Waits for at least one frame and moves up to `limit` into `batch`;
-    /// 0 once every sender is gone.
-    fn next_batch<'a>(&'a mut self, batch: &'a mut Vec<Bytes>, limit: usize)
-    -> impl Future<Output = usize> + Send + 'a;
-}
-
-impl FrameQueue for mpsc::Receiver<Bytes> {
-    fn next_batch<'a>(
-        &'a mut self,
-        batch: &'a mut Vec<Bytes>,
-        limit: usize,
-    ) -> impl Future<Output = usize> + Send + 'a {
-        self.recv_many(batch, limit)
-    }
-}
-
-impl FrameQueue for mpsc::UnboundedReceiver<Bytes> {
-    fn next_batch<'a>(
-        &'a mut self,
-        batch: &'a mut Vec<Bytes>,
-        limit: usize,
-    ) -> impl Future<Output = usize> + Send + 'a {
-        self.recv_many(batch, limit)
-    }
-}
+use crate::frames::{FrameReader, FrameSink, PushError, write_frames};
+use crate::ids::MessageIds;
+use crate::kind;
+use crate::reply;
 
 /// How an ask ended, when it did not end in a reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,7 +28,7 @@ impl FrameQueue for mpsc::UnboundedReceiver<Bytes> {
 pub enum AskError {
     /// The peer answered with an error act (`REFUSE`, `FAILURE`,
     /// `NOT_UNDERSTOOD`) and a code. The ask reached the peer.
-    #[error("the peer answered {act:?}: {refusal}")]
+    #[error("the peer answered {}: {refusal}", act_name(*act))]
     Remote {
         /// The act of the answer.
         act: Act,
@@ -104,6 +60,12 @@ pub enum AskError {
         /// The negotiated maximum frame size.
         max: usize,
     },
+}
+
+/// An act for people: `REFUSE`, `FAILURE`, ...
+fn act_name(act: Act) -> &'static str {
+    let name = act.as_str_name();
+    name.strip_prefix("ACT_").unwrap_or(name)
 }
 
 /// An ask waiting for its reply: the asker's waker until the reply (or how
@@ -149,24 +111,12 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, PendingState> {
 pub(crate) struct AskLane {
     writer: tokio::sync::OnceCell<FrameSink>,
     pending: Pending,
-    next_id: AtomicU64,
+    ids: Arc<MessageIds>,
 }
 
 impl AskLane {
-    pub(crate) fn new() -> Self {
-        // Message ids start at a random point so that ids of a restarted
-        // agent do not collide with its earlier ones in a peer's dedup window.
-        let mut seed = [0u8; 8];
-        let _ = getrandom::fill(&mut seed);
-        Self {
-            writer: tokio::sync::OnceCell::new(),
-            pending: Arc::new(Mutex::new(PendingState::default())),
-            next_id: AtomicU64::new(u64::from_le_bytes(seed) | 1),
-        }
-    }
-
-    pub(crate) fn fresh_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    pub(crate) fn new(ids: Arc<MessageIds>) -> Self {
+        Self { writer: tokio::sync::OnceCell::new(), pending: Arc::new(Mutex::new(PendingState::default())), ids }
     }
 
     /// The writer of this agent's ask stream, opening it on first use.
@@ -177,11 +127,9 @@ impl AskLane {
     ) -> Result<&FrameSink, SessionError> {
         self.writer
             .get_or_try_init(|| async {
-                let (send, recv) = connection.open_bi().await.map_err(crate::session::connection_error)?;
-                let mut kind = BytesMut::new();
-                tacit_wire::put_prefix(stream_kind::ASK, &mut kind);
-                let (sink, source) = FrameSink::new(&kind);
-                tokio::spawn(async move { crate::frames::write_frames(send, source).await });
+                let (send, recv) = connection.open_bi().await.map_err(connection_error)?;
+                let (sink, source) = FrameSink::open(send, kind::prefix(kind::ASK));
+                tokio::spawn(write_frames(source));
                 tokio::spawn(read_replies(recv, self.pending.clone(), local_max_frame_len));
                 Ok(sink)
             })
@@ -268,7 +216,7 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         let Some(request) = self.envelope.take() else { return };
         lock(&self.lane.pending).waiters.remove(&request.message_id);
-        let mut cancel = Envelope::new(request.intent, Act::Cancel, self.lane.fresh_id(), Bytes::new());
+        let mut cancel = Envelope::new(request.intent, Act::Cancel, self.lane.ids.fresh(), Bytes::new());
         cancel.in_reply_to = request.message_id;
         // Best effort: a cancel does not wait for space (it is small, and
         // there is one per ask at most).
@@ -276,35 +224,14 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-/// Writes frames from `rx` to `send`, batching whatever is queued.
-pub(crate) async fn write_frames(send: &mut quinn::SendStream, mut rx: impl FrameQueue) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.next_batch(&mut batch, MAX_BATCH).await > 0 {
-        if send.write_all_chunks(&mut batch).await.is_err() {
-            return;
-        }
-        batch.clear();
-    }
-    let _ = send.finish();
-}
-
 /// Reads replies on this agent's ask stream and hands each to its ask.
 async fn read_replies(mut recv: quinn::RecvStream, pending: Pending, max_frame_len: usize) {
-    let mut reader = FrameReader::new(max_frame_len, BytesMut::new());
-    let reason = 'read: loop {
-        loop {
-            match reader.next() {
-                Ok(Some(frame)) => deliver_reply(frame, &pending),
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = recv.stop(quinn::VarInt::from_u32(e.code() as u32));
-                    break 'read format!("the peer sent a malformed reply: {e}");
-                }
-            }
-        }
-        match recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => reader.push(chunk.bytes),
+    let mut reader = FrameReader::new(max_frame_len, bytes::BytesMut::new());
+    let reason = loop {
+        match reader.read(&mut recv).await {
+            Ok(Some(frame)) => deliver_reply(frame, &pending),
             Ok(None) => break "the peer closed the ask stream".to_owned(),
+            Err(crate::frames::ReadFailure::Frame(e)) => break format!("the peer sent a malformed reply: {e}"),
             Err(e) => break e.to_string(),
         }
     };
@@ -325,37 +252,12 @@ async fn read_replies(mut recv: quinn::RecvStream, pending: Pending, max_frame_l
 fn deliver_reply(frame: Bytes, pending: &Pending) {
     let Ok(reply) = Envelope::decode(frame) else { return };
     let id = reply.in_reply_to;
-    let result = match reply.act {
-        Act::Refuse | Act::Failure | Act::NotUnderstood => {
-            let refusal = pb::Refusal::decode(reply.payload.clone()).unwrap_or_default();
-            let code = ErrorCode::try_from(refusal.code).unwrap_or(ErrorCode::Unspecified);
-            Err(AskError::Remote {
-                act: reply.act,
-                refusal: Refusal::new(code, refusal.reason),
-                payload: reply.payload,
-            })
-        }
-        _ => Ok(reply),
+    let result = match reply::refusal_of(&reply) {
+        Some(refusal) => Err(AskError::Remote { act: reply.act, refusal, payload: reply.payload.clone() }),
+        None => Ok(reply),
     };
     let waker = lock(pending).waiters.get_mut(&id).and_then(|waiter| waiter.complete(result));
     if let Some(waker) = waker {
         waker.wake();
-    }
-}
-
-/// An error answer to `request`: `act` with a `Refusal` payload.
-pub(crate) fn error_reply(request: &Envelope, act: Act, code: ErrorCode, reason: &str, id: u64) -> Envelope {
-    let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned(), ..Default::default() };
-    let mut reply = Envelope::new(request.intent, act, id, Bytes::from(refusal.encode_to_vec()));
-    reply.in_reply_to = request.message_id;
-    reply.conversation_id = request.conversation_id;
-    reply
-}
-
-/// The intent an envelope refers to, if resolvable with what is negotiated.
-pub(crate) fn resolve_intent(negotiated: &tacit_handshake::Negotiated, intent: IntentRef) -> Option<IntentId> {
-    match intent {
-        IntentRef::Alias(alias) => negotiated.resolve_alias(alias).map(|intent| intent.id),
-        IntentRef::Id(id) => negotiated.can_receive(&id).then_some(id),
     }
 }

@@ -160,7 +160,7 @@ mod tests {
         let dedup = Dedup::new(2);
         let peer = Identity::from_secret_bytes(&[1; 32]).agent_id();
         let key = |id| AskKey { peer, id };
-        let (tx, _rx) = FrameSink::new(&[]);
+        let (tx, _rx) = FrameSink::new(Bytes::new());
         assert!(matches!(dedup.begin(key(1), &tx), Begin::Run));
         assert!(matches!(dedup.begin(key(1), &tx), Begin::Joined));
         let answer = Envelope::new(IntentRef::Alias(1), Act::Inform, 9, Bytes::new());

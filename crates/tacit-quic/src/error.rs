@@ -1,6 +1,7 @@
 //! Errors of the transport, one enum per operation.
 
 use tacit_handshake::{AgentId, Refusal};
+use tacit_wire::ErrorCode;
 
 use crate::tls::TlsError;
 
@@ -120,12 +121,12 @@ pub enum SessionError {
 impl SessionError {
     /// The wire code that says why (refusals, `CLOSED`, `SHUTDOWN`), or
     /// `UNSPECIFIED`.
-    pub fn code(&self) -> tacit_wire::ErrorCode {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::Refused { refusal, .. } => refusal.code,
-            Self::Closed { .. } => tacit_wire::ErrorCode::Closed,
-            Self::Shutdown(_) => tacit_wire::ErrorCode::Shutdown,
-            Self::ConnectionLost(_) | Self::Unreachable(_) => tacit_wire::ErrorCode::Unspecified,
+            Self::Closed { .. } => ErrorCode::Closed,
+            Self::Shutdown(_) => ErrorCode::Shutdown,
+            Self::ConnectionLost(_) | Self::Unreachable(_) => ErrorCode::Unspecified,
         }
     }
 
@@ -143,5 +144,52 @@ impl std::fmt::Display for Seconds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let millis = self.0.as_millis();
         if millis < 1000 { write!(f, "{millis} ms") } else { write!(f, "{} s", self.0.as_secs_f64()) }
+    }
+}
+
+/// Maps how a connection ended to a session error: a close with a Tacit
+/// code is a refusal by the peer.
+pub(crate) fn connection_error(error: quinn::ConnectionError) -> SessionError {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let code = known_code(close.error_code.into_inner()).unwrap_or(ErrorCode::Unspecified);
+            let reason = String::from_utf8_lossy(&close.reason).into_owned();
+            // `CLOSED` (or 0, from older peers) is a normal close, `SHUTDOWN`
+            // a shutdown, any other code a refusal by the peer.
+            match code {
+                ErrorCode::Closed | ErrorCode::Unspecified => SessionError::Closed { by_peer: true, reason },
+                ErrorCode::Shutdown => SessionError::Shutdown(reason),
+                code => SessionError::Refused { refusal: Refusal::new(code, reason), by_peer: true },
+            }
+        }
+        quinn::ConnectionError::LocallyClosed => {
+            SessionError::Closed { by_peer: false, reason: "closed by this agent".into() }
+        }
+        other => SessionError::ConnectionLost(other.to_string()),
+    }
+}
+
+/// The Tacit code a QUIC error code (a reset, a stop, a close) stands for.
+fn known_code(code: u64) -> Option<ErrorCode> {
+    i32::try_from(code).ok().and_then(|code| ErrorCode::try_from(code).ok())
+}
+
+/// A QUIC error code for people: its name if it is a Tacit code
+/// (`INVALID_STREAM_KIND (0x307)`), else its number in hex.
+pub(crate) fn code_name(code: u64) -> String {
+    match known_code(code) {
+        Some(known) => known.to_string(),
+        None => format!("code {code:#x}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_named() {
+        assert_eq!(code_name(ErrorCode::InvalidStreamKind as u64), "INVALID_STREAM_KIND (0x307)");
+        assert_eq!(code_name(0x1234), "code 0x1234");
     }
 }

@@ -68,8 +68,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod accept;
 mod ask;
 mod config;
+mod control;
 mod credit;
 mod dedup;
 mod drain;
@@ -84,12 +86,17 @@ mod frames;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod ids;
 mod incoming;
+mod kind;
 mod link;
 mod options;
 mod queue;
+mod reply;
+mod serve;
 mod session;
 mod stream;
+mod tell;
 pub mod tls;
 
 pub use ask::AskError;

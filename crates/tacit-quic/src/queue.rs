@@ -1,7 +1,7 @@
 //! The queue of work for the application ([`Session::next_incoming`](crate::Session::next_incoming)):
-//! a bounded `VecDeque` under a short std mutex, never held across an
+//! a bounded `VecDeque` of [`Incoming`](crate::Incoming) under a short std mutex, never held across an
 //! `.await`. It replaces a tokio `mpsc` channel behind a tokio mutex: an
-//! [`Incoming`] is moved into the queue once and out of it once, and taking
+//! item is moved into the queue once and out of it once, and taking
 //! one costs a lock and no wake-up unless a producer waits for space.
 
 use std::collections::VecDeque;
@@ -10,11 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::incoming::Incoming;
-
 #[derive(Debug)]
-struct State {
-    items: VecDeque<Incoming>,
+struct State<T> {
+    items: VecDeque<T>,
     /// Set once the connection has closed: what is queued is still taken,
     /// then `None`.
     ended: bool,
@@ -27,16 +25,16 @@ struct State {
 /// Work for the application, bounded at `capacity` items for producers
 /// that wait ([`push`](IncomingQueue::push)).
 #[derive(Debug)]
-pub(crate) struct IncomingQueue {
+pub(crate) struct IncomingQueue<T> {
     capacity: usize,
-    state: Mutex<State>,
+    state: Mutex<State<T>>,
     /// Wakes a consumer: an item was queued, or the queue ended.
     items: Notify,
     /// Wakes producers waiting for space.
     space: Notify,
 }
 
-impl IncomingQueue {
+impl<T> IncomingQueue<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
@@ -46,7 +44,7 @@ impl IncomingQueue {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -69,7 +67,7 @@ impl IncomingQueue {
     }
 
     /// Queues `item` (after [`reserve`](Self::reserve)).
-    pub(crate) fn push(&self, item: Incoming) {
+    pub(crate) fn push(&self, item: T) {
         let wake = {
             let mut state = self.state();
             state.items.push_back(item);
@@ -81,7 +79,7 @@ impl IncomingQueue {
     }
 
     /// Queues `item` if there is room; drops it otherwise.
-    pub(crate) fn try_push(&self, item: Incoming) {
+    pub(crate) fn try_push(&self, item: T) {
         let wake = {
             let mut state = self.state();
             if state.items.len() >= self.capacity {
@@ -102,7 +100,7 @@ impl IncomingQueue {
     }
 
     /// The next item; `None` once the queue has ended and is empty.
-    pub(crate) async fn pop(&self) -> Option<Incoming> {
+    pub(crate) async fn pop(&self) -> Option<T> {
         if let Some(item) = self.try_pop() {
             return item;
         }
@@ -122,13 +120,13 @@ impl IncomingQueue {
         }
     }
 
-    fn try_pop(&self) -> Option<Option<Incoming>> {
+    fn try_pop(&self) -> Option<Option<T>> {
         let mut state = self.state();
         self.take(&mut state)
     }
 
     /// An item, `Some(None)` at the end, `None` if the consumer must wait.
-    fn take(&self, state: &mut State) -> Option<Option<Incoming>> {
+    fn take(&self, state: &mut State<T>) -> Option<Option<T>> {
         match state.items.pop_front() {
             Some(item) => {
                 if state.producers > 0 {
@@ -143,12 +141,12 @@ impl IncomingQueue {
 }
 
 /// Counts a waiting producer or consumer until it stops waiting (woken or dropped).
-struct Waiting<'a> {
-    queue: &'a IncomingQueue,
+struct Waiting<'a, T> {
+    queue: &'a IncomingQueue<T>,
     producer: bool,
 }
 
-impl Drop for Waiting<'_> {
+impl<T> Drop for Waiting<'_, T> {
     fn drop(&mut self) {
         let mut state = self.queue.state();
         if self.producer {

@@ -4,12 +4,20 @@
 //! On the wire: stream kind `0x03`, the opening envelope (the opener's
 //! request), then data envelopes in both directions, each direction closed by
 //! an empty frame (length 0, never a valid envelope) before the QUIC FIN.
+//! Both halves go through the frame writer and reader every lane uses
+//! ([`crate::frames`]): payloads are neither copied on send nor on receive.
 
-use bytes::{Bytes, BytesMut};
-use tacit_wire::{Act, Envelope, FrameDecoder, FrameEncoder, IntentRef};
+use bytes::Bytes;
+use tacit_wire::{Act, Envelope, ErrorCode, IntentId, IntentRef};
+use tokio::task::JoinHandle;
 
-use crate::ask::stream_kind;
 use crate::credit::Held;
+use crate::error::code_name;
+use crate::frames::{FrameReader, FrameSink, PushError, ReadFailure, write_frames};
+use crate::kind;
+
+/// The frame that ends a direction: length 0.
+const END_MARKER: &[u8] = &[0];
 
 /// Why a stream lane operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +27,7 @@ pub enum StreamError {
     #[error("the stream was cut off before its end marker")]
     Truncated,
     /// The peer reset or stopped the stream with this code.
-    #[error("the peer reset the stream with code {0:#x}")]
+    #[error("the peer reset the stream with {}", code_name(*.0))]
     Reset(u64),
     /// A frame or envelope was malformed.
     #[error("malformed frame: {0}")]
@@ -27,6 +35,9 @@ pub enum StreamError {
     /// The connection was lost.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The intent is not negotiated for sending to this peer; nothing was sent.
+    #[error("intent {0} is not negotiated for sending to this peer")]
+    NotNegotiated(IntentId),
     /// The message is larger than the peer accepts.
     #[error("the message is {len} bytes, more than the limit of {max}")]
     TooLarge {
@@ -38,71 +49,114 @@ pub enum StreamError {
 }
 
 /// The sending half of a stream lane.
+///
+/// End it with [`finish`](Self::finish). A sender that is dropped instead
+/// ends its direction the same way, after every message sent so far, as a
+/// dropped channel sender or a finished tonic response stream does: the
+/// peer reads what was sent, then the end. Dropping is how most handlers
+/// stop (an early `return`, a `?`), and what they sent is an answer the peer
+/// should not lose. To abandon a stream so that the peer sees it cut off,
+/// [`reset`](Self::reset) it; a sender dropped while its task panics resets
+/// with `HANDLER_FAILED`.
 #[derive(Debug)]
 pub struct FrameSender {
-    send: quinn::SendStream,
+    sink: Option<FrameSink>,
+    writer: Option<JoinHandle<Option<quinn::SendStream>>>,
     intent: IntentRef,
     opening_id: u64,
     next_id: u64,
-    encoder: FrameEncoder,
-    finished: bool,
-    /// Counts a peer-opened stream as open for its stream credit.
-    _held: Held,
+    max_frame_len: usize,
 }
 
 impl FrameSender {
-    pub(crate) fn new(
+    /// Starts the writer of `send`; `first` goes ahead of every message
+    /// (the stream kind and opening envelope, for the opener).
+    pub(crate) fn start(
         send: quinn::SendStream,
+        first: Option<(&Envelope, usize)>,
         intent: IntentRef,
         opening_id: u64,
         max_frame_len: usize,
         held: Held,
-    ) -> Self {
-        Self {
-            send,
+    ) -> Result<Self, StreamError> {
+        let initial = if first.is_some() { kind::prefix(kind::STREAM) } else { Bytes::new() };
+        let (sink, source) = FrameSink::open(send, initial);
+        if let Some((opening, max)) = first {
+            sink.push_now(opening, max).map_err(|_| StreamError::TooLarge { len: opening.encoded_len(), max })?;
+        }
+        let writer = tokio::spawn(async move {
+            let _held = held;
+            write_frames(source).await
+        });
+        Ok(Self {
+            sink: Some(sink),
+            writer: Some(writer),
             intent,
             opening_id,
             next_id: opening_id.wrapping_add(1),
-            encoder: FrameEncoder::new(max_frame_len),
-            finished: false,
-            _held: held,
-        }
+            max_frame_len,
+        })
     }
 
-    /// Sends one message (an encoded intent) as `INFORM`, in order.
+    /// Sends one message (an encoded intent) as `INFORM`, in order. Waits
+    /// while 64 KiB are queued, so a slow peer slows the sender down.
     pub async fn send(&mut self, payload: Bytes) -> Result<(), StreamError> {
+        let Some(sink) = &self.sink else { return Err(StreamError::ConnectionLost("the stream has ended".into())) };
         let mut envelope = Envelope::new(self.intent, Act::Inform, self.next_id, payload);
         envelope.in_reply_to = self.opening_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let frame = self
-            .encoder
-            .encode_to_bytes(&envelope)
-            .map_err(|_| StreamError::TooLarge { len: envelope.encoded_len(), max: self.encoder.max_frame_len() })?;
-        self.send.write_chunk(frame).await.map_err(write_error)
+        sink.send(&envelope, self.max_frame_len, true).await.map_err(|e| match e {
+            PushError::TooLarge => StreamError::TooLarge { len: envelope.encoded_len(), max: self.max_frame_len },
+            PushError::Closed => write_failure(sink.failure()),
+        })
     }
 
-    /// Abandons this direction with `code` (the peer's receiver sees
-    /// [`StreamError::Reset`] with it), e.g. `INTENT_NOT_NEGOTIATED` for a
-    /// stream the agent does not take.
-    pub fn reset(mut self, code: tacit_wire::ErrorCode) {
-        self.finished = true;
-        let _ = self.send.reset(quinn::VarInt::from_u32(code as u32));
-    }
-
-    /// Ends this direction: writes the end marker and finishes the stream.
+    /// Ends this direction: the end marker after every message sent, then
+    /// the QUIC FIN. Returns once all of it is handed to QUIC.
     pub async fn finish(mut self) -> Result<(), StreamError> {
-        self.finished = true;
-        self.send.write_chunk(Bytes::from_static(&[0])).await.map_err(write_error)?;
-        self.send.finish().map_err(|e| StreamError::ConnectionLost(e.to_string()))
+        let sink = self.sink.take();
+        let writer = self.writer.take();
+        let Some(sink) = sink else { return Ok(()) };
+        sink.push_encoded(Bytes::from_static(END_MARKER)).map_err(|_| write_failure(sink.failure()))?;
+        let failure = sink.observer();
+        drop(sink);
+        match writer {
+            Some(writer) => match writer.await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(write_failure(failure.failure())),
+                Err(e) => Err(StreamError::ConnectionLost(e.to_string())),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Abandons this direction: the peer sees the stream reset with `code`
+    /// (e.g. `CANCELLED`), and messages not yet delivered may be lost.
+    pub fn reset(mut self, code: ErrorCode) {
+        if let Some(sink) = self.sink.take() {
+            sink.reset(code);
+        }
     }
 }
 
 impl Drop for FrameSender {
     fn drop(&mut self) {
-        if !self.finished {
-            // Abandoned without an end: the peer sees a reset, not an end.
-            let _ = self.send.reset(quinn::VarInt::from_u32(tacit_wire::ErrorCode::Cancelled as u32));
+        let Some(sink) = self.sink.take() else { return };
+        if std::thread::panicking() {
+            // Cut off mid-way: what was sent may be incomplete.
+            sink.reset(ErrorCode::HandlerFailed);
+        } else {
+            // Ends like `finish`; the writer task writes what is queued first.
+            let _ = sink.push_encoded(Bytes::from_static(END_MARKER));
         }
+    }
+}
+
+fn write_failure(failure: Option<&quinn::WriteError>) -> StreamError {
+    match failure {
+        Some(quinn::WriteError::Stopped(code)) => StreamError::Reset(code.into_inner()),
+        Some(other) => StreamError::ConnectionLost(other.to_string()),
+        None => StreamError::ConnectionLost("the stream is closed".into()),
     }
 }
 
@@ -110,16 +164,15 @@ impl Drop for FrameSender {
 #[derive(Debug)]
 pub struct FrameReceiver {
     recv: quinn::RecvStream,
-    decoder: FrameDecoder,
-    buffer: BytesMut,
+    reader: FrameReader,
     ended: bool,
     /// Counts a peer-opened stream as open for its stream credit.
     _held: Held,
 }
 
 impl FrameReceiver {
-    pub(crate) fn new(recv: quinn::RecvStream, buffer: BytesMut, max_frame_len: usize, held: Held) -> Self {
-        Self { recv, decoder: FrameDecoder::new(max_frame_len), buffer, ended: false, _held: held }
+    pub(crate) fn new(recv: quinn::RecvStream, reader: FrameReader, held: Held) -> Self {
+        Self { recv, reader, ended: false, _held: held }
     }
 
     /// The next message, `Ok(None)` at the peer's explicit end, or an error
@@ -128,47 +181,19 @@ impl FrameReceiver {
         if self.ended {
             return Ok(None);
         }
-        loop {
-            match self.decoder.decode(&mut self.buffer) {
-                Ok(Some(frame)) if frame.is_empty() => {
-                    self.ended = true;
-                    return Ok(None);
-                }
-                Ok(Some(frame)) => {
-                    return Envelope::decode(frame).map(Some).map_err(|e| {
-                        let _ = self.recv.stop(quinn::VarInt::from_u32(e.code() as u32));
-                        StreamError::Malformed(e.to_string())
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = self.recv.stop(quinn::VarInt::from_u32(e.code() as u32));
-                    return Err(StreamError::Malformed(e.to_string()));
-                }
+        match self.reader.read(&mut self.recv).await {
+            Ok(Some(frame)) if frame.is_empty() => {
+                self.ended = true;
+                Ok(None)
             }
-            match self.recv.read_chunk(64 * 1024, true).await {
-                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk.bytes),
-                Ok(None) => return Err(StreamError::Truncated),
-                Err(quinn::ReadError::Reset(code)) => return Err(StreamError::Reset(code.into_inner())),
-                Err(e) => return Err(StreamError::ConnectionLost(e.to_string())),
-            }
+            Ok(Some(frame)) => Envelope::decode(frame).map(Some).map_err(|e| {
+                let _ = self.recv.stop(quinn::VarInt::from_u32(e.code() as u32));
+                StreamError::Malformed(e.to_string())
+            }),
+            Ok(None) | Err(ReadFailure::Truncated) => Err(StreamError::Truncated),
+            Err(ReadFailure::Frame(e)) => Err(StreamError::Malformed(e.to_string())),
+            Err(ReadFailure::Reset(code)) => Err(StreamError::Reset(code)),
+            Err(ReadFailure::Lost(reason)) => Err(StreamError::ConnectionLost(reason)),
         }
     }
-}
-
-fn write_error(error: quinn::WriteError) -> StreamError {
-    match error {
-        quinn::WriteError::Stopped(code) => StreamError::Reset(code.into_inner()),
-        other => StreamError::ConnectionLost(other.to_string()),
-    }
-}
-
-/// The bytes that open a stream lane: its kind and the opening envelope.
-pub(crate) fn opening(envelope: &Envelope, max_frame_len: usize) -> Result<Bytes, StreamError> {
-    let mut bytes = BytesMut::new();
-    tacit_wire::put_prefix(stream_kind::STREAM, &mut bytes);
-    FrameEncoder::new(max_frame_len)
-        .encode(envelope, &mut bytes)
-        .map_err(|_| StreamError::TooLarge { len: envelope.encoded_len(), max: max_frame_len })?;
-    Ok(bytes.freeze())
 }

@@ -375,3 +375,12 @@ async fn graceful_shutdown_answers_in_flight_asks() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn error_texts_name_codes_by_name() {
+    let refusal = tacit_handshake::Refusal::new(ErrorCode::TooManyAsks, "more than 4 asks in flight");
+    let remote = AskError::Remote { act: Act::Refuse, refusal: refusal.clone(), payload: Bytes::new() };
+    assert_eq!(remote.to_string(), "the peer answered REFUSE: TOO_MANY_ASKS (0x302): more than 4 asks in flight");
+    let refused = tacit_quic::SessionError::Refused { refusal, by_peer: true };
+    assert_eq!(refused.to_string(), "session refused by the peer: TOO_MANY_ASKS (0x302): more than 4 asks in flight");
+}

@@ -99,13 +99,96 @@ async fn truncation_and_abandonment_are_detected() {
     send.finish().unwrap();
     assert_eq!(within(reports.recv()).await.unwrap(), Err(StreamError::Truncated));
 
-    // A sender dropped without finishing: the peer sees a reset with CANCELLED.
+    // A sender abandoned with a reset: the peer sees the reset, with its code.
     let (mut sender, mut receiver) = within(session.open_stream(FEED, Bytes::new())).await.unwrap();
     within(sender.send(Bytes::from_static(b"one"))).await.unwrap();
     // Once the echo is back, the handler is running; then abandon the stream.
     assert_eq!(&within(receiver.recv()).await.unwrap().unwrap().payload[..], b"one");
-    drop(sender);
+    sender.reset(ErrorCode::Cancelled);
     assert_eq!(within(reports.recv()).await.unwrap(), Err(StreamError::Reset(ErrorCode::Cancelled as u64)));
+}
+
+#[tokio::test]
+async fn a_dropped_sender_ends_its_direction_after_what_it_sent() {
+    let (_server, session, mut reports) = setup().await;
+    let (mut sender, mut receiver) = within(session.open_stream(FEED, Bytes::new())).await.unwrap();
+    for i in 0..50u32 {
+        within(sender.send(Bytes::from(i.to_le_bytes().to_vec()))).await.unwrap();
+    }
+    // Dropped, not finished, right after sending: nothing is lost, and the
+    // peer sees the end, not a reset.
+    drop(sender);
+    assert_eq!(within(reports.recv()).await.unwrap(), Ok(50));
+    for i in 0..50u32 {
+        let message = within(receiver.recv()).await.unwrap().expect("a message, not the end");
+        assert_eq!(&message.payload[..], i.to_le_bytes());
+    }
+    assert_eq!(within(receiver.recv()).await, Ok(None));
+}
+
+/// A server whose stream handler sends `count` messages and returns without
+/// `finish()`, as a handler that ends with `return` or `?` does.
+async fn dropping_server(count: u32) -> (Endpoint, Session) {
+    let both = IntentOffer::handles(FEED, "t.Feed").and_emits();
+    let server = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[5; 32]))
+        .capabilities(Capabilities::default().with_intent(both.clone()))
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(session)) = accepting.accept().await {
+            tokio::spawn(async move {
+                while let Some(incoming) = session.next_incoming().await {
+                    let Incoming::Stream(mut stream) = incoming else { continue };
+                    tokio::spawn(async move {
+                        for i in 0..count {
+                            let mut payload = vec![7u8; 2000];
+                            payload[..4].copy_from_slice(&i.to_le_bytes());
+                            stream.sender.send(Bytes::from(payload)).await.unwrap();
+                        }
+                    });
+                }
+            });
+        }
+    });
+    let client = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[6; 32]))
+        .capabilities(Capabilities::default().with_intent(both))
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    let session = within(client.connect(server.local_addr().unwrap(), None)).await.unwrap();
+    within(session.ready()).await.unwrap();
+    std::mem::forget(client);
+    (server, session)
+}
+
+#[tokio::test]
+async fn a_handler_that_returns_without_finish_delivers_what_it_sent() {
+    // Before: the client saw `Reset` and lost the message already sent.
+    let (_server, session) = dropping_server(1).await;
+    let (_sender, mut receiver) = within(session.open_stream(FEED, Bytes::new())).await.unwrap();
+    let message = within(receiver.recv()).await.unwrap().expect("the message sent before the drop");
+    assert_eq!(&message.payload[..4], 0u32.to_le_bytes());
+    assert_eq!(within(receiver.recv()).await, Ok(None));
+
+    // Many, larger than a packet each, so that some are still queued at the drop.
+    let (_server, session) = dropping_server(200).await;
+    let (_sender, mut receiver) = within(session.open_stream(FEED, Bytes::new())).await.unwrap();
+    for i in 0..200u32 {
+        let message = within(receiver.recv()).await.unwrap().expect("a message, not the end");
+        assert_eq!(&message.payload[..4], i.to_le_bytes());
+    }
+    assert_eq!(within(receiver.recv()).await, Ok(None));
+}
+
+#[test]
+fn stream_errors_name_their_codes() {
+    let reset = StreamError::Reset(ErrorCode::InvalidStreamKind as u64);
+    assert_eq!(reset.to_string(), "the peer reset the stream with INVALID_STREAM_KIND (0x307)");
+    assert_eq!(StreamError::Reset(0x1234).to_string(), "the peer reset the stream with code 0x1234");
 }
 
 #[tokio::test]

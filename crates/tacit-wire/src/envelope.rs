@@ -431,6 +431,27 @@ impl Envelope {
     /// Appends the protobuf encoding (no frame prefix) to `buf`, fields in
     /// number order, exactly as prost would write [`pb::Envelope`].
     pub fn encode_raw(&self, buf: &mut impl BufMut) {
+        self.encode_fields(buf);
+        if !self.payload.is_empty() {
+            put_len_field(field::PAYLOAD, &self.payload, buf);
+        }
+    }
+
+    /// Appends the encoding up to the payload's bytes: every field, then the
+    /// payload's key and length, but not the payload itself. Followed by
+    /// [`payload`](Self::payload) it is exactly [`encode_raw`](Self::encode_raw)'s
+    /// output, so a sender can hand the payload to its transport as a chunk
+    /// of its own, without copying it.
+    pub fn encode_head(&self, buf: &mut impl BufMut) {
+        self.encode_fields(buf);
+        if !self.payload.is_empty() {
+            put_key(field::PAYLOAD, wire::LEN, buf);
+            varint::encode(self.payload.len() as u64, buf);
+        }
+    }
+
+    /// Every field but the payload, in number order.
+    fn encode_fields(&self, buf: &mut impl BufMut) {
         match &self.intent {
             IntentRef::Alias(alias) => {
                 put_key(field::ALIAS, wire::VARINT, buf);
@@ -471,9 +492,6 @@ impl Envelope {
         if self.idempotent {
             put_key(field::IDEMPOTENT, wire::VARINT, buf);
             buf.put_u8(1);
-        }
-        if !self.payload.is_empty() {
-            put_len_field(field::PAYLOAD, &self.payload, buf);
         }
     }
 }

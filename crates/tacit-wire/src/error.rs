@@ -2,7 +2,19 @@
 //! puts on the wire (in a refusal, a failure act or a stream reset) when it
 //! meets the error.
 
+use std::fmt;
+
 use crate::ErrorCode;
+
+/// A code for people: its protocol name and its number, as in
+/// `INVALID_STREAM_KIND (0x307)` (the names and numbers of docs/PROTOCOL.md).
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.as_str_name();
+        let name = name.strip_prefix("ERROR_CODE_").unwrap_or(name);
+        write!(f, "{name} ({:#x})", *self as i32)
+    }
+}
 
 /// An error while cutting a byte stream into frames, or building a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,5 +140,17 @@ impl DecodeError {
             Self::MissingIntent | Self::InvalidIntentIdLength(_) => ErrorCode::InvalidIntentRef,
             Self::InvalidPayload { .. } => ErrorCode::InvalidPayload,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_display_by_name_and_number() {
+        assert_eq!(ErrorCode::InvalidStreamKind.to_string(), "INVALID_STREAM_KIND (0x307)");
+        assert_eq!(ErrorCode::FrameTooLarge.to_string(), "FRAME_TOO_LARGE (0x101)");
+        assert_eq!(ErrorCode::Unspecified.to_string(), "UNSPECIFIED (0x0)");
     }
 }

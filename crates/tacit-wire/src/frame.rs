@@ -74,6 +74,20 @@ impl FrameEncoder {
         Ok(())
     }
 
+    /// Appends an envelope's frame up to its payload's bytes to `dst`: the
+    /// length prefix and [`Envelope::encode_head`](crate::Envelope::encode_head).
+    /// The payload, written after it, completes the frame; a transport that
+    /// writes chunks sends it without copying it.
+    pub fn encode_head(&self, envelope: &crate::Envelope, dst: &mut impl BufMut) -> Result<(), FrameError> {
+        let len = envelope.encoded_len();
+        if len > self.max_frame_len {
+            return Err(FrameError::TooLarge { len: len as u64, max: self.max_frame_len });
+        }
+        varint::encode(len as u64, dst);
+        envelope.encode_head(dst);
+        Ok(())
+    }
+
     /// Encodes `body` as one frame into a new buffer.
     pub fn encode_to_bytes(&self, body: &impl FrameBody) -> Result<Bytes, FrameError> {
         let mut dst = BytesMut::new();

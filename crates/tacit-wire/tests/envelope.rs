@@ -105,6 +105,24 @@ proptest! {
         prop_assert_eq!(Envelope::try_from(pb::Envelope::decode(encoded).unwrap()), Ok(envelope));
     }
 
+    /// A frame's head followed by the payload is exactly the whole frame,
+    /// so senders can write the payload as a chunk of its own.
+    #[test]
+    fn head_and_payload_make_the_frame(envelope in envelopes()) {
+        let encoder = FrameEncoder::default();
+        let mut whole = BytesMut::new();
+        encoder.encode(&envelope, &mut whole).unwrap();
+        let mut split = BytesMut::new();
+        encoder.encode_head(&envelope, &mut split).unwrap();
+        split.extend_from_slice(&envelope.payload);
+        prop_assert_eq!(&split[..], &whole[..]);
+        // And the same limit applies to both.
+        let tight = FrameEncoder::new(envelope.encoded_len().saturating_sub(1));
+        if envelope.encoded_len() > 0 {
+            prop_assert!(tight.encode_head(&envelope, &mut BytesMut::new()).is_err());
+        }
+    }
+
     /// The hand decoder accepts and refuses exactly what "prost decode, then
     /// validate" does, with the same result.
     #[test]

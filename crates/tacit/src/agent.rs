@@ -209,7 +209,8 @@ impl AgentBuilder {
     /// travels on it ([`Subscription`]): the handler gets the opening
     /// message, a sender of `S::Item`s and a receiver of what the opener
     /// sends (`S::Send`) — sender first, as [`Peer::stream`] returns them.
-    /// Finish the sender to end the stream; dropping it unfinished cancels.
+    /// Finish the sender to end the stream (returning without it ends the
+    /// stream the same way, after what was sent).
     pub fn on_stream<S, F, Fut>(self, handler: F) -> Self
     where
         S: Subscription,

@@ -27,8 +27,8 @@ impl<T> Reply<T> {
 }
 
 /// Sends typed messages on a stream lane, in order; end it with
-/// [`finish`](Self::finish) (dropping it unfinished resets the stream, and
-/// the peer sees the stream as cut off).
+/// [`finish`](Self::finish); dropping it ends the direction the same way,
+/// after everything sent.
 #[derive(Debug)]
 pub struct StreamSender<T> {
     inner: FrameSender,

@@ -232,27 +232,23 @@ async fn typed_stream_both_ways() {
 }
 
 #[tokio::test]
-async fn a_stream_cut_off_is_reported_truncated() {
+async fn a_stream_handler_that_returns_without_finish_delivers_what_it_sent() {
     bounded(async {
         let server = bind(Agent::builder().on_stream_with(
             |_: Context, _: DelegateTask, mut updates: StreamSender<TaskUpdate>, _: StreamReceiver<Ping>| async move {
                 updates.send(&TaskUpdate::default()).await.unwrap();
-                // Dropped without `finish`: the peer must not take this as the end.
+                // Dropped without `finish`: the direction ends after what was sent.
             },
         ))
         .await;
         let client = bind(Agent::builder().emits::<DelegateTask>()).await;
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
         let (_inputs, mut updates) = peer.stream_with::<_, Ping, TaskUpdate>(DelegateTask::default()).await.unwrap();
-        // The reset may discard the message sent before it; either way the
-        // receiver must end in an error, never in a clean end.
-        let outcome = loop {
-            match updates.recv().await {
-                Ok(Some(_)) => continue,
-                other => break other,
-            }
-        };
-        assert!(outcome.is_err(), "an abandoned stream must not look finished: {outcome:?}");
+        // The message sent before the drop arrives, then the end (a cut-off
+        // stream, FIN without the end marker, is still reported truncated:
+        // tacit-quic's tests/stream.rs).
+        assert_eq!(updates.recv().await.unwrap(), Some(TaskUpdate::default()));
+        assert!(matches!(updates.recv().await, Ok(None)));
     })
     .await;
 }
