@@ -361,7 +361,7 @@ impl Link {
             };
             let error = match outcome {
                 Ok(envelope) => {
-                    let intent = resolve(&session, envelope.intent);
+                    let intent = session.reply_intent(envelope.intent);
                     return Ok(LinkReply { intent, envelope });
                 }
                 Err(error) => error,
@@ -507,16 +507,6 @@ impl LinkWatch {
                 _ => {}
             }
             self.state.changed().await.ok()?;
-        }
-    }
-}
-
-/// The intent an envelope names, resolved with what `session` negotiated.
-pub(crate) fn resolve(session: &Session, intent: tacit_wire::IntentRef) -> Option<IntentId> {
-    match intent {
-        tacit_wire::IntentRef::Id(id) => Some(id),
-        tacit_wire::IntentRef::Alias(alias) => {
-            session.negotiated().and_then(|negotiated| negotiated.resolve_alias(alias).map(|intent| intent.id))
         }
     }
 }

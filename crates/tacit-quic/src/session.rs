@@ -358,6 +358,18 @@ impl Session {
         &self.inner.connection
     }
 
+    /// The intent an answer names: its alias resolved with what is
+    /// negotiated, or its full IntentId as it is (replies travel
+    /// un-negotiated, matched by `in_reply_to`).
+    pub fn reply_intent(&self, intent: IntentRef) -> Option<IntentId> {
+        match intent {
+            IntentRef::Id(id) => Some(id),
+            IntentRef::Alias(alias) => {
+                self.negotiated().and_then(|negotiated| negotiated.resolve_alias(alias).map(|intent| intent.id))
+            }
+        }
+    }
+
     /// Whether `self` and `other` are handles of the same session.
     pub(crate) fn same_as(&self, other: &Session) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -225,7 +225,7 @@ impl Peer {
                     None => ask.await,
                 };
                 outcome.map(|envelope| {
-                    let resolved = resolve(session, &envelope);
+                    let resolved = session.reply_intent(envelope.intent);
                     (envelope, resolved)
                 })
             }
@@ -407,16 +407,6 @@ impl Peer {
         match &self.inner.conn {
             Conn::Link(link) => link.close("closed by the application"),
             Conn::Session(session) => session.close(tacit_wire::ErrorCode::Closed, "closed by the application"),
-        }
-    }
-}
-
-/// The intent an envelope names, resolved with what the session negotiated.
-fn resolve(session: &Session, envelope: &Envelope) -> Option<IntentId> {
-    match envelope.intent {
-        tacit_wire::IntentRef::Id(id) => Some(id),
-        tacit_wire::IntentRef::Alias(alias) => {
-            session.negotiated().and_then(|negotiated| negotiated.resolve_alias(alias).map(|intent| intent.id))
         }
     }
 }
