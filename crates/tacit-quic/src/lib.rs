@@ -11,6 +11,12 @@
 //!   retry), [`tell`](Session::tell), [`open_stream`](Session::open_stream)
 //!   and [`send_datagram`](Session::send_datagram) — and
 //!   [`next_incoming`](Session::next_incoming) for what the peer sends.
+//! - [`Link`]: the link to one peer that outlives its connections — it
+//!   re-dials in the background ([`ReconnectPolicy`]), re-sends asks that
+//!   were not sent and idempotent asks whose outcome is unknown (the
+//!   receiver's retry window runs each at most once), keeps one stream of
+//!   incoming messages across sessions, and publishes its [`LinkState`].
+//!   Every ask through it ends within its deadline.
 //!
 //! The wire protocol is specified in `docs/PROTOCOL.md` ("QUIC mapping").
 //!
