@@ -45,6 +45,7 @@
 mod codec;
 mod grpc;
 mod jsonrpc;
+mod latency;
 mod memory;
 mod quic_net;
 mod report;
@@ -67,8 +68,9 @@ use tokio::task::JoinSet;
 
 use crate::grpc::{GrpcClient, GrpcServer};
 use crate::jsonrpc::{JsonClient, JsonServer, ReserveParams, RpcRequest};
+use crate::latency::Latency;
 use crate::quic_net::{RawQuic, RawStreams, TacitAgents, TacitSessions, agent_ask, session_ask};
-use crate::report::{Latency, Results};
+use crate::report::Results;
 use crate::tcp_floor::TcpFloor;
 use crate::tcp_io::Security;
 

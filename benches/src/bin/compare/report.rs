@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::codec::{Codec, CodecFigures};
+use crate::latency::Latency;
 use crate::memory::{IdleCase, IdleFigures};
 use crate::unpinned::{self, Flavor};
 use crate::{Case, Counts, IN_FLIGHT};
@@ -18,26 +19,6 @@ const RUN_BEGIN: &str = "<!-- compare:run -->";
 const RUN_END: &str = "<!-- compare:run-end -->";
 const DATA: &str = "<!-- compare:data ";
 const COMMAND: &str = "taskset -c 0 cargo run --release -p tacit-benches --bin compare";
-
-/// Latency percentiles, in microseconds.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Latency {
-    pub(crate) p50: f64,
-    pub(crate) p99: f64,
-}
-
-impl Latency {
-    pub(crate) fn of(mut samples: Vec<Duration>) -> Self {
-        if samples.is_empty() {
-            return Self::default();
-        }
-        samples.sort_unstable();
-        let micros = |d: Duration| d.as_secs_f64() * 1e6;
-        // Nearest rank.
-        let at = |p: f64| micros(samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]);
-        Self { p50: at(0.50), p99: at(0.99) }
-    }
-}
 
 /// Everything one run measured.
 pub(crate) struct Results {

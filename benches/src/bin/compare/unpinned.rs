@@ -39,8 +39,8 @@ use tokio::runtime::{Builder, Runtime};
 
 use crate::grpc::{GrpcClient, GrpcServer};
 use crate::jsonrpc::{self, JsonClient, JsonServer, ReserveParams, RpcRequest};
+use crate::latency::Latency;
 use crate::quic_net::{self, RawServer, SessionServer, TacitAgents, agent_ask, session_ask};
-use crate::report::Latency;
 use crate::tcp_io::Security;
 use crate::{Case, Counts};
 
