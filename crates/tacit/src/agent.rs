@@ -358,7 +358,10 @@ impl AgentBuilder {
             None => endpoint.bind(addr).await,
         }
         .map_err(Error::from_bind)?;
-        let emitted = self.capabilities.intents.iter().filter(|offer| offer.emits).map(|offer| offer.id).collect();
+        let mut emitted: Vec<IntentId> =
+            self.capabilities.intents.iter().filter(|offer| offer.emits).map(|offer| offer.id).collect();
+        emitted.sort_unstable();
+        emitted.dedup();
         let core = Arc::new(Served {
             handlers: self.handlers,
             core: Arc::new(Core {
