@@ -1,7 +1,6 @@
 //! Handlers: typed async functions the agent calls for the intents peers
 //! send it, stored type-erased by IntentId.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,9 +33,9 @@ pub(crate) type StreamFn = Arc<dyn Fn(Context, Bytes, FrameSender, FrameReceiver
 /// The handlers of one agent.
 #[derive(Default)]
 pub(crate) struct Handlers {
-    pub(crate) asks: HashMap<IntentId, AskFn>,
-    pub(crate) tells: HashMap<IntentId, TellFn>,
-    pub(crate) streams: HashMap<IntentId, StreamFn>,
+    pub(crate) asks: IntentTable<AskFn>,
+    pub(crate) tells: IntentTable<TellFn>,
+    pub(crate) streams: IntentTable<StreamFn>,
     /// Asks of intents without a typed handler ([`AgentBuilder::handle_any`](crate::AgentBuilder::handle_any)).
     pub(crate) any_ask: Option<AskFn>,
     /// One-way messages of intents without a typed handler.
@@ -47,6 +46,38 @@ impl Handlers {
     /// Whether the agent takes intents it has no type for.
     pub(crate) fn takes_any(&self) -> bool {
         self.any_ask.is_some() || self.any_tell.is_some()
+    }
+}
+
+/// Values by IntentId, fixed once the agent is built, looked up on every
+/// incoming message: a sorted vector, whose binary search of a few 32-byte
+/// comparisons costs less than hashing the id (an IntentId is already a
+/// hash; SipHash over it was 275 instructions an ask).
+pub(crate) struct IntentTable<V> {
+    entries: Vec<(IntentId, V)>,
+}
+
+impl<V> Default for IntentTable<V> {
+    fn default() -> Self {
+        Self { entries: Vec::new() }
+    }
+}
+
+impl<V> IntentTable<V> {
+    /// Sets the value of `id`, replacing any earlier one.
+    pub(crate) fn insert(&mut self, id: IntentId, value: V) {
+        match self.entries.binary_search_by(|(key, _)| key.cmp(&id)) {
+            Ok(at) => self.entries[at].1 = value,
+            Err(at) => self.entries.insert(at, (id, value)),
+        }
+    }
+
+    pub(crate) fn get(&self, id: &IntentId) -> Option<&V> {
+        self.entries.binary_search_by(|(key, _)| key.cmp(id)).ok().map(|at| &self.entries[at].1)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 }
 
