@@ -19,9 +19,39 @@ use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto, Fil
 /// also versions the algorithm.
 pub const INTENT_ID_LABEL: &str = "tacit intent-id v1";
 
-/// A 32-byte IntentId. Printed as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A 32-byte IntentId. Printed as 64 lowercase hex digits. Ordered as
+/// its bytes are (lexicographically).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IntentId([u8; 32]);
+
+impl IntentId {
+    /// The id as four big-endian words: comparing them orders ids as their
+    /// bytes, in four inlined comparisons instead of a `memcmp` call (ids
+    /// are compared on the per-message path, in sorted handler tables).
+    #[inline]
+    fn words(&self) -> [u64; 4] {
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&self.0[at..at + 8]);
+            u64::from_be_bytes(bytes)
+        };
+        [word(0), word(8), word(16), word(24)]
+    }
+}
+
+impl Ord for IntentId {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.words().cmp(&other.words())
+    }
+}
+
+impl PartialOrd for IntentId {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl IntentId {
     /// Length in bytes.

@@ -269,3 +269,17 @@ proptest! {
         let _ = s.parse::<IntentId>();
     }
 }
+
+proptest! {
+    /// IntentIds order as their bytes do (the word-wise `Ord` is only a
+    /// faster way to the same answer).
+    #[test]
+    fn ids_order_as_their_bytes(a in prop::array::uniform32(0u8..), b in prop::array::uniform32(0u8..), shared in 0usize..32) {
+        // Ids that share a prefix, so that later words decide too.
+        let mut b = b;
+        b[..shared].copy_from_slice(&a[..shared]);
+        let (x, y) = (IntentId::from_bytes(a), IntentId::from_bytes(b));
+        prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+        prop_assert_eq!(x == y, a == b);
+    }
+}
