@@ -10,7 +10,7 @@ use tacit_handshake::{Negotiated, Refusal};
 use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, IntentId, IntentRef, pb};
 
 /// The intent an error answer names when the request named an alias the
-/// receiver cannot resolve (`[reply.error-intent]`): 32 zero bytes, the id
+/// receiver cannot resolve (`[ask.error-intent]`): 32 zero bytes, the id
 /// of no schema.
 pub(crate) const NO_INTENT: IntentId = IntentId::from_bytes([0; 32]);
 
@@ -53,7 +53,7 @@ impl ReplyTo {
 
     /// An error answer: `act` with a `Refusal` of `code` and `reason`,
     /// naming the request's intent by its full IntentId (never an alias:
-    /// `[reply.error-intent]`), as message `id`.
+    /// `[ask.error-intent]`), as message `id`.
     pub(crate) fn error(&self, act: Act, code: ErrorCode, reason: &str, id: u64) -> Envelope {
         let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned(), ..Default::default() };
         self.answer(act, IntentRef::Id(self.intent), id, Bytes::from(refusal.encode_to_vec()))
@@ -82,7 +82,7 @@ mod tests {
         request.conversation_id = ConversationId::new("c-1").unwrap();
         let reply = ReplyTo::of(&request, None).error(Act::Refuse, ErrorCode::TooManyAsks, "busy", 9);
         assert_eq!((reply.act, reply.message_id, reply.in_reply_to), (Act::Refuse, 9, 7));
-        // [reply.error-intent]: an alias the receiver cannot resolve is not echoed.
+        // [ask.error-intent]: an alias the receiver cannot resolve is not echoed.
         assert_eq!(reply.intent, IntentRef::Id(NO_INTENT));
         assert_eq!(reply.conversation_id.as_str(), "c-1");
         assert_eq!(refusal_of(&reply), Some(Refusal::new(ErrorCode::TooManyAsks, "busy")));

@@ -175,7 +175,7 @@ async fn a_truncated_ask_frame_is_reset_with_frame_truncated() {
     assert_eq!((reply.act, reply.in_reply_to), (Act::Inform, 1));
 }
 
-/// `[reply.error-intent]`, `[ask.unknown-alias]`: error answers name the
+/// `[ask.error-intent]`, `[ask.unknown-alias]`: error answers name the
 /// request's intent by its full IntentId, never by an alias (an alias of the
 /// receiver's table means nothing in the reply direction); an alias outside
 /// the table is answered `NOT_UNDERSTOOD` / `INTENT_NOT_NEGOTIATED` and
