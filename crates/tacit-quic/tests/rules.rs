@@ -386,3 +386,24 @@ async fn schema_requests_are_answered_each_in_order() {
     }
     assert!(raw.connection.close_reason().is_none(), "the session goes on");
 }
+
+/// `[streams.reply-no-kind]`: the direction of an ask stream written by the
+/// side that accepted it starts with the first answer's frame, no kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reply_direction_of_an_ask_stream_has_no_kind() {
+    let server = echo_server().await;
+    let raw = raw(14, &server, vec![offer(ECHO, false, true)]).await;
+    let (mut send, mut recv) = raw.connection.open_bi().await.unwrap();
+    let request = ask(IntentRef::Id(ECHO), Act::Request, 1);
+    let mut bytes = vec![0x01];
+    bytes.extend(&request);
+    send.write_all(&bytes).await.unwrap();
+    send.finish().unwrap();
+    let reply = within(recv.read_to_end(1 << 16)).await.unwrap();
+    // One frame, from the first byte: its length prefix, then the envelope.
+    let mut buffer = BytesMut::from(&reply[..]);
+    let frame = FrameDecoder::new(1 << 20).decode(&mut buffer).unwrap().unwrap();
+    assert!(buffer.is_empty(), "exactly one frame and nothing before it: {reply:?}");
+    let envelope = Envelope::decode(frame).unwrap();
+    assert_eq!((envelope.act, envelope.in_reply_to), (Act::Inform, 1));
+}
