@@ -407,3 +407,36 @@ async fn the_reply_direction_of_an_ask_stream_has_no_kind() {
     let envelope = Envelope::decode(frame).unwrap();
     assert_eq!((envelope.act, envelope.in_reply_to), (Act::Inform, 1));
 }
+
+/// `[hs.refusal-linger]`: the refusing side waits for its `Refusal` to be
+/// acknowledged before it closes, but only for a bounded time: a peer that
+/// acknowledges nothing (here, every packet the server sends is lost)
+/// cannot hold the connection open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_for_the_refusal_is_bounded() {
+    use tacit_testkit::fault::{FaultHandle, Faults, FaultySocket};
+    let faults = FaultHandle::new(1);
+    let server = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[15; 32]))
+        .card(AgentCard::new("rules"))
+        .capabilities(Capabilities::default().with_intent(IntentOffer::handles(ECHO, "t.Echo")))
+        .bind_with_socket(FaultySocket::bind(LOCALHOST, &faults).unwrap())
+        .await
+        .unwrap();
+    let client = endpoint(16, Capabilities::default(), Default::default()).await;
+    let connection = within(client.connect_raw(server.local_addr().unwrap())).await.unwrap();
+    let (mut send, _recv) = connection.open_bi().await.unwrap();
+    let session = {
+        send.write_all(&hello((2, 2), vec![offer(ECHO, false, true)])[..1]).await.unwrap();
+        within(server.accept()).await.unwrap().unwrap()
+    };
+    // From now on nothing the server sends arrives (its Refusal, its acks).
+    faults.set(Faults::none().loss(1.0, 1));
+    let started = std::time::Instant::now();
+    send.write_all(&hello((2, 2), vec![offer(ECHO, false, true)])[1..]).await.unwrap();
+    let refused = within(session.ready()).await;
+    let waited = started.elapsed();
+    assert_eq!(refused.map(|_| ()).map_err(|e| e.code()), Err(ErrorCode::NoCommonVersion));
+    assert!(waited >= Duration::from_millis(500), "closed after {waited:?}, without waiting for the ack");
+    assert!(waited < Duration::from_secs(5), "held open for {waited:?}");
+}
