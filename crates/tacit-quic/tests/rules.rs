@@ -440,3 +440,44 @@ async fn the_wait_for_the_refusal_is_bounded() {
     assert!(waited >= Duration::from_millis(500), "closed after {waited:?}, without waiting for the ack");
     assert!(waited < Duration::from_secs(5), "held open for {waited:?}");
 }
+
+/// `[streams.truncated]`, `[lane.opening]`, `[lane.error]`: a stream lane
+/// cut off inside a frame, at its opening or after it, gets the handler's
+/// direction reset with `FRAME_TRUNCATED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_stream_lane_frame_is_reset_with_frame_truncated() {
+    let caps = Capabilities::default().with_intent(IntentOffer::handles(ECHO, "t.Echo"));
+    let server = endpoint(17, caps, Default::default()).await;
+    // Reads every stream lane to its end (or its error).
+    tokio::spawn({
+        let server = server.clone();
+        async move {
+            let session = server.accept().await.unwrap().unwrap();
+            while let Some(incoming) = session.next_incoming().await {
+                if let Incoming::Stream(mut stream) = incoming {
+                    tokio::spawn(async move {
+                        while let Ok(Some(_)) = stream.receiver.recv().await {}
+                        drop(stream.sender);
+                    });
+                }
+            }
+        }
+    });
+    let raw = raw(18, &server, vec![offer(ECHO, false, true)]).await;
+    let opening = Envelope::new(IntentRef::Id(ECHO), Act::Subscribe, 1, Bytes::new()).encode_to_bytes();
+    let cases: [(&str, Vec<u8>); 2] = [
+        ("at the opening", vec![0x03, 10, 1, 2]),
+        ("after the opening", [&[0x03][..], &frame(&opening), &[10, 1, 2]].concat()),
+    ];
+    for (case, bytes) in cases {
+        let (mut send, mut recv) = raw.connection.open_bi().await.unwrap();
+        send.write_all(&bytes).await.unwrap();
+        send.finish().unwrap();
+        match within(recv.read_to_end(1 << 16)).await {
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
+                assert_eq!(code.into_inner(), ErrorCode::FrameTruncated as u64, "{case}");
+            }
+            other => panic!("{case}: expected a reset with FRAME_TRUNCATED, got {other:?}"),
+        }
+    }
+}
