@@ -68,8 +68,11 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Closes the session politely, so that what was sent is not cut off.
+    /// Closes the session politely, so that what was sent is not cut off:
+    /// with `CLOSED`, the code of an application that is done with a session
+    /// (`[session.close-normal]`), then shuts this tool's agent down.
     pub(crate) async fn close(self) {
+        self.peer.close();
         drop(self.peer);
         self.agent.shutdown(Duration::from_millis(200)).await;
     }

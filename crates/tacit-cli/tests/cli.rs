@@ -711,3 +711,42 @@ async fn listen_prints_the_trace_id() {
     .await
     .expect("the test took over 30 s");
 }
+
+/// `[session.close-normal]`: a tool that is done with its peer closes the
+/// session with `CLOSED` (0x30d), not 0 and not `SHUTDOWN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_closes_its_session_with_closed() {
+    use tacit::intents::{Ping, Pong};
+    use tacit::transport::{Capabilities, Endpoint, Incoming, IntentOffer};
+    use tacit::{AgentCard, ErrorCode, Identity};
+
+    tokio::time::timeout(Duration::from_secs(40), async {
+        let server = Endpoint::builder()
+            .identity(Identity::from_secret_bytes(&[77; 32]))
+            .card(AgentCard::new("close-code"))
+            .capabilities(Capabilities::default().with_intent(IntentOffer::handles(Ping::ID, "tacit.intents.v1.Ping")))
+            .bind(LOCALHOST)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let accepted = tokio::spawn(async move {
+            let session = server.accept().await.unwrap().unwrap();
+            while let Some(incoming) = session.next_incoming().await {
+                if let Incoming::Ask(ask) = incoming {
+                    // Ping and Pong have the same encoding: `nonce = 1`.
+                    ask.responder.reply(Pong::ID, ask.envelope.payload.clone());
+                }
+            }
+            let _ = session.closed().await;
+            // "closed by peer: REASON (code N)" (quinn's Display of an application close).
+            let reason = session.connection().close_reason().map(|e| e.to_string()).unwrap_or_default();
+            let code = reason.rsplit_once("(code ").and_then(|(_, code)| code.trim_end_matches(')').parse().ok());
+            code.unwrap_or_else(|| panic!("the session ended without an application close: {reason}"))
+        });
+        tokio::task::block_in_place(|| tacit(&["ping", &addr, "-n", "1"])).ok();
+        let code: u64 = accepted.await.unwrap();
+        assert_eq!(code, ErrorCode::Closed as u64, "the CLI closed with {code:#x}");
+    })
+    .await
+    .expect("the test took over 40 s");
+}

@@ -52,6 +52,11 @@ pub enum AskError {
     /// have run.
     #[error("no reply within the deadline")]
     DeadlineExceeded,
+    /// The peer does not receive datagrams: it did not advertise the QUIC
+    /// `max_datagram_frame_size` transport parameter (`[dgram.unsupported]`);
+    /// nothing was sent.
+    #[error("the peer does not accept datagrams")]
+    DatagramsUnsupported,
     /// The request is larger than the peer accepts.
     #[error("the request is {len} bytes, more than the peer's limit of {max}")]
     TooLarge {
@@ -105,35 +110,66 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, PendingState> {
     pending.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The asking side of one session: the ask stream this agent opened, and
-/// the asks waiting for replies on it.
+/// One ask stream this agent opened: its writer, and the asks waiting for
+/// replies on it.
+#[derive(Debug)]
+struct Outgoing {
+    writer: FrameSink,
+    pending: Pending,
+}
+
+impl Outgoing {
+    /// Whether new asks can no longer use this stream: the peer stopped it
+    /// (or it failed), or its reply direction ended.
+    fn is_closed(&self) -> bool {
+        self.writer.is_closed() || lock(&self.pending).closed.is_some()
+    }
+}
+
+/// The asking side of one session: the ask stream this agent uses now,
+/// and the asks waiting for replies on it. After a stream error the next
+/// ask opens a new ask stream (`[ask.reopen]`); asks already sent on the
+/// old one still get the answers that come back on it.
 #[derive(Debug)]
 pub(crate) struct AskLane {
-    writer: tokio::sync::OnceCell<FrameSink>,
-    pending: Pending,
+    current: Mutex<Option<Arc<Outgoing>>>,
+    /// Serialises opening a stream, so concurrent asks open one, not many.
+    opening: tokio::sync::Mutex<()>,
     ids: Arc<MessageIds>,
 }
 
 impl AskLane {
     pub(crate) fn new(ids: Arc<MessageIds>) -> Self {
-        Self { writer: tokio::sync::OnceCell::new(), pending: Arc::new(Mutex::new(PendingState::default())), ids }
+        Self { current: Mutex::new(None), opening: tokio::sync::Mutex::new(()), ids }
     }
 
-    /// The writer of this agent's ask stream, opening it on first use.
-    async fn writer(
+    fn usable(&self) -> Option<Arc<Outgoing>> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.as_ref().filter(|stream| !stream.is_closed()).cloned()
+    }
+
+    /// The ask stream to send on, opening one on first use or after the
+    /// last one ended.
+    async fn stream(
         &self,
         connection: &quinn::Connection,
         local_max_frame_len: usize,
-    ) -> Result<&FrameSink, SessionError> {
-        self.writer
-            .get_or_try_init(|| async {
-                let (send, recv) = connection.open_bi().await.map_err(connection_error)?;
-                let (sink, source) = FrameSink::open(send, kind::prefix(kind::ASK));
-                tokio::spawn(write_frames(source));
-                tokio::spawn(read_replies(recv, self.pending.clone(), local_max_frame_len));
-                Ok(sink)
-            })
-            .await
+    ) -> Result<Arc<Outgoing>, SessionError> {
+        if let Some(stream) = self.usable() {
+            return Ok(stream);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(stream) = self.usable() {
+            return Ok(stream);
+        }
+        let (send, recv) = connection.open_bi().await.map_err(connection_error)?;
+        let (writer, source) = FrameSink::open(send, kind::prefix(kind::ASK));
+        let pending: Pending = Arc::new(Mutex::new(PendingState::default()));
+        tokio::spawn(write_frames(source));
+        tokio::spawn(read_replies(recv, pending.clone(), local_max_frame_len));
+        let stream = Arc::new(Outgoing { writer, pending });
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.clone());
+        Ok(stream)
     }
 
     /// Sends `envelope` and waits for its reply.
@@ -146,28 +182,29 @@ impl AskLane {
         deadline: Option<Duration>,
     ) -> Result<Envelope, AskError> {
         // (The sink checks the length against `max_frame_len` as it encodes.)
-        let writer = self.writer(connection, local_max_frame_len).await.map_err(AskError::NotSent)?;
+        let stream = self.stream(connection, local_max_frame_len).await.map_err(AskError::NotSent)?;
+        let (writer, pending) = (&stream.writer, &stream.pending);
         let id = envelope.message_id;
         let alone = {
-            let mut pending = lock(&self.pending);
+            let mut pending = lock(pending);
             if let Some(reason) = &pending.closed {
                 return Err(AskError::NotSent(SessionError::ConnectionLost(reason.clone())));
             }
             pending.waiters.insert(id, Waiter::Waiting(None));
             pending.waiters.len() == 1
         };
-        let mut guard = CancelOnDrop { lane: self, writer, envelope: Some(&envelope) };
+        let mut guard = CancelOnDrop { ids: &self.ids, pending, writer, envelope: Some(&envelope) };
         // The only ask in flight writes its frame itself; concurrent asks
         // leave theirs to the writer task, which batches them.
         if let Err(e) = writer.send(&envelope, max_frame_len, alone).await {
             guard.disarm();
-            lock(&self.pending).waiters.remove(&id);
+            lock(pending).waiters.remove(&id);
             return Err(match e {
                 PushError::TooLarge => AskError::TooLarge { len: envelope.encoded_len(), max: max_frame_len },
                 PushError::Closed => AskError::NotSent(SessionError::ConnectionLost("the ask stream is closed".into())),
             });
         }
-        let reply = std::future::poll_fn(|cx| self.poll_reply(id, cx));
+        let reply = std::future::poll_fn(|cx| poll_reply(pending, id, cx));
         let reply = match deadline {
             None => reply.await,
             Some(deadline) => match tokio::time::timeout(deadline, reply).await {
@@ -178,30 +215,31 @@ impl AskLane {
         guard.disarm();
         reply
     }
+}
 
-    /// The reply to the ask `id` once it is there.
-    fn poll_reply(&self, id: u64, cx: &mut Context<'_>) -> Poll<Result<Envelope, AskError>> {
-        let mut pending = lock(&self.pending);
-        match pending.waiters.get_mut(&id) {
-            Some(Waiter::Waiting(waker)) => {
-                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
+/// The reply to the ask `id` once it is there.
+fn poll_reply(pending: &Pending, id: u64, cx: &mut Context<'_>) -> Poll<Result<Envelope, AskError>> {
+    let mut pending = lock(pending);
+    match pending.waiters.get_mut(&id) {
+        Some(Waiter::Waiting(waker)) => {
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
             }
-            Some(Waiter::Done(_)) => match pending.waiters.remove(&id) {
-                Some(Waiter::Done(outcome)) => Poll::Ready(outcome),
-                _ => Poll::Ready(Err(AskError::Unknown("the ask stream ended".into()))),
-            },
-            None => Poll::Ready(Err(AskError::Unknown("the ask stream ended".into()))),
+            Poll::Pending
         }
+        Some(Waiter::Done(_)) => match pending.waiters.remove(&id) {
+            Some(Waiter::Done(outcome)) => Poll::Ready(outcome),
+            _ => Poll::Ready(Err(AskError::Unknown("the ask stream ended".into()))),
+        },
+        None => Poll::Ready(Err(AskError::Unknown("the ask stream ended".into()))),
     }
 }
 
 /// Withdraws an ask whose caller stopped waiting (dropped the future or hit
 /// the deadline): forgets it and tells the peer with a CANCEL envelope.
 struct CancelOnDrop<'a> {
-    lane: &'a AskLane,
+    ids: &'a MessageIds,
+    pending: &'a Pending,
     writer: &'a FrameSink,
     envelope: Option<&'a Envelope>,
 }
@@ -215,8 +253,8 @@ impl CancelOnDrop<'_> {
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         let Some(request) = self.envelope.take() else { return };
-        lock(&self.lane.pending).waiters.remove(&request.message_id);
-        let mut cancel = Envelope::new(request.intent, Act::Cancel, self.lane.ids.fresh(), Bytes::new());
+        lock(self.pending).waiters.remove(&request.message_id);
+        let mut cancel = Envelope::new(request.intent, Act::Cancel, self.ids.fresh(), Bytes::new());
         cancel.in_reply_to = request.message_id;
         // Best effort: a cancel does not wait for space (it is small, and
         // there is one per ask at most).

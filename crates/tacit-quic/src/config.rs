@@ -21,6 +21,8 @@ pub struct TransportLimits {
     pub(crate) max_connections_per_peer: usize,
     pub(crate) max_stream_rate: u32,
     pub(crate) udp_receive_buffer: usize,
+    /// `None`: quinn's default; `Some(0)`: datagrams refused.
+    pub(crate) datagram_receive_buffer: Option<usize>,
 }
 
 impl Default for TransportLimits {
@@ -37,6 +39,7 @@ impl Default for TransportLimits {
             max_connections_per_peer: 8,
             max_stream_rate: 1000,
             udp_receive_buffer: 2 * 1024 * 1024,
+            datagram_receive_buffer: None,
         }
     }
 }
@@ -153,6 +156,15 @@ impl TransportLimits {
         self
     }
 
+    /// Bytes of received datagrams buffered until the application reads
+    /// them (default 1.25 MB, quinn's). 0 refuses datagrams: the endpoint
+    /// does not advertise `max_datagram_frame_size`, and peers cannot send
+    /// it any (`[dgram.advertise]`, `[dgram.unsupported]`).
+    pub fn datagram_receive_buffer(&mut self, bytes: usize) -> &mut Self {
+        self.datagram_receive_buffer = Some(bytes);
+        self
+    }
+
     /// Sizes the receive buffer of `socket` as asked, as far as the system allows.
     pub(crate) fn size_socket(&self, socket: &std::net::UdpSocket) {
         let wanted = self.udp_receive_buffer;
@@ -186,6 +198,9 @@ impl TransportLimits {
             // The credit starts small and grows with use (crate::credit).
             .max_concurrent_bidi_streams(Dir::Bi.initial(self.max_concurrent_streams).into())
             .max_concurrent_uni_streams(Dir::Uni.initial(self.max_concurrent_streams).into());
+        if let Some(bytes) = self.datagram_receive_buffer {
+            transport.datagram_receive_buffer_size(Some(bytes).filter(|&b| b > 0));
+        }
         Arc::new(transport)
     }
 }

@@ -146,6 +146,10 @@ fn session_ended() -> Refusal {
     Refusal::new(ErrorCode::ControlStreamClosed, "the session ended")
 }
 
+/// How long a refusing side waits for its `Refusal` to be acknowledged
+/// before it closes the connection anyway.
+const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the control stream until the session fails or the connection ends.
 pub(crate) async fn drive(
     control: Arc<Control>,
@@ -177,10 +181,19 @@ pub(crate) async fn drive(
                     state.send_replace(State::Ready(Arc::new(negotiated)));
                 }
                 Event::Failed { refusal, by_peer } => {
-                    // Dropping the sink finishes the stream after what is
-                    // queued; the refusal is handed to QUIC before the close.
+                    // [hs.refusal-sent] Dropping the sink finishes the stream
+                    // after what is queued (the `Refusal`, when this side
+                    // refuses). Closing the connection discards stream data
+                    // QUIC has not delivered, so wait until the peer has
+                    // acknowledged it (or stopped the stream), for at most
+                    // `REFUSAL_LINGER`: a slow peer cannot hold the connection.
                     drop(sink);
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
+                    let linger = async {
+                        if let Ok(Some(send)) = writer.await {
+                            let _ = send.stopped().await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(REFUSAL_LINGER, linger).await;
                     connection.close(quinn::VarInt::from_u32(refusal.code as u32), refusal.reason.as_bytes());
                     state.send_replace(State::Failed(SessionError::Refused { refusal, by_peer }));
                     control.fail_schema_waiters();

@@ -137,6 +137,24 @@ impl Shared {
         let _ = self.failure.set(error);
         self.close();
     }
+
+    /// See [`FrameSink::reset`].
+    fn reset(&self, code: ErrorCode) {
+        let mut state = self.state();
+        if self.closed.load(Ordering::Acquire) && state.send.is_none() {
+            // Finished, failed or reset already: nothing to abandon.
+            return;
+        }
+        state.reset = Some(code);
+        state.chunks.clear();
+        state.head.clear();
+        state.queued = 0;
+        if let Some(mut send) = state.send.take() {
+            let _ = send.reset(quinn::VarInt::from_u32(code as u32));
+        }
+        drop(state);
+        self.close();
+    }
 }
 
 /// The sending end of a stream's frame queue. Cloning adds a sender; the
@@ -156,6 +174,13 @@ impl SinkObserver {
     /// Why the stream could not be written, if it could not.
     pub(crate) fn failure(&self) -> Option<&quinn::WriteError> {
         self.shared.failure.get()
+    }
+
+    /// Resets the stream with `code`, like [`FrameSink::reset`], unless it
+    /// has ended already: for the receiving half of a stream that signals a
+    /// stream error on the sending half (`[streams.error]`).
+    pub(crate) fn reset(&self, code: ErrorCode) {
+        self.shared.reset(code);
     }
 }
 
@@ -393,16 +418,7 @@ impl FrameSink {
     /// Abandons the stream: resets it with `code` (now if it is idle, else
     /// once the write in progress returns) and drops whatever is queued.
     pub(crate) fn reset(&self, code: ErrorCode) {
-        let mut state = self.shared.state();
-        state.reset = Some(code);
-        state.chunks.clear();
-        state.head.clear();
-        state.queued = 0;
-        if let Some(mut send) = state.send.take() {
-            let _ = send.reset(quinn::VarInt::from_u32(code as u32));
-        }
-        drop(state);
-        self.shared.close();
+        self.shared.reset(code);
     }
 }
 

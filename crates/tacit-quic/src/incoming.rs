@@ -161,7 +161,14 @@ impl Responder {
     ) -> Self {
         stream.running().insert(request.message_id, None);
         stream.answering.drain.enter();
-        Self { stream, request: ReplyTo::of(request), reply_id, answered: false, in_window, negotiated }
+        Self {
+            stream,
+            request: ReplyTo::of(request, Some(&negotiated)),
+            reply_id,
+            answered: false,
+            in_window,
+            negotiated,
+        }
     }
 
     /// Answers with `INFORM` and the reply intent `intent` encoded in `payload`

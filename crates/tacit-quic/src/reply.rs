@@ -6,22 +6,36 @@
 
 use bytes::Bytes;
 use prost::Message as _;
-use tacit_handshake::Refusal;
-use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, IntentRef, pb};
+use tacit_handshake::{Negotiated, Refusal};
+use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, IntentId, IntentRef, pb};
+
+/// The intent an error answer names when the request named an alias the
+/// receiver cannot resolve (`[ask.error-intent]`): 32 zero bytes, the id
+/// of no schema.
+pub(crate) const NO_INTENT: IntentId = IntentId::from_bytes([0; 32]);
 
 /// What an answer takes from the request it answers: its id (the answer's
-/// `in_reply_to`), its conversation, and its intent (for error answers).
+/// `in_reply_to`), its conversation, and its intent by full IntentId (for
+/// error answers).
 #[derive(Debug, Clone)]
 pub(crate) struct ReplyTo {
     message_id: u64,
     conversation_id: ConversationId,
-    intent: IntentRef,
+    intent: IntentId,
 }
 
 impl ReplyTo {
-    /// The request `request` is answered.
-    pub(crate) fn of(request: &Envelope) -> Self {
-        Self { message_id: request.message_id, conversation_id: request.conversation_id, intent: request.intent }
+    /// The request `request` is answered; `negotiated` resolves the alias
+    /// it may name (an alias of this agent's table, which means nothing in
+    /// the reply direction).
+    pub(crate) fn of(request: &Envelope, negotiated: Option<&Negotiated>) -> Self {
+        let intent = match request.intent {
+            IntentRef::Id(id) => id,
+            IntentRef::Alias(alias) => {
+                negotiated.and_then(|n| n.resolve_alias(alias)).map_or(NO_INTENT, |intent| intent.id)
+            }
+        };
+        Self { message_id: request.message_id, conversation_id: request.conversation_id, intent }
     }
 
     /// The id of the request.
@@ -37,11 +51,12 @@ impl ReplyTo {
         reply
     }
 
-    /// An error answer: `act` with a `Refusal` of `code` and `reason`, under
-    /// the request's own intent reference, as message `id`.
+    /// An error answer: `act` with a `Refusal` of `code` and `reason`,
+    /// naming the request's intent by its full IntentId (never an alias:
+    /// `[ask.error-intent]`), as message `id`.
     pub(crate) fn error(&self, act: Act, code: ErrorCode, reason: &str, id: u64) -> Envelope {
         let refusal = pb::Refusal { code: code.into(), reason: reason.to_owned(), ..Default::default() };
-        self.answer(act, self.intent, id, Bytes::from(refusal.encode_to_vec()))
+        self.answer(act, IntentRef::Id(self.intent), id, Bytes::from(refusal.encode_to_vec()))
     }
 }
 
@@ -65,9 +80,10 @@ mod tests {
     fn error_answers_carry_the_request_threading_and_a_refusal() {
         let mut request = Envelope::new(IntentRef::Alias(3), Act::Request, 7, Bytes::new());
         request.conversation_id = ConversationId::new("c-1").unwrap();
-        let reply = ReplyTo::of(&request).error(Act::Refuse, ErrorCode::TooManyAsks, "busy", 9);
+        let reply = ReplyTo::of(&request, None).error(Act::Refuse, ErrorCode::TooManyAsks, "busy", 9);
         assert_eq!((reply.act, reply.message_id, reply.in_reply_to), (Act::Refuse, 9, 7));
-        assert_eq!(reply.intent, IntentRef::Alias(3));
+        // [ask.error-intent]: an alias the receiver cannot resolve is not echoed.
+        assert_eq!(reply.intent, IntentRef::Id(NO_INTENT));
         assert_eq!(reply.conversation_id.as_str(), "c-1");
         assert_eq!(refusal_of(&reply), Some(Refusal::new(ErrorCode::TooManyAsks, "busy")));
         assert_eq!(refusal_of(&request), None);

@@ -13,12 +13,12 @@ use tacit_wire::{Act, Envelope, ErrorCode, IntentRef};
 use crate::control::Control;
 use crate::credit::Held;
 use crate::dedup::{AskKey, Begin};
-use crate::frames::{FrameReader, FrameSink, write_frames};
+use crate::frames::{FrameReader, FrameSink, ReadFailure, write_frames};
 use crate::ids::MessageIds;
 use crate::incoming::{Answering, AskStream, Incoming, IncomingAsk, IncomingMessage, IncomingStream, Responder};
 use crate::queue::IncomingQueue;
 use crate::reply::ReplyTo;
-use crate::stream::{FrameReceiver, FrameSender};
+use crate::stream::{FrameReceiver, FrameSender, StreamError};
 
 /// What the receiving side of a session's lanes uses.
 #[derive(Debug)]
@@ -118,6 +118,14 @@ pub(crate) async fn serve_ask_stream(
         tokio::select! {
             more = reader.fill(&mut recv) => match more {
                 Ok(true) => {}
+                Err(ReadFailure::Truncated) => {
+                    // [ask.truncated]: the asker's direction ended inside a
+                    // frame and cannot be stopped; the reply direction is
+                    // reset with FRAME_TRUNCATED (answers not yet delivered
+                    // are lost), and the asks read before are withdrawn.
+                    stream.writer().reset(ErrorCode::FrameTruncated);
+                    break;
+                }
                 Ok(false) | Err(_) => break,
             },
             () = recheck => {}
@@ -132,7 +140,8 @@ pub(crate) async fn serve_ask_stream(
 async fn handle_request(receiving: &Receiving, stream: &Arc<AskStream>, frame: Bytes) -> Result<(), ErrorCode> {
     let request = Envelope::decode(frame).map_err(|e| e.code())?;
     let refuse = |act: Act, code: ErrorCode, reason: &str| {
-        stream.answer(&ReplyTo::of(&request).error(act, code, reason, receiving.ids.fresh()));
+        let reply_to = ReplyTo::of(&request, receiving.control.negotiated().as_deref());
+        stream.answer(&reply_to.error(act, code, reason, receiving.ids.fresh()));
     };
     match request.act {
         Act::Cancel => {
@@ -179,7 +188,12 @@ async fn handle_request(receiving: &Receiving, stream: &Arc<AskStream>, frame: B
     }
     if !answering.slots.try_take() {
         let reason = format!("more than {} asks in flight", receiving.control.local_max_concurrent_asks());
-        let refusal = ReplyTo::of(&request).error(Act::Refuse, ErrorCode::TooManyAsks, &reason, receiving.ids.fresh());
+        let refusal = ReplyTo::of(&request, Some(&negotiated)).error(
+            Act::Refuse,
+            ErrorCode::TooManyAsks,
+            &reason,
+            receiving.ids.fresh(),
+        );
         // Refused before running: a retry may run it later.
         if in_window {
             answering.dedup.abandon(key, &refusal);
@@ -251,21 +265,31 @@ pub(crate) async fn serve_stream_lane(
 ) {
     let reader = FrameReader::starting_with(receiving.max_frame_len(), first);
     let mut receiver = FrameReceiver::new(recv, reader, recv_held);
-    let refuse = |send: &mut quinn::SendStream, code: ErrorCode| {
+    // [lane.refused]: a lane refused before it is served gets the code in
+    // both directions: this side's reset, the opener's stopped.
+    let refuse = |send: &mut quinn::SendStream, receiver: &mut FrameReceiver, code: ErrorCode| {
         let _ = send.reset(stop_code(code));
+        receiver.stop(code);
     };
-    let Ok(Some(opening)) = receiver.recv().await else {
-        return refuse(&mut send, ErrorCode::ProtocolViolation);
+    let opening = match receiver.recv().await {
+        Ok(Some(opening)) => opening,
+        // [lane.opening]: the stream ended, was cut off or was malformed
+        // before its opening envelope.
+        Ok(None) | Err(StreamError::Truncated | StreamError::Malformed(_)) => {
+            let code = receiver.error_code().unwrap_or(ErrorCode::ProtocolViolation);
+            return refuse(&mut send, &mut receiver, code);
+        }
+        Err(_) => return,
     };
     let negotiated = match receiving.control.ready().await {
         Ok(negotiated) => negotiated,
-        Err(e) => return refuse(&mut send, e.code()),
+        Err(e) => return refuse(&mut send, &mut receiver, e.code()),
     };
     if receiving.answering.drain.is_shutting_down() {
-        return refuse(&mut send, ErrorCode::Shutdown);
+        return refuse(&mut send, &mut receiver, ErrorCode::Shutdown);
     }
     let Some(intent) = negotiated.resolve(opening.intent) else {
-        return refuse(&mut send, ErrorCode::IntentNotNegotiated);
+        return refuse(&mut send, &mut receiver, ErrorCode::IntentNotNegotiated);
     };
     let reply_intent = negotiated.send_alias(&intent).map_or(IntentRef::Id(intent), IntentRef::Alias);
     let max_frame_len = negotiated.limits.max_frame_len as usize;
@@ -273,6 +297,7 @@ pub(crate) async fn serve_stream_lane(
     else {
         return;
     };
+    receiver.pair_with(&sender);
     let stream = IncomingStream { envelope: opening, intent, sender, receiver };
     receiving.queue.reserve().await;
     receiving.queue.push(Incoming::Stream(stream));

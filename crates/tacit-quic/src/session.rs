@@ -175,7 +175,8 @@ impl Session {
         let intent = IntentRef::Alias(alias);
         let sender = FrameSender::start(send, Some((&envelope, max)), intent, opening_id, max, Held::none())?;
         let reader = FrameReader::new(self.inner.control.local_max_frame_len(), bytes::BytesMut::new());
-        let receiver = FrameReceiver::new(recv, reader, Held::none());
+        let mut receiver = FrameReceiver::new(recv, reader, Held::none());
+        receiver.pair_with(&sender);
         Ok((sender, receiver))
     }
 
@@ -184,14 +185,18 @@ impl Session {
     pub async fn send_datagram(&self, intent: IntentId, payload: Bytes) -> Result<(), AskError> {
         let (envelope, _) = self.one_way(intent, payload).await?;
         let bytes = envelope.encode_to_bytes();
-        let max = self.inner.connection.max_datagram_size().unwrap_or(0);
+        // [dgram.unsupported]: a peer that did not advertise datagrams gets none.
+        let max = self.inner.connection.max_datagram_size().ok_or(AskError::DatagramsUnsupported)?;
         if bytes.len() > max {
             return Err(AskError::TooLarge { len: bytes.len(), max });
         }
-        self.inner
-            .connection
-            .send_datagram(bytes)
-            .map_err(|e| AskError::NotSent(SessionError::ConnectionLost(e.to_string())))
+        self.inner.connection.send_datagram(bytes).map_err(|e| match e {
+            quinn::SendDatagramError::UnsupportedByPeer | quinn::SendDatagramError::Disabled => {
+                AskError::DatagramsUnsupported
+            }
+            quinn::SendDatagramError::TooLarge => AskError::TooLarge { len: 0, max },
+            other => AskError::NotSent(SessionError::ConnectionLost(other.to_string())),
+        })
     }
 
     /// Builds a one-way envelope once the handshake is done.

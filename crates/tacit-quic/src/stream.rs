@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::credit::Held;
 use crate::error::code_name;
-use crate::frames::{FrameReader, FrameSink, PushError, ReadFailure, write_frames};
+use crate::frames::{FrameReader, FrameSink, PushError, ReadFailure, SinkObserver, write_frames};
 use crate::kind;
 
 /// The frame that ends a direction: length 0.
@@ -130,6 +130,12 @@ impl FrameSender {
         }
     }
 
+    /// A handle on this direction for the receiving half of the same
+    /// stream, which resets it on a stream error.
+    pub(crate) fn observer(&self) -> Option<SinkObserver> {
+        self.sink.as_ref().map(FrameSink::observer)
+    }
+
     /// Abandons this direction: the peer sees the stream reset with `code`
     /// (e.g. `CANCELLED`), and messages not yet delivered may be lost.
     pub fn reset(mut self, code: ErrorCode) {
@@ -166,13 +172,48 @@ pub struct FrameReceiver {
     recv: quinn::RecvStream,
     reader: FrameReader,
     ended: bool,
+    /// This side's direction of the same stream, reset on a stream error.
+    own_direction: Option<SinkObserver>,
+    /// The code of the stream error this side signalled, if it did.
+    error: Option<ErrorCode>,
     /// Counts a peer-opened stream as open for its stream credit.
     _held: Held,
 }
 
 impl FrameReceiver {
     pub(crate) fn new(recv: quinn::RecvStream, reader: FrameReader, held: Held) -> Self {
-        Self { recv, reader, ended: false, _held: held }
+        Self { recv, reader, ended: false, own_direction: None, error: None, _held: held }
+    }
+
+    /// Pairs this half with the sending half of the same stream, so that a
+    /// stream error resets both directions (`[streams.error]`).
+    pub(crate) fn pair_with(&mut self, sender: &FrameSender) {
+        self.own_direction = sender.observer();
+    }
+
+    /// Refuses the rest of the peer's direction: STOP_SENDING with `code`
+    /// (e.g. `INTENT_NOT_NEGOTIATED` for a stream nobody serves). Messages
+    /// not yet read are lost.
+    pub fn stop(&mut self, code: ErrorCode) {
+        self.ended = true;
+        let _ = self.recv.stop(quinn::VarInt::from_u32(code as u32));
+    }
+
+    /// The code of the stream error this half signalled (a malformed or
+    /// cut-off frame or envelope), if it did.
+    pub(crate) fn error_code(&self) -> Option<ErrorCode> {
+        self.error
+    }
+
+    /// Signals a stream error of the peer's direction: STOP_SENDING with
+    /// `code` (if that direction is still open) and a reset of this side's
+    /// direction with the same code (`[streams.error]`, `[lane.error]`).
+    fn stream_error(&mut self, code: ErrorCode) {
+        self.error = Some(code);
+        self.stop(code);
+        if let Some(own) = self.own_direction.take() {
+            own.reset(code);
+        }
     }
 
     /// The next message, `Ok(None)` at the peer's explicit end, or an error
@@ -187,11 +228,20 @@ impl FrameReceiver {
                 Ok(None)
             }
             Ok(Some(frame)) => Envelope::decode(frame).map(Some).map_err(|e| {
-                let _ = self.recv.stop(quinn::VarInt::from_u32(e.code() as u32));
+                self.stream_error(e.code());
                 StreamError::Malformed(e.to_string())
             }),
-            Ok(None) | Err(ReadFailure::Truncated) => Err(StreamError::Truncated),
-            Err(ReadFailure::Frame(e)) => Err(StreamError::Malformed(e.to_string())),
+            Ok(None) => Err(StreamError::Truncated),
+            Err(ReadFailure::Truncated) => {
+                // [streams.truncated]: the peer's direction has ended and
+                // cannot be stopped; this side's direction carries the code.
+                self.stream_error(ErrorCode::FrameTruncated);
+                Err(StreamError::Truncated)
+            }
+            Err(ReadFailure::Frame(e)) => {
+                self.stream_error(e.code());
+                Err(StreamError::Malformed(e.to_string()))
+            }
             Err(ReadFailure::Reset(code)) => Err(StreamError::Reset(code)),
             Err(ReadFailure::Lost(reason)) => Err(StreamError::ConnectionLost(reason)),
         }

@@ -772,12 +772,14 @@ fn default_reply_act(request: Act) -> Act {
 }
 
 fn dispatch_stream(core: &Arc<Served>, peer: Peer, stream: IncomingStream) {
-    let IncomingStream { envelope, intent, sender, receiver, .. } = stream;
+    let IncomingStream { envelope, intent, sender, mut receiver, .. } = stream;
     let Some(handler) = core.handlers.streams.get(&intent) else {
-        // Negotiated (it is asked or told) but not a stream: say so.
+        // [lane.no-handler]: negotiated (it is asked or told) but not served
+        // as a stream: both directions get INTENT_NOT_NEGOTIATED (a dropped
+        // receiver would stop the opener's direction with 0).
         core.metrics.error(ErrorCode::IntentNotNegotiated);
         sender.reset(ErrorCode::IntentNotNegotiated);
-        drop(receiver);
+        receiver.stop(ErrorCode::IntentNotNegotiated);
         return;
     };
     core.metrics.received(Counter::StreamsAccepted, envelope.payload.len());

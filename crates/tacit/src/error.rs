@@ -91,6 +91,10 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// The peer does not accept datagrams (it did not advertise QUIC
+    /// `max_datagram_frame_size`); nothing was sent.
+    #[error("the peer does not accept datagrams")]
+    DatagramsUnsupported,
     /// A stream lane failed.
     #[error(transparent)]
     Stream(#[from] StreamError),
@@ -161,6 +165,7 @@ impl Error {
             Self::Schema { .. } => ErrorCode::SchemaMismatch,
             Self::Shutdown => ErrorCode::Shutdown,
             Self::Unknown { .. }
+            | Self::DatagramsUnsupported
             | Self::Stream(_)
             | Self::Connect { .. }
             | Self::IdentityMismatch { .. }
@@ -205,6 +210,7 @@ impl Error {
             AskError::Unknown(reason) => Self::Unknown { intent, reason },
             AskError::DeadlineExceeded => Self::DeadlineExceeded { intent },
             AskError::TooLarge { len, max } => Self::TooLarge { len, max },
+            AskError::DatagramsUnsupported => Self::DatagramsUnsupported,
             other => Self::Unknown { intent, reason: other.to_string() },
         }
     }

@@ -231,6 +231,36 @@ async fn typed_stream_both_ways() {
     .await;
 }
 
+/// `[lane.no-handler]`: a stream lane for an intent that is negotiated but
+/// has no stream handler is refused in both directions with
+/// `INTENT_NOT_NEGOTIATED` (the opener's direction was stopped with 0).
+#[tokio::test]
+async fn a_stream_lane_nobody_serves_gets_intent_not_negotiated_both_ways() {
+    bounded(async {
+        let server = bind(task_server(TaskState::Completed)).await;
+        let client = bind(Agent::builder().emits::<DelegateTask>()).await;
+        let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
+        let (mut inputs, mut updates) = peer
+            .stream_with::<_, Ping, TaskUpdate>(DelegateTask { task_id: "s".into(), ..Default::default() })
+            .await
+            .unwrap();
+        let code = |e: Error| match e {
+            Error::Stream(tacit::transport::StreamError::Reset(code)) => code,
+            other => panic!("expected a reset or stop, got {other:?}"),
+        };
+        let not_negotiated = ErrorCode::IntentNotNegotiated as u64;
+        assert_eq!(code(updates.recv().await.unwrap_err()), not_negotiated);
+        let stopped = loop {
+            if let Err(e) = inputs.send(&Ping { nonce: 1 }).await {
+                break code(e);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(stopped, not_negotiated);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_stream_handler_that_returns_without_finish_delivers_what_it_sent() {
     bounded(async {

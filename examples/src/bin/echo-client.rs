@@ -121,6 +121,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             duration(s.max)
         );
     }
+    // Done with the server: an application close (`CLOSED`), not a shutdown.
+    peer.close();
     client.shutdown(Duration::from_millis(100)).await;
     Ok(())
 }
