@@ -181,7 +181,8 @@ fn c_unescape(value: &str) -> Option<Vec<u8>> {
         if let Some(byte) = simple {
             out.push(byte);
         } else if escape == b'x' || escape == b'X' {
-            let digits = bytes.get(i..).unwrap_or_default().iter().take(2).take_while(|d| d.is_ascii_hexdigit()).count();
+            let digits =
+                bytes.get(i..).unwrap_or_default().iter().take(2).take_while(|d| d.is_ascii_hexdigit()).count();
             let text = std::str::from_utf8(bytes.get(i..i + digits)?).ok()?;
             out.push(u8::from_str_radix(text, 16).ok()?);
             i += digits;
