@@ -233,13 +233,8 @@ fn config(side: &Value) -> HandshakeConfig {
     for offer in caps["intents"].as_array().unwrap() {
         let id: IntentId = offer["intent_id"].as_str().unwrap().parse().unwrap();
         let name = offer["name"].as_str().unwrap();
-        let mut intent = match (offer["handles"].as_bool().unwrap(), offer["emits"].as_bool().unwrap()) {
-            (true, emits) => {
-                let handles = IntentOffer::handles(id, name);
-                if emits { handles.and_emits() } else { handles }
-            }
-            (false, _) => IntentOffer::emits(id, name),
-        };
+        let mut intent = IntentOffer::handles(id, name);
+        intent.handles = offer["handles"].as_bool().unwrap();
         intent.emits = offer["emits"].as_bool().unwrap();
         capabilities = capabilities.with_intent(intent);
     }

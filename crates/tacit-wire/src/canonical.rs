@@ -5,7 +5,7 @@
 //! default `1e10` as `1e+10`, protox as `10000000000`; bytes defaults are
 //! C-escaped with octal or hex escapes), so the canonical form never uses the
 //! spelling: it uses the value. The rules are in `docs/PROTOCOL.md`
-//! ("Canonical form", rules `id.json-name` and `id.default-*`).
+//! ("Canonical form", rules `id.json-name` and `id.default-value`).
 
 use std::fmt::Write as _;
 
@@ -202,6 +202,75 @@ fn c_unescape(value: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes C-escaped as protoc writes them: octal for all but printable ASCII.
+    fn octal_escaped(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|&b| match b {
+                b'\\' => "\\\\".to_owned(),
+                b'"' => "\\\"".to_owned(),
+                0x20..=0x7e => char::from(b).to_string(),
+                _ => format!("\\{b:03o}"),
+            })
+            .collect()
+    }
+
+    /// The same bytes with hex escapes for everything.
+    fn hex_escaped(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
+    }
+
+    proptest! {
+        /// `id.default-value`: every spelling of a double gives one form, and
+        /// the form reads back as the value.
+        #[test]
+        fn double_spellings_agree(value in any::<f64>().prop_filter("finite", |v| v.is_finite())) {
+            let normal = normal_default(Type::Double, &value.to_string());
+            prop_assert_eq!(normal_default(Type::Double, &format!("{value:e}")), normal.clone());
+            prop_assert_eq!(normal_default(Type::Double, &format!("{value:?}")), normal.clone());
+            let back: f64 = normal.unwrap_or_default().parse().unwrap_or(f64::NAN);
+            prop_assert_eq!(back.to_bits(), value.to_bits());
+        }
+
+        /// The same for a float field, whose value is single precision.
+        #[test]
+        fn float_spellings_agree(value in any::<f32>().prop_filter("finite", |v| v.is_finite())) {
+            let normal = normal_default(Type::Float, &value.to_string());
+            prop_assert_eq!(normal_default(Type::Float, &format!("{value:e}")), normal.clone());
+            prop_assert_eq!(normal_default(Type::Float, &f64::from(value).to_string()), normal.clone());
+            let back: f32 = normal.unwrap_or_default().parse().unwrap_or(f32::NAN);
+            prop_assert_eq!(back.to_bits(), value.to_bits());
+        }
+
+        /// Octal and hex escaping of the same bytes give one form: their hex.
+        #[test]
+        fn bytes_escapings_agree(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            prop_assert_eq!(normal_default(Type::Bytes, &octal_escaped(&bytes)), Some(expected.clone()));
+            prop_assert_eq!(normal_default(Type::Bytes, &hex_escaped(&bytes)), Some(expected));
+        }
+
+        /// Decimal, hex and octal spellings of an integer give one form.
+        #[test]
+        fn integer_spellings_agree(value: i64) {
+            let expected = Some(value.to_string());
+            let sign = if value < 0 { "-" } else { "" };
+            let magnitude = value.unsigned_abs();
+            prop_assert_eq!(normal_default(Type::Int64, &format!("{sign}{magnitude:#x}")), expected.clone());
+            prop_assert_eq!(normal_default(Type::Int64, &format!("{sign}0{magnitude:o}")), expected.clone());
+            prop_assert_eq!(normal_default(Type::Int64, &value.to_string()), expected);
+        }
+
+        /// Any text: no panic.
+        #[test]
+        fn never_panics(text in "\\PC{0,30}") {
+            for ty in [Type::Double, Type::Float, Type::Int32, Type::Uint64, Type::Bytes, Type::Bool, Type::String] {
+                let _ = normal_default(ty, &text);
+            }
+        }
+    }
 
     #[test]
     fn json_names() {

@@ -3,8 +3,10 @@
 //! An IntentId is the 32-byte BLAKE3 hash of a canonical text form of a
 //! message type and every type it reaches through its fields. Two agents that
 //! compiled the same schema compute the same id, whatever compiler, file
-//! layout or comments they used; any change to the schema's meaning (a field
-//! number, name, type, label; an enum value) gives a new id. The exact
+//! layout or comments they used, or how it spelled a default value; any
+//! change to the schema's meaning on the wire or in JSON (a field number,
+//! name, type, label, default, a JSON name of its own; an enum value) gives a
+//! new id. Types from protobuf-editions files are refused. The exact
 //! algorithm is in `docs/PROTOCOL.md` ("IntentId"), with test vectors.
 
 use std::collections::{BTreeSet, HashMap};
