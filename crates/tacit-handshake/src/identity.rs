@@ -64,7 +64,8 @@ const MAX_KEY_FILE_LEN: u64 = 16 * 1024;
 ///
 /// Printed as 52 lowercase base32 characters (RFC 4648 alphabet, no padding);
 /// see the [module docs](self). Always a valid Ed25519 point that is not of
-/// small order, so [`verifying_key`](Self::verifying_key) cannot fail.
+/// small order, in its one standard encoding (rule `agentid.valid-key` of
+/// `docs/PROTOCOL.md`), so [`verifying_key`](Self::verifying_key) cannot fail.
 ///
 /// Holds the 32 bytes only (cheap to copy, hash and compare); the curve
 /// point is decoded again when a signature is checked.
