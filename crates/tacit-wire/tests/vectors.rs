@@ -250,3 +250,39 @@ fn envelope_vectors() {
         }
     }
 }
+
+// --- rule labels ---------------------------------------------------------------
+
+/// Every vector names a rule of docs/PROTOCOL.md by its label
+/// (`**[section.slug]**`). A section that has labels must have the one a
+/// vector names; sections not labelled yet are skipped.
+#[test]
+fn vector_rules_are_labels_of_the_spec() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let spec = std::fs::read_to_string(root.join("docs/PROTOCOL.md")).unwrap();
+    let labels: Vec<&str> =
+        spec.split("**[").skip(1).filter_map(|rest| rest.split_once("]**").map(|(label, _)| label)).collect();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("docs/vectors")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let Value::Object(doc) = doc else { panic!("{} is not an object", path.display()) };
+        for vector in doc.values().filter_map(Value::as_array).flatten() {
+            let rule = vector["rule"].as_str().unwrap_or_else(|| panic!("{}: {vector} has no rule", path.display()));
+            let (section, _) = rule.split_once('.').unwrap_or_else(|| panic!("rule {rule} is not section.slug"));
+            if labels.iter().any(|label| label.starts_with(&format!("{section}."))) {
+                assert!(
+                    labels.contains(&rule),
+                    "{}: vector {} names {rule}, not in PROTOCOL.md",
+                    path.display(),
+                    name(vector)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
