@@ -14,10 +14,10 @@ use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
 use prost::Message as _;
-
-use crate::canonical::{default_json_name, normal_default, push_json_name};
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto, FileDescriptorSet};
+
+use crate::canonical::{default_json_name, normal_default, push_json_name};
 
 /// The first line of every canonical form: a domain-separation label that
 /// also versions the algorithm.
