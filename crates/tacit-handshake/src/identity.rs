@@ -64,7 +64,8 @@ const MAX_KEY_FILE_LEN: u64 = 16 * 1024;
 ///
 /// Printed as 52 lowercase base32 characters (RFC 4648 alphabet, no padding);
 /// see the [module docs](self). Always a valid Ed25519 point that is not of
-/// small order, so [`verifying_key`](Self::verifying_key) cannot fail.
+/// small order, in its one standard encoding (rule `agentid.valid-key` of
+/// `docs/PROTOCOL.md`), so [`verifying_key`](Self::verifying_key) cannot fail.
 ///
 /// Holds the 32 bytes only (cheap to copy, hash and compare); the curve
 /// point is decoded again when a signature is checked.
@@ -81,10 +82,21 @@ impl AgentId {
     /// Wraps a public key given as its 32-byte compressed encoding.
     ///
     /// Fails with [`ParseAgentIdError::NotAPublicKey`] if the bytes are not a
-    /// point on the curve, or are a small-order point (which no generated key
-    /// is, and which would make signatures meaningless).
+    /// point on the curve, [`ParseAgentIdError::NonCanonicalKey`] if they are
+    /// not the point's one standard encoding (a y coordinate of p or more, or
+    /// the sign bit set on x = 0), and [`ParseAgentIdError::SmallOrderKey`] for
+    /// one of the 8 small-order points (which no generated key is, and which
+    /// would make signatures meaningless). Rule `agentid.valid-key` of
+    /// `docs/PROTOCOL.md`: this is the one check, for keys from certificates
+    /// and from text alike.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, ParseAgentIdError> {
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| ParseAgentIdError::NotAPublicKey)?;
+        // The decoder reduces y modulo p and ignores the sign of x = 0, so
+        // several byte strings decode to one point: only the encoding the
+        // point compresses to is its AgentId.
+        if key.to_edwards().compress().to_bytes() != bytes {
+            return Err(ParseAgentIdError::NonCanonicalKey);
+        }
         Self::try_from(key)
     }
 
@@ -120,12 +132,18 @@ impl AgentId {
 impl TryFrom<VerifyingKey> for AgentId {
     type Error = ParseAgentIdError;
 
-    /// Fails with [`ParseAgentIdError::NotAPublicKey`] for a small-order key.
+    /// Fails with [`ParseAgentIdError::SmallOrderKey`] for a small-order key
+    /// and [`ParseAgentIdError::NonCanonicalKey`] for a key that was decoded
+    /// from a non-standard encoding.
     fn try_from(key: VerifyingKey) -> Result<Self, Self::Error> {
         if key.is_weak() {
-            return Err(ParseAgentIdError::NotAPublicKey);
+            return Err(ParseAgentIdError::SmallOrderKey);
         }
-        Ok(Self(key.to_bytes()))
+        let bytes = key.to_bytes();
+        if key.to_edwards().compress().to_bytes() != bytes {
+            return Err(ParseAgentIdError::NonCanonicalKey);
+        }
+        Ok(Self(bytes))
     }
 }
 
@@ -243,10 +261,18 @@ pub enum ParseAgentIdError {
         /// The last character.
         found: char,
     },
-    /// The 32 bytes are not an Ed25519 public key (not a curve point, or a
-    /// small-order point).
+    /// The 32 bytes do not decode to a point on the Ed25519 curve.
     #[error("agent id is not a valid Ed25519 public key")]
     NotAPublicKey,
+    /// The 32 bytes encode a point of small order (one of 8), which cannot
+    /// be an identity.
+    #[error("agent id is a small-order Ed25519 point, not a usable public key")]
+    SmallOrderKey,
+    /// The 32 bytes decode to a point, but are not its standard encoding
+    /// (RFC 8032 §5.1.2): the y coordinate is not reduced modulo p, or x is
+    /// zero with its sign bit set.
+    #[error("agent id is not the standard encoding of its Ed25519 point")]
+    NonCanonicalKey,
     /// The raw id is not 32 bytes.
     #[error("agent id must be 32 bytes, got {0}")]
     WrongByteLength(usize),

@@ -3,8 +3,10 @@
 //! An IntentId is the 32-byte BLAKE3 hash of a canonical text form of a
 //! message type and every type it reaches through its fields. Two agents that
 //! compiled the same schema compute the same id, whatever compiler, file
-//! layout or comments they used; any change to the schema's meaning (a field
-//! number, name, type, label; an enum value) gives a new id. The exact
+//! layout or comments they used, or how it spelled a default value; any
+//! change to the schema's meaning on the wire or in JSON (a field number,
+//! name, type, label, default, a JSON name of its own; an enum value) gives a
+//! new id. Types from protobuf-editions files are refused. The exact
 //! algorithm is in `docs/PROTOCOL.md` ("IntentId"), with test vectors.
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,6 +16,8 @@ use std::str::FromStr;
 use prost::Message as _;
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto, FileDescriptorSet};
+
+use crate::canonical::{default_json_name, normal_default, push_json_name};
 
 /// The first line of every canonical form: a domain-separation label that
 /// also versions the algorithm.
@@ -184,6 +188,25 @@ pub enum SchemaError {
     /// Two definitions share one fully qualified name.
     #[error("type {0} is defined twice in the descriptor set")]
     DuplicateType(String),
+    /// A reached type is declared in a file whose syntax has no canonical
+    /// form (protobuf editions, `syntax = "editions"`, or an unknown value).
+    #[error("type {type_name} is declared with syntax {syntax:?}; intent ids cover proto2 and proto3 only")]
+    UnsupportedSyntax {
+        /// The type's fully qualified name.
+        type_name: String,
+        /// The declaring file's `syntax`.
+        syntax: String,
+    },
+    /// A field's `default_value` does not parse as a value of its type.
+    #[error("field {field} of {message} has default {value:?}, which is not a value of its type")]
+    InvalidDefault {
+        /// The message holding the field.
+        message: String,
+        /// The field's name.
+        field: String,
+        /// The default as the descriptor spells it.
+        value: String,
+    },
 }
 
 /// A message or enum definition, with the syntax of the file declaring it.
@@ -230,12 +253,28 @@ pub fn canonical_schema(set: &FileDescriptorSet, full_name: &str) -> Result<Stri
     let _ = writeln!(out, "root {root}");
     for name in reached {
         match types.get(name) {
-            Some(TypeDef::Message(message, syntax)) => write_message(&mut out, name, message, syntax),
-            Some(TypeDef::Enum(enumeration, syntax)) => write_enum(&mut out, name, enumeration, syntax),
+            Some(TypeDef::Message(message, syntax)) => {
+                check_syntax(name, syntax)?;
+                write_message(&mut out, name, message, syntax)?;
+            }
+            Some(TypeDef::Enum(enumeration, syntax)) => {
+                check_syntax(name, syntax)?;
+                write_enum(&mut out, name, enumeration, syntax);
+            }
             None => {}
         }
     }
     Ok(out)
+}
+
+/// Only proto2 and proto3 have a canonical form (`id.syntax`): editions
+/// resolve presence, packing, enum openness and UTF-8 checks through features
+/// that this version of the algorithm does not represent.
+fn check_syntax(name: &str, syntax: &str) -> Result<(), SchemaError> {
+    match syntax {
+        "proto2" | "proto3" => Ok(()),
+        other => Err(SchemaError::UnsupportedSyntax { type_name: name.to_owned(), syntax: other.to_owned() }),
+    }
 }
 
 /// The fully qualified name (no leading dot) a field refers to, if it is a
@@ -261,7 +300,7 @@ fn referenced_type<'a>(
     }
 }
 
-fn write_message(out: &mut String, name: &str, message: &DescriptorProto, syntax: &str) {
+fn write_message(out: &mut String, name: &str, message: &DescriptorProto, syntax: &str) -> Result<(), SchemaError> {
     let map_entry = message.options.as_ref().and_then(|o| o.map_entry).unwrap_or(false);
     let _ = writeln!(out, "message {name} {syntax}{}", if map_entry { " map_entry" } else { "" });
     let mut fields: Vec<_> = message.field.iter().collect();
@@ -272,8 +311,8 @@ fn write_message(out: &mut String, name: &str, message: &DescriptorProto, syntax
             Label::Required => "required",
             Label::Repeated => "repeated",
         };
-        let ty = field.r#type.and_then(|t| Type::try_from(t).ok()).map_or("", type_keyword);
-        let _ = write!(out, "field {} {} {label} {ty}", field.number(), field.name());
+        let ty = field.r#type.and_then(|t| Type::try_from(t).ok());
+        let _ = write!(out, "field {} {} {label} {}", field.number(), field.name(), ty.map_or("", type_keyword));
         if let Some(type_name) = field.type_name.as_deref() {
             let _ = write!(out, " {}", type_name.strip_prefix('.').unwrap_or(type_name));
         }
@@ -282,18 +321,24 @@ fn write_message(out: &mut String, name: &str, message: &DescriptorProto, syntax
         } else if let Some(oneof) = field.oneof_index.and_then(|i| message.oneof_decl.get(usize::try_from(i).ok()?)) {
             let _ = write!(out, " oneof={}", oneof.name());
         }
+        // `id.json-name`: only a JSON name other than the derived one.
+        if let Some(json_name) = field.json_name.as_deref().filter(|j| *j != default_json_name(field.name())) {
+            out.push_str(" json_name=");
+            push_json_name(out, json_name);
+        }
         if let Some(default) = field.default_value.as_deref() {
+            let invalid = || SchemaError::InvalidDefault {
+                message: name.to_owned(),
+                field: field.name().to_owned(),
+                value: default.to_owned(),
+            };
+            let normal = ty.and_then(|ty| normal_default(ty, default)).ok_or_else(invalid)?;
             out.push_str(" default=");
-            for c in default.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
+            out.push_str(&normal);
         }
         out.push('\n');
     }
+    Ok(())
 }
 
 fn write_enum(out: &mut String, name: &str, enumeration: &EnumDescriptorProto, syntax: &str) {

@@ -42,6 +42,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod canonical;
 mod envelope;
 mod error;
 mod frame;

@@ -121,7 +121,8 @@ fn id_of(source: &str, message: &str) -> IntentId {
 #[test]
 fn unrelated_changes_keep_the_id() {
     let base = id_of(BASE, "acme.v1.Slot");
-    // Comments, declaration order, json names, options, unrelated types.
+    // Comments, declaration order, options, unrelated types, and a JSON name
+    // equal to the derived one.
     let reordered = r#"
 // A comment.
 syntax = "proto3";
@@ -130,7 +131,7 @@ option java_package = "com.acme";
 enum Color { COLOR_UNSPECIFIED = 0; RED = 1; }
 message Unrelated { bytes x = 1; }
 message Slot {
-  Color color = 3 [json_name = "colour"];
+  Color color = 3 [json_name = "color"];
   // The thing reserved.
   string resource = 1 [deprecated = true];
   uint64 start = 2;
@@ -282,4 +283,97 @@ proptest! {
         prop_assert_eq!(x.cmp(&y), a.cmp(&b));
         prop_assert_eq!(x == y, a == b);
     }
+}
+
+/// `id.json-name`: a JSON name other than the derived lowerCamel one changes
+/// the id (it changes what the schema means in JSON); the derived one, set
+/// explicitly or not, does not. The old algorithm ignored `json_name`.
+#[test]
+fn json_name_changes_the_id() {
+    let base = id_of(BASE, "acme.v1.Slot");
+    let renamed = BASE.replace("Color color = 3;", "Color color = 3 [json_name = \"colour\"];");
+    assert_ne!(id_of(&renamed, "acme.v1.Slot"), base);
+    let canonical = canonical_schema(&compile(&[("acme/v1/slot.proto", &renamed)]), "acme.v1.Slot").unwrap();
+    assert!(canonical.contains("field 3 color optional enum acme.v1.Color json_name=colour\n"), "{canonical}");
+    // A descriptor without json_name (not every producer fills it) is the
+    // derived name.
+    let mut set = compile(&[("acme/v1/slot.proto", BASE)]);
+    for field in &mut set.file[0].message_type[0].field {
+        field.json_name = None;
+    }
+    assert_eq!(IntentId::of_message(&set, "acme.v1.Slot").unwrap(), base);
+}
+
+/// `id.default-float`, `id.default-bytes`, `id.default-int`: the canonical
+/// form holds the value of a default, not the compiler's spelling of it. The
+/// old algorithm copied `default_value` verbatim, so the spellings below gave
+/// different ids.
+#[test]
+fn differently_spelled_defaults_give_one_id() {
+    const SOURCE: &str = r#"
+syntax = "proto2";
+package acme.v1;
+message Defaults {
+  optional double big = 1 [default = 1e10];
+  optional float small = 2 [default = 0.1];
+  optional bytes magic = 3 [default = "\001\377a"];
+  optional int32 flags = 4 [default = 16];
+  optional double top = 5 [default = inf];
+}
+"#;
+    let set = compile(&[("acme/v1/defaults.proto", SOURCE)]);
+    let base = IntentId::of_message(&set, "acme.v1.Defaults").unwrap();
+    let canonical = canonical_schema(&set, "acme.v1.Defaults").unwrap();
+    for line in [
+        "field 1 big optional double default=10000000000\n",
+        "field 2 small optional float default=0.1\n",
+        "field 3 magic optional bytes default=01ff61\n",
+        "field 4 flags optional int32 default=16\n",
+        "field 5 top optional double default=inf\n",
+    ] {
+        assert!(canonical.contains(line), "{line:?} in {canonical}");
+    }
+    // How protoc, protox and others may spell the same values.
+    let spellings: [&[&str]; 5] = [
+        &["1e+10", "1e10", "10000000000", "1.0E10"],
+        &["0.1", "0.10000000149011612", ".1"],
+        &["\\001\\377a", "\\x01\\xffa", "\\1\\377\\141", "\\x1\\xFF\\x61"],
+        &["16", "0x10", "020"],
+        &["inf", "Infinity", "+inf"],
+    ];
+    for (index, spellings) in spellings.iter().enumerate() {
+        for spelling in *spellings {
+            let mut respelled = set.clone();
+            respelled.file[0].message_type[0].field[index].default_value = Some((*spelling).to_owned());
+            assert_eq!(
+                IntentId::of_message(&respelled, "acme.v1.Defaults").unwrap(),
+                base,
+                "field {index} spelled {spelling:?}"
+            );
+        }
+    }
+    // A default that is not a value of its type has no id.
+    let mut bad = set.clone();
+    bad.file[0].message_type[0].field[3].default_value = Some("sixteen".into());
+    assert!(matches!(IntentId::of_message(&bad, "acme.v1.Defaults"), Err(SchemaError::InvalidDefault { .. })));
+}
+
+/// `id.syntax`: a type from an editions file has no IntentId in v1 (the old
+/// algorithm printed `editions` as the syntax and ignored its features). An
+/// editions file that no reached type comes from does not matter.
+#[test]
+fn editions_are_refused() {
+    let mut set = compile(&[("acme/v1/slot.proto", BASE)]);
+    set.file[0].syntax = Some("editions".into());
+    assert_eq!(
+        IntentId::of_message(&set, "acme.v1.Slot"),
+        Err(SchemaError::UnsupportedSyntax { type_name: "acme.v1.Color".into(), syntax: "editions".into() })
+    );
+    let mut other = compile(&[("acme/v1/slot.proto", BASE)]);
+    let mut unrelated = other.file[0].clone();
+    unrelated.name = Some("other.proto".into());
+    unrelated.package = Some("other".into());
+    unrelated.syntax = Some("editions".into());
+    other.file.push(unrelated);
+    assert_eq!(IntentId::of_message(&other, "acme.v1.Slot").unwrap(), id_of(BASE, "acme.v1.Slot"));
 }
