@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer, Lane, Lanes};
 use tacit_quic::{AskError, Endpoint, Incoming, Session, StreamError};
 use tacit_testkit::{LOCALHOST, within};
-use tacit_wire::{Act, ErrorCode, IntentId};
+use tacit_wire::{Act, ErrorCode, IntentId, IntentRef};
 
 /// Handled on the ask lane only.
 const ASKED: IntentId = IntentId::from_bytes([0x31; 32]);
@@ -114,4 +114,49 @@ async fn no_common_version_over_quic() {
     let session = within(client.connect(server.local_addr().unwrap(), None)).await.unwrap();
     let refused = within(session.ready()).await.map(|_| ()).unwrap_err();
     assert_eq!(refused.code(), ErrorCode::NoCommonVersion, "{refused}");
+}
+
+#[tokio::test]
+async fn data_envelopes_carry_the_opening_intent() {
+    // Tests lane.data-intent: from the opener, the handler's alias (as the
+    // opening); from the handler, the opener's alias if it has one for the
+    // intent, else the full IntentId.
+    const FEED: IntentId = IntentId::from_bytes([0x33; 32]);
+    for opener_handles_it_too in [false, true] {
+        let offer = IntentOffer::handles(FEED, "t.Feed").on_lanes(Lanes::STREAM).and_emits();
+        let server = endpoint(0x45, Capabilities::default().with_intent(asked_offer()).with_intent(offer)).await;
+        let accepting = server.clone();
+        let (seen, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let session = accepting.accept().await.unwrap().unwrap();
+            while let Some(incoming) = session.next_incoming().await {
+                let Incoming::Stream(mut stream) = incoming else { continue };
+                let data = stream.receiver.recv().await.unwrap().unwrap();
+                let _ = seen.send((stream.envelope.intent, data.intent));
+                stream.sender.send(Bytes::from_static(b"item")).await.unwrap();
+                stream.sender.finish().await.unwrap();
+                // Until the opener ends its side.
+                while let Ok(Some(_)) = stream.receiver.recv().await {}
+            }
+        });
+        let mine = if opener_handles_it_too {
+            IntentOffer::handles(FEED, "t.Feed").on_lanes(Lanes::STREAM).and_emits()
+        } else {
+            IntentOffer::emits(FEED, "t.Feed")
+        };
+        let client = endpoint(0x46, Capabilities::default().with_intent(mine)).await;
+        let session = within(client.connect(server.local_addr().unwrap(), None)).await.unwrap();
+        let (mut sender, mut receiver) = within(session.open_stream(FEED, Bytes::new())).await.unwrap();
+        within(sender.send(Bytes::from_static(b"data"))).await.unwrap();
+        let (opening, data) = within(seen_rx.recv()).await.unwrap();
+        assert_eq!((opening, data), (IntentRef::Alias(2), IntentRef::Alias(2)), "FEED is 2nd in the server's list");
+        let item = within(receiver.recv()).await.unwrap().unwrap();
+        let expected = if opener_handles_it_too { IntentRef::Alias(1) } else { IntentRef::Id(FEED) };
+        assert_eq!(item.intent, expected, "opener handles it too: {opener_handles_it_too}");
+        within(sender.finish()).await.unwrap();
+    }
+}
+
+fn asked_offer() -> IntentOffer {
+    IntentOffer::handles(ASKED, "t.Asked").on_lanes(Lanes::ASK)
 }
