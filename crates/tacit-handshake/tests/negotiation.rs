@@ -230,3 +230,54 @@ fn reply_types_are_schema_fetchable() {
     // The reply is still not an intent of the session.
     assert!(established(&pair.dialer_events).intent(&pong).is_none());
 }
+
+/// Capability sets whose offers have random lanes, and some standard names.
+fn arb_capabilities() -> impl proptest::strategy::Strategy<Value = Capabilities> {
+    use proptest::prelude::*;
+    proptest::collection::vec((0u8..10, any::<bool>(), any::<bool>(), 1u8..16), 0..10).prop_map(|offers| {
+        let mut caps = Capabilities::default();
+        let mut seen = std::collections::HashSet::new();
+        for (n, handles, emits, bits) in offers {
+            if !seen.insert(n) {
+                continue;
+            }
+            // Even numbers are standard intents: the name decides (std.package).
+            let name = if n % 2 == 0 { format!("tacit.intents.v1.I{n}") } else { format!("acme.v1.I{n}") };
+            let lanes: Lanes =
+                Lane::ALL.into_iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, l)| l).collect();
+            let mut offer = IntentOffer::handles(id(n), name).on_lanes(lanes);
+            offer.handles = handles;
+            offer.emits = emits;
+            caps.intents.push(offer);
+        }
+        caps
+    })
+}
+
+proptest::proptest! {
+    /// Tests hs.intent-direction, hs.lanes-send, hs.lanes-receive and
+    /// std.implicit for any two capability sets: both sides agree, and an
+    /// intent may go on a lane exactly when the receiver handles it there
+    /// and the sender emits it or it is standard.
+    #[test]
+    fn lanes_and_directions_agree(dialer in arb_capabilities(), acceptor in arb_capabilities()) {
+        let mut pair = Pair::new(config("d", dialer.clone()), config("a", acceptor.clone()));
+        pair.drive_to_idle();
+        let d = established(&pair.dialer_events);
+        let a = established(&pair.acceptor_events);
+        tacit_handshake::fuzzing::assert_mirrored(d, a);
+        for n in 0u8..10 {
+            let mine = dialer.intents.iter().find(|o| o.id == id(n));
+            let theirs = acceptor.intents.iter().find(|o| o.id == id(n));
+            for lane in Lane::ALL {
+                let allowed = theirs.is_some_and(|t| {
+                    t.handles
+                        && t.lanes.contains(lane)
+                        && (mine.is_some_and(|m| m.emits) || tacit_handshake::is_standard(&t.name))
+                });
+                proptest::prop_assert_eq!(d.send_alias_on(&id(n), lane).is_ok(), allowed, "{} {}", n, lane);
+                proptest::prop_assert_eq!(a.resolve_on(IntentRef::Id(id(n)), lane).is_some(), allowed);
+            }
+        }
+    }
+}
