@@ -283,6 +283,7 @@ mod tests {
         // Not the application's own intents, and not the other way.
         assert_eq!(at_empty.send_alias(&own), None);
         assert_eq!(at_agent.send_alias(&ping), None);
+        // Tests std.package: the package itself, not its sub-packages.
         assert!(is_standard("tacit.intents.v1.Ping"));
         assert!(!is_standard("tacit.intents.v1x.Ping") && !is_standard("tacit.intents.v1.sub.Ping"));
         assert!(!is_standard("tacit.intents.v1.") && !is_standard("acme.Ping"));

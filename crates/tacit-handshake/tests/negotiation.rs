@@ -61,7 +61,7 @@ fn versions_one_and_two_against_one_negotiate_one() {
 
 #[test]
 fn version_two_against_one_is_refused() {
-    // Tests hs.version-none and hs.refusal-code: whoever finds no common
+    // Tests hs.version-none and hs.refusal-sent: whoever finds no common
     // version refuses with NO_COMMON_VERSION, and the peer learns that code.
     for (dialer, acceptor) in [(2..=2, 1..=1), (1..=1, 2..=2)] {
         let mut pair = Pair::new(config("d", speaking(dialer)), config("a", speaking(acceptor)));

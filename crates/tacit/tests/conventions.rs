@@ -30,7 +30,9 @@ async fn the_reply_of_a_standard_intent_is_named_and_fetchable() {
         let negotiated = peer.ready().await.unwrap();
         let offer = negotiated.peer_offer(&Ping::ID).unwrap();
         assert_eq!((offer.lanes, offer.reply), (Lanes::ASK, Some(Pong::ID)));
+        // Tests reply.not-offered: Pong is not negotiated, yet answers arrive.
         assert!(negotiated.intent(&Pong::ID).is_none(), "a reply is not negotiated");
+        assert_eq!(peer.ask(Ping { nonce: 5 }).await.unwrap(), Pong { nonce: 5 });
         let schema = peer.describe(Pong::ID).await.unwrap();
         assert_eq!(schema.name(), Pong::NAME);
         // The tell-only standard intent names no reply.
