@@ -354,7 +354,14 @@ impl AgentBuilder {
     }
 
     /// Binds the agent's UDP socket (e.g. `127.0.0.1:0`) and starts serving.
-    pub async fn bind(self, addr: SocketAddr) -> Result<Agent> {
+    pub async fn bind(mut self, addr: SocketAddr) -> Result<Agent> {
+        // A catch-all handler also takes the intents the agent handles
+        // typed, on its lanes (a tell of an intent with only an ask handler
+        // goes to `on_any_tell`): the offers say so.
+        let any_lanes = self.handlers.any_lanes();
+        for offer in self.capabilities.intents.iter_mut().filter(|offer| offer.handles) {
+            offer.lanes = offer.lanes.union(any_lanes);
+        }
         let identity = match (self.identity, self.key_file) {
             (Some(identity), _) => identity,
             (None, Some(path)) => {
