@@ -77,8 +77,19 @@ pub(crate) fn append_intents(
         if let Some(StreamTypes { send, item }) = stream {
             let _ = write!(
                 code,
-                "impl {tacit}::Subscription for {rust_type} {{\n    type Send = {send};\n    type Item = {item};\n}}\n"
+                "impl {tacit}::Subscription for {rust_type} {{\n    type Send = {send};\n    type Item = {item};\n"
             );
+            // The data types' IntentIds, which the handler's offer names
+            // (PROTOCOL.md `lane.data-types`); `()` has none.
+            for (name, data) in [("ITEM_TYPE", item), ("SEND_TYPE", send)] {
+                if data != "()" {
+                    let _ = writeln!(
+                        code,
+                        "    const {name}: Option<{tacit}::IntentType> = Some({tacit}::IntentType::of::<{data}>());"
+                    );
+                }
+            }
+            code.push_str("}\n");
         }
     }
 }

@@ -189,7 +189,17 @@ message AskAndWatch {
     result.unwrap();
     let code = read(dir.path(), "feed.v1.rs");
     let subscription = |opener: &str, send: &str, item: &str| {
-        format!("impl ::tacit::Subscription for {opener} {{\n    type Send = {send};\n    type Item = {item};\n}}")
+        let mut code =
+            format!("impl ::tacit::Subscription for {opener} {{\n    type Send = {send};\n    type Item = {item};\n");
+        // Tests lane.data-types: the data types' ids reach the offer.
+        for (name, data) in [("ITEM_TYPE", item), ("SEND_TYPE", send)] {
+            if data != "()" {
+                code += &format!(
+                    "    const {name}: Option<::tacit::IntentType> = Some(::tacit::IntentType::of::<{data}>());\n"
+                );
+            }
+        }
+        code + "}"
     };
     assert!(code.contains(&subscription("WatchForecasts", "ChangeRegion", "Forecast")), "{code}");
     assert!(code.contains(&subscription("Upload", "Forecast", "()")), "{code}");

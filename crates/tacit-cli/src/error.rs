@@ -85,6 +85,11 @@ impl CliError {
                 format!("the agent at {addr} did not agree to take {intent} from this tool"),
             )
             .hint("`tacit describe ADDR` shows which intents the agent handles"),
+            tacit::Error::WrongLane { intent, lane, offered } => Self::new(
+                Exit::Rejected,
+                format!("the agent at {addr} takes {intent} on {offered}, not on the {lane} lane"),
+            )
+            .hint("`tacit describe ADDR` shows which intents the agent handles"),
             tacit::Error::Identity(e) => Self::failure(e.to_string()),
             other => Self::failure(format!("{addr}: {other}")),
         }

@@ -197,6 +197,11 @@ fn stream_error(error: &tacit::transport::StreamError, addr: &str, intent: &str)
                 _ => failure,
             }
         }
+        StreamError::WrongLane { offered, .. } => CliError::new(
+            Exit::Rejected,
+            format!("the agent at {addr} takes {intent} on {offered}, not on the stream lane"),
+        )
+        .hint("`tacit describe ADDR` shows which intents the agent handles"),
         StreamError::ConnectionLost(why) => CliError::new(
             Exit::Unreachable,
             format!("the session with {addr} failed during the {intent} stream: {why}"),

@@ -323,10 +323,11 @@ fn errors_have_their_exit_codes() {
     assert_eq!(refused.code(), Some(7), "{refused:#?}");
     assert!(refused.stderr.contains("REFUSE") && refused.stderr.contains("records asks"), "{refused:#?}");
 
-    // listen takes no stream lanes: the stream is ended by the agent (exit 7).
+    // listen takes Ping on the ask and one-way lanes only, as its offer says
+    // (PROTOCOL.md hs.lanes-send): the stream fails before it opens (exit 7).
     let no_stream = tacit(&["stream", addr, "Ping", "{}"]);
     assert_eq!(no_stream.code(), Some(7), "{no_stream:#?}");
-    assert!(no_stream.stderr.contains("ended the tacit.intents.v1.Ping stream"), "{no_stream:#?}");
+    assert!(no_stream.stderr.contains("not on the stream lane"), "{no_stream:#?}");
     assert!(no_stream.stderr.contains("declares no stream types"), "{no_stream:#?}");
     let nothing_to_send = tacit(&["stream", addr, "Ping", "{}", "--send"]);
     assert_eq!(nothing_to_send.code(), Some(6), "{nothing_to_send:#?}");

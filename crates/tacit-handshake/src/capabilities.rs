@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 use bytes::Bytes;
 use tacit_wire::{ErrorCode, IntentId, pb};
 
-use crate::Refusal;
+use crate::{Lanes, Refusal};
 
 /// Most intents one agent may offer (counting capability updates).
 pub const MAX_INTENTS: usize = 4096;
@@ -28,20 +28,69 @@ pub struct IntentOffer {
     pub handles: bool,
     /// This agent sends the intent to peers.
     pub emits: bool,
+    /// The lanes on which this agent handles the intent (with `handles`;
+    /// default: every lane). A peer's message on another lane is refused.
+    pub lanes: Lanes,
+    /// The reply this agent answers asks of the intent with, if it says.
+    pub reply: Option<IntentId>,
+    /// On the stream lane: what the handler sends to the opener, if it says.
+    pub stream_item: Option<IntentId>,
+    /// On the stream lane: what the opener sends after the opening, if the
+    /// agent says.
+    pub stream_send: Option<IntentId>,
     /// An encoded `FileDescriptorSet` defining it, served to peers that ask
     /// (schema fetch). Never sent in the handshake itself.
     pub descriptor_set: Option<Bytes>,
+    /// The schemas of the types `reply`, `stream_item` and `stream_send`
+    /// name, served on schema fetch too. Never sent in the handshake itself.
+    pub type_schemas: Vec<TypeSchema>,
+}
+
+/// The schema of a type an offer names (a reply or a stream's data type),
+/// which the agent serves on schema fetch although it is not offered as an
+/// intent of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TypeSchema {
+    /// Its IntentId.
+    pub id: IntentId,
+    /// Its fully qualified protobuf name.
+    pub name: String,
+    /// An encoded `FileDescriptorSet` defining it and every type it reaches.
+    pub descriptor_set: Bytes,
+}
+
+impl TypeSchema {
+    /// The schema of `name` (IntentId `id`) in `descriptor_set`.
+    pub fn new(id: IntentId, name: impl Into<String>, descriptor_set: Bytes) -> Self {
+        Self { id, name: name.into(), descriptor_set }
+    }
 }
 
 impl IntentOffer {
-    /// An intent this agent handles (accepts from peers).
+    fn new(id: IntentId, name: String, handles: bool, emits: bool) -> Self {
+        Self {
+            id,
+            name,
+            handles,
+            emits,
+            lanes: Lanes::ANY,
+            reply: None,
+            stream_item: None,
+            stream_send: None,
+            descriptor_set: None,
+            type_schemas: Vec::new(),
+        }
+    }
+
+    /// An intent this agent handles (accepts from peers), on every lane.
     pub fn handles(id: IntentId, name: impl Into<String>) -> Self {
-        Self { id, name: name.into(), handles: true, emits: false, descriptor_set: None }
+        Self::new(id, name.into(), true, false)
     }
 
     /// An intent this agent emits (sends to peers).
     pub fn emits(id: IntentId, name: impl Into<String>) -> Self {
-        Self { id, name: name.into(), handles: false, emits: true, descriptor_set: None }
+        Self::new(id, name.into(), false, true)
     }
 
     /// Marks the intent as also emitted.
@@ -56,18 +105,59 @@ impl IntentOffer {
         self
     }
 
+    /// Handles the intent on these lanes only.
+    pub fn on_lanes(mut self, lanes: Lanes) -> Self {
+        self.lanes = lanes;
+        self
+    }
+
+    /// Names the reply asks of the intent are answered with.
+    pub fn with_reply(mut self, reply: IntentId) -> Self {
+        self.reply = Some(reply);
+        self
+    }
+
+    /// Names the data types of the stream lane the intent opens: what the
+    /// handler sends (`item`) and what the opener sends (`send`); `None`
+    /// for a direction that carries nothing after the opening.
+    pub fn with_stream_types(mut self, item: Option<IntentId>, send: Option<IntentId>) -> Self {
+        self.stream_item = item;
+        self.stream_send = send;
+        self
+    }
+
     /// Attaches the schema served on schema fetch.
     pub fn with_descriptor_set(mut self, descriptor_set: Bytes) -> Self {
         self.descriptor_set = Some(descriptor_set);
         self
     }
 
+    /// Attaches the schema of a type the offer names (its reply or a data
+    /// type), served on schema fetch.
+    pub fn with_type_schema(mut self, schema: TypeSchema) -> Self {
+        if !self.type_schemas.iter().any(|known| known.id == schema.id) {
+            self.type_schemas.push(schema);
+        }
+        self
+    }
+
+    /// The lanes on which the intent is handled: none unless `handles`.
+    pub fn handled_lanes(&self) -> Lanes {
+        if self.handles { self.lanes } else { Lanes::NONE }
+    }
+
     pub(crate) fn to_pb(&self) -> pb::IntentOffer {
+        let id_bytes = |id: Option<IntentId>| id.map_or_else(Bytes::new, |id| Bytes::copy_from_slice(id.as_bytes()));
         pb::IntentOffer {
             intent_id: Bytes::copy_from_slice(self.id.as_bytes()),
             name: self.name.clone(),
             handles: self.handles,
             emits: self.emits,
+            // Every lane is written out; an empty list would mean the same.
+            lanes: self.handled_lanes().to_pb(),
+            reply: id_bytes(self.reply),
+            stream_item: id_bytes(self.stream_item),
+            stream_send: id_bytes(self.stream_send),
         }
     }
 
@@ -81,7 +171,23 @@ impl IntentOffer {
                 offer.name.len()
             )));
         }
-        Ok(Self { id, name: offer.name, handles: offer.handles, emits: offer.emits, descriptor_set: None })
+        let named = |field: &str, bytes: &Bytes| -> Result<Option<IntentId>, Refusal> {
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            IntentId::try_from(&bytes[..]).map(Some).map_err(|_| {
+                invalid(format!("intent {} names a {field} of {} bytes, expected 32 or none", offer.name, bytes.len()))
+            })
+        };
+        let reply = named("reply", &offer.reply)?;
+        let stream_item = named("stream item", &offer.stream_item)?;
+        let stream_send = named("stream send type", &offer.stream_send)?;
+        let mut parsed = Self::new(id, offer.name, offer.handles, offer.emits);
+        parsed.lanes = Lanes::from_pb(&offer.lanes);
+        parsed.reply = reply;
+        parsed.stream_item = stream_item;
+        parsed.stream_send = stream_send;
+        Ok(parsed)
     }
 }
 
@@ -166,8 +272,28 @@ impl Capabilities {
         if let Some(offer) = self.intents.iter().find(|o| o.name.len() > MAX_INTENT_NAME_LEN) {
             return Err(invalid(format!("intent name {} is over {MAX_INTENT_NAME_LEN} bytes", offer.name)));
         }
+        if let Some(offer) = self.intents.iter().find(|o| o.handles && o.lanes.is_empty()) {
+            return Err(invalid(format!("intent {} is handled on no lane", offer.name)));
+        }
         check_versions(&self.versions)?;
         check_limits(self.limits)
+    }
+
+    /// The schema this agent serves for `id` on schema fetch: the name and
+    /// descriptor set of an offered intent, or of a type an offer names
+    /// (a reply or a stream's data type).
+    pub fn schema(&self, id: &IntentId) -> Option<(&str, &Bytes)> {
+        let offered = self.intents.iter().find_map(|offer| match &offer.descriptor_set {
+            Some(set) if offer.id == *id => Some((offer.name.as_str(), set)),
+            _ => None,
+        });
+        offered.or_else(|| {
+            self.intents
+                .iter()
+                .flat_map(|offer| &offer.type_schemas)
+                .find(|schema| schema.id == *id)
+                .map(|schema| (schema.name.as_str(), &schema.descriptor_set))
+        })
     }
 
     pub(crate) fn to_pb(&self) -> pb::Capabilities {

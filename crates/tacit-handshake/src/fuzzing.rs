@@ -556,6 +556,7 @@ pub fn assert_mirrored(a: &Negotiated, b: &Negotiated) {
         assert_eq!(x.id, y.id);
         assert_eq!(x.send_alias, y.receive_alias, "{:?}", x.id);
         assert_eq!(x.receive_alias, y.send_alias, "{:?}", x.id);
+        assert_eq!((x.send_lanes, x.receive_lanes), (y.receive_lanes, y.send_lanes), "{:?}", x.id);
         if let Some(alias) = x.receive_alias {
             assert_eq!(a.resolve_alias(alias).map(|i| i.id), Some(x.id));
         }

@@ -57,14 +57,18 @@ mod card;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+mod lanes;
 mod machine;
 mod negotiate;
 
-pub use capabilities::{Capabilities, IntentOffer, Limits, MAX_INTENT_NAME_LEN, MAX_INTENTS, PROTOCOL_VERSION};
+pub use capabilities::{
+    Capabilities, IntentOffer, Limits, MAX_INTENT_NAME_LEN, MAX_INTENTS, PROTOCOL_VERSION, TypeSchema,
+};
 pub use card::{AgentCard, limits as card_limits};
 pub use identity::{AgentId, Identity, IdentityError, KeyFileStatus, ParseAgentIdError};
+pub use lanes::{Lane, Lanes};
 pub use machine::{Admission, Event, Handshake, HandshakeConfig, Role};
-pub use negotiate::{Negotiated, NegotiatedIntent, choose_version, negotiate};
+pub use negotiate::{Negotiated, NegotiatedIntent, STANDARD_PACKAGE, choose_version, is_standard, negotiate};
 
 use tacit_wire::ErrorCode;
 

@@ -512,13 +512,12 @@ impl Handshake {
                 format!("more than {} schema requests unanswered", self.config.max_schema_requests),
             ));
         }
-        let offer = IntentId::try_from(&request.intent_id[..])
-            .ok()
-            .and_then(|id| self.local.intents.iter().find(|offer| offer.id == id));
-        let response = match offer {
-            Some(IntentOffer { name, descriptor_set: Some(set), .. }) => pb::DescribeIntentResponse {
+        // Offered intents, and the reply and data types offers name.
+        let schema = IntentId::try_from(&request.intent_id[..]).ok().and_then(|id| self.local.schema(&id));
+        let response = match schema {
+            Some((name, set)) => pb::DescribeIntentResponse {
                 intent_id: request.intent_id,
-                name: name.clone(),
+                name: name.to_owned(),
                 descriptor_set: set.clone(),
                 error: 0,
             },

@@ -7,22 +7,29 @@ use std::ops::RangeInclusive;
 
 use tacit_wire::{IntentId, IntentRef};
 
-use crate::{AgentCard, Capabilities, Limits};
+use crate::{AgentCard, Capabilities, IntentOffer, Lane, Lanes, Limits};
 
-/// An intent both agents know, and which way it may travel.
+/// An intent usable in at least one direction, which way it may travel, and
+/// on which lanes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NegotiatedIntent {
     /// The IntentId.
     pub id: IntentId,
-    /// Its fully qualified name (as this agent knows it).
+    /// Its fully qualified name (as this agent knows it, or as the peer
+    /// names it when this agent does not offer it: a standard intent).
     pub name: String,
-    /// This agent may send it: it emits the intent and the peer handles it.
-    /// Then `send_alias` is the alias to use.
+    /// This agent may send it: it emits the intent (or it is a standard
+    /// intent) and the peer handles it. Then `send_alias` is the alias to use.
     pub send_alias: Option<u32>,
     /// This agent may receive it: it handles the intent and the peer emits
-    /// it. Then `receive_alias` is the alias the peer uses.
+    /// it (or it is a standard intent). Then `receive_alias` is the alias
+    /// the peer uses.
     pub receive_alias: Option<u32>,
+    /// The lanes on which the peer handles it (empty unless `send_alias`).
+    pub send_lanes: Lanes,
+    /// The lanes on which this agent handles it (empty unless `receive_alias`).
+    pub receive_lanes: Lanes,
 }
 
 /// The result of the handshake: what the session may use.
@@ -42,7 +49,7 @@ pub struct Negotiated {
     /// Every intent the peer offers, in its order, whether or not this
     /// agent knows it (e.g. to learn what a peer emits, or to fetch the
     /// schema of an intent this agent was not built with).
-    pub peer_offers: std::sync::Arc<[crate::IntentOffer]>,
+    pub peer_offers: std::sync::Arc<[IntentOffer]>,
     /// For each receive alias `a`, at `a - 1`: the position in `intents` of
     /// the intent it stands for, or [`NO_INTENT`]. Aliases are 1-based
     /// positions in this agent's own list, so this is as long as that list
@@ -71,9 +78,22 @@ impl Negotiated {
         }
     }
 
-    /// The alias to send `id` under, if this agent may send it.
+    /// The alias to send `id` under, if this agent may send it (on some lane).
     pub fn send_alias(&self, id: &IntentId) -> Option<u32> {
         self.intent(id).and_then(|intent| intent.send_alias)
+    }
+
+    /// The alias to send `id` under on `lane`. `Err(lanes)` when it may not
+    /// go on that lane: `lanes` are the lanes on which the peer takes it,
+    /// empty when it is not negotiated for sending at all.
+    pub fn send_alias_on(&self, id: &IntentId, lane: Lane) -> Result<u32, Lanes> {
+        match self.intent(id) {
+            Some(NegotiatedIntent { send_alias: Some(alias), send_lanes, .. }) if send_lanes.contains(lane) => {
+                Ok(*alias)
+            }
+            Some(intent) => Err(intent.send_lanes),
+            None => Err(Lanes::NONE),
+        }
     }
 
     /// Whether the peer may send this intent to this agent.
@@ -85,10 +105,27 @@ impl Negotiated {
     /// if the peer may send it to this agent: the one alias resolver of
     /// every lane.
     pub fn resolve(&self, intent: IntentRef) -> Option<IntentId> {
+        self.resolve_intent(intent).map(|intent| intent.id)
+    }
+
+    /// Like [`resolve`](Self::resolve), for an envelope that arrived on
+    /// `lane`: `None` also when this agent does not handle the intent on
+    /// that lane.
+    pub fn resolve_on(&self, intent: IntentRef, lane: Lane) -> Option<IntentId> {
+        self.resolve_intent(intent).filter(|intent| intent.receive_lanes.contains(lane)).map(|intent| intent.id)
+    }
+
+    fn resolve_intent(&self, intent: IntentRef) -> Option<&NegotiatedIntent> {
         match intent {
-            IntentRef::Alias(alias) => self.resolve_alias(alias).map(|intent| intent.id),
-            IntentRef::Id(id) => self.can_receive(&id).then_some(id),
+            IntentRef::Alias(alias) => self.resolve_alias(alias),
+            IntentRef::Id(id) => self.intent(&id).filter(|intent| intent.receive_alias.is_some()),
         }
+    }
+
+    /// The peer's offer of `id`, if it offers it: for the reply and stream
+    /// data types it names.
+    pub fn peer_offer(&self, id: &IntentId) -> Option<&IntentOffer> {
+        self.peer_offers.iter().find(|offer| offer.id == *id)
     }
 }
 
@@ -98,27 +135,57 @@ pub fn choose_version(local: &RangeInclusive<u32>, peer: &RangeInclusive<u32>) -
     (highest >= *local.start() && highest >= *peer.start()).then_some(highest)
 }
 
+/// The package of the standard intents (`tacit.intents.v1.Ping`, ...).
+pub const STANDARD_PACKAGE: &str = "tacit.intents.v1";
+
+/// Whether an offer's name is that of a standard intent: a message of
+/// [`STANDARD_PACKAGE`] itself (not of a sub-package).
+pub fn is_standard(name: &str) -> bool {
+    name.strip_prefix(STANDARD_PACKAGE)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|message| !message.is_empty() && !message.contains('.'))
+}
+
 /// Computes what a session between `local` and `peer` may use, at `version`.
 ///
-/// An intent is usable from A to B when A emits it and B handles it. Aliases
-/// are assigned by the receiver: an intent's alias is its 1-based position in
+/// An intent is usable from A to B when B handles it (on at least one
+/// lane) and A emits it, or it is a standard intent (named in
+/// [`STANDARD_PACKAGE`] by B's offer), which needs no `emits`. Aliases are
+/// assigned by the receiver: an intent's alias is its 1-based position in
 /// the receiving agent's list of intents.
 pub fn negotiate(version: u32, local: &Capabilities, peer: &Capabilities, peer_card: AgentCard) -> Negotiated {
-    let peer_positions: HashMap<IntentId, (usize, &crate::IntentOffer)> =
-        peer.intents.iter().enumerate().map(|(i, offer)| (offer.id, (i, offer))).collect();
-    let mut intents: Vec<NegotiatedIntent> = local
-        .intents
-        .iter()
-        .enumerate()
-        .filter_map(|(local_index, offer)| {
-            let &(peer_index, peer_offer) = peer_positions.get(&offer.id)?;
-            let send_alias = (offer.emits && peer_offer.handles).then(|| alias(peer_index));
-            let receive_alias = (offer.handles && peer_offer.emits).then(|| alias(local_index));
-            (send_alias.is_some() || receive_alias.is_some()).then(|| NegotiatedIntent {
-                id: offer.id,
-                name: offer.name.clone(),
-                send_alias,
-                receive_alias,
+    let positions = |capabilities: &Capabilities| -> HashMap<IntentId, usize> {
+        capabilities.intents.iter().enumerate().map(|(i, offer)| (offer.id, i)).collect()
+    };
+    let (local_positions, peer_positions) = (positions(local), positions(peer));
+    // Whether `sender`'s offer and `receiver`'s offer (at `index`) let the
+    // intent travel towards the receiver: the alias and the lanes.
+    let towards = |sender: Option<&IntentOffer>, receiver: Option<(usize, &IntentOffer)>| {
+        let (index, receiver) = receiver?;
+        let lanes = receiver.handled_lanes();
+        let sent = sender.is_some_and(|offer| offer.emits) || is_standard(&receiver.name);
+        (sent && !lanes.is_empty()).then(|| (alias(index), lanes))
+    };
+    let local_only = local.intents.iter().map(|offer| offer.id);
+    let peer_only = peer.intents.iter().map(|offer| offer.id).filter(|id| !local_positions.contains_key(id));
+    let mut intents: Vec<NegotiatedIntent> = local_only
+        .chain(peer_only)
+        .filter_map(|id| {
+            let mine = local_positions.get(&id).and_then(|&i| Some((i, local.intents.get(i)?)));
+            let theirs = peer_positions.get(&id).and_then(|&i| Some((i, peer.intents.get(i)?)));
+            let send = towards(mine.map(|(_, offer)| offer), theirs);
+            let receive = towards(theirs.map(|(_, offer)| offer), mine);
+            if send.is_none() && receive.is_none() {
+                return None;
+            }
+            let name = mine.or(theirs).map(|(_, offer)| offer.name.clone()).unwrap_or_default();
+            Some(NegotiatedIntent {
+                id,
+                name,
+                send_alias: send.map(|(alias, _)| alias),
+                receive_alias: receive.map(|(alias, _)| alias),
+                send_lanes: send.map_or(Lanes::NONE, |(_, lanes)| lanes),
+                receive_lanes: receive.map_or(Lanes::NONE, |(_, lanes)| lanes),
             })
         })
         .collect();
@@ -158,11 +225,11 @@ mod tests {
         let a = IntentId::from_bytes([1; 32]);
         let b = IntentId::from_bytes([2; 32]);
         let local = Capabilities::default()
-            .with_intent(crate::IntentOffer::handles(a, "t.A"))
-            .with_intent(crate::IntentOffer::emits(b, "t.B"));
+            .with_intent(IntentOffer::handles(a, "t.A"))
+            .with_intent(IntentOffer::emits(b, "t.B"));
         let peer = Capabilities::default()
-            .with_intent(crate::IntentOffer::emits(a, "t.A"))
-            .with_intent(crate::IntentOffer::handles(b, "t.B"));
+            .with_intent(IntentOffer::emits(a, "t.A"))
+            .with_intent(IntentOffer::handles(b, "t.B"));
         let negotiated = negotiate(1, &local, &peer, AgentCard::new("peer"));
         // The peer sends `a` under this agent's alias for it (position 1).
         assert_eq!(negotiated.resolve(IntentRef::Alias(1)), Some(a));
@@ -172,6 +239,54 @@ mod tests {
         assert_eq!(negotiated.resolve(IntentRef::Id(b)), None);
         assert_eq!(negotiated.resolve(IntentRef::Alias(0)), None);
         assert_eq!(negotiated.resolve(IntentRef::Alias(99)), None);
+    }
+
+    #[test]
+    fn lanes_of_the_handler_bound_both_sides() {
+        // Tests hs.lanes-offer, hs.lanes-send and hs.lanes-receive: the
+        // receiver's lanes decide; the sender learns them in the handshake.
+        let a = IntentId::from_bytes([1; 32]);
+        let handler = Capabilities::default().with_intent(IntentOffer::handles(a, "t.A").on_lanes(Lanes::ASK));
+        let sender = Capabilities::default().with_intent(IntentOffer::emits(a, "t.A"));
+        let at_sender = negotiate(1, &sender, &handler, AgentCard::new("handler"));
+        let at_handler = negotiate(1, &handler, &sender, AgentCard::new("sender"));
+        assert_eq!(at_sender.send_alias_on(&a, Lane::Ask), Ok(1));
+        assert_eq!(at_sender.send_alias_on(&a, Lane::Stream), Err(Lanes::ASK));
+        assert_eq!(at_sender.send_alias_on(&a, Lane::Tell), Err(Lanes::ASK));
+        assert_eq!(at_sender.send_alias_on(&IntentId::from_bytes([9; 32]), Lane::Ask), Err(Lanes::NONE));
+        assert_eq!(at_handler.resolve_on(IntentRef::Alias(1), Lane::Ask), Some(a));
+        assert_eq!(at_handler.resolve_on(IntentRef::Alias(1), Lane::Datagram), None);
+        assert_eq!(at_handler.resolve_on(IntentRef::Id(a), Lane::Stream), None);
+        // Handled on no lane this version knows: not negotiated at all.
+        let nowhere = Capabilities { intents: vec![IntentOffer::handles(a, "t.A")], ..Default::default() };
+        let mut nowhere = nowhere;
+        nowhere.intents[0].lanes = Lanes::NONE;
+        assert!(negotiate(1, &sender, &nowhere, AgentCard::new("h")).intent(&a).is_none());
+    }
+
+    #[test]
+    fn standard_intents_need_no_emits() {
+        // Tests std.implicit: a standard intent the receiver handles is
+        // negotiated towards it even when the sender's list is empty.
+        let ping = IntentId::from_bytes([3; 32]);
+        let own = IntentId::from_bytes([4; 32]);
+        let agent = Capabilities::default()
+            .with_intent(IntentOffer::handles(own, "acme.v1.Own"))
+            .with_intent(IntentOffer::handles(ping, "tacit.intents.v1.Ping").on_lanes(Lanes::ASK));
+        let empty = Capabilities::default();
+        let at_empty = negotiate(1, &empty, &agent, AgentCard::new("agent"));
+        let at_agent = negotiate(1, &agent, &empty, AgentCard::new("empty"));
+        assert_eq!(at_empty.send_alias_on(&ping, Lane::Ask), Ok(2));
+        assert_eq!(at_empty.intent(&ping).map(|i| i.name.as_str()), Some("tacit.intents.v1.Ping"));
+        assert_eq!(at_agent.resolve_on(IntentRef::Alias(2), Lane::Ask), Some(ping));
+        assert_eq!(at_agent.resolve_on(IntentRef::Id(ping), Lane::Ask), Some(ping));
+        // Not the application's own intents, and not the other way.
+        assert_eq!(at_empty.send_alias(&own), None);
+        assert_eq!(at_agent.send_alias(&ping), None);
+        // Tests std.package: the package itself, not its sub-packages.
+        assert!(is_standard("tacit.intents.v1.Ping"));
+        assert!(!is_standard("tacit.intents.v1x.Ping") && !is_standard("tacit.intents.v1.sub.Ping"));
+        assert!(!is_standard("tacit.intents.v1.") && !is_standard("acme.Ping"));
     }
 
     #[test]

@@ -219,6 +219,7 @@ fn refuses_too_many_intents() {
                 name: "x".into(),
                 handles: true,
                 emits: true,
+                ..Default::default()
             }
         })
         .collect();
@@ -252,6 +253,7 @@ fn refuses_invalid_capabilities() {
         name: "x".into(),
         handles: true,
         emits: false,
+        ..Default::default()
     };
     let cases = [
         pb::Capabilities { intents: vec![offer(&[1; 32]), offer(&[1; 32])], ..valid_capabilities() },
@@ -452,6 +454,7 @@ fn capability_updates_keep_aliases_and_agree() {
                 name: "a.A".into(),
                 handles: true,
                 emits: true,
+                ..Default::default()
             }],
         })),
     );
@@ -466,7 +469,13 @@ fn update_over_the_intent_limit_is_refused() {
         .map(|i| {
             let mut bytes = [0u8; 32];
             bytes[..4].copy_from_slice(&i.to_le_bytes());
-            pb::IntentOffer { intent_id: Bytes::copy_from_slice(&bytes), name: "x".into(), handles: true, emits: true }
+            pb::IntentOffer {
+                intent_id: Bytes::copy_from_slice(&bytes),
+                name: "x".into(),
+                handles: true,
+                emits: true,
+                ..Default::default()
+            }
         })
         .collect();
     pair.inject(Side::Acceptor, &frame(pb::control_message::Message::CapabilityUpdate(pb::CapabilityUpdate { added })));
@@ -563,6 +572,7 @@ fn update_floods_cost_one_negotiation() {
                     name: format!("a.I{n}"),
                     handles: true,
                     emits: true,
+                    ..Default::default()
                 }],
             }))
             .to_vec()

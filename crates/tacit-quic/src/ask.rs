@@ -41,6 +41,16 @@ pub enum AskError {
     /// The intent is not negotiated for sending to this peer; nothing was sent.
     #[error("intent {0} is not negotiated for sending to this peer")]
     NotNegotiated(IntentId),
+    /// The peer handles the intent, but not on this lane; nothing was sent.
+    #[error("the peer takes intent {intent} on {offered}, not on the {lane} lane")]
+    WrongLane {
+        /// The intent.
+        intent: IntentId,
+        /// The lane it was to go on.
+        lane: tacit_handshake::Lane,
+        /// The lanes the peer offered for it.
+        offered: tacit_handshake::Lanes,
+    },
     /// The ask was not sent: the session failed first. Safe to retry.
     #[error("the ask was not sent: {0}")]
     NotSent(SessionError),

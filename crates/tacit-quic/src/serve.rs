@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tacit_handshake::{Admission, Negotiated};
+use tacit_handshake::{Admission, Lane, Negotiated};
 use tacit_wire::{Act, Envelope, ErrorCode, IntentRef};
 
 use crate::control::Control;
@@ -163,7 +163,7 @@ async fn handle_request(receiving: &Receiving, stream: &Arc<AskStream>, frame: B
             return Ok(());
         }
     };
-    let Some(intent) = negotiated.resolve(request.intent) else {
+    let Some(intent) = negotiated.resolve_on(request.intent, Lane::Ask) else {
         refuse(Act::NotUnderstood, ErrorCode::IntentNotNegotiated, &not_negotiated(request.intent));
         return Ok(());
     };
@@ -232,7 +232,7 @@ pub(crate) async fn serve_tell_stream(receiving: Arc<Receiving>, mut recv: quinn
             }
         };
         let negotiated = receiving.control.negotiated().unwrap_or_else(|| negotiated.clone());
-        let Some(intent) = negotiated.resolve(envelope.intent) else {
+        let Some(intent) = negotiated.resolve_on(envelope.intent, Lane::Tell) else {
             tracing::debug!(intent = ?envelope.intent, "dropped a tell with an unnegotiated intent");
             continue;
         };
@@ -249,7 +249,7 @@ pub(crate) async fn serve_datagrams(receiving: Arc<Receiving>, connection: quinn
     while let Ok(datagram) = connection.read_datagram().await {
         let Some(negotiated) = receiving.control.negotiated() else { continue };
         let Ok(envelope) = Envelope::decode(datagram) else { continue };
-        let Some(intent) = negotiated.resolve(envelope.intent) else { continue };
+        let Some(intent) = negotiated.resolve_on(envelope.intent, Lane::Datagram) else { continue };
         receiving.queue.try_push(Incoming::Datagram(IncomingMessage { envelope, intent }));
     }
 }
@@ -288,7 +288,7 @@ pub(crate) async fn serve_stream_lane(
     if receiving.answering.drain.is_shutting_down() {
         return refuse(&mut send, &mut receiver, ErrorCode::Shutdown);
     }
-    let Some(intent) = negotiated.resolve(opening.intent) else {
+    let Some(intent) = negotiated.resolve_on(opening.intent, Lane::Stream) else {
         return refuse(&mut send, &mut receiver, ErrorCode::IntentNotNegotiated);
     };
     let reply_intent = negotiated.send_alias(&intent).map_or(IntentRef::Id(intent), IntentRef::Alias);

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tacit_handshake::{Admission, AgentId, HandshakeConfig, IntentOffer, Negotiated, Refusal, Role};
+use tacit_handshake::{Admission, AgentId, HandshakeConfig, IntentOffer, Lane, Lanes, Negotiated, Refusal, Role};
 use tacit_wire::{ErrorCode, IntentId, IntentRef};
 
 use crate::ask::{AskError, AskLane};
@@ -145,7 +145,7 @@ impl Session {
     /// Like [`tell`](Self::tell), with options: act (e.g. `REJECT` in a
     /// contract net), conversation and the message it answers.
     pub async fn tell_with(&self, intent: IntentId, payload: Bytes, options: TellOptions) -> Result<(), AskError> {
-        let (mut envelope, max_frame_len) = self.one_way(intent, payload).await?;
+        let (mut envelope, max_frame_len) = self.one_way(intent, Lane::Tell, payload).await?;
         envelope.act = options.act;
         envelope.conversation_id = options.conversation;
         envelope.in_reply_to = options.in_reply_to;
@@ -162,7 +162,13 @@ impl Session {
         payload: Bytes,
     ) -> Result<(FrameSender, FrameReceiver), StreamError> {
         let negotiated = self.inner.control.ready().await.map_err(|e| StreamError::ConnectionLost(e.to_string()))?;
-        let alias = negotiated.send_alias(&intent).ok_or(StreamError::NotNegotiated(intent))?;
+        let alias = negotiated.send_alias_on(&intent, Lane::Stream).map_err(|offered| {
+            if offered.is_empty() {
+                StreamError::NotNegotiated(intent)
+            } else {
+                StreamError::WrongLane { intent, offered }
+            }
+        })?;
         let max = negotiated.limits.max_frame_len as usize;
         let opening_id = self.inner.ids.fresh();
         let envelope =
@@ -183,7 +189,7 @@ impl Session {
     /// Sends `payload` (an encoded `intent`) as one QUIC datagram:
     /// unreliable, unordered, for small messages (presence, progress).
     pub async fn send_datagram(&self, intent: IntentId, payload: Bytes) -> Result<(), AskError> {
-        let (envelope, _) = self.one_way(intent, payload).await?;
+        let (envelope, _) = self.one_way(intent, Lane::Datagram, payload).await?;
         let bytes = envelope.encode_to_bytes();
         // [dgram.unsupported]: a peer that did not advertise datagrams gets none.
         let max = self.inner.connection.max_datagram_size().ok_or(AskError::DatagramsUnsupported)?;
@@ -200,9 +206,14 @@ impl Session {
     }
 
     /// Builds a one-way envelope once the handshake is done.
-    async fn one_way(&self, intent: IntentId, payload: Bytes) -> Result<(tacit_wire::Envelope, usize), AskError> {
+    async fn one_way(
+        &self,
+        intent: IntentId,
+        lane: Lane,
+        payload: Bytes,
+    ) -> Result<(tacit_wire::Envelope, usize), AskError> {
         let negotiated = self.inner.control.ready().await.map_err(AskError::NotSent)?;
-        let alias = negotiated.send_alias(&intent).ok_or(AskError::NotNegotiated(intent))?;
+        let alias = negotiated.send_alias_on(&intent, lane).map_err(|offered| not_on_lane(intent, lane, offered))?;
         let envelope = tacit_wire::Envelope::new(
             IntentRef::Alias(alias),
             tacit_wire::Act::Inform,
@@ -244,9 +255,9 @@ impl Session {
             (Role::Acceptor, None) => Some(control.ready().await.map_err(AskError::NotSent)?),
         };
         let (intent_ref, max_frame_len) = match &negotiated {
-            Some(negotiated) => match negotiated.send_alias(&intent) {
-                Some(alias) => (IntentRef::Alias(alias), negotiated.limits.max_frame_len as usize),
-                None => return Err(AskError::NotNegotiated(intent)),
+            Some(negotiated) => match negotiated.send_alias_on(&intent, Lane::Ask) {
+                Ok(alias) => (IntentRef::Alias(alias), negotiated.limits.max_frame_len as usize),
+                Err(offered) => return Err(not_on_lane(intent, Lane::Ask, offered)),
             },
             // Before the Welcome: the full id, within this agent's own limit.
             None => (IntentRef::Id(intent), control.local_max_frame_len()),
@@ -390,4 +401,10 @@ impl Session {
     pub fn next_message_id(&self) -> u64 {
         self.inner.ids.fresh()
     }
+}
+/// Why an intent may not be sent on `lane`: not negotiated for sending at
+/// all (`offered` empty), or the peer takes it on other lanes only
+/// (PROTOCOL.md `hs.lanes-send`).
+fn not_on_lane(intent: IntentId, lane: Lane, offered: Lanes) -> AskError {
+    if offered.is_empty() { AskError::NotNegotiated(intent) } else { AskError::WrongLane { intent, lane, offered } }
 }

@@ -38,6 +38,15 @@ pub enum StreamError {
     /// The intent is not negotiated for sending to this peer; nothing was sent.
     #[error("intent {0} is not negotiated for sending to this peer")]
     NotNegotiated(IntentId),
+    /// The peer handles the intent, but not on the stream lane; nothing was
+    /// sent.
+    #[error("the peer takes intent {intent} on {offered}, not on the stream lane")]
+    WrongLane {
+        /// The intent.
+        intent: IntentId,
+        /// The lanes the peer offered for it.
+        offered: tacit_handshake::Lanes,
+    },
     /// The message is larger than the peer accepts.
     #[error("the message is {len} bytes, more than the limit of {max}")]
     TooLarge {

@@ -269,6 +269,7 @@ fn echo_offer() -> pb::IntentOffer {
         name: "t.Echo".into(),
         handles: false,
         emits: true,
+        ..Default::default()
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus};
+use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus, Lanes, TypeSchema};
 use tacit_quic::{
     Endpoint, Incoming, IncomingAsk, IncomingStream, Link, LinkState, ReconnectPolicy, Session, TransportLimits,
 };
@@ -23,7 +23,7 @@ use crate::context::Context;
 use crate::core::{Core, States};
 use crate::error::{Error, Rejection, Result};
 use crate::handler::{self, Handlers, IntoReply, TellFn};
-use crate::intent::{Intent, Request, Subscription};
+use crate::intent::{Intent, IntentType, Request, Subscription};
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
 use crate::peer::{Peer, PeerInner};
 use crate::reply::{StreamReceiver, StreamSender};
@@ -175,7 +175,11 @@ impl AgentBuilder {
         Fut: Future<Output = Result<T, Rejection>> + Send + 'static,
         T: IntoReply<I::Reply> + 'static,
     {
-        self.offer::<I>(true, false);
+        self.offer::<I>(Lanes::ASK, false);
+        if let Some(offer) = self.capabilities.intents.iter_mut().find(|offer| offer.id == I::ID) {
+            let reply = IntentType::of::<I::Reply>();
+            *offer = offer.clone().with_reply(reply.id).with_type_schema(type_schema(reply));
+        }
         self.handlers.asks.insert(I::ID, handler::ask_fn(handler));
         self
     }
@@ -200,7 +204,7 @@ impl AgentBuilder {
         F: Fn(Context, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.offer::<I>(true, false);
+        self.offer::<I>(Lanes::ONE_WAY, false);
         self.handlers.tells.insert(I::ID, handler::tell_fn(handler));
         self
     }
@@ -217,7 +221,16 @@ impl AgentBuilder {
         F: Fn(Context, S, StreamSender<S::Item>, StreamReceiver<S::Send>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_stream_with::<S, S::Send, S::Item, F, Fut>(handler)
+        let mut builder = self.on_stream_with::<S, S::Send, S::Item, F, Fut>(handler);
+        if let Some(offer) = builder.capabilities.intents.iter_mut().find(|offer| offer.id == S::ID) {
+            let (item, send) = (S::ITEM_TYPE, S::SEND_TYPE);
+            let mut named = offer.clone().with_stream_types(item.map(|t| t.id), send.map(|t| t.id));
+            for data in [item, send].into_iter().flatten() {
+                named = named.with_type_schema(type_schema(data));
+            }
+            *offer = named;
+        }
+        builder
     }
 
     /// Like [`on_stream`](Self::on_stream), for an opening intent whose
@@ -231,7 +244,7 @@ impl AgentBuilder {
         F: Fn(Context, I, StreamSender<Item>, StreamReceiver<In>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.offer::<I>(true, false);
+        self.offer::<I>(Lanes::STREAM, false);
         self.handlers.streams.insert(I::ID, handler::stream_fn(handler));
         self
     }
@@ -305,11 +318,13 @@ impl AgentBuilder {
     /// handshake. An intent sent without being declared is offered to the
     /// peer by a capability update on first use (one round trip more).
     pub fn emits<I: Intent>(mut self) -> Self {
-        self.offer::<I>(false, true);
+        self.offer::<I>(Lanes::NONE, true);
         self
     }
 
-    fn offer<I: Intent>(&mut self, handles: bool, emits: bool) {
+    /// Offers intent `I`: handled on `lanes` (added to those it is already
+    /// handled on; none: not handled), and emitted if `emits`.
+    fn offer<I: Intent>(&mut self, lanes: Lanes, emits: bool) {
         self.names.insert(I::ID, I::NAME);
         let intents = &mut self.capabilities.intents;
         let offer = match intents.iter_mut().find(|offer| offer.id == I::ID) {
@@ -323,7 +338,10 @@ impl AgentBuilder {
                 offer
             }
         };
-        offer.handles |= handles;
+        if !lanes.is_empty() {
+            offer.lanes = if offer.handles { offer.lanes.union(lanes) } else { lanes };
+            offer.handles = true;
+        }
         offer.emits |= emits;
     }
 
@@ -336,7 +354,14 @@ impl AgentBuilder {
     }
 
     /// Binds the agent's UDP socket (e.g. `127.0.0.1:0`) and starts serving.
-    pub async fn bind(self, addr: SocketAddr) -> Result<Agent> {
+    pub async fn bind(mut self, addr: SocketAddr) -> Result<Agent> {
+        // A catch-all handler also takes the intents the agent handles
+        // typed, on its lanes (a tell of an intent with only an ask handler
+        // goes to `on_any_tell`): the offers say so.
+        let any_lanes = self.handlers.any_lanes();
+        for offer in self.capabilities.intents.iter_mut().filter(|offer| offer.handles) {
+            offer.lanes = offer.lanes.union(any_lanes);
+        }
         let identity = match (self.identity, self.key_file) {
             (Some(identity), _) => identity,
             (None, Some(path)) => {
@@ -622,7 +647,7 @@ async fn adopt_peer_intents(core: Arc<Served>, session: tacit_quic::WeakSession)
         .peer_offers
         .iter()
         .filter(|offer| offer.emits && !handled(&offer.id))
-        .map(|offer| IntentOffer::handles(offer.id, offer.name.clone()))
+        .map(|offer| IntentOffer::handles(offer.id, offer.name.clone()).on_lanes(core.handlers.any_lanes()))
         .collect();
     if adopted.is_empty() {
         return;
@@ -632,6 +657,11 @@ async fn adopt_peer_intents(core: Arc<Served>, session: tacit_quic::WeakSession)
         Ok(()) => tracing::debug!(count, "offered to handle the intents the peer emits"),
         Err(refusal) => tracing::debug!(%refusal, "could not adopt the peer's intents"),
     }
+}
+
+/// The schema of a reply or data type, as schema fetch serves it.
+fn type_schema(intent: IntentType) -> TypeSchema {
+    TypeSchema::new(intent.id, intent.name, Bytes::from_static(intent.descriptor_set))
 }
 
 fn spawn_tell_worker() -> mpsc::Sender<(TellFn, Context, Bytes, tracing::Span)> {

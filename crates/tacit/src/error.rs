@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use tacit_handshake::{AgentId, IdentityError, Refusal};
+use tacit_handshake::{AgentId, IdentityError, Lane, Lanes, Refusal};
 use tacit_quic::{AskError, BindError, ConnectError, SessionError, StreamError};
 use tacit_wire::{Act, ErrorCode, IntentId};
 
@@ -39,6 +39,17 @@ pub enum Error {
     NotNegotiated {
         /// The intent's name.
         intent: &'static str,
+    },
+    /// The peer handles the intent, but not on this lane (it said so in
+    /// the handshake); nothing was sent.
+    #[error("{intent}: the peer takes it on {offered}, not on the {lane} lane")]
+    WrongLane {
+        /// The intent's name.
+        intent: &'static str,
+        /// The lane it was to go on.
+        lane: Lane,
+        /// The lanes on which the peer takes it.
+        offered: Lanes,
     },
     /// No answer before the deadline; the peer was told to cancel.
     #[error("{intent}: no reply within the deadline")]
@@ -155,7 +166,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Rejected { rejection, .. } => rejection.code,
-            Self::NotNegotiated { .. } => ErrorCode::IntentNotNegotiated,
+            Self::NotNegotiated { .. } | Self::WrongLane { .. } => ErrorCode::IntentNotNegotiated,
             Self::DeadlineExceeded { .. } => ErrorCode::DeadlineExceeded,
             Self::Session(e) => e.code(),
             Self::Closed { .. } => ErrorCode::Closed,
@@ -206,12 +217,20 @@ impl Error {
                 Self::Rejected { intent, rejection: Rejection::from_wire(act, refusal, &payload) }
             }
             AskError::NotNegotiated(_) => Self::NotNegotiated { intent },
+            AskError::WrongLane { lane, offered, .. } => Self::WrongLane { intent, lane, offered },
             AskError::NotSent(e) => Self::from_session(e),
             AskError::Unknown(reason) => Self::Unknown { intent, reason },
             AskError::DeadlineExceeded => Self::DeadlineExceeded { intent },
             AskError::TooLarge { len, max } => Self::TooLarge { len, max },
             AskError::DatagramsUnsupported => Self::DatagramsUnsupported,
             other => Self::Unknown { intent, reason: other.to_string() },
+        }
+    }
+
+    pub(crate) fn from_stream(intent: &'static str, error: StreamError) -> Self {
+        match error {
+            StreamError::WrongLane { offered, .. } => Self::WrongLane { intent, lane: Lane::Stream, offered },
+            other => Self::Stream(other),
         }
     }
 

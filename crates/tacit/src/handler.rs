@@ -47,6 +47,18 @@ impl Handlers {
     pub(crate) fn takes_any(&self) -> bool {
         self.any_ask.is_some() || self.any_tell.is_some()
     }
+
+    /// The lanes on which the catch-all handlers take intents.
+    pub(crate) fn any_lanes(&self) -> tacit_handshake::Lanes {
+        let mut lanes = tacit_handshake::Lanes::NONE;
+        if self.any_ask.is_some() {
+            lanes = lanes.union(tacit_handshake::Lanes::ASK);
+        }
+        if self.any_tell.is_some() {
+            lanes = lanes.union(tacit_handshake::Lanes::ONE_WAY);
+        }
+        lanes
+    }
 }
 
 /// Values by IntentId, fixed once the agent is built, looked up on every

@@ -21,6 +21,27 @@ pub trait Intent: prost::Message + Default + Clone + Send + Sync + 'static {
     const DESCRIPTOR_SET: &'static [u8];
 }
 
+/// What an offer names and schema fetch serves for a type that travels
+/// with an intent without being offered itself: a reply, or the data type
+/// of one direction of a stream lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IntentType {
+    /// Its IntentId.
+    pub id: IntentId,
+    /// Its fully qualified protobuf name.
+    pub name: &'static str,
+    /// An encoded `FileDescriptorSet` defining it.
+    pub descriptor_set: &'static [u8],
+}
+
+impl IntentType {
+    /// The type of intent `I`.
+    pub const fn of<I: Intent>() -> Self {
+        Self { id: I::ID, name: I::NAME, descriptor_set: I::DESCRIPTOR_SET }
+    }
+}
+
 /// An intent that is asked (sent as a request) and answered with one
 /// [`Reply`](Self::Reply).
 ///
@@ -42,10 +63,18 @@ pub trait Request: Intent {
 /// `tacit/v1/options.proto`); tacit-build then implements this trait. A
 /// direction that carries nothing after the opening has the type `()`.
 /// The types are not part of the IntentId: data envelopes carry the
-/// opening's intent, and the options reach peers only in the schema.
+/// opening's intent; peers learn the types from the handler's offer
+/// (`stream_item`, `stream_send`) and from the schema.
 pub trait Subscription: Intent {
     /// What the opener sends on the lane after the opening (`()`: nothing).
     type Send: prost::Message + Default + Send + 'static;
     /// What the handler streams back to the opener (`()`: nothing).
     type Item: prost::Message + Default + Send + 'static;
+    /// The intent type of [`Item`](Self::Item), which the handler's offer
+    /// names (`stream_item`) and its agent serves on schema fetch; `None`
+    /// for `()` or a type that is not an intent. tacit-build sets it.
+    const ITEM_TYPE: Option<IntentType> = None;
+    /// The intent type of [`Send`](Self::Send), as for
+    /// [`ITEM_TYPE`](Self::ITEM_TYPE) (`stream_send`).
+    const SEND_TYPE: Option<IntentType> = None;
 }

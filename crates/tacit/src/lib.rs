@@ -107,12 +107,12 @@ pub use context::Context;
 pub use conversation::{Bid, ContractNet, Conversation, Round};
 pub use error::{BoxError, Error, Rejection, Result};
 pub use handler::IntoReply;
-pub use intent::{Intent, Request, Subscription};
+pub use intent::{Intent, IntentType, Request, Subscription};
 pub use metrics::MetricsSnapshot;
 pub use peer::{Peer, RawReply};
 pub use reply::{Reply, StreamReceiver, StreamSender};
 pub use schema::Schema;
-pub use tacit_handshake::{AgentCard, AgentId, Identity, IdentityError, KeyFileStatus};
+pub use tacit_handshake::{AgentCard, AgentId, Identity, IdentityError, KeyFileStatus, Lane, Lanes};
 pub use tacit_quic::{AskOptions, LinkState, LinkWatch, ReconnectPolicy, TellOptions, TransportLimits};
 pub use tacit_wire::{Act, ConversationId, ErrorCode, IntentId, TraceContext};
 
@@ -120,7 +120,7 @@ pub use tacit_wire::{Act, ConversationId, ErrorCode, IntentId, TraceContext};
 /// every type that appears in a `tacit` signature and is not re-exported at
 /// the crate root is here.
 pub mod transport {
-    pub use tacit_handshake::{Capabilities, IntentOffer, Negotiated, NegotiatedIntent, Refusal};
+    pub use tacit_handshake::{Capabilities, IntentOffer, Negotiated, NegotiatedIntent, Refusal, TypeSchema};
     pub use tacit_quic::{
         AcceptError, AskError, BindError, ConnectError, Endpoint, EndpointBuilder, FrameReceiver, FrameSender,
         Incoming, IncomingAsk, IncomingMessage, IncomingStream, Link, LinkReply, Responder, Session, SessionError,

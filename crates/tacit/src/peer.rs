@@ -384,9 +384,10 @@ impl Peer {
         let payload: Bytes = opening.encode_to_vec().into();
         self.metrics().sent(Counter::StreamsOpened, payload.len());
         let (sender, receiver) = match &self.inner.conn {
-            Conn::Link(link) => link.open_stream(I::ID, payload).await?,
-            Conn::Session(session) => session.open_stream(I::ID, payload).await?,
-        };
+            Conn::Link(link) => link.open_stream(I::ID, payload).await,
+            Conn::Session(session) => session.open_stream(I::ID, payload).await,
+        }
+        .map_err(|e| Error::from_stream(I::NAME, e))?;
         Ok((StreamSender::new(sender), StreamReceiver::new(receiver, I::NAME)))
     }
 

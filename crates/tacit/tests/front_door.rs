@@ -51,12 +51,18 @@ async fn a_stream_to_an_agent_without_a_stream_handler_is_refused_by_name() {
         .await;
         let client = bind(Agent::builder().emits::<DelegateTask>()).await;
         let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
-        let (_inputs, mut updates) = peer.stream_with::<_, (), TaskUpdate>(DelegateTask::default()).await.unwrap();
-        let error = updates.recv().await.unwrap_err();
+        // The server offered DelegateTask on the ask lane only, so the
+        // stream fails before anything is sent (PROTOCOL.md hs.lanes-send),
+        // with the code a receiver would have reset it with.
+        let error = peer.stream_with::<_, (), TaskUpdate>(DelegateTask::default()).await.map(|_| ()).unwrap_err();
         assert!(
-            matches!(error, Error::Stream(StreamError::Reset(code)) if code == ErrorCode::IntentNotNegotiated as u64),
+            matches!(
+                error,
+                Error::WrongLane { intent: "tacit.intents.v1.DelegateTask", lane: tacit::Lane::Stream, .. }
+            ),
             "{error:?}"
         );
+        assert_eq!(error.code(), ErrorCode::IntentNotNegotiated);
     })
     .await;
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use prost::Message as _;
-use tacit::{Intent, IntentId, Request, Subscription};
+use tacit::{Intent, IntentId, IntentType, Request, Subscription};
 use tacit_build_tests::acme::billing::v1 as billing;
 use tacit_build_tests::acme::market::v1 as market;
 
@@ -201,6 +201,33 @@ message acme.market.v1.WatchWindow proto3
 field 1 slot_id optional uint64
 ";
     assert_eq!(market::WatchWindow::ID, IntentId::from_canonical(watch_window));
+}
+
+#[test]
+fn stream_openers_name_the_ids_of_their_data_types() {
+    // Tests lane.data-types: the ids the handler's offer names
+    // (`stream_item`, `stream_send`) come from the options; `()` has none.
+    assert_eq!(<market::WatchOffers as Subscription>::ITEM_TYPE, Some(IntentType::of::<market::SlotOffer>()));
+    assert_eq!(<market::WatchOffers as Subscription>::SEND_TYPE, Some(IntentType::of::<market::Bid>()));
+    let window = <market::WatchWindow as Subscription>::ITEM_TYPE.map(|t| t.name);
+    assert_eq!(window, Some("acme.market.v1.ReserveSlot.Window"));
+    assert_eq!(<market::WatchWindow as Subscription>::SEND_TYPE, None);
+}
+
+#[tokio::test]
+async fn a_stream_handler_offers_its_data_types_and_serves_their_schemas() {
+    // Tests hs.offer-stream-types and lane.data-fetchable through an agent.
+    let localhost = "127.0.0.1:0".parse().unwrap();
+    let server =
+        tacit::Agent::builder().on_stream(|_, _: market::WatchOffers, _, _| async {}).bind(localhost).await.unwrap();
+    let client = tacit::Agent::builder().bind(localhost).await.unwrap();
+    let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+    let negotiated = tokio::time::timeout(std::time::Duration::from_secs(20), peer.ready()).await.unwrap().unwrap();
+    let offer = negotiated.peer_offer(&market::WatchOffers::ID).unwrap();
+    assert_eq!(offer.lanes, tacit::Lanes::STREAM);
+    assert_eq!((offer.stream_item, offer.stream_send), (Some(market::SlotOffer::ID), Some(market::Bid::ID)));
+    let schema = peer.describe(market::Bid::ID).await.unwrap();
+    assert_eq!(schema.name(), "acme.market.v1.Bid");
 }
 
 #[test]

@@ -357,6 +357,26 @@ pub struct IntentOffer {
     /// The agent sends this intent to peers.
     #[prost(bool, tag = "4")]
     pub emits: bool,
+    /// The lanes on which the agent handles the intent (meaningful with
+    /// `handles`). Empty: any lane, which is what a peer that predates this
+    /// field means. Values this version does not know are ignored.
+    #[prost(enumeration = "Lane", repeated, tag = "5")]
+    pub lanes: ::prost::alloc::vec::Vec<i32>,
+    /// With `handles` on the ask lane: the 32-byte IntentId of the reply the
+    /// agent answers with, or empty when it does not say. Schema-fetchable
+    /// from the agent.
+    #[prost(bytes = "bytes", tag = "6")]
+    pub reply: ::prost::bytes::Bytes,
+    /// With `handles` on the stream lane: the 32-byte IntentId of the data
+    /// messages the handler sends to the opener, or empty when it sends none
+    /// or does not say. Schema-fetchable from the agent.
+    #[prost(bytes = "bytes", tag = "7")]
+    pub stream_item: ::prost::bytes::Bytes,
+    /// With `handles` on the stream lane: the 32-byte IntentId of the data
+    /// messages the opener sends after the opening, or empty when it sends
+    /// none or the agent does not say. Schema-fetchable from the agent.
+    #[prost(bytes = "bytes", tag = "8")]
+    pub stream_send: ::prost::bytes::Bytes,
 }
 /// Protocol versions an agent speaks, inclusive.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -498,5 +518,46 @@ pub mod control_message {
         /// Schema fetch response.
         #[prost(message, tag = "6")]
         DescribeResponse(super::DescribeIntentResponse),
+    }
+}
+/// The ways an intent travels (docs/PROTOCOL.md, "QUIC mapping").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Lane {
+    /// Not a lane; ignored.
+    Unspecified = 0,
+    /// A request on the ask stream, answered on it.
+    Ask = 1,
+    /// A one-way envelope on the tell stream.
+    Tell = 2,
+    /// The opening of a stream lane.
+    Stream = 3,
+    /// A QUIC datagram.
+    Datagram = 4,
+}
+impl Lane {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "LANE_UNSPECIFIED",
+            Self::Ask => "LANE_ASK",
+            Self::Tell => "LANE_TELL",
+            Self::Stream => "LANE_STREAM",
+            Self::Datagram => "LANE_DATAGRAM",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "LANE_UNSPECIFIED" => Some(Self::Unspecified),
+            "LANE_ASK" => Some(Self::Ask),
+            "LANE_TELL" => Some(Self::Tell),
+            "LANE_STREAM" => Some(Self::Stream),
+            "LANE_DATAGRAM" => Some(Self::Datagram),
+            _ => None,
+        }
     }
 }
