@@ -197,7 +197,7 @@ fn decode_control(frame: &[u8]) -> pb::ControlMessage {
     pb::ControlMessage::decode(body).unwrap()
 }
 
-/// Rules `hs.hello`, `hs.welcome`, `hs.refusal`: each message's fields, and
+/// Rules `hs.hello-checks`, `hs.welcome-checks`, `hs.refusal-sent`: each message's fields, and
 /// its encoding back to the same bytes.
 #[test]
 fn handshake_message_vectors() {
@@ -275,7 +275,7 @@ fn outcome_json(events: &[Event]) -> Value {
     }
 }
 
-/// Rules `hs.order` and `hs.refusal`: the sans-IO handshake of each side,
+/// Rules `hs.control-stream` and `hs.refusal-sent`: the sans-IO handshake of each side,
 /// given the transcript's configurations, sends exactly the transcript's
 /// frames in order and ends with its result.
 #[test]
