@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message as _;
-use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer};
+use tacit_handshake::{AgentCard, Capabilities, Identity, IntentOffer, Lanes};
 use tacit_quic::{AskError, Endpoint, Incoming, TransportLimits};
 use tacit_testkit::echo::{self, ECHO};
 use tacit_testkit::{LOCALHOST, within};
@@ -480,4 +480,30 @@ async fn a_truncated_stream_lane_frame_is_reset_with_frame_truncated() {
             other => panic!("{case}: expected a reset with FRAME_TRUNCATED, got {other:?}"),
         }
     }
+}
+
+/// `[lane.no-handler]`, `[lane.refused]`, `[hs.lanes-receive]`: a stream
+/// lane opened by a peer that ignores the offer's lanes (the intent is
+/// handled on the ask lane only) is refused in both directions with
+/// `INTENT_NOT_NEGOTIATED`: the opener's direction stopped, the reply
+/// direction reset. (Between Tacit agents the opener fails locally first;
+/// this is the receiver's half, for peers that do not check.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_lane_for_an_ask_only_intent_is_refused_both_ways() {
+    let caps = Capabilities::default().with_intent(IntentOffer::handles(ECHO, "t.Echo").on_lanes(Lanes::ASK));
+    let server = endpoint(19, caps, Default::default()).await;
+    echo::spawn(&server);
+    let raw = raw(20, &server, vec![offer(ECHO, false, true)]).await;
+    let opening = Envelope::new(IntentRef::Id(ECHO), Act::Subscribe, 1, Bytes::new()).encode_to_bytes();
+    let (mut send, mut recv) = raw.connection.open_bi().await.unwrap();
+    send.write_all(&[&[0x03][..], &frame(&opening)].concat()).await.unwrap();
+    let not_negotiated = ErrorCode::IntentNotNegotiated as u64;
+    match within(recv.read_to_end(1 << 16)).await {
+        Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
+            assert_eq!(code.into_inner(), not_negotiated);
+        }
+        other => panic!("expected a reset with INTENT_NOT_NEGOTIATED, got {other:?}"),
+    }
+    let stopped = within(send.stopped()).await.unwrap();
+    assert_eq!(stopped.map(|code| code.into_inner()), Some(not_negotiated));
 }

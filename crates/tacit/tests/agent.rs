@@ -231,32 +231,27 @@ async fn typed_stream_both_ways() {
     .await;
 }
 
-/// `[lane.no-handler]`: a stream lane for an intent that is negotiated but
-/// has no stream handler is refused in both directions with
-/// `INTENT_NOT_NEGOTIATED` (the opener's direction was stopped with 0).
+/// `[hs.lanes-send]`, `[lane.no-handler]`: a stream to an intent the agent
+/// handles only as an ask fails at the opener, before anything is sent, with
+/// `WrongLane` (the receiver's refusal of a peer that does not check is
+/// `tacit-quic/tests/rules.rs`, `a_stream_lane_for_an_ask_only_intent_is_refused_both_ways`).
 #[tokio::test]
-async fn a_stream_lane_nobody_serves_gets_intent_not_negotiated_both_ways() {
+async fn a_stream_lane_nobody_serves_fails_at_the_opener() {
     bounded(async {
         let server = bind(task_server(TaskState::Completed)).await;
         let client = bind(Agent::builder().emits::<DelegateTask>()).await;
         let peer = client.connect(server.local_addr().unwrap(), None).await.unwrap();
-        let (mut inputs, mut updates) = peer
-            .stream_with::<_, Ping, TaskUpdate>(DelegateTask { task_id: "s".into(), ..Default::default() })
-            .await
-            .unwrap();
-        let code = |e: Error| match e {
-            Error::Stream(tacit::transport::StreamError::Reset(code)) => code,
-            other => panic!("expected a reset or stop, got {other:?}"),
-        };
-        let not_negotiated = ErrorCode::IntentNotNegotiated as u64;
-        assert_eq!(code(updates.recv().await.unwrap_err()), not_negotiated);
-        let stopped = loop {
-            if let Err(e) = inputs.send(&Ping { nonce: 1 }).await {
-                break code(e);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        assert_eq!(stopped, not_negotiated);
+        peer.ready().await.unwrap();
+        let opened =
+            peer.stream_with::<_, Ping, TaskUpdate>(DelegateTask { task_id: "s".into(), ..Default::default() }).await;
+        match opened {
+            Err(Error::WrongLane { lane, .. }) => assert_eq!(lane, tacit::Lane::Stream),
+            Err(other) => panic!("expected WrongLane, got {other:?}"),
+            Ok(_) => panic!("a stream to an ask-only intent was opened"),
+        }
+        // The session is unharmed: the ask lane still answers.
+        let reply = peer.ask(DelegateTask { task_id: "a".into(), ..Default::default() }).await.unwrap();
+        assert_eq!(reply.state, TaskState::Completed as i32);
     })
     .await;
 }
