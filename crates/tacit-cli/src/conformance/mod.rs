@@ -168,10 +168,18 @@ impl Target {
             Err(_) => None,
         };
         if probe.is_none() {
-            // Nothing answers: every check would fail the same way.
-            let quick = tokio::time::timeout(timeout, dialer.dial()).await;
-            if !matches!(quick, Ok(Ok(_))) {
-                return Err(CliError::new(Exit::Unreachable, format!("no Tacit implementation answers at {addr}")));
+            // Nothing answers at all (no close, no alert): every check would
+            // fail the same way. Something that answers is checked.
+            let silent = match tokio::time::timeout(timeout, dialer.dial_with(&net::TlsOffer::default())).await {
+                Err(_) => Some("no answer".to_owned()),
+                Ok(Err(net::Closed::Other(why))) => Some(why),
+                Ok(_) => None,
+            };
+            if let Some(why) = silent {
+                return Err(CliError::new(
+                    Exit::Unreachable,
+                    format!("no Tacit implementation answers at {addr}: {why}"),
+                ));
             }
         }
         Ok(Self { dialer, expect, timeout, probe })
