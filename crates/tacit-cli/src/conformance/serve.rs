@@ -212,7 +212,7 @@ impl Checks {
 async fn session(connection: quinn::Connection, timeout: Duration) -> Report {
     let peer = client_id(&connection).map_or_else(|| connection.remote_address().to_string(), |id| id.to_string());
     let mut checks = Checks { report: Report::new("serve", &peer), started: Instant::now() };
-    checks.add(SECTION_TLS, "serve.client-certificate", "tls.cert-ed25519", client_certificate(&connection));
+    checks.add(SECTION_TLS, "serve.client-certificate", "tls.mutual", client_certificate(&connection));
     checks.add(SECTION_TLS, "serve.sni", "tls.sni", sni(&connection));
 
     let hello = tokio::time::timeout(timeout, first_hello(&connection))

@@ -14,7 +14,7 @@ pub(super) fn checks() -> Vec<Check> {
     vec![
         check!(SECTION, "tls.alpn", "tls.alpn", alpn),
         check!(SECTION, "tls.alpn-refused", "tls.alpn-refused", alpn_refused),
-        check!(SECTION, "tls.certificate", "tls.cert-ed25519", certificate),
+        check!(SECTION, "tls.certificate", "tls.mutual", certificate),
         check!(SECTION, "tls.expected-id", "tls.peer-id", expected_id),
         check!(SECTION, "tls.client-cert-required", "tls.client-cert-required", client_cert_required),
         check!(SECTION, "tls.ed25519-only", "tls.sig-ed25519", ed25519_only),
@@ -48,7 +48,7 @@ async fn alpn_refused(cx: &Target) -> Result<Outcome, String> {
     Outcome::pass(closed.to_string())
 }
 
-/// `[tls.cert-ed25519]`: exactly one certificate, whose key is Ed25519 and
+/// `[tls.mutual]`: exactly one certificate, whose key is Ed25519 and
 /// a valid AgentId (the handshake signature was verified with it).
 async fn certificate(cx: &Target) -> Result<Outcome, String> {
     let dialed = cx.dialer.dial().await?;
