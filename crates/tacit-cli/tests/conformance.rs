@@ -247,3 +247,32 @@ async fn serving_mode_passes_with_a_rust_dialer() {
         assert_eq!(outcome(&report, id), "pass", "{id}: {report:#}");
     }
 }
+
+// Tests [lane.end-marker]: against an agent with a stream handler, the
+// stream-lane check finds the intent from its schema and runs an exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_lane_check_runs_against_a_stream_intent() {
+    use tacit::{Agent, Context, StreamReceiver, StreamSender};
+    use tacit_build_tests::acme::market::v1::{Bid, SlotOffer, WatchOffers};
+
+    let agent = Agent::builder()
+        .on_stream(
+            |_: Context, watch: WatchOffers, mut offers: StreamSender<SlotOffer>, _bids: StreamReceiver<Bid>| async move {
+                let _ = offers.send(&SlotOffer { slot_id: 1, resource: watch.resource, price_cents: 5 }).await;
+                let _ = offers.finish().await;
+            },
+        )
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = agent.local_addr().unwrap().to_string();
+    let (code, report) =
+        tokio::task::spawn_blocking(move || conformance(&["conformance", &addr, "--only", "lane.", "--json"]))
+            .await
+            .unwrap();
+    assert_conformant(&report);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(outcome(&report, "lane.exchange"), "pass", "{report:#}");
+    let detail = checks(&report).iter().find(|c| c["id"] == "lane.exchange").unwrap()["detail"].to_string();
+    assert!(detail.contains("1 data envelopes, end marker, FIN"), "{detail}");
+}

@@ -119,10 +119,96 @@ async fn stream_not_negotiated(cx: &Target) -> Result<Outcome, String> {
     Outcome::pass(signal.to_string())
 }
 
-/// `[lane.end-marker]`: a stream exchange with an intent the peer streams.
-async fn stream_exchange(_cx: &Target) -> Result<Outcome, String> {
-    // The handshake of version 1 does not say which offered intents open a
-    // stream lane or what their data types are (issue 13, point 2 adds
-    // lanes to the handshake); without that this check cannot pick one.
-    Outcome::skip("the peer's capabilities do not say which intents open a stream lane")
+/// `[lane.end-marker]`: a stream lane for an intent whose schema declares
+/// stream types: the opener's direction ends at once (end marker, FIN); the
+/// peer's data envelopes are `INFORM`s answering the opening, and its
+/// direction ends with an end marker then FIN (or a reset with a code).
+async fn stream_exchange(cx: &Target) -> Result<Outcome, String> {
+    let mut probe = cx.dialer.welcomed().await?;
+    let found = stream_intent(&mut probe).await?;
+    probe.connection.close(CLOSED, b"");
+    let Some((intent, name)) = found else {
+        return Outcome::skip("no offered intent declares stream types ((tacit.v1.stream_item) in its schema)");
+    };
+    // A session whose Hello emits the intent, so that it is negotiated.
+    let mut hello = net::hello(1, 1, 256);
+    if let Some(caps) = hello.capabilities.as_mut() {
+        caps.intents.push(tacit_wire::pb::IntentOffer {
+            intent_id: bytes::Bytes::copy_from_slice(intent.as_bytes()),
+            name,
+            handles: false,
+            emits: true,
+        });
+    }
+    let session = cx.dialer.session(hello).await?;
+    let mut lane = Lane::open_bi(&session.connection, KIND_STREAM).await?;
+    let opening = Envelope::new(IntentRef::Id(intent), Act::Subscribe, 41, Default::default());
+    let mut bytes = frame(&opening.encode_to_bytes());
+    bytes.extend_from_slice(&frame(&[]));
+    lane.write(&bytes).await?;
+    let _ = lane.send.finish();
+    let wait = tokio::time::sleep(cx.timeout / 2);
+    tokio::pin!(wait);
+    let mut items = 0;
+    let end = loop {
+        let next = tokio::select! {
+            next = lane.reader.next() => next,
+            () = &mut wait => break None,
+        };
+        match next {
+            Ok(body) if body.is_empty() => break Some(lane.reader.next().await.err()),
+            Ok(body) => {
+                let data = Envelope::decode(body).map_err(|e| format!("data envelope {}: {e}", items + 1))?;
+                ensure(data.act == Act::Inform && data.in_reply_to == 41, || {
+                    format!(
+                        "data envelope {}: {} answering {}",
+                        items + 1,
+                        crate::error::act_name(data.act),
+                        data.in_reply_to
+                    )
+                })?;
+                items += 1;
+            }
+            Err(net::End::Reset(code)) => {
+                session.connection.close(CLOSED, b"");
+                let abandoned = [ErrorCode::Cancelled, ErrorCode::HandlerFailed, ErrorCode::Shutdown];
+                ensure(abandoned.iter().any(|c| *c as u64 == code), || {
+                    format!("after {items} data envelopes, reset with {}", code_text(code))
+                })?;
+                return Outcome::pass(format!("{items} data envelopes, then reset with {}", code_text(code)));
+            }
+            Err(end) => return Err(format!("after {items} data envelopes, no end marker: {end}")),
+        }
+    };
+    session.connection.close(CLOSED, b"");
+    match end {
+        None => {
+            Outcome::pass(format!("{items} well-formed data envelopes; still streaming after {:?}", cx.timeout / 2))
+        }
+        Some(Some(net::End::Finished)) => Outcome::pass(format!("{items} data envelopes, end marker, FIN")),
+        Some(other) => Err(format!("after the end marker: {other:?}, not FIN")),
+    }
+}
+
+/// An intent the peer handles whose fetched schema declares stream types.
+async fn stream_intent(session: &mut net::Session) -> Result<Option<(IntentId, String)>, String> {
+    let offers = session.welcome.capabilities.as_ref().map(|c| c.intents.clone()).unwrap_or_default();
+    for offer in offers.iter().filter(|o| o.handles) {
+        let Ok(bytes) = <[u8; 32]>::try_from(offer.intent_id.as_ref()) else { continue };
+        let id = IntentId::from_bytes(bytes);
+        let request = tacit_wire::pb::DescribeIntentRequest { intent_id: offer.intent_id.clone() };
+        session.control.send(&tacit_wire::pb::control_message::Message::DescribeRequest(request)).await?;
+        let response = loop {
+            if let tacit_wire::pb::control_message::Message::DescribeResponse(r) = session.control.recv().await? {
+                break r;
+            }
+        };
+        let Ok(index) = crate::json::index_descriptor_set(&response.descriptor_set) else { continue };
+        let declared =
+            index.iter().any(|(found, message)| *found == id && crate::json::stream_types(message).is_stream());
+        if declared {
+            return Ok(Some((id, offer.name.clone())));
+        }
+    }
+    Ok(None)
 }

@@ -554,28 +554,37 @@ impl Lane {
                 }
             }
         };
+        let send = &mut self.send;
         let stopped = async {
-            match self.send.stopped().await {
+            match send.stopped().await {
                 Ok(Some(code)) => Some(Signal::Stopped(code.into_inner())),
                 _ => std::future::pending().await,
             }
         };
-        let first = tokio::time::timeout(wait, async {
+        tokio::pin!(read, stopped);
+        let (first, read_first) = tokio::time::timeout(wait, async {
             tokio::select! {
-                signal = read => signal,
-                signal = stopped => signal,
+                signal = &mut read => (signal, true),
+                signal = &mut stopped => (signal, false),
             }
         })
         .await
-        .ok()
-        .flatten();
-        // A finished reply direction may come with a STOP_SENDING: prefer the code.
-        if first == Some(Signal::Finished)
-            && let Ok(Ok(Some(code))) = tokio::time::timeout(Duration::from_millis(200), self.send.stopped()).await
-        {
-            return Some(Signal::Stopped(code.into_inner()));
+        .ok()?;
+        if first.and_then(Signal::code).is_some_and(|code| code != 0) {
+            return first;
         }
-        first
+        // A peer may stop one direction with 0 (or finish it) and reset the
+        // other with the code that matters: prefer the signal with a code.
+        let grace = Duration::from_millis(300);
+        let second = if read_first {
+            tokio::time::timeout(grace, &mut stopped).await.ok().flatten()
+        } else {
+            tokio::time::timeout(grace, &mut read).await.ok().flatten()
+        };
+        match second {
+            Some(signal) if signal.code().is_some_and(|code| code != 0) => Some(signal),
+            _ => first.or(second),
+        }
     }
 }
 
