@@ -159,10 +159,11 @@ fn a_wrong_expected_agent_fails_with_its_own_exit_code() {
     drop(listen);
 }
 
-/// A QUIC server with ALPN tacit/1 that is no Tacit agent: an ECDSA
-/// certificate, no client certificate asked for, nothing served.
+/// A QUIC server with ALPN tacit/1 that is no Tacit agent: an Ed25519
+/// certificate, but no client certificate asked for, session tickets sent
+/// (rustls' default), nothing served.
 fn impostor() -> (quinn::Endpoint, SocketAddr) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let certificate = rcgen::CertificateParams::new(vec!["impostor".into()]).unwrap().self_signed(&key).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()));
     let mut crypto = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -198,8 +199,12 @@ async fn a_server_that_is_not_a_tacit_agent_fails_the_tls_checks() {
     .await
     .unwrap();
     assert_eq!(code, Some(9), "{report:#}");
-    for id in ["tls.certificate", "tls.client-cert-required", "tls.ed25519-only"] {
+    for id in ["tls.client-cert-required", "tls.no-tickets", "tls.no-sni"] {
         assert_eq!(outcome(&report, id), "fail", "{id}: {report:#}");
+    }
+    // What it does right passes: the checks tell the rules apart.
+    for id in ["tls.alpn", "tls.certificate", "tls.ed25519-only"] {
+        assert_eq!(outcome(&report, id), "pass", "{id}: {report:#}");
     }
     endpoint.close(0u32.into(), b"");
 }

@@ -61,6 +61,43 @@ pub(super) struct TlsOffer {
     pub(super) schemes: Vec<SignatureScheme>,
     /// Send SNI (false: none, as many stacks do when dialing an IP literal).
     pub(super) sni: bool,
+    /// Count the session tickets the server sends (none: resumption off).
+    pub(super) tickets: Option<Arc<TicketCounter>>,
+}
+
+/// A client session store that keeps nothing and counts the TLS 1.3
+/// tickets offered to it.
+#[derive(Debug, Default)]
+pub(super) struct TicketCounter(std::sync::atomic::AtomicUsize);
+
+impl TicketCounter {
+    pub(super) fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl rustls::client::ClientSessionStore for TicketCounter {
+    fn set_kx_hint(&self, _: ServerName<'static>, _: rustls::NamedGroup) {}
+
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        None
+    }
+
+    fn set_tls12_session(&self, _: ServerName<'static>, _: rustls::client::Tls12ClientSessionValue) {}
+
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        None
+    }
+
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
+
+    fn insert_tls13_ticket(&self, _: ServerName<'static>, _: rustls::client::Tls13ClientSessionValue) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn take_tls13_ticket(&self, _: &ServerName<'static>) -> Option<rustls::client::Tls13ClientSessionValue> {
+        None
+    }
 }
 
 impl Default for TlsOffer {
@@ -70,6 +107,7 @@ impl Default for TlsOffer {
             certificate: true,
             schemes: vec![SignatureScheme::ED25519],
             sni: true,
+            tickets: None,
         }
     }
 }
@@ -251,7 +289,10 @@ impl Dialer {
         };
         crypto.alpn_protocols = offer.alpn.clone();
         crypto.enable_sni = offer.sni;
-        crypto.resumption = rustls::client::Resumption::disabled();
+        crypto.resumption = match &offer.tickets {
+            Some(counter) => rustls::client::Resumption::store(counter.clone()),
+            None => rustls::client::Resumption::disabled(),
+        };
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(|e| e.to_string())?;
         Ok(quinn::ClientConfig::new(Arc::new(crypto)))
     }

@@ -19,6 +19,7 @@ pub(super) fn checks() -> Vec<Check> {
         check!(SECTION, "tls.client-cert-required", "tls.client-cert-required", client_cert_required),
         check!(SECTION, "tls.ed25519-only", "tls.sig-ed25519", ed25519_only),
         check!(SECTION, "tls.no-sni", "tls.sni-ignored", no_sni),
+        check!(SECTION, "tls.no-tickets", "tls.no-resumption", no_tickets),
     ]
 }
 
@@ -135,4 +136,20 @@ async fn refused(cx: &Target, offer: &TlsOffer) -> Result<Closed, String> {
             }
         }
     }
+}
+
+/// `[tls.no-resumption]`: the server sends no session tickets (checked
+/// after a Ping round trip, by when tickets have arrived).
+async fn no_tickets(cx: &Target) -> Result<Outcome, String> {
+    let counter = std::sync::Arc::new(net::TicketCounter::default());
+    let offer = TlsOffer { tickets: Some(counter.clone()), ..TlsOffer::default() };
+    let dialed = cx.dialer.dial_with(&offer).await.map_err(|e| format!("cannot connect: {e}"))?;
+    let mut control = net::Control::open(&dialed.connection).await?;
+    control.send(&tacit_wire::pb::control_message::Message::Hello(net::hello(1, 1, 256))).await?;
+    let _ = control.recv().await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dialed.connection.close(CLOSED, b"");
+    let tickets = counter.count();
+    ensure(tickets == 0, || format!("the server sent {tickets} session ticket(s)"))?;
+    Outcome::pass("no session tickets")
 }
