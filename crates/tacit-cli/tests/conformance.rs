@@ -137,7 +137,15 @@ fn dialing_mode_passes_against_the_rust_agent() {
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["mode"], "dial");
     // The rule labels this branch adds to docs/PROTOCOL.md are checked.
-    for id in ["tls.client-cert-required", "tls.ed25519-only", "tls.no-sni", "tls.expected-id"] {
+    for id in [
+        "tls.client-cert-required",
+        "tls.client-cert-not-ed25519",
+        "tls.client-chain-of-two",
+        "tls.ed25519-only",
+        "tls.no-sni",
+        "tls.no-tickets",
+        "tls.expected-id",
+    ] {
         assert_eq!(outcome(&report, id), "pass", "{report:#}");
     }
     // At least 30 checks ran and passed (the Rust agent offers Ping).
@@ -199,7 +207,7 @@ async fn a_server_that_is_not_a_tacit_agent_fails_the_tls_checks() {
     .await
     .unwrap();
     assert_eq!(code, Some(9), "{report:#}");
-    for id in ["tls.client-cert-required", "tls.no-tickets", "tls.no-sni"] {
+    for id in ["tls.client-cert-required", "tls.client-cert-not-ed25519", "tls.no-tickets", "tls.no-sni"] {
         assert_eq!(outcome(&report, id), "fail", "{id}: {report:#}");
     }
     // What it does right passes: the checks tell the rules apart.

@@ -51,12 +51,19 @@ pub(super) fn credentials(identity: &Identity) -> Result<(CertificateDer<'static
     Ok((certificate.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec()))))
 }
 
+/// A self-signed ECDSA P-256 certificate: not a Tacit identity.
+fn ecdsa_certificate() -> Result<CertificateDer<'static>, String> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let params = rcgen::CertificateParams::new(vec!["not-an-agent".to_owned()]).map_err(|e| e.to_string())?;
+    Ok(params.self_signed(&key).map_err(|e| e.to_string())?.der().clone())
+}
+
 /// What the tester's TLS client offers on one connection.
 #[derive(Debug, Clone)]
 pub(super) struct TlsOffer {
     pub(super) alpn: Vec<Vec<u8>>,
-    /// Present the tester's Ed25519 certificate (false: none at all).
-    pub(super) certificate: bool,
+    /// The certificate chain the tester presents.
+    pub(super) chain: ClientChain,
     /// The signature schemes offered for the server's CertificateVerify.
     pub(super) schemes: Vec<SignatureScheme>,
     /// Send SNI (false: none, as many stacks do when dialing an IP literal).
@@ -104,12 +111,26 @@ impl Default for TlsOffer {
     fn default() -> Self {
         Self {
             alpn: vec![tacit_quic::tls::ALPN.to_vec()],
-            certificate: true,
+            chain: ClientChain::Own,
             schemes: vec![SignatureScheme::ED25519],
             sni: true,
             tickets: None,
         }
     }
+}
+
+/// What the tester presents as its client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientChain {
+    /// Its own Ed25519 certificate, as the profile says.
+    Own,
+    /// None at all.
+    None,
+    /// An ECDSA P-256 certificate (the handshake still signed with the
+    /// Ed25519 key, so only the certificate check can refuse it).
+    NotEd25519,
+    /// Its own certificate twice: a chain of two.
+    TwoCertificates,
 }
 
 /// Accepts any server certificate, recording the chain for the checks to
@@ -280,12 +301,19 @@ impl Dialer {
             .map_err(|e| e.to_string())?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
-        let mut crypto = if offer.certificate {
-            builder
-                .with_client_auth_cert(vec![self.certificate.clone()], self.key.clone_key())
-                .map_err(|e| e.to_string())?
-        } else {
+        let chain = match offer.chain {
+            ClientChain::Own => vec![self.certificate.clone()],
+            ClientChain::None => Vec::new(),
+            ClientChain::NotEd25519 => vec![ecdsa_certificate()?],
+            ClientChain::TwoCertificates => vec![self.certificate.clone(), self.certificate.clone()],
+        };
+        let mut crypto = if chain.is_empty() {
             builder.with_no_client_auth()
+        } else {
+            // No check that the key fits the chain: the tester may lie.
+            let key = self.provider.key_provider.load_private_key(self.key.clone_key()).map_err(|e| e.to_string())?;
+            let certified = rustls::sign::CertifiedKey::new(chain, key);
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(Arc::new(certified))))
         };
         crypto.alpn_protocols = offer.alpn.clone();
         crypto.enable_sni = offer.sni;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rustls::SignatureScheme;
 
-use super::net::{self, ALERT_CERTIFICATE_REQUIRED, ALERT_NO_APPLICATION_PROTOCOL, Closed, TlsOffer};
+use super::net::{self, ALERT_CERTIFICATE_REQUIRED, ALERT_NO_APPLICATION_PROTOCOL, ClientChain, Closed, TlsOffer};
 use super::{CLOSED, Check, Outcome, Target, check, ensure};
 
 const SECTION: &str = "TLS profile";
@@ -17,6 +17,8 @@ pub(super) fn checks() -> Vec<Check> {
         check!(SECTION, "tls.certificate", "tls.mutual", certificate),
         check!(SECTION, "tls.expected-id", "tls.peer-id", expected_id),
         check!(SECTION, "tls.client-cert-required", "tls.client-cert-required", client_cert_required),
+        check!(SECTION, "tls.client-cert-not-ed25519", "tls.cert-refused", client_cert_not_ed25519),
+        check!(SECTION, "tls.client-chain-of-two", "tls.cert-refused", client_chain_of_two),
         check!(SECTION, "tls.ed25519-only", "tls.sig-ed25519", ed25519_only),
         check!(SECTION, "tls.no-sni", "tls.sni-ignored", no_sni),
         check!(SECTION, "tls.no-tickets", "tls.no-resumption", no_tickets),
@@ -80,7 +82,7 @@ async fn expected_id(cx: &Target) -> Result<Outcome, String> {
 /// `[tls.client-cert-required]`: a client without a certificate is refused
 /// with the `certificate_required` alert.
 async fn client_cert_required(cx: &Target) -> Result<Outcome, String> {
-    let offer = TlsOffer { certificate: false, ..TlsOffer::default() };
+    let offer = TlsOffer { chain: ClientChain::None, ..TlsOffer::default() };
     let closed = refused(cx, &offer).await?;
     ensure(closed.alert() == Some(ALERT_CERTIFICATE_REQUIRED), || {
         format!("expected TLS alert certificate_required (116), got {closed}")
@@ -152,4 +154,25 @@ async fn no_tickets(cx: &Target) -> Result<Outcome, String> {
     let tickets = counter.count();
     ensure(tickets == 0, || format!("the server sent {tickets} session ticket(s)"))?;
     Outcome::pass("no session tickets")
+}
+
+/// `[tls.cert-refused]`: a client certificate whose key is not Ed25519 fails
+/// the handshake (`bad_certificate` recommended).
+async fn client_cert_not_ed25519(cx: &Target) -> Result<Outcome, String> {
+    cert_refused(cx, ClientChain::NotEd25519).await
+}
+
+/// `[tls.cert-refused]`: a client chain of two certificates fails the handshake.
+async fn client_chain_of_two(cx: &Target) -> Result<Outcome, String> {
+    cert_refused(cx, ClientChain::TwoCertificates).await
+}
+
+async fn cert_refused(cx: &Target, chain: ClientChain) -> Result<Outcome, String> {
+    let closed = refused(cx, &TlsOffer { chain, ..TlsOffer::default() }).await?;
+    let alert = closed.alert().ok_or_else(|| format!("expected a TLS alert, got {closed}"))?;
+    if alert == net::ALERT_BAD_CERTIFICATE {
+        Outcome::pass(closed.to_string())
+    } else {
+        Outcome::pass(format!("{closed} (bad_certificate is recommended)"))
+    }
 }
