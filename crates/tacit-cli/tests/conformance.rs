@@ -40,11 +40,14 @@ struct Child {
     stderr: mpsc::Receiver<String>,
 }
 
+/// Starts `tacit ARGS`. `tacit listen` prints every message it receives:
+/// its stdout goes nowhere, so that a full pipe never stalls it.
 fn spawn(args: &[&str]) -> Child {
+    let stdout = if args.first() == Some(&"listen") { Stdio::null() } else { Stdio::piped() };
     let mut child = Command::new(TACIT)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("the tacit binary starts");
@@ -211,7 +214,7 @@ async fn a_server_that_is_not_a_tacit_agent_fails_the_tls_checks() {
         assert_eq!(outcome(&report, id), "fail", "{id}: {report:#}");
     }
     // What it does right passes: the checks tell the rules apart.
-    for id in ["tls.alpn", "tls.certificate", "tls.ed25519-only"] {
+    for id in ["tls.alpn", "tls.certificate"] {
         assert_eq!(outcome(&report, id), "pass", "{id}: {report:#}");
     }
     endpoint.close(0u32.into(), b"");

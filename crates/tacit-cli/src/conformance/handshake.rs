@@ -195,6 +195,7 @@ pub(super) fn control_frame(message: &Message) -> Vec<u8> {
 
 /// Writes `bytes` on a fresh control stream and waits for the peer to end
 /// the connection: the `Refusal` it sent first (if any), and how it closed.
+/// Then checks that the agent still serves.
 async fn refusal_of(cx: &Target, bytes: &[u8]) -> Result<(Option<pb::Refusal>, Closed), String> {
     let dialed = cx.dialer.dial().await?;
     let mut control = net::Control::open(&dialed.connection).await?;
@@ -211,6 +212,7 @@ async fn refusal_of(cx: &Target, bytes: &[u8]) -> Result<(Option<pb::Refusal>, C
         }
     }
     let closed = Closed::from_error(&dialed.connection.closed().await);
+    cx.still_serving().await?;
     Ok((refusal, closed))
 }
 
@@ -218,5 +220,5 @@ fn expect_close(closed: &Closed, code: ErrorCode) -> Result<Outcome, String> {
     ensure(closed.application_code() == Some(code as u64), || {
         format!("expected the connection closed with {}, got {closed}", code_text(code as u64))
     })?;
-    Outcome::pass(closed.to_string())
+    Outcome::pass(format!("{closed}; still serving"))
 }

@@ -123,21 +123,25 @@ async fn no_sni(cx: &Target) -> Result<Outcome, String> {
 
 /// Dials with `offer`, which the server must refuse: how the connection
 /// ended (the refusal of a client certificate may come just after the
-/// client's side of the handshake completed).
+/// client's side of the handshake completed). Then checks that the agent
+/// still serves.
 async fn refused(cx: &Target, offer: &TlsOffer) -> Result<Closed, String> {
-    match cx.dialer.dial_with(offer).await {
-        Err(closed) => Ok(closed),
+    let closed = match cx.dialer.dial_with(offer).await {
+        Err(closed) => closed,
         Ok(dialed) => {
             let wait = cx.timeout.saturating_sub(Duration::from_millis(500)).max(Duration::from_millis(500));
             match tokio::time::timeout(wait, dialed.connection.closed()).await {
-                Ok(error) => Ok(Closed::from_error(&error)),
+                Ok(error) => Closed::from_error(&error),
                 Err(_) => {
                     dialed.connection.close(CLOSED, b"");
-                    Err("the server accepted the connection".into())
+                    return Err("the server accepted the connection".into());
                 }
             }
         }
-    }
+    };
+    // A refused handshake is bad input too: the agent must go on serving.
+    cx.still_serving().await?;
+    Ok(closed)
 }
 
 /// `[tls.no-resumption]`: the server sends no session tickets (checked
