@@ -292,3 +292,13 @@ async fn the_stream_lane_check_runs_against_a_stream_intent() {
     let detail = checks(&report).iter().find(|c| c["id"] == "lane.exchange").unwrap()["detail"].to_string();
     assert!(detail.contains("1 data envelopes, end marker, FIN"), "{detail}");
 }
+
+#[test]
+fn nothing_at_the_address_is_unreachable_not_nonconformant() {
+    // A bound UDP socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let (code, stdout) = spawn(&["conformance", &addr, "--timeout", "1"]).finish();
+    assert_eq!(code, Some(3), "{stdout}");
+    drop(silent);
+}
