@@ -50,7 +50,7 @@ pub(crate) fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
 }
 
 /// The wildcard address of `target`'s family, any port: where a dialing agent binds.
-fn local_for(target: SocketAddr) -> SocketAddr {
+pub(crate) fn local_for(target: SocketAddr) -> SocketAddr {
     match target.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),

@@ -23,6 +23,8 @@ pub(crate) enum Exit {
     Rejected = 7,
     /// No reply within the timeout.
     Timeout = 8,
+    /// `tacit conformance`: at least one check failed.
+    Nonconformant = 9,
 }
 
 /// An error for the user: what went wrong, and what to do about it.

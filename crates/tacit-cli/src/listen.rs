@@ -119,7 +119,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
 }
 
 /// Waits for Ctrl-C (or SIGTERM on Unix).
-async fn stopped() {
+pub(crate) async fn stopped() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -21,6 +21,10 @@
 //!                                           open a stream lane, print the items streamed back as JSON lines
 //! tacit ping ADDR [-n N]                    round-trip times of the standard Ping
 //! tacit inspect FILE [--schema SET]         decode a capture of `listen --capture`, as listen prints
+//! tacit conformance ADDR [--expect ID] [--json] [--only PREFIX] [--except PREFIX] [--timeout SECS]
+//!                                           run the protocol's conformance checks against an implementation
+//! tacit conformance --serve ADDR [--once] [--json]
+//!                                           play the acceptor and check the implementations that dial it
 //! ```
 //!
 //! # A session
@@ -56,6 +60,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod conformance;
 mod connect;
 mod describe;
 mod error;
@@ -91,7 +96,8 @@ Exit codes:
   5  unknown intent: the agent does not offer it (the error lists what it offers)
   6  bad JSON: the message does not fit the intent's schema (the error names the field)
   7  the agent refused or failed the request (act, code and reason are shown)
-  8  timeout: no reply within --timeout";
+  8  timeout: no reply within --timeout
+  9  nonconformant: `tacit conformance` found at least one check that failed";
 
 /// The `tacit` command line.
 #[derive(Debug, Parser)]
@@ -129,6 +135,8 @@ enum Command {
     Ping(ping::Args),
     /// Decode a capture of `tacit listen --capture` to JSON lines of the shape listen prints.
     Inspect(inspect::Args),
+    /// Check an implementation against docs/PROTOCOL.md: dial it (or, with --serve, be dialed) and run named checks.
+    Conformance(conformance::Args),
 }
 
 fn main() -> ExitCode {
@@ -163,6 +171,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Stream(args) => stream::run(args).await,
         Command::Ping(args) => ping::run(args).await,
         Command::Inspect(args) => inspect::run(args),
+        Command::Conformance(args) => conformance::run(args).await,
     }
 }
 

@@ -293,7 +293,11 @@ pub(crate) async fn serve_stream_lane(
     };
     let reply_intent = negotiated.send_alias(&intent).map_or(IntentRef::Id(intent), IntentRef::Alias);
     let max_frame_len = negotiated.limits.max_frame_len as usize;
-    let Ok(sender) = FrameSender::start(send, None, reply_intent, receiving.ids.fresh(), max_frame_len, send_held)
+    // The handler's data envelopes answer the opening (docs/PROTOCOL.md,
+    // "Stream lane"): `in_reply_to` is the opener's id, not one of ours.
+    let opening_id = opening.message_id;
+    let first_id = receiving.ids.fresh();
+    let Ok(sender) = FrameSender::start(send, None, reply_intent, opening_id, first_id, max_frame_len, send_held)
     else {
         return;
     };

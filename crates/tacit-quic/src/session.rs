@@ -179,7 +179,15 @@ impl Session {
         let (send, recv) =
             self.inner.connection.open_bi().await.map_err(|e| StreamError::ConnectionLost(e.to_string()))?;
         let intent = IntentRef::Alias(alias);
-        let sender = FrameSender::start(send, Some((&envelope, max)), intent, opening_id, max, Held::none())?;
+        let sender = FrameSender::start(
+            send,
+            Some((&envelope, max)),
+            intent,
+            opening_id,
+            opening_id.wrapping_add(1),
+            max,
+            Held::none(),
+        )?;
         let reader = FrameReader::new(self.inner.control.local_max_frame_len(), bytes::BytesMut::new());
         let mut receiver = FrameReceiver::new(recv, reader, Held::none());
         receiver.pair_with(&sender);

@@ -79,12 +79,15 @@ pub struct FrameSender {
 
 impl FrameSender {
     /// Starts the writer of `send`; `first` goes ahead of every message
-    /// (the stream kind and opening envelope, for the opener).
+    /// (the stream kind and opening envelope, for the opener). Every data
+    /// envelope answers `opening_id` (the opening's `message_id`, on both
+    /// sides); their own ids count up from `first_id`.
     pub(crate) fn start(
         send: quinn::SendStream,
         first: Option<(&Envelope, usize)>,
         intent: IntentRef,
         opening_id: u64,
+        first_id: u64,
         max_frame_len: usize,
         held: Held,
     ) -> Result<Self, StreamError> {
@@ -97,14 +100,7 @@ impl FrameSender {
             let _held = held;
             write_frames(source).await
         });
-        Ok(Self {
-            sink: Some(sink),
-            writer: Some(writer),
-            intent,
-            opening_id,
-            next_id: opening_id.wrapping_add(1),
-            max_frame_len,
-        })
+        Ok(Self { sink: Some(sink), writer: Some(writer), intent, opening_id, next_id: first_id, max_frame_len })
     }
 
     /// Sends one message (an encoded intent) as `INFORM`, in order. Waits
