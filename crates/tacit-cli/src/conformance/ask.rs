@@ -21,30 +21,30 @@ const LIMITS: &str = "Limits";
 
 pub(super) fn checks() -> Vec<Check> {
     vec![
-        check!(FRAMING, "frame.too-large", "frame.too-large", frame_too_large),
-        check!(FRAMING, "frame.varint-overlong", "frame.varint-overlong", frame_varint_overlong),
+        check!(FRAMING, "frame.too-large", "frame.max-size", frame_too_large),
+        check!(FRAMING, "frame.varint-overlong", "frame.varint", frame_varint_overlong),
         // Provisional: helper A of issue 13 makes FRAME_TRUNCATED reach the
         // wire on every lane (point 2).
         check!(FRAMING, "frame.truncated", "frame.truncated", frame_truncated, provisional),
-        check!(ENVELOPE, "env.malformed-key", "env.malformed", malformed_key),
-        check!(ENVELOPE, "env.varint-overlong", "env.varint-overlong", varint_overlong),
-        check!(ENVELOPE, "env.wrong-wire-type", "env.wrong-wire-type", wrong_wire_type),
-        check!(ENVELOPE, "env.invalid-utf8", "env.invalid-utf8", invalid_utf8),
-        check!(ENVELOPE, "env.conversation-too-long", "env.field-too-large", conversation_too_long),
-        check!(ENVELOPE, "env.nesting-too-deep", "env.nesting-too-deep", nesting_too_deep),
+        check!(ENVELOPE, "env.malformed-key", "env.wire", malformed_key),
+        check!(ENVELOPE, "env.varint-overlong", "env.wire", varint_overlong),
+        check!(ENVELOPE, "env.wrong-wire-type", "env.wire", wrong_wire_type),
+        check!(ENVELOPE, "env.invalid-utf8", "env.wire", invalid_utf8),
+        check!(ENVELOPE, "env.conversation-too-long", "env.wire", conversation_too_long),
+        check!(ENVELOPE, "env.nesting-too-deep", "env.unknown-fields", nesting_too_deep),
         check!(ENVELOPE, "env.no-intent", "env.intent-ref", no_intent),
-        check!(ENVELOPE, "env.unknown-act", "env.unknown-act", unknown_act),
-        check!(STREAMS, "streams.unknown-kind", "streams.unknown-kind", unknown_kind),
-        check!(ASK, "ask.ping", "std.ping", ping),
+        check!(ENVELOPE, "env.unknown-act", "env.act", unknown_act),
+        check!(STREAMS, "streams.unknown-kind", "streams.kind", unknown_kind),
+        check!(ASK, "ask.ping", "std.served", ping),
         // Provisional: point 13 of issue 13 restates the pipelining bound
         // for one ask stream.
-        check!(ASK, "ask.pipelined-70", "ask.pipelining", pipelined_70, provisional),
+        check!(ASK, "ask.pipelined-70", "limits.concurrent-asks", pipelined_70, provisional),
         // Provisional: point 10 of issue 13 (the code of an alias outside the table).
-        check!(ASK, "ask.alias-outside-table", "ask.alias-unknown", alias_outside_table, provisional),
+        check!(ASK, "ask.alias-outside-table", "ask.unknown-alias", alias_outside_table, provisional),
         check!(ASK, "ask.unknown-intent-id", "ask.not-negotiated", unknown_intent_id),
         check!(ASK, "ask.not-an-ask", "ask.not-an-ask", not_an_ask),
         check!(ASK, "ask.retry-window", "ask.retry-window", retry_window),
-        check!(LIMITS, "limits.concurrent-asks", "limits.too-many-asks", too_many_asks),
+        check!(LIMITS, "limits.concurrent-asks", "limits.concurrent-asks", too_many_asks),
     ]
 }
 

@@ -21,11 +21,11 @@ const QUIET: Duration = Duration::from_millis(300);
 
 pub(super) fn checks() -> Vec<Check> {
     vec![
-        check!(TELL, "tell.not-answered", "tell.no-answer", tell_not_answered),
-        check!(TELL, "tell.not-negotiated", "tell.drop-unnegotiated", tell_not_negotiated),
-        check!(TELL, "dgram.envelope", "dgram.one-envelope", datagram),
-        check!(STREAM, "lane.not-negotiated", "lane.not-negotiated", stream_not_negotiated),
-        check!(STREAM, "lane.exchange", "lane.end-marker", stream_exchange),
+        check!(TELL, "tell.not-answered", "tell.act", tell_not_answered),
+        check!(TELL, "tell.not-negotiated", "tell.not-negotiated", tell_not_negotiated),
+        check!(TELL, "dgram.envelope", "dgram.envelope", datagram),
+        check!(STREAM, "lane.not-negotiated", "lane.refused", stream_not_negotiated),
+        check!(STREAM, "lane.exchange", "lane.end", stream_exchange),
     ]
 }
 
@@ -138,6 +138,8 @@ async fn stream_exchange(cx: &Target) -> Result<Outcome, String> {
             name,
             handles: false,
             emits: true,
+            // No lanes: any lane ([hs.lanes-absent]), as earlier peers offer.
+            ..Default::default()
         });
     }
     let session = cx.dialer.session(hello).await?;

@@ -434,6 +434,8 @@ pub(super) fn ping_offer() -> pb::IntentOffer {
         name: "tacit.intents.v1.Ping".into(),
         handles: true,
         emits: true,
+        // No lanes: any lane ([hs.lanes-absent]), as earlier peers offer.
+        ..Default::default()
     }
 }
 

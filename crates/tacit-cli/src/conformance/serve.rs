@@ -150,7 +150,7 @@ pub(super) async fn run(addr: SocketAddr, once: bool, json: bool, timeout: Durat
                         let refusal = id.and_then(|id| sessions.lock().ok()?.remove(&id).flatten());
                         report.push(refusal.unwrap_or_else(|| {
                             CheckReport::named(
-                                "serve.refusal-honoured", "hs.refusal-honoured", SECTION_HS, false,
+                                "serve.refusal-honoured", "hs.refusal-received", SECTION_HS, false,
                                 Outcome::Skip("the client did not dial again during the session".into()),
                                 Duration::ZERO,
                             )
@@ -221,14 +221,14 @@ async fn session(connection: quinn::Connection, timeout: Duration) -> Report {
     let (mut control, hello) = match hello {
         Ok(found) => found,
         Err(reason) => {
-            checks.add(SECTION_HS, "serve.hello-first", "hs.hello-first", Err(reason));
+            checks.add(SECTION_HS, "serve.hello-first", "hs.control-stream", Err(reason));
             connection.close(ErrorCode::UnexpectedMessage.into_varint(), b"no Hello");
             return checks.report;
         }
     };
-    checks.add(SECTION_HS, "serve.hello-first", "hs.hello-first", Outcome::pass("Hello on stream 0"));
+    checks.add(SECTION_HS, "serve.hello-first", "hs.control-stream", Outcome::pass("Hello on stream 0"));
     let caps = hello.capabilities.clone().unwrap_or_default();
-    let versions_ok = checks.add(SECTION_HS, "serve.version", "hs.version-range", version_range(&caps));
+    let versions_ok = checks.add(SECTION_HS, "serve.version", "hs.capabilities-valid", version_range(&caps));
     let caps_ok = checks.add(SECTION_HS, "serve.capabilities", "hs.capabilities-valid", capabilities(&caps));
     if !(versions_ok && caps_ok) {
         connection.close(ErrorCode::InvalidCapabilities.into_varint(), b"see the conformance report");
@@ -245,7 +245,7 @@ async fn session(connection: quinn::Connection, timeout: Duration) -> Report {
         }),
     };
     if let Err(reason) = control.send(&Message::Welcome(welcome)).await {
-        checks.add(SECTION_HS, "serve.welcome-sent", "hs.welcome", Err(reason));
+        checks.add(SECTION_HS, "serve.welcome-sent", "hs.control-stream", Err(reason));
         return checks.report;
     }
     let client_intents = Arc::new(Mutex::new(caps.intents.clone()));
@@ -260,7 +260,7 @@ async fn session(connection: quinn::Connection, timeout: Duration) -> Report {
 
     let closed = Closed::from_error(&connection.closed().await);
     let log = asks.lock().map(|log| log.clone()).unwrap_or_default();
-    checks.add(SECTION_ASK, "serve.asks-well-formed", "ask.intent-ref", log.outcome());
+    checks.add(SECTION_ASK, "serve.asks-well-formed", "env.intent-ref", log.outcome());
     // Provisional: helper A of issue 13 settles the normal close code (point 16).
     checks.add(SECTION_SESSION, "serve.close-code", "session.close-normal", close_code(&closed));
     checks.report
@@ -507,7 +507,7 @@ async fn refuse(connection: quinn::Connection, timeout: Duration) -> CheckReport
     .await
     .unwrap_or_else(Outcome::Fail);
     connection.close(REFUSAL_CODE.into_varint(), b"refused");
-    CheckReport::named("serve.refusal-honoured", "hs.refusal-honoured", SECTION_HS, false, outcome, started.elapsed())
+    CheckReport::named("serve.refusal-honoured", "hs.refusal-received", SECTION_HS, false, outcome, started.elapsed())
 }
 
 trait IntoVarint {

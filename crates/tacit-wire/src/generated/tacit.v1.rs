@@ -209,7 +209,9 @@ pub enum ErrorCode {
     NoReply = 773,
     /// The agent is shutting down.
     Shutdown = 774,
-    /// A stream began with a kind this version does not know.
+    /// A stream began with a kind this version does not know, or with a kind on
+    /// the wrong stream type (a tell kind on a bidirectional stream, an ask or
+    /// stream-lane kind on a unidirectional one).
     InvalidStreamKind = 775,
     /// A message arrived on a stream whose role does not allow it (e.g. a reply
     /// to no ask, a request on a tell stream).
