@@ -23,9 +23,7 @@ pub(super) fn checks() -> Vec<Check> {
     vec![
         check!(FRAMING, "frame.too-large", "frame.max-size", frame_too_large),
         check!(FRAMING, "frame.varint-overlong", "frame.varint", frame_varint_overlong),
-        // Provisional: helper A of issue 13 makes FRAME_TRUNCATED reach the
-        // wire on every lane (point 2).
-        check!(FRAMING, "frame.truncated", "frame.truncated", frame_truncated, provisional),
+        check!(FRAMING, "frame.truncated", "frame.truncated", frame_truncated),
         check!(ENVELOPE, "env.malformed-key", "env.wire", malformed_key),
         check!(ENVELOPE, "env.varint-overlong", "env.wire", varint_overlong),
         check!(ENVELOPE, "env.wrong-wire-type", "env.wire", wrong_wire_type),
@@ -36,13 +34,11 @@ pub(super) fn checks() -> Vec<Check> {
         check!(ENVELOPE, "env.unknown-act", "env.act", unknown_act),
         check!(STREAMS, "streams.unknown-kind", "streams.kind", unknown_kind),
         check!(ASK, "ask.ping", "std.served", ping),
-        // Provisional: point 13 of issue 13 restates the pipelining bound
-        // for one ask stream.
-        check!(ASK, "ask.pipelined-70", "limits.concurrent-asks", pipelined_70, provisional),
-        // Provisional: point 10 of issue 13 (the code of an alias outside the table).
-        check!(ASK, "ask.alias-outside-table", "ask.unknown-alias", alias_outside_table, provisional),
+        check!(ASK, "ask.pipelined-70", "limits.concurrent-asks", pipelined_70),
+        check!(ASK, "ask.alias-outside-table", "ask.unknown-alias", alias_outside_table),
         check!(ASK, "ask.unknown-intent-id", "ask.not-negotiated", unknown_intent_id),
         check!(ASK, "ask.not-an-ask", "ask.not-an-ask", not_an_ask),
+        check!(ASK, "ask.invalid-payload", "env.payload", invalid_payload),
         check!(ASK, "ask.retry-window", "ask.retry-window", retry_window),
         check!(LIMITS, "limits.concurrent-asks", "limits.concurrent-asks", too_many_asks),
     ]
@@ -276,6 +272,17 @@ async fn not_an_ask(cx: &Target) -> Result<Outcome, String> {
     }
     let envelope = Envelope::new(IntentRef::Id(Ping::ID), Act::Inform, 1, Ping { nonce: 1 }.encode_to_vec().into());
     refused_then_served(cx, envelope, Act::NotUnderstood, ErrorCode::ProtocolViolation).await
+}
+
+/// `[env.payload]`, `[code.receiver-table]`: a Ping ask whose payload is
+/// not a Ping (a varint field with no value) → `NOT_UNDERSTOOD` /
+/// `INVALID_PAYLOAD`.
+async fn invalid_payload(cx: &Target) -> Result<Outcome, String> {
+    if !cx.handles_ping() {
+        return Outcome::skip("the peer does not offer to handle tacit.intents.v1.Ping");
+    }
+    let envelope = Envelope::new(IntentRef::Id(Ping::ID), Act::Request, 1, bytes::Bytes::from_static(&[0x08]));
+    refused_then_served(cx, envelope, Act::NotUnderstood, ErrorCode::InvalidPayload).await
 }
 
 /// `[ask.retry-window]`: an ask marked idempotent, re-sent with the same

@@ -19,9 +19,7 @@ pub(super) fn checks() -> Vec<Check> {
         check!(SECTION, "hs.welcome", "hs.control-stream", welcome),
         check!(SECTION, "hs.version-highest", "hs.version-highest", version_highest),
         check!(SECTION, "hs.no-common-version", "hs.refusal-close", no_common_version),
-        // Provisional: helper A of issue 13 makes the Rust agent send the
-        // Refusal message (point 1); the rule is in the current text.
-        check!(SECTION, "hs.refusal-message", "hs.refusal-sent", refusal_message, provisional),
+        check!(SECTION, "hs.refusal-message", "hs.refusal-sent", refusal_message),
         check!(SECTION, "hs.invalid-capabilities", "hs.capabilities-valid", invalid_capabilities),
         check!(SECTION, "hs.malformed-hello", "hs.control-closed", malformed_hello),
         check!(SECTION, "hs.empty-control-message", "hs.unexpected", empty_control_message),
