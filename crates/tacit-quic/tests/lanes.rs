@@ -160,3 +160,32 @@ async fn data_envelopes_carry_the_opening_intent() {
 fn asked_offer() -> IntentOffer {
     IntentOffer::handles(ASKED, "t.Asked").on_lanes(Lanes::ASK)
 }
+
+/// `[lane.end]`: a handler that sends an item, finishes its direction and
+/// drops the stream without reading the opener's side delivers the item
+/// and its end; the opener sees its own direction stopped, not the
+/// handler's reset.
+#[tokio::test]
+async fn a_handler_that_finishes_and_drops_its_stream_delivers_what_it_sent() {
+    const FEED: IntentId = IntentId::from_bytes([0x34; 32]);
+    let offer = IntentOffer::handles(FEED, "t.Feed").on_lanes(Lanes::STREAM);
+    let server = endpoint(0x47, Capabilities::default().with_intent(offer)).await;
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        let session = accepting.accept().await.unwrap().unwrap();
+        while let Some(incoming) = session.next_incoming().await {
+            let Incoming::Stream(mut stream) = incoming else { continue };
+            let _data = stream.receiver.recv().await.unwrap().unwrap();
+            stream.sender.send(Bytes::from_static(b"item")).await.unwrap();
+            stream.sender.finish().await.unwrap();
+            drop(stream.receiver);
+        }
+    });
+    let client = endpoint(0x48, Capabilities::default().with_intent(IntentOffer::emits(FEED, "t.Feed"))).await;
+    let session = within(client.connect(server.local_addr().unwrap(), None)).await.unwrap();
+    let (mut sender, mut receiver) = within(session.open_stream(FEED, Bytes::new())).await.unwrap();
+    within(sender.send(Bytes::from_static(b"data"))).await.unwrap();
+    let item = within(receiver.recv()).await.unwrap().unwrap();
+    assert_eq!(&item.payload[..], b"item");
+    assert!(within(receiver.recv()).await.unwrap().is_none(), "the handler's direction ends cleanly");
+}
