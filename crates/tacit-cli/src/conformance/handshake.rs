@@ -21,6 +21,8 @@ pub(super) fn checks() -> Vec<Check> {
         check!(SECTION, "hs.no-common-version", "hs.refusal-close", no_common_version),
         check!(SECTION, "hs.refusal-message", "hs.refusal-sent", refusal_message),
         check!(SECTION, "hs.invalid-capabilities", "hs.capabilities-valid", invalid_capabilities),
+        check!(SECTION, "hs.card-too-large", "hs.card-limits", card_too_large),
+        check!(SECTION, "hs.too-many-intents", "hs.capabilities-valid", too_many_intents),
         check!(SECTION, "hs.malformed-hello", "hs.control-closed", malformed_hello),
         check!(SECTION, "hs.empty-control-message", "hs.unexpected", empty_control_message),
         check!(SECTION, "hs.duplicate-hello", "hs.duplicate", duplicate_hello),
@@ -93,6 +95,37 @@ async fn refusal_message(cx: &Target) -> Result<Outcome, String> {
 async fn invalid_capabilities(cx: &Target) -> Result<Outcome, String> {
     let (_, closed) = refusal_of(cx, &control_frame(&Message::Hello(hello(0, 1, 256)))).await?;
     expect_close(&closed, ErrorCode::InvalidCapabilities)
+}
+
+/// `[hs.card-limits]`: a Hello whose card name is 65 bytes (the limit is
+/// 64) → `CARD_TOO_LARGE`.
+async fn card_too_large(cx: &Target) -> Result<Outcome, String> {
+    let mut hello = hello(1, 1, 256);
+    if let Some(card) = hello.card.as_mut() {
+        card.name = "n".repeat(65);
+    }
+    let (_, closed) = refusal_of(cx, &control_frame(&Message::Hello(hello))).await?;
+    expect_close(&closed, ErrorCode::CardTooLarge)
+}
+
+/// `[hs.capabilities-valid]`: a Hello offering 4,097 intents (the limit is
+/// 4,096) → `TOO_MANY_INTENTS`.
+async fn too_many_intents(cx: &Target) -> Result<Outcome, String> {
+    let mut hello = hello(1, 1, 256);
+    if let Some(caps) = hello.capabilities.as_mut() {
+        caps.intents = (0..4097u32)
+            .map(|n| {
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&n.to_be_bytes());
+                let mut offer = net::ping_offer();
+                offer.intent_id = Bytes::copy_from_slice(&id);
+                offer.name = format!("conformance.Intent{n}");
+                offer
+            })
+            .collect();
+    }
+    let (_, closed) = refusal_of(cx, &control_frame(&Message::Hello(hello))).await?;
+    expect_close(&closed, ErrorCode::TooManyIntents)
 }
 
 /// `[hs.malformed]`: a control message whose field runs past the end of
