@@ -53,6 +53,7 @@ mod card;
 // with a plain `cargo check` on stable, and the corpus replay of a normal
 // `cargo test` through a dev-dependency on this crate (cargo-fuzz's
 // `--cfg fuzzing` reaches neither).
+pub mod credential;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
