@@ -64,8 +64,9 @@ fn code_name(code: ErrorCode) -> &'static str {
     code.as_str_name().trim_start_matches("ERROR_CODE_")
 }
 
-/// `trust.verify-order`, `trust.subject`: a valid credential verifies and
-/// shows its org, roles and serial.
+/// `trust.verify-order`, `trust.subject`, `trust.format`, `trust.org-key`:
+/// a valid credential verifies, shows its org, roles and serial, and
+/// round-trips.
 #[test]
 fn a_valid_credential_verifies() {
     let signed = org().issue(&valid().intents([IntentId::from_bytes([3; 32])]));
@@ -175,7 +176,8 @@ fn revocation_lists() {
     assert!(!store.is_revoked(&org().org_key(), 7));
 }
 
-/// `revoke.file`: a list written to a file loads back.
+/// `revoke.file`, `revoke.format`, `revoke.bounds`: a list written to a
+/// file loads back; a file that is not a list is refused.
 #[test]
 fn revocation_list_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,11 +186,16 @@ fn revocation_list_file() {
     let mut store = store(&[org().org_key()]);
     assert_eq!(store.load_revocations(&path).unwrap(), Applied::Replaced);
     assert!(store.is_revoked(&org().org_key(), 7));
+    let big = vec![0u8; tacit_handshake::credential::MAX_REVOCATION_LIST_LEN + 1];
+    assert!(matches!(SignedRevocationList::decode(&big), Err(CredentialError::TooLarge { .. })));
+    let too_many = org().revoke(0..4097, at(NOW));
+    assert!(matches!(store.apply_revocations(&too_many), Err(CredentialError::Malformed { .. })));
     std::fs::write(&path, b"not a list").unwrap();
     assert_eq!(store.load_revocations(&path).unwrap_err().code(), ErrorCode::CredentialInvalid);
 }
 
-/// `trust.bounds`: sizes and counts are bounded; malformed fields are typed errors.
+/// `trust.bounds`, `trust.refusal-codes`: sizes and counts are bounded;
+/// malformed fields are typed errors with `CREDENTIAL_INVALID`.
 #[test]
 fn bounds_and_malformed_fields() {
     let big = vec![0u8; MAX_CREDENTIAL_LEN + 1];
