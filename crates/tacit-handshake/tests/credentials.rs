@@ -393,3 +393,154 @@ fn credential_vectors() {
         }
     }
 }
+
+// --- credentials in the handshake (sans-IO) ---------------------------------
+
+mod in_handshake {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant, SystemTime};
+
+    use tacit_handshake::credential::{Credential, OrgSigner, SignedCredential, TrustStore};
+    use tacit_handshake::{
+        AgentCard, AgentId, Capabilities, Event, Handshake, HandshakeConfig, Identity, MAX_PRESENTED_CREDENTIALS,
+        Negotiated, Refusal,
+    };
+    use tacit_wire::ErrorCode;
+
+    fn dialer_id() -> AgentId {
+        Identity::from_secret_bytes(&[0x11; 32]).agent_id()
+    }
+
+    fn acceptor_id() -> AgentId {
+        Identity::from_secret_bytes(&[0x12; 32]).agent_id()
+    }
+
+    fn org() -> OrgSigner {
+        OrgSigner::from_secret_bytes(&[0x0a; 32])
+    }
+
+    fn issue(signer: &OrgSigner, subject: AgentId, role: &str, serial: u64) -> SignedCredential {
+        let now = SystemTime::now();
+        signer.issue(
+            &Credential::new(subject, now - Duration::from_secs(60), now + Duration::from_secs(3600))
+                .role(role)
+                .serial(serial),
+        )
+    }
+
+    fn config(name: &str, presents: &[SignedCredential], trust: Option<TrustStore>) -> Arc<HandshakeConfig> {
+        let mut config = HandshakeConfig::new(AgentCard::new(name), Capabilities::default()).unwrap();
+        for credential in presents {
+            config.credential(credential);
+        }
+        if let Some(trust) = trust {
+            config.trust_store(Arc::new(trust));
+        }
+        Arc::new(config)
+    }
+
+    fn trusting() -> TrustStore {
+        let mut store = TrustStore::new();
+        store.trust(org().org_key());
+        store
+    }
+
+    /// Runs a handshake; `seen_by_acceptor` is the AgentId the acceptor's
+    /// transport proved for the dialer (its TLS key).
+    fn run(
+        dialer: Arc<HandshakeConfig>,
+        acceptor: Arc<HandshakeConfig>,
+        seen_by_acceptor: AgentId,
+    ) -> (Result<Negotiated, Refusal>, Result<Negotiated, Refusal>) {
+        let now = Instant::now();
+        let mut a = Handshake::dialer(dialer, now);
+        let mut b = Handshake::acceptor(acceptor, now);
+        a.set_peer_id(acceptor_id());
+        b.set_peer_id(seen_by_acceptor);
+        for _ in 0..4 {
+            while let Some(bytes) = a.poll_transmit() {
+                b.handle_data(&bytes, now);
+            }
+            while let Some(bytes) = b.poll_transmit() {
+                a.handle_data(&bytes, now);
+            }
+        }
+        let outcome = |h: &mut Handshake| loop {
+            match h.poll_event().expect("the handshake ended") {
+                Event::Established(negotiated) => break Ok(negotiated),
+                Event::Failed { refusal, .. } => break Err(refusal),
+                _ => {}
+            }
+        };
+        (outcome(&mut a), outcome(&mut b))
+    }
+
+    /// `trust.handshake`: valid credentials both ways show org and roles on both sides.
+    #[test]
+    fn valid_credentials_are_exposed_on_both_sides() {
+        let (dialer, acceptor) = run(
+            config("d", &[issue(&org(), dialer_id(), "buyer", 1)], Some(trusting())),
+            config("a", &[issue(&org(), acceptor_id(), "seller", 2)], Some(trusting())),
+            dialer_id(),
+        );
+        let (dialer, acceptor) = (dialer.unwrap(), acceptor.unwrap());
+        assert_eq!(dialer.peer_credentials.len(), 1);
+        assert_eq!(dialer.peer_credentials[0].org, org().org_key());
+        assert_eq!(dialer.peer_credentials[0].roles, ["seller"]);
+        assert_eq!(acceptor.peer_credentials[0].roles, ["buyer"]);
+        assert_eq!(acceptor.peer_credentials[0].subject, dialer_id());
+    }
+
+    fn refused_by_acceptor(presented: Vec<SignedCredential>, trust: TrustStore, seen: AgentId) -> ErrorCode {
+        let (dialer, acceptor) = run(config("d", &presented, None), config("a", &[], Some(trust)), seen);
+        let code = acceptor.unwrap_err().code;
+        assert_eq!(dialer.unwrap_err().code, code, "the dialer learns the same code");
+        code
+    }
+
+    /// `trust.handshake`, `trust.subject`: a credential replayed by a key
+    /// that is not its subject is refused.
+    #[test]
+    fn a_replayed_credential_is_refused() {
+        let stolen = issue(&org(), acceptor_id(), "buyer", 1);
+        assert_eq!(refused_by_acceptor(vec![stolen], trusting(), dialer_id()), ErrorCode::CredentialInvalid);
+    }
+
+    /// `trust.handshake`, `trust.validity`, `trust.untrusted`, `trust.signature`, `revoke.refused`.
+    #[test]
+    fn bad_credentials_are_refused_with_their_code() {
+        let now = SystemTime::now();
+        let expired = org().issue(
+            &Credential::new(dialer_id(), now - Duration::from_secs(7200), now - Duration::from_secs(3600)).role("r"),
+        );
+        assert_eq!(refused_by_acceptor(vec![expired], trusting(), dialer_id()), ErrorCode::CredentialExpired);
+        let other = OrgSigner::from_secret_bytes(&[0x0b; 32]);
+        let untrusted = issue(&other, dialer_id(), "buyer", 1);
+        assert_eq!(refused_by_acceptor(vec![untrusted], trusting(), dialer_id()), ErrorCode::UntrustedOrganisation);
+        let mut revoked = trusting();
+        revoked.apply_revocations(&org().revoke([5], now)).unwrap();
+        let credential = issue(&org(), dialer_id(), "buyer", 5);
+        assert_eq!(refused_by_acceptor(vec![credential], revoked, dialer_id()), ErrorCode::CredentialRevoked);
+        // One bad credential among good ones refuses the handshake.
+        let good = issue(&org(), dialer_id(), "buyer", 1);
+        let bad = issue(&other, dialer_id(), "buyer", 2);
+        assert_eq!(refused_by_acceptor(vec![good, bad], trusting(), dialer_id()), ErrorCode::UntrustedOrganisation);
+    }
+
+    /// `trust.handshake`: at most 8 credentials.
+    #[test]
+    fn too_many_credentials_are_refused() {
+        let many: Vec<_> = (0..=MAX_PRESENTED_CREDENTIALS as u64).map(|i| issue(&org(), dialer_id(), "r", i)).collect();
+        assert_eq!(refused_by_acceptor(many, trusting(), dialer_id()), ErrorCode::CredentialInvalid);
+    }
+
+    /// `trust.handshake`: an agent that checks no credentials ignores them.
+    #[test]
+    fn without_a_trust_store_credentials_are_ignored() {
+        let other = OrgSigner::from_secret_bytes(&[0x0b; 32]);
+        let (dialer, acceptor) =
+            run(config("d", &[issue(&other, acceptor_id(), "x", 1)], None), config("a", &[], None), dialer_id());
+        assert!(dialer.unwrap().peer_credentials.is_empty());
+        assert!(acceptor.unwrap().peer_credentials.is_empty());
+    }
+}

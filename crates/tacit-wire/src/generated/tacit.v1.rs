@@ -443,6 +443,10 @@ pub struct Hello {
     /// The dialer's capabilities.
     #[prost(message, optional, tag = "2")]
     pub capabilities: ::core::option::Option<Capabilities>,
+    /// Encoded SignedCredentials the dialer presents (at most 8, see
+    /// docs/PROTOCOL.md "Credentials in the handshake").
+    #[prost(bytes = "bytes", repeated, tag = "3")]
+    pub credentials: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
 }
 /// Acceptor → dialer: the handshake succeeded.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -456,6 +460,9 @@ pub struct Welcome {
     /// The acceptor's capabilities.
     #[prost(message, optional, tag = "3")]
     pub capabilities: ::core::option::Option<Capabilities>,
+    /// Encoded SignedCredentials the acceptor presents (at most 8).
+    #[prost(bytes = "bytes", repeated, tag = "4")]
+    pub credentials: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
 }
 /// Either side: the handshake or session ends with an error.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
