@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use tacit_handshake::credential::{SignedCredential, TrustStore};
 use tacit_handshake::{AgentCard, AgentId, Capabilities, HandshakeConfig, Identity, Role};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -22,6 +23,8 @@ pub struct EndpointBuilder {
     card: AgentCard,
     capabilities: Capabilities,
     limits: TransportLimits,
+    presented: Vec<SignedCredential>,
+    trust: Option<Arc<TrustStore>>,
 }
 
 impl EndpointBuilder {
@@ -40,6 +43,20 @@ impl EndpointBuilder {
     /// The capabilities offered to peers.
     pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// A credential presented to every peer in the handshake.
+    pub fn credential(mut self, credential: SignedCredential) -> Self {
+        self.presented.push(credential);
+        self
+    }
+
+    /// Verifies peers' credentials against `trust`, with each peer's
+    /// TLS-proven AgentId as the subject; a presented credential that fails
+    /// refuses the session (rule `trust.handshake` of docs/PROTOCOL.md).
+    pub fn trust_store(mut self, trust: TrustStore) -> Self {
+        self.trust = Some(Arc::new(trust));
         self
     }
 
@@ -65,6 +82,12 @@ impl EndpointBuilder {
         let identity = self.identity.ok_or(BindError::MissingIdentity)?;
         let mut handshake = HandshakeConfig::new(self.card, self.capabilities).map_err(BindError::InvalidConfig)?;
         handshake.timeout(self.limits.handshake_timeout);
+        for credential in &self.presented {
+            handshake.credential(credential);
+        }
+        if let Some(trust) = self.trust {
+            handshake.trust_store(trust);
+        }
         let credentials = Credentials::new(&identity)?;
         let endpoint_config = endpoint_config(&identity);
         let transport = self.limits.quinn_transport();

@@ -99,7 +99,7 @@ impl Session {
     ) -> Self {
         let SessionContext { handshake, dedup, drain, max_stream_rate, max_concurrent_streams, incoming_asks } =
             context;
-        let (control, publisher) = Control::new(role, handshake);
+        let (control, publisher) = Control::new(role, handshake, peer);
         let ids = Arc::new(MessageIds::new());
         let receiving = Arc::new(Receiving {
             control: control.clone(),
@@ -353,6 +353,13 @@ impl Session {
     /// What is negotiated now, if the handshake has finished.
     pub fn negotiated(&self) -> Option<Arc<Negotiated>> {
         self.inner.control.negotiated()
+    }
+
+    /// The peer's credentials verified in the handshake (empty before it
+    /// ends, when the peer presented none, or when this endpoint has no
+    /// trust store).
+    pub fn peer_credentials(&self) -> Vec<tacit_handshake::credential::VerifiedCredential> {
+        self.negotiated().map(|negotiated| negotiated.peer_credentials.clone()).unwrap_or_default()
     }
 
     /// Tells the peer this agent now also offers `offers`.

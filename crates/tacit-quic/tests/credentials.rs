@@ -1,0 +1,85 @@
+//! Organisation credentials in the handshake over loopback QUIC: the
+//! subject is the TLS-proven AgentId (rules `trust.handshake`,
+//! `trust.subject` of docs/PROTOCOL.md).
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use tacit_handshake::credential::{Credential, OrgSigner, SignedCredential, TrustStore};
+use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity};
+use tacit_quic::{Endpoint, SessionError};
+use tacit_testkit::{LOCALHOST, within};
+use tacit_wire::ErrorCode;
+
+fn org() -> OrgSigner {
+    OrgSigner::from_secret_bytes(&[0x0a; 32])
+}
+
+fn id(seed: u8) -> AgentId {
+    Identity::from_secret_bytes(&[seed; 32]).agent_id()
+}
+
+fn issue(subject: AgentId, role: &str) -> SignedCredential {
+    let now = SystemTime::now();
+    org().issue(&Credential::new(subject, now - Duration::from_secs(60), now + Duration::from_secs(3600)).role(role))
+}
+
+async fn endpoint(seed: u8, presents: Option<SignedCredential>) -> Endpoint {
+    let mut trust = TrustStore::new();
+    trust.trust(org().org_key());
+    let mut builder = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[seed; 32]))
+        .card(AgentCard::new("agent"))
+        .capabilities(Capabilities::default())
+        .trust_store(trust);
+    if let Some(credential) = presents {
+        builder = builder.credential(credential);
+    }
+    builder.bind(LOCALHOST).await.unwrap()
+}
+
+fn addr(endpoint: &Endpoint) -> SocketAddr {
+    endpoint.local_addr().unwrap()
+}
+
+/// `trust.handshake`: `peer_credentials()` shows org and roles on both sides.
+#[tokio::test]
+async fn valid_credentials_show_on_both_sides() {
+    let server = endpoint(31, Some(issue(id(31), "seller"))).await;
+    let client = endpoint(32, Some(issue(id(32), "buyer"))).await;
+    let dialed = within(client.connect(addr(&server), None)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap().unwrap();
+    within(dialed.ready()).await.unwrap();
+    within(accepted.ready()).await.unwrap();
+    let seen_by_client = dialed.peer_credentials();
+    assert_eq!(seen_by_client.len(), 1);
+    assert_eq!(
+        (seen_by_client[0].org, seen_by_client[0].roles.as_slice()),
+        (org().org_key(), &["seller".to_owned()][..])
+    );
+    let seen_by_server = accepted.peer_credentials();
+    assert_eq!(seen_by_server[0].roles, ["buyer"]);
+    assert_eq!(seen_by_server[0].subject, id(32));
+}
+
+/// `trust.subject`: a credential replayed by an agent whose TLS key is not
+/// its subject is refused with `CREDENTIAL_INVALID`, seen by both sides.
+#[tokio::test]
+async fn a_replayed_credential_is_refused() {
+    let server = endpoint(33, None).await;
+    let client = endpoint(34, Some(issue(id(35), "buyer"))).await;
+    let dialed = within(client.connect(addr(&server), None)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap().unwrap();
+    match within(accepted.ready()).await.unwrap_err() {
+        SessionError::Refused { refusal, by_peer } => {
+            assert_eq!((refusal.code, by_peer), (ErrorCode::CredentialInvalid, false));
+        }
+        other => panic!("{other:?}"),
+    }
+    match within(dialed.ready()).await.unwrap_err() {
+        SessionError::Refused { refusal, by_peer } => {
+            assert_eq!((refusal.code, by_peer), (ErrorCode::CredentialInvalid, true));
+        }
+        other => panic!("{other:?}"),
+    }
+}
