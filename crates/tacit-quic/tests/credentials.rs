@@ -27,6 +27,10 @@ fn issue(subject: AgentId, role: &str) -> SignedCredential {
 async fn endpoint(seed: u8, presents: Option<SignedCredential>) -> Endpoint {
     let mut trust = TrustStore::new();
     trust.trust(org().org_key());
+    endpoint_with(seed, presents, trust).await
+}
+
+async fn endpoint_with(seed: u8, presents: Option<SignedCredential>, trust: TrustStore) -> Endpoint {
     let mut builder = Endpoint::builder()
         .identity(Identity::from_secret_bytes(&[seed; 32]))
         .card(AgentCard::new("agent"))
@@ -81,5 +85,27 @@ async fn a_replayed_credential_is_refused() {
             assert_eq!((refusal.code, by_peer), (ErrorCode::CredentialInvalid, true));
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// `revoke.refused`: a credential revoked before the handshake refuses the session with `CREDENTIAL_REVOKED`.
+#[tokio::test]
+async fn a_credential_revoked_before_the_handshake_is_refused() {
+    let mut trust = TrustStore::new();
+    trust.trust(org().org_key());
+    trust.apply_revocations(&org().revoke([77], SystemTime::now())).unwrap();
+    let server = endpoint_with(36, None, trust).await;
+    let now = SystemTime::now();
+    let revoked = org().issue(
+        &Credential::new(id(37), now - Duration::from_secs(60), now + Duration::from_secs(3600)).role("r").serial(77),
+    );
+    let client = endpoint(37, Some(revoked)).await;
+    let dialed = within(client.connect(addr(&server), None)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap().unwrap();
+    for session in [&accepted, &dialed] {
+        match within(session.ready()).await.unwrap_err() {
+            SessionError::Refused { refusal, .. } => assert_eq!(refusal.code, ErrorCode::CredentialRevoked),
+            other => panic!("{other:?}"),
+        }
     }
 }
