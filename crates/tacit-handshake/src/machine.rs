@@ -2,7 +2,7 @@
 //! events out, time supplied by the caller. No I/O, no clock, no tasks.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -32,7 +32,7 @@ pub struct HandshakeConfig {
     /// Encoded `SignedCredential`s presented to every peer.
     pub(crate) credentials: Vec<Bytes>,
     /// When set, the peer's credentials are verified against it.
-    pub(crate) trust: Option<Arc<TrustStore>>,
+    pub(crate) trust: Option<Arc<RwLock<TrustStore>>>,
 }
 
 impl HandshakeConfig {
@@ -65,7 +65,9 @@ impl HandshakeConfig {
     /// `trust.handshake`); a handshake then also needs the peer's AgentId,
     /// given with [`Handshake::set_peer_id`]. Without a store, presented
     /// credentials are ignored.
-    pub fn trust_store(&mut self, trust: Arc<TrustStore>) -> &mut Self {
+    /// The store is shared: revocation lists applied to it later count for
+    /// the handshakes that follow.
+    pub fn trust_store(&mut self, trust: Arc<RwLock<TrustStore>>) -> &mut Self {
         self.trust = Some(trust);
         self
     }
@@ -285,7 +287,7 @@ impl Handshake {
             .iter()
             .map(|bytes| {
                 SignedCredential::decode(bytes)
-                    .and_then(|signed| trust.verify(&signed, &peer, now))
+                    .and_then(|signed| trust.read().unwrap_or_else(|e| e.into_inner()).verify(&signed, &peer, now))
                     .map_err(|e| Refusal::new(e.code(), e.to_string()))
             })
             .collect()

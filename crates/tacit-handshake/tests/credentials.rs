@@ -434,7 +434,7 @@ mod in_handshake {
             config.credential(credential);
         }
         if let Some(trust) = trust {
-            config.trust_store(Arc::new(trust));
+            config.trust_store(Arc::new(std::sync::RwLock::new(trust)));
         }
         Arc::new(config)
     }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use tacit_handshake::credential::{Credential, OrgSigner, SignedCredential, TrustStore};
+use tacit_handshake::credential::{Applied, Credential, OrgSigner, SignedCredential, TrustStore};
 use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity};
 use tacit_quic::{Endpoint, SessionError};
 use tacit_testkit::{LOCALHOST, within};
@@ -108,4 +108,44 @@ async fn a_credential_revoked_before_the_handshake_is_refused() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// `revoke.live`, `revoke.newer`: a list applied mid-session closes the
+/// sessions whose peer relies on a revoked credential at once (asserted
+/// loosely: within 5 s) with `CREDENTIAL_REVOKED`; others stay up, and an
+/// older list changes nothing.
+#[tokio::test]
+async fn a_credential_revoked_mid_session_closes_the_session() {
+    let server = endpoint(38, None).await;
+    let now = SystemTime::now();
+    let credential = |subject, serial| {
+        org().issue(
+            &Credential::new(subject, now - Duration::from_secs(60), now + Duration::from_secs(3600))
+                .role("r")
+                .serial(serial),
+        )
+    };
+    let doomed = endpoint(39, Some(credential(id(39), 90))).await;
+    let kept = endpoint(40, Some(credential(id(40), 91))).await;
+    let doomed_session = within(doomed.connect(addr(&server), None)).await.unwrap();
+    let doomed_accepted = within(server.accept()).await.unwrap().unwrap();
+    let kept_session = within(kept.connect(addr(&server), None)).await.unwrap();
+    let kept_accepted = within(server.accept()).await.unwrap().unwrap();
+    for session in [&doomed_session, &doomed_accepted, &kept_session, &kept_accepted] {
+        within(session.ready()).await.unwrap();
+    }
+    assert_eq!(server.apply_revocations(&org().revoke([90], now)).unwrap(), Applied::Replaced);
+    assert_eq!(server.apply_revocations(&org().revoke([91], now - Duration::from_secs(5))).unwrap(), Applied::Stale);
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), doomed_session.closed()).await.expect("not closed in 5 s");
+    assert_eq!(closed.code(), ErrorCode::CredentialRevoked, "{closed:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!kept_accepted.is_closed(), "a session with a credential not revoked was closed");
+    // The next handshake with the revoked credential is refused.
+    let again = within(doomed.connect(addr(&server), None)).await.unwrap();
+    let error = within(again.ready()).await.unwrap_err();
+    assert!(
+        matches!(&error, SessionError::Refused { refusal, .. } if refusal.code == ErrorCode::CredentialRevoked),
+        "{error:?}"
+    );
 }

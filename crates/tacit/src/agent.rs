@@ -467,6 +467,16 @@ impl Agent {
         self.inner.core.endpoint.agent_id()
     }
 
+    /// Applies an organisation's revocation list: later handshakes refuse
+    /// the credentials it revokes, and live sessions whose peer relies on one
+    /// are closed with `CREDENTIAL_REVOKED` at once (rule `revoke.live`).
+    pub fn apply_revocations(
+        &self,
+        list: &tacit_handshake::credential::SignedRevocationList,
+    ) -> std::result::Result<tacit_handshake::credential::Applied, tacit_handshake::credential::CredentialError> {
+        self.inner.core.endpoint.apply_revocations(list)
+    }
+
     /// The address the agent listens on.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.inner

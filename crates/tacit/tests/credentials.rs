@@ -52,6 +52,12 @@ async fn both_sides_see_the_verified_credentials() {
         let seen_by_server = seen.recv().await.unwrap();
         assert_eq!(seen_by_server[0].roles, ["buyer"]);
         assert_eq!(seen_by_server[0].subject, client_id);
+
+        // `revoke.live`: the server revokes the client's credential; the session closes.
+        let list = org.revoke([seen_by_server[0].serial], SystemTime::now());
+        assert_eq!(server.apply_revocations(&list).unwrap(), tacit::credential::Applied::Replaced);
+        let closed = tokio::time::timeout(Duration::from_secs(5), peer.session().closed()).await.unwrap();
+        assert_eq!(closed.code(), tacit::ErrorCode::CredentialRevoked, "{closed:?}");
     })
     .await
     .expect("the test took over 30 s");
