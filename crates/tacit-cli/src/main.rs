@@ -68,6 +68,7 @@ mod inspect;
 mod json;
 mod keys;
 mod listen;
+mod org;
 mod ping;
 mod record;
 mod send;
@@ -137,6 +138,9 @@ enum Command {
     Inspect(inspect::Args),
     /// Check an implementation against docs/PROTOCOL.md: dial it (or, with --serve, be dialed) and run named checks.
     Conformance(conformance::Args),
+    /// Organisation keys, credentials and revocation lists.
+    #[command(subcommand)]
+    Org(org::Command),
 }
 
 fn main() -> ExitCode {
@@ -172,6 +176,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Ping(args) => ping::run(args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Conformance(args) => conformance::run(args).await,
+        Command::Org(command) => org::run(command),
     }
 }
 

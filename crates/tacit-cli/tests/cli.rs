@@ -751,3 +751,73 @@ async fn the_tool_closes_its_session_with_closed() {
     .await
     .expect("the test took over 40 s");
 }
+
+/// `tacit org keygen / issue / revoke / show`, and what `show` prints is
+/// what a verifier accepts (rules `trust.format`, `trust.subject`,
+/// `revoke.format`, `revoke.refused`).
+#[test]
+fn org_keygen_issue_revoke_show() {
+    use tacit_handshake::credential::{CredentialError, OrgKey, SignedCredential, TrustStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (org_file, cred_file, list_file) = (path("org.key"), path("agent.cred"), path("org.revoked"));
+    let org: OrgKey = tacit(&["org", "keygen", "--out", &org_file]).ok().stdout.trim().parse().unwrap();
+    let again = tacit(&["org", "keygen", "--out", &org_file]);
+    assert_eq!(again.code(), Some(1), "{again:#?}");
+
+    let agent = tacit::Identity::generate().unwrap().agent_id();
+    let subject = agent.to_string();
+    let issued = tacit(&[
+        "org",
+        "issue",
+        "--org-key",
+        &org_file,
+        "--subject",
+        &subject,
+        "--role",
+        "buyer",
+        "--role",
+        "auditor",
+        "--expires",
+        "1h",
+        "--serial",
+        "42",
+        "--out",
+        &cred_file,
+    ])
+    .ok();
+    let shown: Value = serde_json::from_str(&tacit(&["org", "show", &cred_file]).ok().stdout).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&issued.stdout).unwrap(), shown);
+    assert_eq!(shown["kind"], "credential");
+    assert_eq!(shown["org"], org.to_string());
+    assert_eq!(shown["subject"], subject);
+    assert_eq!(shown["roles"], serde_json::json!(["buyer", "auditor"]));
+    assert_eq!(shown["serial"], 42);
+    let life = shown["not_after_unix_s"].as_u64().unwrap() - shown["not_before_unix_s"].as_u64().unwrap();
+    assert_eq!(life, 3600);
+
+    let signed = SignedCredential::decode(&std::fs::read(&cred_file).unwrap()).unwrap();
+    let mut store = TrustStore::new();
+    store.trust(org);
+    let verified = store.verify(&signed, &agent, std::time::SystemTime::now()).unwrap();
+    assert_eq!(verified.roles, ["buyer", "auditor"]);
+
+    tacit(&["org", "revoke", "--org-key", &org_file, "--serial", "42", "--serial", "5", "--out", &list_file]).ok();
+    let shown: Value = serde_json::from_str(&tacit(&["org", "show", &list_file]).ok().stdout).unwrap();
+    assert_eq!(shown["kind"], "revocation_list");
+    assert_eq!(shown["serials"], serde_json::json!([5, 42]));
+    store.load_revocations(&list_file).unwrap();
+    assert!(matches!(
+        store.verify(&signed, &agent, std::time::SystemTime::now()),
+        Err(CredentialError::Revoked { serial: 42, .. })
+    ));
+
+    let bad =
+        tacit(&["org", "issue", "--org-key", &org_file, "--subject", &subject, "--expires", "1y", "--out", &cred_file]);
+    assert_eq!(bad.code(), Some(2), "{bad:#?}");
+    std::fs::write(&cred_file, b"junk").unwrap();
+    let junk = tacit(&["org", "show", &cred_file]);
+    assert_eq!(junk.code(), Some(1), "{junk:#?}");
+    assert!(junk.stderr.contains("neither a credential"), "{junk:#?}");
+}

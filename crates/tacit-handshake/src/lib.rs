@@ -53,6 +53,7 @@ mod card;
 // with a plain `cargo check` on stable, and the corpus replay of a normal
 // `cargo test` through a dev-dependency on this crate (cargo-fuzz's
 // `--cfg fuzzing` reaches neither).
+pub mod credential;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -67,7 +68,7 @@ pub use capabilities::{
 pub use card::{AgentCard, limits as card_limits};
 pub use identity::{AgentId, Identity, IdentityError, KeyFileStatus, ParseAgentIdError};
 pub use lanes::{Lane, Lanes};
-pub use machine::{Admission, Event, Handshake, HandshakeConfig, Role};
+pub use machine::{Admission, Event, Handshake, HandshakeConfig, MAX_PRESENTED_CREDENTIALS, Role};
 pub use negotiate::{Negotiated, NegotiatedIntent, STANDARD_PACKAGE, choose_version, is_standard, negotiate};
 
 use tacit_wire::ErrorCode;

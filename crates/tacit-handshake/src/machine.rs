@@ -2,16 +2,21 @@
 //! events out, time supplied by the caller. No I/O, no clock, no tasks.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use tacit_wire::{ErrorCode, FrameDecoder, FrameEncoder, IntentId, pb};
 
 use crate::capabilities::{check_intent_count, intents_from_update};
+use crate::credential::{SignedCredential, TrustStore, VerifiedCredential};
 use crate::negotiate::{choose_version, negotiate};
-use crate::{AgentCard, Capabilities, IntentOffer, Negotiated, Refusal};
+use crate::{AgentCard, AgentId, Capabilities, IntentOffer, Negotiated, Refusal};
+
+/// Most credentials one side may present in its `Hello` or `Welcome` (rule
+/// `trust.handshake`).
+pub const MAX_PRESENTED_CREDENTIALS: usize = 8;
 
 /// Configuration shared by every handshake an agent runs.
 #[derive(Debug, Clone)]
@@ -24,6 +29,10 @@ pub struct HandshakeConfig {
     pub(crate) require_common_intents: bool,
     pub(crate) max_control_frame_len: usize,
     pub(crate) max_schema_requests: usize,
+    /// Encoded `SignedCredential`s presented to every peer.
+    pub(crate) credentials: Vec<Bytes>,
+    /// When set, the peer's credentials are verified against it.
+    pub(crate) trust: Option<Arc<RwLock<TrustStore>>>,
 }
 
 impl HandshakeConfig {
@@ -40,7 +49,27 @@ impl HandshakeConfig {
             require_common_intents: false,
             max_control_frame_len: tacit_wire::DEFAULT_MAX_FRAME_LEN,
             max_schema_requests: 16,
+            credentials: Vec::new(),
+            trust: None,
         })
+    }
+
+    /// Presents this credential to every peer (at most
+    /// [`MAX_PRESENTED_CREDENTIALS`]; more are refused by the peer).
+    pub fn credential(&mut self, credential: &SignedCredential) -> &mut Self {
+        self.credentials.push(Bytes::from(credential.encode()));
+        self
+    }
+
+    /// Verifies the peer's credentials against `trust` (rule
+    /// `trust.handshake`); a handshake then also needs the peer's AgentId,
+    /// given with [`Handshake::set_peer_id`]. Without a store, presented
+    /// credentials are ignored.
+    /// The store is shared: revocation lists applied to it later count for
+    /// the handshakes that follow.
+    pub fn trust_store(&mut self, trust: Arc<RwLock<TrustStore>>) -> &mut Self {
+        self.trust = Some(trust);
+        self
     }
 
     /// How long the handshake may take (default 10 s).
@@ -186,6 +215,8 @@ pub struct Handshake {
     schema_requests: HashSet<IntentId>,
     /// The peer's list grew; renegotiate once the current input is consumed.
     renegotiate_pending: bool,
+    /// The peer's AgentId as TLS proved it, for credential checks.
+    peer_id: Option<AgentId>,
 }
 
 /// Longest refusal reason sent, in bytes.
@@ -195,8 +226,11 @@ impl Handshake {
     /// The dialer's side: queues `Hello` at once.
     pub fn dialer(config: Arc<HandshakeConfig>, now: Instant) -> Self {
         let mut handshake = Self::new(Role::Dialer, config, now);
-        let hello =
-            pb::Hello { card: Some(handshake.config.card.to_pb()), capabilities: Some(handshake.local.to_pb()) };
+        let hello = pb::Hello {
+            card: Some(handshake.config.card.to_pb()),
+            capabilities: Some(handshake.local.to_pb()),
+            credentials: handshake.config.credentials.clone(),
+        };
         handshake.send(pb::control_message::Message::Hello(hello));
         handshake
     }
@@ -222,8 +256,41 @@ impl Handshake {
             early_work: 0,
             schema_requests: HashSet::new(),
             renegotiate_pending: false,
+            peer_id: None,
             config,
         }
+    }
+
+    /// The peer's AgentId as the transport proved it (TLS). Credentials the
+    /// peer presents must name it (rule `trust.subject`).
+    pub fn set_peer_id(&mut self, peer: AgentId) {
+        self.peer_id = Some(peer);
+    }
+
+    /// Verifies the credentials the peer presented (rule `trust.handshake`).
+    fn check_credentials(&self, presented: &[Bytes]) -> Result<Vec<VerifiedCredential>, Refusal> {
+        let Some(trust) = &self.config.trust else { return Ok(Vec::new()) };
+        if presented.len() > MAX_PRESENTED_CREDENTIALS {
+            return Err(Refusal::new(
+                ErrorCode::CredentialInvalid,
+                format!("{} credentials presented, over {MAX_PRESENTED_CREDENTIALS}", presented.len()),
+            ));
+        }
+        if presented.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(peer) = self.peer_id else {
+            return Err(Refusal::new(ErrorCode::CredentialInvalid, "the peer's AgentId is not known"));
+        };
+        let now = SystemTime::now();
+        presented
+            .iter()
+            .map(|bytes| {
+                SignedCredential::decode(bytes)
+                    .and_then(|signed| trust.read().unwrap_or_else(|e| e.into_inner()).verify(&signed, &peer, now))
+                    .map_err(|e| Refusal::new(e.code(), e.to_string()))
+            })
+            .collect()
     }
 
     /// This side's role.
@@ -456,12 +523,20 @@ impl Handshake {
             Ok(parts) => parts,
             Err(refusal) => return self.fail(refusal),
         };
-        let negotiated = negotiate(version, &self.local, &peer, card);
+        let mut negotiated = negotiate(version, &self.local, &peer, card);
         if let Err(refusal) = self.check_policy(&negotiated) {
             return self.fail(refusal);
         }
-        let welcome =
-            pb::Welcome { version, card: Some(self.config.card.to_pb()), capabilities: Some(self.local.to_pb()) };
+        match self.check_credentials(&hello.credentials) {
+            Ok(credentials) => negotiated.peer_credentials = credentials,
+            Err(refusal) => return self.fail(refusal),
+        }
+        let welcome = pb::Welcome {
+            version,
+            card: Some(self.config.card.to_pb()),
+            capabilities: Some(self.local.to_pb()),
+            credentials: self.config.credentials.clone(),
+        };
         self.send(pb::control_message::Message::Welcome(welcome));
         self.establish(peer, negotiated);
     }
@@ -477,8 +552,9 @@ impl Handshake {
                     format!("the acceptor chose version {}, expected {expected:?}", welcome.version),
                 ));
             }
-            let negotiated = negotiate(welcome.version, &self.local, &peer, card);
+            let mut negotiated = negotiate(welcome.version, &self.local, &peer, card);
             self.check_policy(&negotiated)?;
+            negotiated.peer_credentials = self.check_credentials(&welcome.credentials)?;
             Ok((peer, negotiated))
         })();
         match result {
@@ -574,7 +650,8 @@ impl Handshake {
 
     fn renegotiate(&mut self) {
         let (Some(peer), Some(current)) = (&self.peer, &self.negotiated) else { return };
-        let negotiated = negotiate(current.version, &self.local, peer, current.peer_card.clone());
+        let mut negotiated = negotiate(current.version, &self.local, peer, current.peer_card.clone());
+        negotiated.peer_credentials = current.peer_credentials.clone();
         self.negotiated = Some(negotiated.clone());
         // An update the transport has not seen yet is superseded, not queued.
         if let Some(Event::Updated(pending)) = self.events.back_mut() {

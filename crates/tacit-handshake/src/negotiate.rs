@@ -50,6 +50,10 @@ pub struct Negotiated {
     /// agent knows it (e.g. to learn what a peer emits, or to fetch the
     /// schema of an intent this agent was not built with).
     pub peer_offers: std::sync::Arc<[IntentOffer]>,
+    /// The peer's credentials that this agent verified (rule
+    /// `trust.handshake`); empty when it presented none or this agent
+    /// checks none.
+    pub peer_credentials: Vec<crate::credential::VerifiedCredential>,
     /// For each receive alias `a`, at `a - 1`: the position in `intents` of
     /// the intent it stands for, or [`NO_INTENT`]. Aliases are 1-based
     /// positions in this agent's own list, so this is as long as that list
@@ -207,6 +211,7 @@ pub fn negotiate(version: u32, local: &Capabilities, peer: &Capabilities, peer_c
         limits: local.limits.min(peer.limits),
         features: local.features & peer.features,
         peer_offers: peer.intents.iter().cloned().collect(),
+        peer_credentials: Vec::new(),
         by_receive_alias,
     }
 }

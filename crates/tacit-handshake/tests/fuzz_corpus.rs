@@ -52,3 +52,13 @@ fn seeds_reach_every_stage() {
         assert!(any(&|o| o.failures.contains(&Some(code))), "no seed fails with {code:?}");
     }
 }
+
+/// The `credential` and `revocations` targets: signed credentials and
+/// revocation lists (seeds from `docs/vectors/credentials.json`).
+#[test]
+fn credential_corpus() {
+    replay_seeds("credential", tacit_handshake::fuzzing::credential);
+    replay_regressions("credential", tacit_handshake::fuzzing::credential);
+    replay_seeds("revocations", tacit_handshake::fuzzing::revocations);
+    replay_regressions("revocations", tacit_handshake::fuzzing::revocations);
+}

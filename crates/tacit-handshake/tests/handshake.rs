@@ -146,7 +146,11 @@ fn frame(message: pb::control_message::Message) -> Bytes {
 }
 
 fn hello(card: pb::AgentCard, capabilities: pb::Capabilities) -> Bytes {
-    frame(pb::control_message::Message::Hello(pb::Hello { card: Some(card), capabilities: Some(capabilities) }))
+    frame(pb::control_message::Message::Hello(pb::Hello {
+        card: Some(card),
+        capabilities: Some(capabilities),
+        ..Default::default()
+    }))
 }
 
 fn valid_capabilities() -> pb::Capabilities {
@@ -188,8 +192,12 @@ fn refuses_no_common_version() {
     // A Welcome naming a version the dialer does not speak is refused too.
     let mut pair = Pair::new(config("d", Capabilities::default()), config("a", Capabilities::default()));
     pair.drive(1);
-    let welcome =
-        pb::Welcome { version: 7, card: Some(pb::AgentCard::default()), capabilities: Some(valid_capabilities()) };
+    let welcome = pb::Welcome {
+        version: 7,
+        card: Some(pb::AgentCard::default()),
+        capabilities: Some(valid_capabilities()),
+        ..Default::default()
+    };
     pair.inject(Side::Dialer, &frame(pb::control_message::Message::Welcome(welcome)));
     assert_eq!(failure(&pair.dialer_events).0.code, ErrorCode::NoCommonVersion);
 }
@@ -285,7 +293,8 @@ fn refuses_duplicate_and_unexpected_messages() {
     twice.extend_from_slice(&first);
     assert_eq!(acceptor_refuses(&twice).code, ErrorCode::DuplicateMessage);
     // A Welcome sent to the acceptor.
-    let welcome = pb::Welcome { version: 1, card: None, capabilities: Some(valid_capabilities()) };
+    let welcome =
+        pb::Welcome { version: 1, card: None, capabilities: Some(valid_capabilities()), ..Default::default() };
     assert_eq!(
         acceptor_refuses(&frame(pb::control_message::Message::Welcome(welcome))).code,
         ErrorCode::UnexpectedMessage
@@ -308,7 +317,8 @@ fn refuses_duplicate_and_unexpected_messages() {
 
     let mut pair = Pair::new(config("d", Capabilities::default()), config("a", Capabilities::default()));
     pair.drive_to_idle();
-    let welcome = pb::Welcome { version: 1, card: None, capabilities: Some(valid_capabilities()) };
+    let welcome =
+        pb::Welcome { version: 1, card: None, capabilities: Some(valid_capabilities()), ..Default::default() };
     pair.inject(Side::Dialer, &frame(pb::control_message::Message::Welcome(welcome)));
     assert_eq!(failure(&pair.dialer_events).0.code, ErrorCode::DuplicateMessage);
     // Once failed, nothing more happens.

@@ -123,7 +123,12 @@ fn an_offer_without_lanes_is_handled_on_any_lane() {
         limits: Some(pb::Limits { max_frame_len: 1024, max_concurrent_asks: 1 }),
         features: 0,
     };
-    let welcome = pb::Welcome { version: 1, card: Some(pb::AgentCard::default()), capabilities: Some(capabilities) };
+    let welcome = pb::Welcome {
+        version: 1,
+        card: Some(pb::AgentCard::default()),
+        capabilities: Some(capabilities),
+        ..Default::default()
+    };
     pair.inject(Side::Dialer, &frame(pb::control_message::Message::Welcome(welcome)));
     let d = established(&pair.dialer_events);
     for lane in Lane::ALL {
@@ -156,7 +161,8 @@ fn named_types_must_be_full_ids() {
         };
         let mut pair = Pair::new(config("d", Capabilities::default()), config("a", Capabilities::default()));
         while pair.dialer.poll_transmit().is_some() {}
-        let hello = pb::Hello { card: Some(pb::AgentCard::default()), capabilities: Some(capabilities) };
+        let hello =
+            pb::Hello { card: Some(pb::AgentCard::default()), capabilities: Some(capabilities), ..Default::default() };
         pair.inject(Side::Acceptor, &frame(pb::control_message::Message::Hello(hello)));
         assert_eq!(failure(&pair.acceptor_events).0.code, ErrorCode::InvalidCapabilities);
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tacit_handshake::{Admission, Event, Handshake, HandshakeConfig, IntentOffer, Negotiated, Refusal, Role};
+use tacit_handshake::{Admission, AgentId, Event, Handshake, HandshakeConfig, IntentOffer, Negotiated, Refusal, Role};
 use tacit_wire::{ErrorCode, IntentId};
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -47,12 +47,14 @@ pub(crate) struct Publisher(watch::Sender<State>);
 
 impl Control {
     /// A handshake in `role` under `config`, not yet driven.
-    pub(crate) fn new(role: Role, config: Arc<HandshakeConfig>) -> (Arc<Self>, Publisher) {
+    /// `peer` is the AgentId TLS proved, the subject credentials must name.
+    pub(crate) fn new(role: Role, config: Arc<HandshakeConfig>, peer: AgentId) -> (Arc<Self>, Publisher) {
         let now = Instant::now();
-        let machine = match role {
+        let mut machine = match role {
             Role::Dialer => Handshake::dialer(config.clone(), now),
             Role::Acceptor => Handshake::acceptor(config.clone(), now),
         };
+        machine.set_peer_id(peer);
         let (state_tx, state) = watch::channel(State::Handshaking);
         let control = Self {
             config,

@@ -2,8 +2,9 @@
 //! dials and accepts.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
+use tacit_handshake::credential::{Applied, CredentialError, SignedCredential, SignedRevocationList, TrustStore};
 use tacit_handshake::{AgentCard, AgentId, Capabilities, HandshakeConfig, Identity, Role};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -22,6 +23,8 @@ pub struct EndpointBuilder {
     card: AgentCard,
     capabilities: Capabilities,
     limits: TransportLimits,
+    presented: Vec<SignedCredential>,
+    trust: Option<TrustStore>,
 }
 
 impl EndpointBuilder {
@@ -40,6 +43,20 @@ impl EndpointBuilder {
     /// The capabilities offered to peers.
     pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// A credential presented to every peer in the handshake.
+    pub fn credential(mut self, credential: SignedCredential) -> Self {
+        self.presented.push(credential);
+        self
+    }
+
+    /// Verifies peers' credentials against `trust`, with each peer's
+    /// TLS-proven AgentId as the subject; a presented credential that fails
+    /// refuses the session (rule `trust.handshake` of docs/PROTOCOL.md).
+    pub fn trust_store(mut self, trust: TrustStore) -> Self {
+        self.trust = Some(trust);
         self
     }
 
@@ -65,6 +82,14 @@ impl EndpointBuilder {
         let identity = self.identity.ok_or(BindError::MissingIdentity)?;
         let mut handshake = HandshakeConfig::new(self.card, self.capabilities).map_err(BindError::InvalidConfig)?;
         handshake.timeout(self.limits.handshake_timeout);
+        for credential in &self.presented {
+            handshake.credential(credential);
+        }
+        let trust = self.trust.map(|trust| Arc::new(RwLock::new(trust)));
+        if let Some(trust) = &trust {
+            handshake.trust_store(trust.clone());
+        }
+        let (revocations, _) = tokio::sync::watch::channel(());
         let credentials = Credentials::new(&identity)?;
         let endpoint_config = endpoint_config(&identity);
         let transport = self.limits.quinn_transport();
@@ -93,6 +118,8 @@ impl EndpointBuilder {
             drain: Arc::new(Drain::default()),
             per_peer: Arc::default(),
             limits: self.limits,
+            trust,
+            revocations,
         });
         let (ready_tx, ready_rx) = mpsc::channel(1);
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), ready_tx));
@@ -210,6 +237,10 @@ struct Shared {
     /// State per connected peer: its connections and its asks in flight.
     per_peer: Arc<Mutex<std::collections::HashMap<AgentId, PeerState>>>,
     limits: TransportLimits,
+    /// The trust store shared with every handshake, if credentials are checked.
+    trust: Option<Arc<RwLock<TrustStore>>>,
+    /// Signalled when a revocation list is applied: live sessions recheck.
+    revocations: tokio::sync::watch::Sender<()>,
 }
 
 /// What one peer (by AgentId) holds of this endpoint, over all its connections.
@@ -229,6 +260,8 @@ impl Shared {
             max_stream_rate: self.limits.max_stream_rate,
             max_concurrent_streams: self.limits.max_concurrent_streams,
             incoming_asks,
+            trust: self.trust.clone(),
+            revocations: self.revocations.subscribe(),
         }
     }
 
@@ -279,6 +312,22 @@ impl Endpoint {
     /// Starts building an endpoint.
     pub fn builder() -> EndpointBuilder {
         EndpointBuilder::default()
+    }
+
+    /// Applies a revocation list to the trust store (rules
+    /// `revoke.signature`, `revoke.trusted`, `revoke.newer`): later
+    /// handshakes refuse the credentials it revokes, and live sessions whose
+    /// peer relies on one are closed with `CREDENTIAL_REVOKED` at once
+    /// (`revoke.live`). Without a trust store, every list is refused as untrusted.
+    pub fn apply_revocations(&self, list: &SignedRevocationList) -> Result<Applied, CredentialError> {
+        let Some(trust) = &self.shared.trust else {
+            return list.list().and_then(|list| Err(CredentialError::UntrustedOrganisation(list.org)));
+        };
+        let applied = trust.write().unwrap_or_else(|e| e.into_inner()).apply_revocations(list)?;
+        if applied == Applied::Replaced {
+            self.shared.revocations.send_replace(());
+        }
+        Ok(applied)
     }
 
     /// This agent's id.

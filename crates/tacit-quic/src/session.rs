@@ -66,6 +66,10 @@ pub(crate) struct SessionContext {
     pub(crate) max_concurrent_streams: u32,
     /// The peer's asks in flight, over all its connections.
     pub(crate) incoming_asks: Arc<Slots>,
+    /// The endpoint's trust store, if credentials are checked.
+    pub(crate) trust: Option<Arc<std::sync::RwLock<tacit_handshake::credential::TrustStore>>>,
+    /// Changes when a revocation list is applied.
+    pub(crate) revocations: tokio::sync::watch::Receiver<()>,
 }
 
 /// A session with a peer agent. Cheap to clone; all clones share it. When
@@ -97,9 +101,17 @@ impl Session {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> Self {
-        let SessionContext { handshake, dedup, drain, max_stream_rate, max_concurrent_streams, incoming_asks } =
-            context;
-        let (control, publisher) = Control::new(role, handshake);
+        let SessionContext {
+            handshake,
+            dedup,
+            drain,
+            max_stream_rate,
+            max_concurrent_streams,
+            incoming_asks,
+            trust,
+            mut revocations,
+        } = context;
+        let (control, publisher) = Control::new(role, handshake, peer);
         let ids = Arc::new(MessageIds::new());
         let receiving = Arc::new(Receiving {
             control: control.clone(),
@@ -120,6 +132,30 @@ impl Session {
                 receiving.queue.end();
             }
         });
+        // Rule `revoke.live`: when a list is applied, a session whose peer
+        // presented a credential now revoked is closed at once.
+        if let Some(trust) = trust {
+            let (control, connection) = (control.clone(), connection.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        changed = revocations.changed() => if changed.is_err() { return },
+                        _ = connection.closed() => return,
+                    }
+                    let Some(negotiated) = control.negotiated() else { continue };
+                    let store = trust.read().unwrap_or_else(|e| e.into_inner());
+                    if let Some(revoked) =
+                        negotiated.peer_credentials.iter().find(|c| store.is_revoked(&c.org, c.serial))
+                    {
+                        let reason =
+                            format!("credential {} of organisation {} was revoked", revoked.serial, revoked.org);
+                        connection
+                            .close(quinn::VarInt::from_u32(ErrorCode::CredentialRevoked as u32), reason.as_bytes());
+                        return;
+                    }
+                }
+            });
+        }
         let close_on_drop = Arc::new(CloseOnDrop(connection.clone()));
         let inner = Arc::new(Inner {
             connection,
@@ -353,6 +389,13 @@ impl Session {
     /// What is negotiated now, if the handshake has finished.
     pub fn negotiated(&self) -> Option<Arc<Negotiated>> {
         self.inner.control.negotiated()
+    }
+
+    /// The peer's credentials verified in the handshake (empty before it
+    /// ends, when the peer presented none, or when this endpoint has no
+    /// trust store).
+    pub fn peer_credentials(&self) -> Vec<tacit_handshake::credential::VerifiedCredential> {
+        self.negotiated().map(|negotiated| negotiated.peer_credentials.clone()).unwrap_or_default()
     }
 
     /// Tells the peer this agent now also offers `offers`.

@@ -259,6 +259,7 @@ fn hello(intents: Vec<pb::IntentOffer>) -> pb::ControlMessage {
                 limits: Some(pb::Limits { max_frame_len: 1 << 20, max_concurrent_asks: 256 }),
                 features: 0,
             }),
+            credentials: Vec::new(),
         })),
     }
 }

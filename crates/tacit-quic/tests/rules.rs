@@ -54,6 +54,7 @@ fn hello(versions: (u32, u32), intents: Vec<pb::IntentOffer>) -> Vec<u8> {
             limits: Some(pb::Limits { max_frame_len: 1 << 20, max_concurrent_asks: 256 }),
             features: 0,
         }),
+        credentials: Vec::new(),
     }))
 }
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tacit_handshake::credential::{OrgKey, SignedCredential, TrustStore};
 
 use bytes::Bytes;
 use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus, Lanes, TypeSchema};
@@ -62,6 +63,8 @@ pub struct AgentBuilder {
     reconnect: ReconnectPolicy,
     states: States,
     socket: Option<Arc<dyn tacit_quic::AsyncUdpSocket>>,
+    credentials: Vec<SignedCredential>,
+    trust: Option<TrustStore>,
 }
 
 impl AgentBuilder {
@@ -77,6 +80,8 @@ impl AgentBuilder {
             reconnect: ReconnectPolicy::default(),
             states: States::default(),
             socket: None,
+            credentials: Vec::new(),
+            trust: None,
         };
         // The standard intents every agent answers (an application's own
         // handler for one of them replaces the built-in one).
@@ -102,6 +107,26 @@ impl AgentBuilder {
     /// identity each run.
     pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.key_file = Some(path.into());
+        self
+    }
+
+    /// Presents this organisation credential to every peer in the handshake.
+    pub fn credential(mut self, credential: SignedCredential) -> Self {
+        self.credentials.push(credential);
+        self
+    }
+
+    /// Trusts `org`: peers' credentials are then verified (those of other
+    /// organisations refuse the session, rule `trust.untrusted`).
+    pub fn trust(mut self, org: OrgKey) -> Self {
+        self.trust.get_or_insert_with(TrustStore::new).trust(org);
+        self
+    }
+
+    /// Verifies peers' credentials against this store (replacing
+    /// organisations given with [`trust`](Self::trust)).
+    pub fn trust_store(mut self, store: TrustStore) -> Self {
+        self.trust = Some(store);
         self
     }
 
@@ -378,6 +403,10 @@ impl AgentBuilder {
             .card(self.card.clone())
             .capabilities(self.capabilities.clone())
             .limits(self.transport);
+        let mut endpoint = self.credentials.into_iter().fold(endpoint, |endpoint, c| endpoint.credential(c));
+        if let Some(trust) = self.trust {
+            endpoint = endpoint.trust_store(trust);
+        }
         let endpoint = match self.socket {
             Some(socket) => endpoint.bind_with_socket(socket).await,
             None => endpoint.bind(addr).await,
@@ -436,6 +465,16 @@ impl Agent {
     /// The agent's id (its public key).
     pub fn id(&self) -> AgentId {
         self.inner.core.endpoint.agent_id()
+    }
+
+    /// Applies an organisation's revocation list: later handshakes refuse
+    /// the credentials it revokes, and live sessions whose peer relies on one
+    /// are closed with `CREDENTIAL_REVOKED` at once (rule `revoke.live`).
+    pub fn apply_revocations(
+        &self,
+        list: &tacit_handshake::credential::SignedRevocationList,
+    ) -> std::result::Result<tacit_handshake::credential::Applied, tacit_handshake::credential::CredentialError> {
+        self.inner.core.endpoint.apply_revocations(list)
     }
 
     /// The address the agent listens on.

@@ -37,6 +37,11 @@ impl Context {
         self.peer.card()
     }
 
+    /// The sender's organisation credentials, verified in the handshake.
+    pub fn peer_credentials(&self) -> Vec<tacit_handshake::credential::VerifiedCredential> {
+        self.peer.credentials()
+    }
+
     /// The sender, to send it further intents (asks, tells, streams).
     pub fn peer(&self) -> &Peer {
         &self.peer

@@ -90,6 +90,12 @@ impl Peer {
         self.session().negotiated().map(|negotiated| negotiated.peer_card.clone())
     }
 
+    /// The peer's organisation credentials verified in the handshake (empty
+    /// before it, or without a trust store: see `AgentBuilder::trust`).
+    pub fn credentials(&self) -> Vec<tacit_handshake::credential::VerifiedCredential> {
+        self.session().peer_credentials()
+    }
+
     /// Where the peer was dialed, or where it dialed from.
     pub fn addr(&self) -> SocketAddr {
         match &self.inner.conn {

@@ -41,7 +41,7 @@ enum Generator {
 
 const TARGETS: &[Target] = &[
     Target {
-        protos: &["tacit/v1/envelope.proto", "tacit/v1/handshake.proto"],
+        protos: &["tacit/v1/envelope.proto", "tacit/v1/handshake.proto", "tacit/v1/credential.proto"],
         out_dir: "crates/tacit-wire/src/generated",
         generator: Generator::Prost { bytes: &["."], non_exhaustive_enums: &[".tacit.v1.Act", ".tacit.v1.ErrorCode"] },
     },

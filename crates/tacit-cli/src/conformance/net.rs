@@ -417,6 +417,7 @@ pub(super) fn hello(min: u32, max: u32, max_concurrent_asks: u32) -> pb::Hello {
             limits: Some(pb::Limits { max_frame_len: 1 << 20, max_concurrent_asks }),
             features: 0,
         }),
+        credentials: Vec::new(),
     }
 }
 

@@ -243,6 +243,7 @@ async fn session(connection: quinn::Connection, timeout: Duration) -> Report {
             limits: Some(pb::Limits { max_frame_len: 1 << 20, max_concurrent_asks: 256 }),
             features: 0,
         }),
+        credentials: Vec::new(),
     };
     if let Err(reason) = control.send(&Message::Welcome(welcome)).await {
         checks.add(SECTION_HS, "serve.welcome-sent", "hs.control-stream", Err(reason));

@@ -197,6 +197,15 @@ pub enum ErrorCode {
     InvalidCapabilities = 524,
     /// The control stream ended before the handshake did.
     ControlStreamClosed = 525,
+    /// A presented credential does not decode, its signature does not verify,
+    /// or its subject is not the peer's TLS-proven AgentId.
+    CredentialInvalid = 528,
+    /// A presented credential is outside its validity period.
+    CredentialExpired = 529,
+    /// A presented credential is on its organisation's revocation list.
+    CredentialRevoked = 530,
+    /// A presented credential is signed by an organisation the receiver does not trust.
+    UntrustedOrganisation = 531,
     /// The intent is not negotiated for this direction of the session.
     IntentNotNegotiated = 769,
     /// More asks in flight than the receiver's max_concurrent_asks.
@@ -261,6 +270,10 @@ impl ErrorCode {
             Self::TooManySchemaRequests => "ERROR_CODE_TOO_MANY_SCHEMA_REQUESTS",
             Self::InvalidCapabilities => "ERROR_CODE_INVALID_CAPABILITIES",
             Self::ControlStreamClosed => "ERROR_CODE_CONTROL_STREAM_CLOSED",
+            Self::CredentialInvalid => "ERROR_CODE_CREDENTIAL_INVALID",
+            Self::CredentialExpired => "ERROR_CODE_CREDENTIAL_EXPIRED",
+            Self::CredentialRevoked => "ERROR_CODE_CREDENTIAL_REVOKED",
+            Self::UntrustedOrganisation => "ERROR_CODE_UNTRUSTED_ORGANISATION",
             Self::IntentNotNegotiated => "ERROR_CODE_INTENT_NOT_NEGOTIATED",
             Self::TooManyAsks => "ERROR_CODE_TOO_MANY_ASKS",
             Self::DeadlineExceeded => "ERROR_CODE_DEADLINE_EXCEEDED",
@@ -304,6 +317,10 @@ impl ErrorCode {
             "ERROR_CODE_TOO_MANY_SCHEMA_REQUESTS" => Some(Self::TooManySchemaRequests),
             "ERROR_CODE_INVALID_CAPABILITIES" => Some(Self::InvalidCapabilities),
             "ERROR_CODE_CONTROL_STREAM_CLOSED" => Some(Self::ControlStreamClosed),
+            "ERROR_CODE_CREDENTIAL_INVALID" => Some(Self::CredentialInvalid),
+            "ERROR_CODE_CREDENTIAL_EXPIRED" => Some(Self::CredentialExpired),
+            "ERROR_CODE_CREDENTIAL_REVOKED" => Some(Self::CredentialRevoked),
+            "ERROR_CODE_UNTRUSTED_ORGANISATION" => Some(Self::UntrustedOrganisation),
             "ERROR_CODE_INTENT_NOT_NEGOTIATED" => Some(Self::IntentNotNegotiated),
             "ERROR_CODE_TOO_MANY_ASKS" => Some(Self::TooManyAsks),
             "ERROR_CODE_DEADLINE_EXCEEDED" => Some(Self::DeadlineExceeded),
@@ -426,6 +443,10 @@ pub struct Hello {
     /// The dialer's capabilities.
     #[prost(message, optional, tag = "2")]
     pub capabilities: ::core::option::Option<Capabilities>,
+    /// Encoded SignedCredentials the dialer presents (at most 8, see
+    /// docs/PROTOCOL.md "Credentials in the handshake").
+    #[prost(bytes = "bytes", repeated, tag = "3")]
+    pub credentials: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
 }
 /// Acceptor → dialer: the handshake succeeded.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -439,6 +460,9 @@ pub struct Welcome {
     /// The acceptor's capabilities.
     #[prost(message, optional, tag = "3")]
     pub capabilities: ::core::option::Option<Capabilities>,
+    /// Encoded SignedCredentials the acceptor presents (at most 8).
+    #[prost(bytes = "bytes", repeated, tag = "4")]
+    pub credentials: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
 }
 /// Either side: the handshake or session ends with an error.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -562,4 +586,62 @@ impl Lane {
             _ => None,
         }
     }
+}
+/// What an organisation says about one agent. At most 4 KiB encoded.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Credential {
+    /// The organisation's Ed25519 public key, 32 bytes.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub org_key: ::prost::bytes::Bytes,
+    /// The agent the credential is about: its AgentId, 32 bytes.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub subject: ::prost::bytes::Bytes,
+    /// Roles, at most 16, each 1 to 64 bytes of UTF-8, no duplicates.
+    #[prost(string, repeated, tag = "3")]
+    pub roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Valid from this second (Unix time, inclusive).
+    #[prost(uint64, tag = "4")]
+    pub not_before_unix_s: u64,
+    /// Valid until this second (Unix time, exclusive); greater than not_before_unix_s.
+    #[prost(uint64, tag = "5")]
+    pub not_after_unix_s: u64,
+    /// Optional: the IntentIds (32 bytes each, at most 64) the roles are narrowed to.
+    #[prost(bytes = "bytes", repeated, tag = "6")]
+    pub intents: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
+    /// Chosen by the organisation; names the credential in revocation lists.
+    #[prost(uint64, tag = "7")]
+    pub serial: u64,
+}
+/// A credential and the organisation's signature over it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignedCredential {
+    /// An encoded Credential, verified and decoded exactly as carried.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub body: ::prost::bytes::Bytes,
+    /// Ed25519 signature, 64 bytes, over "tacit credential v1\0" || body.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub signature: ::prost::bytes::Bytes,
+}
+/// The credentials an organisation withdrew. At most 64 KiB encoded.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevocationList {
+    /// The organisation's Ed25519 public key, 32 bytes.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub org_key: ::prost::bytes::Bytes,
+    /// When the list was made (Unix time, seconds); a newer list replaces an older one.
+    #[prost(uint64, tag = "2")]
+    pub issued_at_unix_s: u64,
+    /// Serials of revoked credentials, at most 4096.
+    #[prost(uint64, repeated, tag = "3")]
+    pub serials: ::prost::alloc::vec::Vec<u64>,
+}
+/// A revocation list and the organisation's signature over it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignedRevocationList {
+    /// An encoded RevocationList, verified and decoded exactly as carried.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub body: ::prost::bytes::Bytes,
+    /// Ed25519 signature, 64 bytes, over "tacit revocations v1\0" || body.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub signature: ::prost::bytes::Bytes,
 }

@@ -1,0 +1,64 @@
+//! Organisation credentials through the `tacit` API: `AgentBuilder::credential`
+//! and `trust`, `Peer::credentials`, `Context::peer_credentials` (rule
+//! `trust.handshake` of docs/PROTOCOL.md).
+
+use std::time::{Duration, SystemTime};
+
+use tacit::credential::{Credential, OrgSigner};
+use tacit::intents::{DelegateTask, TaskStatus};
+use tacit::{Agent, AgentId, Context, Identity};
+use tacit_testkit::LOCALHOST;
+use tokio::sync::mpsc;
+
+fn issue(org: &OrgSigner, subject: AgentId, role: &str) -> tacit::credential::SignedCredential {
+    let now = SystemTime::now();
+    org.issue(&Credential::new(subject, now - Duration::from_secs(60), now + Duration::from_secs(3600)).role(role))
+}
+
+#[tokio::test]
+async fn both_sides_see_the_verified_credentials() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let org = OrgSigner::from_secret_bytes(&[0x0a; 32]);
+        let (server_key, client_key) = (Identity::from_secret_bytes(&[41; 32]), Identity::from_secret_bytes(&[42; 32]));
+        let (server_id, client_id) = (server_key.agent_id(), client_key.agent_id());
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let server = Agent::builder()
+            .identity(server_key)
+            .credential(issue(&org, server_id, "seller"))
+            .trust(org.org_key())
+            .on_ask(move |cx: Context, task: DelegateTask| {
+                let seen_tx = seen_tx.clone();
+                async move {
+                    let _ = seen_tx.send(cx.peer_credentials());
+                    Ok(TaskStatus { task_id: task.task_id, ..Default::default() })
+                }
+            })
+            .bind(LOCALHOST)
+            .await
+            .unwrap();
+        let client = Agent::builder()
+            .identity(client_key)
+            .credential(issue(&org, client_id, "buyer"))
+            .trust(org.org_key())
+            .emits::<DelegateTask>()
+            .bind(LOCALHOST)
+            .await
+            .unwrap();
+        let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        let _: TaskStatus = peer.ask(DelegateTask { task_id: "t".into(), ..Default::default() }).await.unwrap();
+        let credentials = peer.credentials();
+        assert_eq!(credentials.len(), 1);
+        assert_eq!((credentials[0].org, credentials[0].roles.clone()), (org.org_key(), vec!["seller".to_owned()]));
+        let seen_by_server = seen.recv().await.unwrap();
+        assert_eq!(seen_by_server[0].roles, ["buyer"]);
+        assert_eq!(seen_by_server[0].subject, client_id);
+
+        // `revoke.live`: the server revokes the client's credential; the session closes.
+        let list = org.revoke([seen_by_server[0].serial], SystemTime::now());
+        assert_eq!(server.apply_revocations(&list).unwrap(), tacit::credential::Applied::Replaced);
+        let closed = tokio::time::timeout(Duration::from_secs(5), peer.session().closed()).await.unwrap();
+        assert_eq!(closed.code(), tacit::ErrorCode::CredentialRevoked, "{closed:?}");
+    })
+    .await
+    .expect("the test took over 30 s");
+}
