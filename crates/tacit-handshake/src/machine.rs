@@ -85,6 +85,14 @@ impl HandshakeConfig {
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
+
+    /// The same configuration offering `capabilities` instead (for an
+    /// acceptor that offers each peer only part of its intents; the caller
+    /// passes a subset of [`capabilities`](Self::capabilities), which were
+    /// checked at [`new`](Self::new)).
+    pub fn with_capabilities(&self, capabilities: Capabilities) -> Self {
+        Self { capabilities: Arc::new(capabilities), ..self.clone() }
+    }
 }
 
 /// Which side of the connection this agent is.

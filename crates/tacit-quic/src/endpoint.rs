@@ -22,7 +22,25 @@ pub struct EndpointBuilder {
     card: AgentCard,
     capabilities: Capabilities,
     limits: TransportLimits,
+    offer_filter: Filter,
 }
+
+/// The optional [`OfferFilter`] (a closure, shown as whether it is set).
+#[derive(Clone, Default)]
+struct Filter(Option<OfferFilter>);
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(OfferFilter)" } else { "None" })
+    }
+}
+
+/// Chooses what an acceptor offers one peer: called with the peer's AgentId
+/// once TLS has authenticated it, before the capability handshake, and with
+/// the endpoint's capabilities; returns the capabilities to offer that peer
+/// (a subset: offers removed or no longer handled), or `None` to offer them
+/// all. Dialed sessions always offer the endpoint's capabilities.
+pub type OfferFilter = Arc<dyn Fn(&AgentId, &Capabilities) -> Option<Capabilities> + Send + Sync>;
 
 impl EndpointBuilder {
     /// The agent's identity (required).
@@ -46,6 +64,13 @@ impl EndpointBuilder {
     /// Transport limits.
     pub fn limits(mut self, limits: TransportLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Offers each accepted peer the capabilities `filter` returns for it
+    /// (see [`OfferFilter`]).
+    pub fn offer_filter(mut self, filter: OfferFilter) -> Self {
+        self.offer_filter = Filter(Some(filter));
         self
     }
 
@@ -93,6 +118,7 @@ impl EndpointBuilder {
             drain: Arc::new(Drain::default()),
             per_peer: Arc::default(),
             limits: self.limits,
+            offer_filter: self.offer_filter,
         });
         let (ready_tx, ready_rx) = mpsc::channel(1);
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), ready_tx));
@@ -187,7 +213,9 @@ async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Ses
         return Err(AcceptError::TooManyConnections(peer));
     };
     match tokio::time::timeout(timeout, connection.accept_bi()).await {
-        Ok(Ok((send, recv))) => Ok(Session::start(connection, peer, Role::Acceptor, shared.context(asks), send, recv)),
+        Ok(Ok((send, recv))) => {
+            Ok(Session::start(connection, peer, Role::Acceptor, shared.accepted_context(&peer, asks), send, recv))
+        }
         Ok(Err(e)) => Err(AcceptError::Connection(e)),
         Err(_) => {
             // Free the peer's slot and tell it why.
@@ -210,6 +238,7 @@ struct Shared {
     /// State per connected peer: its connections and its asks in flight.
     per_peer: Arc<Mutex<std::collections::HashMap<AgentId, PeerState>>>,
     limits: TransportLimits,
+    offer_filter: Filter,
 }
 
 /// What one peer (by AgentId) holds of this endpoint, over all its connections.
@@ -222,8 +251,23 @@ struct PeerState {
 
 impl Shared {
     fn context(&self, incoming_asks: Arc<Slots>) -> SessionContext {
+        self.context_with(self.handshake.clone(), incoming_asks)
+    }
+
+    /// The context of a session accepted from `peer`: what it is offered
+    /// goes through the offer filter, if any.
+    fn accepted_context(&self, peer: &AgentId, incoming_asks: Arc<Slots>) -> SessionContext {
+        let filtered = self.offer_filter.0.as_ref().and_then(|filter| filter(peer, self.handshake.capabilities()));
+        let handshake = match filtered {
+            Some(capabilities) => Arc::new(self.handshake.with_capabilities(capabilities)),
+            None => self.handshake.clone(),
+        };
+        self.context_with(handshake, incoming_asks)
+    }
+
+    fn context_with(&self, handshake: Arc<HandshakeConfig>, incoming_asks: Arc<Slots>) -> SessionContext {
         SessionContext {
-            handshake: self.handshake.clone(),
+            handshake,
             dedup: self.dedup.clone(),
             drain: self.drain.clone(),
             max_stream_rate: self.limits.max_stream_rate,

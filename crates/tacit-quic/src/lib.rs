@@ -107,7 +107,7 @@ pub mod tls;
 
 pub use ask::AskError;
 pub use config::TransportLimits;
-pub use endpoint::{Endpoint, EndpointBuilder};
+pub use endpoint::{Endpoint, EndpointBuilder, OfferFilter};
 pub use error::{AcceptError, BindError, ConnectError, SessionError};
 pub use incoming::{Incoming, IncomingAsk, IncomingMessage, IncomingStream, Responder};
 pub use link::{Link, LinkReply, LinkState, LinkWatch, ReconnectPolicy, WeakLink};
