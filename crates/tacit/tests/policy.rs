@@ -291,3 +291,34 @@ fn policy_file_errors() {
     std::fs::write(&path, "default = \"allow\"\n[limits]\nmax_in_flight = 4\n").unwrap();
     assert!(!Policy::load(&path).unwrap().is_open());
 }
+
+// [policy.stream-denied]: a denied stream lane is reset and stopped with
+// POLICY_DENIED; its handler never runs.
+#[tokio::test]
+async fn denied_stream_is_stopped() {
+    bounded(async {
+        let opened = Arc::new(AtomicU32::new(0));
+        let counter = opened.clone();
+        let server = bind(Agent::builder().on_stream_with(
+            move |_: Context, _: DelegateTask, _: tacit::StreamSender<TaskStatus>, _: tacit::StreamReceiver<()>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async {}
+            },
+        ))
+        .await;
+        let agent = bind(client()).await;
+        let peer = agent.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        peer.ready().await.unwrap();
+        server.set_policy(Policy::allow_all().rule(Rule::deny().lane(Lane::Stream)));
+        let outcome = match peer.stream_with::<_, (), TaskStatus>(task("s")).await {
+            Ok((_sender, mut items)) => items.recv().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let error = outcome.unwrap_err();
+        // The opener's direction is reset with the policy's code.
+        assert_eq!(format!("{error:?}"), format!("Stream(Reset({}))", ErrorCode::PolicyDenied as u32));
+        assert_eq!(opened.load(Ordering::SeqCst), 0);
+        assert_eq!(server.metrics().errors_with(ErrorCode::PolicyDenied), 1);
+    })
+    .await;
+}
