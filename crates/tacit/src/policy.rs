@@ -444,10 +444,31 @@ pub enum PolicyError {
     },
 }
 
+/// The entry point of the `policy` fuzz target (`fuzz/fuzz_targets/policy.rs`)
+/// and of its corpus replay: parses `data` as a policy file and, if it
+/// parses, checks a message against it. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_policy_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    match Policy::from_toml_str(text) {
+        Ok(policy) => {
+            let subject = Subject::agent(tacit_handshake::Identity::from_secret_bytes(&[1; 32]).agent_id());
+            for lane in Lane::ALL {
+                let _ = policy.admit(&subject, IntentId::from_bytes([0; 32]), Some("tacit.intents.v1.Ping"), lane);
+            }
+        }
+        Err(error) => {
+            let _ = error.to_string();
+        }
+    }
+}
+
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    // By bytes: the offset need not fall on a character boundary.
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
     (line, column)
 }
 
