@@ -41,6 +41,9 @@ pub(crate) struct Args {
     /// Also append every message received to this file, with its sender and time (read it with `tacit inspect`).
     #[arg(long, value_name = "FILE")]
     capture: Option<PathBuf>,
+    /// Enforce this receiver-side policy (TOML; format in the `tacit::policy` docs and PROTOCOL.md "Policy").
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), CliError> {
@@ -58,6 +61,10 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         None => None,
         Some(path) => Some(Mutex::new(Capture { file: open_capture(path)?, schemas: HashSet::new() })),
     };
+    let policy = match &args.policy {
+        None => tacit::Policy::allow_all(),
+        Some(path) => tacit::Policy::load(path).map_err(|e| CliError::failure(e.to_string()))?,
+    };
     let listener = Arc::new(Listener::new(capture)?);
     let ping_schema = Schema::of::<Ping>().map_err(|e| CliError::failure(e.to_string()))?;
     let reject_schema = Schema::of::<RejectProposal>().map_err(|e| CliError::failure(e.to_string()))?;
@@ -67,6 +74,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let on_tell = listener.clone();
     let on_ask = listener.clone();
     let agent = Agent::builder()
+        .policy(policy)
         .identity(identity)
         .card(
             AgentCard::new("tacit-listen")

@@ -821,3 +821,25 @@ fn org_keygen_issue_revoke_show() {
     assert_eq!(junk.code(), Some(1), "{junk:#?}");
     assert!(junk.stderr.contains("neither a credential"), "{junk:#?}");
 }
+
+// [policy.file] `tacit listen --policy FILE` enforces the file's rules
+// ([policy.offer-filter]: the denied lane is not offered); a bad file is
+// refused naming the field.
+#[test]
+fn listen_with_a_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "default = \"allow\"\n[[rule]]\neffect = \"deny\"\nintents = [\"tacit.intents.v1.Ping\"]\nlanes = [\"ask\"]\n",
+    )
+    .unwrap();
+    let listen = Listen::start(&["--policy", policy.to_str().unwrap()]);
+    let pinged = tacit(&["ping", listen.addr.as_str(), "-n", "1"]);
+    assert_ne!(pinged.code(), Some(0), "{pinged:#?}");
+    assert!(pinged.stderr.contains("not on the ask lane"), "{pinged:#?}");
+    std::fs::write(&policy, "default = \"allow\"\n[[rule]]\neffect = \"perhaps\"\n").unwrap();
+    let refused = tacit(&["listen", "--addr", "127.0.0.1:0", "--policy", policy.to_str().unwrap()]);
+    assert_ne!(refused.code(), Some(0), "{refused:#?}");
+    assert!(refused.stderr.contains("rule[0].effect"), "{refused:#?}");
+}

@@ -68,7 +68,7 @@ pub use capabilities::{
 pub use card::{AgentCard, limits as card_limits};
 pub use identity::{AgentId, Identity, IdentityError, KeyFileStatus, ParseAgentIdError};
 pub use lanes::{Lane, Lanes};
-pub use machine::{Admission, Event, Handshake, HandshakeConfig, MAX_PRESENTED_CREDENTIALS, Role};
+pub use machine::{Admission, Event, Handshake, HandshakeConfig, MAX_PRESENTED_CREDENTIALS, OfferFilter, Role};
 pub use negotiate::{Negotiated, NegotiatedIntent, STANDARD_PACKAGE, choose_version, is_standard, negotiate};
 
 use tacit_wire::ErrorCode;

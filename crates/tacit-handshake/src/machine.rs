@@ -18,6 +18,25 @@ use crate::{AgentCard, AgentId, Capabilities, IntentOffer, Negotiated, Refusal};
 /// `trust.handshake`).
 pub const MAX_PRESENTED_CREDENTIALS: usize = 8;
 
+/// Chooses what an acceptor offers one peer: called once the peer's `Hello`
+/// and credentials are verified, with the peer's AgentId (as the transport
+/// proved it), its verified credentials and the acceptor's capabilities;
+/// returns the capabilities to offer that peer (a subset: offers removed or
+/// no longer handled), or `None` to offer them all. Dialers always offer
+/// their configured capabilities.
+pub type OfferFilter =
+    Arc<dyn Fn(&AgentId, &[VerifiedCredential], &Capabilities) -> Option<Capabilities> + Send + Sync>;
+
+/// An optional [`OfferFilter`], shown as whether it is set.
+#[derive(Clone, Default)]
+struct Filter(Option<OfferFilter>);
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(OfferFilter)" } else { "None" })
+    }
+}
+
 /// Configuration shared by every handshake an agent runs.
 #[derive(Debug, Clone)]
 pub struct HandshakeConfig {
@@ -33,6 +52,8 @@ pub struct HandshakeConfig {
     pub(crate) credentials: Vec<Bytes>,
     /// When set, the peer's credentials are verified against it.
     pub(crate) trust: Option<Arc<RwLock<TrustStore>>>,
+    /// What an acceptor offers each peer.
+    offer_filter: Filter,
 }
 
 impl HandshakeConfig {
@@ -51,6 +72,7 @@ impl HandshakeConfig {
             max_schema_requests: 16,
             credentials: Vec::new(),
             trust: None,
+            offer_filter: Filter::default(),
         })
     }
 
@@ -113,6 +135,21 @@ impl HandshakeConfig {
     /// This agent's capabilities.
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// As the acceptor, offers each peer the capabilities `filter` returns
+    /// for it (see [`OfferFilter`]).
+    pub fn offer_filter(&mut self, filter: OfferFilter) -> &mut Self {
+        self.offer_filter = Filter(Some(filter));
+        self
+    }
+
+    /// The same configuration offering `capabilities` instead (for an
+    /// acceptor that offers each peer only part of its intents; the caller
+    /// passes a subset of [`capabilities`](Self::capabilities), which were
+    /// checked at [`new`](Self::new)).
+    pub fn with_capabilities(&self, capabilities: Capabilities) -> Self {
+        Self { capabilities: Arc::new(capabilities), ..self.clone() }
     }
 }
 
@@ -523,14 +560,22 @@ impl Handshake {
             Ok(parts) => parts,
             Err(refusal) => return self.fail(refusal),
         };
+        let credentials = match self.check_credentials(&hello.credentials) {
+            Ok(credentials) => credentials,
+            Err(refusal) => return self.fail(refusal),
+        };
+        // What this peer is offered may depend on who it is (rule
+        // `policy.offer-filter`): decided once its credentials are known.
+        if let (Some(filter), Some(peer_id)) = (&self.config.offer_filter.0, self.peer_id)
+            && let Some(offered) = filter(&peer_id, &credentials, &self.local)
+        {
+            self.local = Arc::new(offered);
+        }
         let mut negotiated = negotiate(version, &self.local, &peer, card);
         if let Err(refusal) = self.check_policy(&negotiated) {
             return self.fail(refusal);
         }
-        match self.check_credentials(&hello.credentials) {
-            Ok(credentials) => negotiated.peer_credentials = credentials,
-            Err(refusal) => return self.fail(refusal),
-        }
+        negotiated.peer_credentials = credentials;
         let welcome = pb::Welcome {
             version,
             card: Some(self.config.card.to_pb()),

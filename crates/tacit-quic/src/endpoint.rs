@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tacit_handshake::credential::{Applied, CredentialError, SignedCredential, SignedRevocationList, TrustStore};
-use tacit_handshake::{AgentCard, AgentId, Capabilities, HandshakeConfig, Identity, Role};
+use tacit_handshake::{AgentCard, AgentId, Capabilities, HandshakeConfig, Identity, OfferFilter, Role};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::TransportLimits;
@@ -25,6 +25,17 @@ pub struct EndpointBuilder {
     limits: TransportLimits,
     presented: Vec<SignedCredential>,
     trust: Option<TrustStore>,
+    offer_filter: Filter,
+}
+
+/// The optional [`OfferFilter`] (a closure, shown as whether it is set).
+#[derive(Clone, Default)]
+struct Filter(Option<OfferFilter>);
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(OfferFilter)" } else { "None" })
+    }
 }
 
 impl EndpointBuilder {
@@ -66,6 +77,13 @@ impl EndpointBuilder {
         self
     }
 
+    /// Offers each accepted peer the capabilities `filter` returns for it
+    /// (see [`OfferFilter`]).
+    pub fn offer_filter(mut self, filter: OfferFilter) -> Self {
+        self.offer_filter = Filter(Some(filter));
+        self
+    }
+
     /// Binds the UDP socket at `addr` and starts accepting connections.
     pub async fn bind(self, addr: SocketAddr) -> Result<Endpoint, BindError> {
         self.bind_to(BindTo::Addr(addr)).await
@@ -82,6 +100,9 @@ impl EndpointBuilder {
         let identity = self.identity.ok_or(BindError::MissingIdentity)?;
         let mut handshake = HandshakeConfig::new(self.card, self.capabilities).map_err(BindError::InvalidConfig)?;
         handshake.timeout(self.limits.handshake_timeout);
+        if let Some(filter) = self.offer_filter.0 {
+            handshake.offer_filter(filter);
+        }
         for credential in &self.presented {
             handshake.credential(credential);
         }
@@ -253,8 +274,12 @@ struct PeerState {
 
 impl Shared {
     fn context(&self, incoming_asks: Arc<Slots>) -> SessionContext {
+        self.context_with(self.handshake.clone(), incoming_asks)
+    }
+
+    fn context_with(&self, handshake: Arc<HandshakeConfig>, incoming_asks: Arc<Slots>) -> SessionContext {
         SessionContext {
-            handshake: self.handshake.clone(),
+            handshake,
             dedup: self.dedup.clone(),
             drain: self.drain.clone(),
             max_stream_rate: self.limits.max_stream_rate,

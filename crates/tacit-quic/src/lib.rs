@@ -114,6 +114,7 @@ pub use link::{Link, LinkReply, LinkState, LinkWatch, ReconnectPolicy, WeakLink}
 pub use options::{AskOptions, TellOptions};
 pub use session::{Session, WeakSession};
 pub use stream::{FrameReceiver, FrameSender, StreamError};
+pub use tacit_handshake::OfferFilter;
 
 /// quinn's socket abstraction, for [`EndpointBuilder::bind_with_socket`] (tests).
 #[doc(hidden)]

@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tacit_handshake::credential::{OrgKey, SignedCredential, TrustStore};
+use tacit_handshake::credential::{OrgKey, SignedCredential, TrustStore, VerifiedCredential};
 
 use bytes::Bytes;
-use tacit_handshake::{AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus, Lanes, TypeSchema};
+use tacit_handshake::{
+    AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus, Lane, Lanes, TypeSchema,
+};
 use tacit_quic::{
     Endpoint, Incoming, IncomingAsk, IncomingStream, Link, LinkState, ReconnectPolicy, Session, TransportLimits,
 };
@@ -27,6 +29,7 @@ use crate::handler::{self, Handlers, IntoReply, TellFn};
 use crate::intent::{Intent, IntentType, Request, Subscription};
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
 use crate::peer::{Peer, PeerInner};
+use crate::policy::{Policy, Subject};
 use crate::reply::{StreamReceiver, StreamSender};
 use crate::{builtin, intents};
 
@@ -40,6 +43,8 @@ const TELL_QUEUE: usize = 256;
 struct Served {
     core: Arc<Core>,
     handlers: Handlers,
+    /// The receiver-side policy, swapped whole by [`Agent::set_policy`].
+    policy: Arc<RwLock<Arc<Policy>>>,
 }
 
 impl std::ops::Deref for Served {
@@ -65,6 +70,7 @@ pub struct AgentBuilder {
     socket: Option<Arc<dyn tacit_quic::AsyncUdpSocket>>,
     credentials: Vec<SignedCredential>,
     trust: Option<TrustStore>,
+    policy: Policy,
 }
 
 impl AgentBuilder {
@@ -82,6 +88,7 @@ impl AgentBuilder {
             socket: None,
             credentials: Vec::new(),
             trust: None,
+            policy: Policy::allow_all(),
         };
         // The standard intents every agent answers (an application's own
         // handler for one of them replaces the built-in one).
@@ -152,6 +159,15 @@ impl AgentBuilder {
     /// Sets how many asks from one peer run at once (default 256).
     pub fn max_concurrent_asks(mut self, asks: u32) -> Self {
         self.capabilities.limits.max_concurrent_asks(asks);
+        self
+    }
+
+    /// Sets the receiver-side policy (default: allow everything): which
+    /// peers may use which intents on which lanes, and per-peer limits. A
+    /// peer that dials this agent is offered only what the policy lets it
+    /// use; every incoming message is checked (see [`crate::policy`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -398,11 +414,13 @@ impl AgentBuilder {
             }
             (None, None) => Identity::generate()?,
         };
+        let policy = Arc::new(RwLock::new(Arc::new(self.policy)));
         let endpoint = Endpoint::builder()
             .identity(identity)
             .card(self.card.clone())
             .capabilities(self.capabilities.clone())
-            .limits(self.transport);
+            .limits(self.transport)
+            .offer_filter(offer_filter(policy.clone()));
         let mut endpoint = self.credentials.into_iter().fold(endpoint, |endpoint, c| endpoint.credential(c));
         if let Some(trust) = self.trust {
             endpoint = endpoint.trust_store(trust);
@@ -418,6 +436,7 @@ impl AgentBuilder {
         emitted.dedup();
         let core = Arc::new(Served {
             handlers: self.handlers,
+            policy,
             core: Arc::new(Core {
                 endpoint,
                 names: self.names,
@@ -538,6 +557,21 @@ impl Agent {
         self.shutdown(drain).await
     }
 
+    /// Replaces the policy, atomically: every message that arrives after
+    /// this returns is checked against `policy`, on live sessions too; what
+    /// was negotiated with them stays as it was (a message the new policy
+    /// denies is refused per message). Sessions accepted later are offered
+    /// what `policy` allows. Per-peer limits start counting afresh.
+    pub fn set_policy(&self, policy: Policy) {
+        let mut slot = self.inner.core.policy.write().unwrap_or_else(|e| e.into_inner());
+        *slot = Arc::new(policy);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        current_policy(&self.inner.core.policy)
+    }
+
     /// The underlying transport endpoint (for power users; see
     /// [`transport`](crate::transport)).
     pub fn endpoint(&self) -> &Endpoint {
@@ -570,6 +604,59 @@ pub async fn shutdown_signal() {
         () = interrupt => {}
         () = terminate => {}
     }
+}
+
+fn current_policy(slot: &RwLock<Arc<Policy>>) -> Arc<Policy> {
+    slot.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// What an accepted peer is offered: each handled intent on the lanes the
+/// policy's rules let that peer use it on (limits aside); an intent left
+/// with no lane is not offered as handled.
+fn offer_filter(policy: Arc<RwLock<Arc<Policy>>>) -> tacit_quic::OfferFilter {
+    Arc::new(move |peer: &AgentId, credentials: &[VerifiedCredential], capabilities: &Capabilities| {
+        let policy = current_policy(&policy);
+        if policy.is_open() {
+            return None;
+        }
+        let subject = Subject::with_credentials(*peer, credentials);
+        let mut offered = capabilities.clone();
+        offered.intents.retain_mut(|offer| {
+            if offer.handles {
+                let allowed = offer.lanes.iter().filter(|lane| {
+                    policy.decide(&subject, offer.id, Some(&offer.name), *lane) == crate::policy::Effect::Allow
+                });
+                let lanes = allowed.fold(Lanes::NONE, Lanes::with);
+                offer.lanes = lanes;
+                offer.handles = !lanes.is_empty();
+            }
+            offer.handles || offer.emits
+        });
+        Some(offered)
+    })
+}
+
+/// Checks an incoming message against the policy: `Ok(None)` when the
+/// policy is open (nothing to hold), `Err(code)` to refuse it.
+fn admit(
+    core: &Served,
+    peer: &Peer,
+    intent: IntentId,
+    lane: Lane,
+) -> std::result::Result<Option<crate::policy::Admission>, ErrorCode> {
+    let policy = core.policy.read().unwrap_or_else(|e| e.into_inner());
+    if policy.is_open() {
+        return Ok(None);
+    }
+    let name = core.names.get(&intent).copied();
+    // Memberships cost a copy of the peer's credentials: only for policies
+    // that name organisations or roles.
+    let subject = if policy.uses_memberships() {
+        Subject::with_credentials(peer.id(), &peer.credentials())
+    } else {
+        Subject::agent(peer.id())
+    };
+    policy.admit(&subject, intent, name, lane).map(Some)
 }
 
 async fn accept_loop(core: Arc<Served>) {
@@ -651,7 +738,17 @@ async fn serve(core: Arc<Served>, source: Source) {
         };
         match incoming {
             Incoming::Ask(ask) => dispatch_ask(&core, peer, ask),
-            Incoming::Tell(message) | Incoming::Datagram(message) => {
+            Incoming::Tell(_) | Incoming::Datagram(_) => {
+                let (message, lane) = match incoming {
+                    Incoming::Tell(message) => (message, Lane::Tell),
+                    Incoming::Datagram(message) => (message, Lane::Datagram),
+                    _ => continue,
+                };
+                // [policy.one-way-denied]: dropped, counted under its code.
+                if let Err(code) = admit(&core, &peer, message.intent, lane) {
+                    core.metrics.error(code);
+                    continue;
+                }
                 let Some(handler) = core.handlers.tells.get(&message.intent).or(core.handlers.any_tell.as_ref()) else {
                     core.metrics.bump(Counter::DroppedUnhandled);
                     continue;
@@ -735,6 +832,17 @@ fn context(peer: Peer, intent: IntentId, envelope: &tacit_wire::Envelope) -> Con
 
 fn dispatch_ask(core: &Arc<Served>, peer: Peer, ask: IncomingAsk) {
     let IncomingAsk { envelope, intent, mut responder, .. } = ask;
+    // [policy.ask-denied]: refused before any handler runs; the admission
+    // holds the peer's in-flight slot until the ask is answered.
+    let admission = match admit(core, &peer, intent, Lane::Ask) {
+        Ok(admission) => admission,
+        Err(code) => {
+            core.metrics.bump(Counter::RejectionsSent);
+            core.metrics.error(code);
+            responder.refuse(code, policy_reason(code));
+            return;
+        }
+    };
     let Some(handler) = core.handlers.asks.get(&intent).or(core.handlers.any_ask.as_ref()) else {
         // Negotiated (it is handled as a tell or stream) but not askable.
         core.metrics.error(ErrorCode::IntentNotNegotiated);
@@ -767,6 +875,7 @@ fn dispatch_ask(core: &Arc<Served>, peer: Peer, ask: IncomingAsk) {
         Ok(std::task::Poll::Ready(outcome)) => {
             let _entered = span.enter();
             answer(&core.metrics, responder, request, outcome, started);
+            drop(admission);
             return;
         }
         Ok(std::task::Poll::Pending) => {}
@@ -789,11 +898,22 @@ fn dispatch_ask(core: &Arc<Served>, peer: Peer, ask: IncomingAsk) {
             }
         };
         answer(&metrics, responder, request, outcome, started);
+        drop(admission);
     };
     if span.is_disabled() {
         tokio::spawn(waiting);
     } else {
         tokio::spawn(waiting.instrument(span));
+    }
+}
+
+/// The reason sent with a refusal by the policy.
+fn policy_reason(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::PolicyDenied => "denied by the receiver's policy",
+        ErrorCode::RateLimited => "over the receiver's rate limit",
+        ErrorCode::QuotaExceeded => "over the receiver's quota",
+        _ => "too many asks in flight",
     }
 }
 
@@ -842,6 +962,13 @@ fn default_reply_act(request: Act) -> Act {
 
 fn dispatch_stream(core: &Arc<Served>, peer: Peer, stream: IncomingStream) {
     let IncomingStream { envelope, intent, sender, mut receiver, .. } = stream;
+    // [policy.stream-denied]: both directions get the policy's code.
+    if let Err(code) = admit(core, &peer, intent, Lane::Stream) {
+        core.metrics.error(code);
+        sender.reset(code);
+        receiver.stop(code);
+        return;
+    }
     let Some(handler) = core.handlers.streams.get(&intent) else {
         // [lane.no-handler]: negotiated (it is asked or told) but not served
         // as a stream: both directions get INTENT_NOT_NEGOTIATED (a dropped

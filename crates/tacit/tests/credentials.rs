@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tacit::credential::{Credential, OrgSigner};
 use tacit::intents::{DelegateTask, TaskStatus};
-use tacit::{Agent, AgentId, Context, Identity};
+use tacit::{Agent, AgentId, Context, Identity, Intent as _};
 use tacit_testkit::LOCALHOST;
 use tokio::sync::mpsc;
 
@@ -61,4 +61,54 @@ async fn both_sides_see_the_verified_credentials() {
     })
     .await
     .expect("the test took over 30 s");
+}
+
+/// `policy.membership` with `trust.handshake`: a policy that lets only
+/// members of a trusted organisation with role `buyer` ask offers the intent
+/// to a credentialed buyer, which is answered, and hides it from an agent
+/// without a credential, whose ask fails locally as not negotiated (the
+/// handler never runs for it).
+#[tokio::test]
+async fn policy_by_organisation_and_role_uses_verified_credentials() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let org = OrgSigner::from_secret_bytes(&[0x0b; 32]);
+        let policy = tacit::Policy::deny_all()
+            .rule(tacit::policy::Rule::allow().org(org.org_key().to_string()).role("buyer").intent(DelegateTask::ID));
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let server = Agent::builder()
+            .trust(org.org_key())
+            .policy(policy)
+            .on_ask(move |_cx: Context, task: DelegateTask| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move { Ok(TaskStatus { task_id: task.task_id, ..Default::default() }) }
+            })
+            .bind(LOCALHOST)
+            .await
+            .unwrap();
+        let buyer_key = Identity::from_secret_bytes(&[43; 32]);
+        let buyer_id = buyer_key.agent_id();
+        let buyer = Agent::builder()
+            .identity(buyer_key)
+            .credential(issue(&org, buyer_id, "buyer"))
+            .emits::<DelegateTask>()
+            .bind(LOCALHOST)
+            .await
+            .unwrap();
+        let stranger = Agent::builder().emits::<DelegateTask>().bind(LOCALHOST).await.unwrap();
+        let addr = server.local_addr().unwrap();
+
+        let peer = buyer.connect(addr, server.id()).await.unwrap();
+        let status: TaskStatus = peer.ask(DelegateTask { task_id: "b".into(), ..Default::default() }).await.unwrap();
+        assert_eq!(status.task_id, "b");
+
+        let peer = stranger.connect(addr, server.id()).await.unwrap();
+        let negotiated = peer.ready().await.unwrap();
+        assert!(negotiated.send_alias(&DelegateTask::ID).is_none(), "the intent is hidden from a stranger");
+        let refused = peer.ask(DelegateTask { task_id: "s".into(), ..Default::default() }).await.unwrap_err();
+        assert_eq!(refused.code(), tacit::ErrorCode::IntentNotNegotiated, "{refused:?}");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the handler ran for the buyer only");
+    })
+    .await
+    .unwrap();
 }

@@ -237,6 +237,12 @@ pub enum ErrorCode {
     /// A normal close: the application closed the session, or dropped its last
     /// handle. Not an error; a link does not re-dial after its own close.
     Closed = 781,
+    /// The receiver's policy does not let this peer use this intent on this lane.
+    PolicyDenied = 784,
+    /// The peer sends faster than the receiver's policy allows.
+    RateLimited = 785,
+    /// The peer used up its quota for the current window of the receiver's policy.
+    QuotaExceeded = 786,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -287,6 +293,9 @@ impl ErrorCode {
             Self::StreamRateExceeded => "ERROR_CODE_STREAM_RATE_EXCEEDED",
             Self::Declined => "ERROR_CODE_DECLINED",
             Self::Closed => "ERROR_CODE_CLOSED",
+            Self::PolicyDenied => "ERROR_CODE_POLICY_DENIED",
+            Self::RateLimited => "ERROR_CODE_RATE_LIMITED",
+            Self::QuotaExceeded => "ERROR_CODE_QUOTA_EXCEEDED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -334,6 +343,9 @@ impl ErrorCode {
             "ERROR_CODE_STREAM_RATE_EXCEEDED" => Some(Self::StreamRateExceeded),
             "ERROR_CODE_DECLINED" => Some(Self::Declined),
             "ERROR_CODE_CLOSED" => Some(Self::Closed),
+            "ERROR_CODE_POLICY_DENIED" => Some(Self::PolicyDenied),
+            "ERROR_CODE_RATE_LIMITED" => Some(Self::RateLimited),
+            "ERROR_CODE_QUOTA_EXCEEDED" => Some(Self::QuotaExceeded),
             _ => None,
         }
     }
