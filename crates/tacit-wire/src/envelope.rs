@@ -218,9 +218,18 @@ pub struct Envelope {
     /// after losing the connection, so the receiver keeps it (and its
     /// answer) in its idempotent-retry window. Other asks skip the window.
     pub idempotent: bool,
+    /// The sender's Ed25519 signature over the envelope's essentials
+    /// (`docs/PROTOCOL.md`, "Signed receipts"); `None` when unsigned.
+    pub signature: Option<[u8; SIGNATURE_LEN]>,
+    /// When the sender signed, in microseconds since the Unix epoch; 0 when
+    /// unsigned.
+    pub signed_at_micros: u64,
     /// The intent, protobuf-encoded.
     pub payload: Bytes,
 }
+
+/// Length of an Ed25519 signature in bytes.
+pub const SIGNATURE_LEN: usize = 64;
 
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,6 +242,8 @@ impl fmt::Debug for Envelope {
             .field("deadline_micros", &self.deadline_micros)
             .field("trace", &self.trace)
             .field("idempotent", &self.idempotent)
+            .field("signed", &self.signature.is_some())
+            .field("signed_at_micros", &self.signed_at_micros)
             .field("payload_len", &self.payload.len())
             .finish()
     }
@@ -258,6 +269,8 @@ mod field {
     pub(super) const DEADLINE_MICROS: u32 = 7;
     pub(super) const TRACE: u32 = 8;
     pub(super) const IDEMPOTENT: u32 = 9;
+    pub(super) const SIGNATURE: u32 = 10;
+    pub(super) const SIGNED_AT_MICROS: u32 = 11;
     pub(super) const PAYLOAD: u32 = 15;
 
     pub(super) const TRACE_ID: u32 = 1;
@@ -288,6 +301,8 @@ impl Envelope {
             deadline_micros: 0,
             trace: None,
             idempotent: false,
+            signature: None,
+            signed_at_micros: 0,
             payload,
         }
     }
@@ -317,6 +332,8 @@ impl Envelope {
         let mut deadline_micros = 0;
         let mut trace: Option<RawTrace> = None;
         let mut idempotent = false;
+        let mut signature: Option<Range<usize>> = None;
+        let mut signed_at_micros = 0;
         let mut payload = 0..0;
 
         while let Some((number, wire_type)) = reader.key()? {
@@ -340,16 +357,29 @@ impl Envelope {
                 }
                 (field::IDEMPOTENT, wire::VARINT) => idempotent = reader.varint(number)? != 0,
                 (field::PAYLOAD, wire::LEN) => payload = reader.len_delimited(number)?,
+                (field::SIGNATURE, wire::LEN) => {
+                    // [receipt.signature-len]: every occurrence exactly 64 bytes.
+                    let range = reader.len_delimited(number)?;
+                    if range.len() != SIGNATURE_LEN {
+                        return Err(DecodeError::InvalidSignatureLength(range.len()));
+                    }
+                    signature = Some(range);
+                }
+                (field::SIGNED_AT_MICROS, wire::FIXED64) => signed_at_micros = reader.fixed64(number)?,
                 (
                     field::ALIAS
                     | field::ACT
                     | field::DEADLINE_MICROS
                     | field::MESSAGE_ID
                     | field::IN_REPLY_TO
+                    | field::SIGNED_AT_MICROS
                     | field::IDEMPOTENT,
                     found,
                 ) => return Err(wrong_wire_type(number, expected_wire_type(number), found)),
-                (field::INTENT_ID | field::CONVERSATION_ID | field::TRACE | field::PAYLOAD, found) => {
+                (
+                    field::INTENT_ID | field::CONVERSATION_ID | field::TRACE | field::SIGNATURE | field::PAYLOAD,
+                    found,
+                ) => {
                     return Err(wrong_wire_type(number, wire::LEN, found));
                 }
                 (_, wire_type) => {
@@ -381,6 +411,12 @@ impl Envelope {
             deadline_micros,
             trace,
             idempotent,
+            signature: signature.map(|range| {
+                let mut bytes = [0; SIGNATURE_LEN];
+                bytes.copy_from_slice(&frame[range]);
+                bytes
+            }),
+            signed_at_micros,
             payload: take_range(frame, payload),
         })
     }
@@ -424,6 +460,12 @@ impl Envelope {
         }
         if self.idempotent {
             len += 2;
+        }
+        if self.signature.is_some() {
+            len += 2 + SIGNATURE_LEN;
+        }
+        if self.signed_at_micros != 0 {
+            len += 1 + 8;
         }
         len + len_field_len(self.payload.len())
     }
@@ -493,6 +535,13 @@ impl Envelope {
             put_key(field::IDEMPOTENT, wire::VARINT, buf);
             buf.put_u8(1);
         }
+        if let Some(signature) = &self.signature {
+            put_len_field(field::SIGNATURE, signature, buf);
+        }
+        if self.signed_at_micros != 0 {
+            put_key(field::SIGNED_AT_MICROS, wire::FIXED64, buf);
+            buf.put_u64_le(self.signed_at_micros);
+        }
     }
 }
 
@@ -522,6 +571,8 @@ impl From<Envelope> for pb::Envelope {
             deadline_micros: envelope.deadline_micros,
             trace: envelope.trace.map(Into::into),
             idempotent: envelope.idempotent,
+            signature: envelope.signature.map(|s| Bytes::copy_from_slice(&s)).unwrap_or_default(),
+            signed_at_micros: envelope.signed_at_micros,
             payload: envelope.payload,
         }
     }
@@ -544,6 +595,15 @@ impl TryFrom<pb::Envelope> for Envelope {
             Ok(Act::Unspecified) | Err(_) => return Err(DecodeError::UnknownAct(envelope.act)),
             Ok(act) => act,
         };
+        let signature = match envelope.signature.len() {
+            0 => None,
+            SIGNATURE_LEN => {
+                let mut bytes = [0; SIGNATURE_LEN];
+                bytes.copy_from_slice(&envelope.signature);
+                Some(bytes)
+            }
+            len => return Err(DecodeError::InvalidSignatureLength(len)),
+        };
         Ok(Self {
             intent,
             act,
@@ -553,6 +613,8 @@ impl TryFrom<pb::Envelope> for Envelope {
             deadline_micros: envelope.deadline_micros,
             trace: envelope.trace.and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
             idempotent: envelope.idempotent,
+            signature,
+            signed_at_micros: envelope.signed_at_micros,
             payload: envelope.payload,
         })
     }
@@ -735,7 +797,7 @@ fn take_range(mut frame: Bytes, range: Range<usize>) -> Bytes {
 
 fn expected_wire_type(number: u32) -> u8 {
     match number {
-        field::MESSAGE_ID | field::IN_REPLY_TO => wire::FIXED64,
+        field::MESSAGE_ID | field::IN_REPLY_TO | field::SIGNED_AT_MICROS => wire::FIXED64,
         _ => wire::VARINT,
     }
 }
