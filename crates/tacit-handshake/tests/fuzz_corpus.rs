@@ -52,3 +52,10 @@ fn seeds_reach_every_stage() {
         assert!(any(&|o| o.failures.contains(&Some(code))), "no seed fails with {code:?}");
     }
 }
+
+/// The `receipt` target: receipt files ([receipt.file]).
+#[test]
+fn receipt_corpus() {
+    replay_seeds("receipt", tacit_handshake::fuzzing::receipt);
+    replay_regressions("receipt", tacit_handshake::fuzzing::receipt);
+}
