@@ -591,22 +591,6 @@ pub fn identity(data: &[u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_ping_schema_hashes() {
-        assert_ne!(ping().0, IntentId::from_bytes([0; 32]));
-    }
-
-    #[test]
-    fn an_empty_program_establishes() {
-        let outcome = run(&[]);
-        assert!(outcome.mirrored && outcome.final_mirrored, "{outcome:?}");
-    }
-}
-
 /// The `receipt` target: a receipt file is decoded and, when it decodes,
 /// verified; a receipt that decodes re-encodes to a file that decodes to the
 /// same receipt, and tampering with its signature never makes it verify.
@@ -621,5 +605,21 @@ pub fn receipt(data: &[u8]) {
         let mut bad = receipt.clone();
         bad.signature[0] ^= 1;
         assert!(bad.verify().is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ping_schema_hashes() {
+        assert_ne!(ping().0, IntentId::from_bytes([0; 32]));
+    }
+
+    #[test]
+    fn an_empty_program_establishes() {
+        let outcome = run(&[]);
+        assert!(outcome.mirrored && outcome.final_mirrored, "{outcome:?}");
     }
 }
