@@ -25,6 +25,7 @@
 //!                                           run the protocol's conformance checks against an implementation
 //! tacit conformance --serve ADDR [--once] [--json]
 //!                                           play the acceptor and check the implementations that dial it
+//! tacit verify FILE                         check a signed receipt offline; exit 1 if it does not verify
 //! ```
 //!
 //! # A session
@@ -73,6 +74,7 @@ mod record;
 mod send;
 mod stream;
 mod time;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -137,6 +139,12 @@ enum Command {
     Inspect(inspect::Args),
     /// Check an implementation against docs/PROTOCOL.md: dial it (or, with --serve, be dialed) and run named checks.
     Conformance(conformance::Args),
+    /// Check a signed receipt file offline: print its sender, receiver, intent, ids and time, then OK or the failure.
+    Verify {
+        /// The receipt file (a `tacit.v1.Receipt`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -172,6 +180,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Ping(args) => ping::run(args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Conformance(args) => conformance::run(args).await,
+        Command::Verify { file } => verify::run(&file),
     }
 }
 

@@ -29,7 +29,9 @@ use std::fmt;
 
 use ed25519_dalek::Signature;
 use prost::Message as _;
-use tacit_wire::{Act, ConversationId, Envelope, ErrorCode, IntentId, MAX_CONVERSATION_ID_LEN, SIGNATURE_LEN, pb};
+use tacit_wire::{
+    Act, ConversationId, Envelope, EnvelopeSignature, ErrorCode, IntentId, MAX_CONVERSATION_ID_LEN, SIGNATURE_LEN, pb,
+};
 
 use crate::identity::{AgentId, Identity};
 
@@ -169,8 +171,10 @@ pub fn sign_envelope(
         now_micros,
     );
     let digest = blake3::hash(&input);
-    envelope.signature = Some(identity.sign(digest.as_bytes()).to_bytes());
-    envelope.signed_at_micros = now_micros;
+    envelope.signature = Some(Box::new(EnvelopeSignature {
+        signature: identity.sign(digest.as_bytes()).to_bytes(),
+        signed_at_micros: now_micros,
+    }));
 }
 
 impl Receipt {
@@ -178,6 +182,7 @@ impl Receipt {
     /// payload is `intent`; `None` if the envelope is unsigned. Not verified:
     /// call [`verify`](Self::verify).
     pub fn from_envelope(sender: AgentId, receiver: AgentId, intent: IntentId, envelope: &Envelope) -> Option<Self> {
+        let signed = envelope.signature.as_deref()?;
         Some(Self {
             sender,
             receiver,
@@ -187,8 +192,8 @@ impl Receipt {
             in_reply_to: envelope.in_reply_to,
             act: envelope.act,
             payload_blake3: *blake3::hash(&envelope.payload).as_bytes(),
-            signed_at_micros: envelope.signed_at_micros,
-            signature: envelope.signature?,
+            signed_at_micros: signed.signed_at_micros,
+            signature: signed.signature,
         })
     }
 

@@ -218,18 +218,25 @@ pub struct Envelope {
     /// after losing the connection, so the receiver keeps it (and its
     /// answer) in its idempotent-retry window. Other asks skip the window.
     pub idempotent: bool,
-    /// The sender's Ed25519 signature over the envelope's essentials
-    /// (`docs/PROTOCOL.md`, "Signed receipts"); `None` when unsigned.
-    pub signature: Option<[u8; SIGNATURE_LEN]>,
-    /// When the sender signed, in microseconds since the Unix epoch; 0 when
-    /// unsigned.
-    pub signed_at_micros: u64,
+    /// The sender's signature over the envelope's essentials
+    /// (`docs/PROTOCOL.md`, "Signed receipts"); `None` when unsigned. Boxed,
+    /// so that unsigned envelopes stay small.
+    pub signature: Option<Box<EnvelopeSignature>>,
     /// The intent, protobuf-encoded.
     pub payload: Bytes,
 }
 
 /// Length of an Ed25519 signature in bytes.
 pub const SIGNATURE_LEN: usize = 64;
+
+/// The signature fields of a signed envelope (fields 10 and 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeSignature {
+    /// The sender's Ed25519 signature over the digest of the essentials.
+    pub signature: [u8; SIGNATURE_LEN],
+    /// When the sender signed, in microseconds since the Unix epoch.
+    pub signed_at_micros: u64,
+}
 
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -242,8 +249,7 @@ impl fmt::Debug for Envelope {
             .field("deadline_micros", &self.deadline_micros)
             .field("trace", &self.trace)
             .field("idempotent", &self.idempotent)
-            .field("signed", &self.signature.is_some())
-            .field("signed_at_micros", &self.signed_at_micros)
+            .field("signed_at_micros", &self.signature.as_ref().map(|s| s.signed_at_micros))
             .field("payload_len", &self.payload.len())
             .finish()
     }
@@ -302,7 +308,6 @@ impl Envelope {
             trace: None,
             idempotent: false,
             signature: None,
-            signed_at_micros: 0,
             payload,
         }
     }
@@ -411,12 +416,12 @@ impl Envelope {
             deadline_micros,
             trace,
             idempotent,
+            // [receipt.envelope-fields]: a time without a signature is ignored.
             signature: signature.map(|range| {
-                let mut bytes = [0; SIGNATURE_LEN];
-                bytes.copy_from_slice(&frame[range]);
-                bytes
+                let mut signed = Box::new(EnvelopeSignature { signature: [0; SIGNATURE_LEN], signed_at_micros });
+                signed.signature.copy_from_slice(&frame[range]);
+                signed
             }),
-            signed_at_micros,
             payload: take_range(frame, payload),
         })
     }
@@ -461,11 +466,11 @@ impl Envelope {
         if self.idempotent {
             len += 2;
         }
-        if self.signature.is_some() {
+        if let Some(signed) = &self.signature {
             len += 2 + SIGNATURE_LEN;
-        }
-        if self.signed_at_micros != 0 {
-            len += 1 + 8;
+            if signed.signed_at_micros != 0 {
+                len += 1 + 8;
+            }
         }
         len + len_field_len(self.payload.len())
     }
@@ -535,12 +540,12 @@ impl Envelope {
             put_key(field::IDEMPOTENT, wire::VARINT, buf);
             buf.put_u8(1);
         }
-        if let Some(signature) = &self.signature {
-            put_len_field(field::SIGNATURE, signature, buf);
-        }
-        if self.signed_at_micros != 0 {
-            put_key(field::SIGNED_AT_MICROS, wire::FIXED64, buf);
-            buf.put_u64_le(self.signed_at_micros);
+        if let Some(signed) = &self.signature {
+            put_len_field(field::SIGNATURE, &signed.signature, buf);
+            if signed.signed_at_micros != 0 {
+                put_key(field::SIGNED_AT_MICROS, wire::FIXED64, buf);
+                buf.put_u64_le(signed.signed_at_micros);
+            }
         }
     }
 }
@@ -571,8 +576,8 @@ impl From<Envelope> for pb::Envelope {
             deadline_micros: envelope.deadline_micros,
             trace: envelope.trace.map(Into::into),
             idempotent: envelope.idempotent,
-            signature: envelope.signature.map(|s| Bytes::copy_from_slice(&s)).unwrap_or_default(),
-            signed_at_micros: envelope.signed_at_micros,
+            signature: envelope.signature.as_ref().map(|s| Bytes::copy_from_slice(&s.signature)).unwrap_or_default(),
+            signed_at_micros: envelope.signature.map_or(0, |s| s.signed_at_micros),
             payload: envelope.payload,
         }
     }
@@ -598,9 +603,12 @@ impl TryFrom<pb::Envelope> for Envelope {
         let signature = match envelope.signature.len() {
             0 => None,
             SIGNATURE_LEN => {
-                let mut bytes = [0; SIGNATURE_LEN];
-                bytes.copy_from_slice(&envelope.signature);
-                Some(bytes)
+                let mut signed = Box::new(EnvelopeSignature {
+                    signature: [0; SIGNATURE_LEN],
+                    signed_at_micros: envelope.signed_at_micros,
+                });
+                signed.signature.copy_from_slice(&envelope.signature);
+                Some(signed)
             }
             len => return Err(DecodeError::InvalidSignatureLength(len)),
         };
@@ -614,7 +622,6 @@ impl TryFrom<pb::Envelope> for Envelope {
             trace: envelope.trace.and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
             idempotent: envelope.idempotent,
             signature,
-            signed_at_micros: envelope.signed_at_micros,
             payload: envelope.payload,
         })
     }

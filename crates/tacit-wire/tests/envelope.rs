@@ -95,8 +95,8 @@ fn pb_envelopes() -> impl Strategy<Value = pb::Envelope> {
                     deadline_micros,
                     trace,
                     idempotent,
+                    signed_at_micros: if signature.is_some() { signed_at_micros } else { 0 },
                     signature: signature.unwrap_or_default().into(),
-                    signed_at_micros,
                     payload: payload.into(),
                 }
             },
