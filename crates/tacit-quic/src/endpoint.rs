@@ -85,6 +85,7 @@ impl EndpointBuilder {
         };
         let shared = Arc::new(Shared {
             agent_id: identity.agent_id(),
+            identity: Arc::new(identity.clone()),
             credentials,
             transport,
             pending_handshakes: Arc::new(Semaphore::new(self.limits.max_pending_handshakes)),
@@ -201,6 +202,8 @@ async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Ses
 #[derive(Debug)]
 struct Shared {
     agent_id: AgentId,
+    /// Signs signed asks and tells of every session.
+    identity: Arc<Identity>,
     credentials: Credentials,
     transport: Arc<quinn::TransportConfig>,
     handshake: Arc<HandshakeConfig>,
@@ -229,6 +232,7 @@ impl Shared {
             max_stream_rate: self.limits.max_stream_rate,
             max_concurrent_streams: self.limits.max_concurrent_streams,
             incoming_asks,
+            identity: self.identity.clone(),
         }
     }
 
