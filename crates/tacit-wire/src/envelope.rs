@@ -363,12 +363,14 @@ impl Envelope {
                 (field::IDEMPOTENT, wire::VARINT) => idempotent = reader.varint(number)? != 0,
                 (field::PAYLOAD, wire::LEN) => payload = reader.len_delimited(number)?,
                 (field::SIGNATURE, wire::LEN) => {
-                    // [receipt.signature-len]: every occurrence exactly 64 bytes.
+                    // [receipt.signature-len]: every occurrence exactly 64
+                    // bytes, or empty (proto3: absent; the last one wins).
                     let range = reader.len_delimited(number)?;
-                    if range.len() != SIGNATURE_LEN {
-                        return Err(DecodeError::InvalidSignatureLength(range.len()));
+                    match range.len() {
+                        0 => signature = None,
+                        SIGNATURE_LEN => signature = Some(range),
+                        len => return Err(DecodeError::InvalidSignatureLength(len)),
                     }
-                    signature = Some(range);
                 }
                 (field::SIGNED_AT_MICROS, wire::FIXED64) => signed_at_micros = reader.fixed64(number)?,
                 (
