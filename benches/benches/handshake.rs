@@ -9,16 +9,24 @@
 //! Before criterion runs, prints the allocations per handshake of each case,
 //! counted on exactly the functions criterion then times.
 //!
+//! The `receipt` group signs an envelope (rule `receipt.sign`: digest input,
+//! two BLAKE3 hashes, one Ed25519 signature) and verifies its receipt
+//! (`receipt.verify`), with a 64-byte payload.
+//!
 //! Run with `taskset -c 0 cargo bench -p tacit-benches --bench handshake`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion};
 use tacit_benches::alloc_count::{self, CountingAlloc};
-use tacit_handshake::{AgentCard, Capabilities, Event, Handshake, HandshakeConfig, IntentOffer, Negotiated, negotiate};
-use tacit_wire::IntentId;
+use tacit_handshake::{
+    AgentCard, Capabilities, Event, Handshake, HandshakeConfig, Identity, IntentOffer, Negotiated, Receipt, negotiate,
+    sign_envelope,
+};
+use tacit_wire::{Act, Envelope, IntentId, IntentRef};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -141,9 +149,55 @@ fn bench_handshake(c: &mut Criterion, fixtures: &[Fixture]) {
     group.finish();
 }
 
+/// Two fixed identities and a 64-byte ask, for the `receipt` group.
+struct ReceiptFixture {
+    sender: Identity,
+    receiver: Identity,
+    intent: IntentId,
+    envelope: Envelope,
+}
+
+impl ReceiptFixture {
+    fn new() -> Self {
+        let intent = IntentId::from_bytes([7; 32]);
+        let envelope = Envelope::new(IntentRef::Alias(1), Act::Request, 42, Bytes::from(vec![0x5a; 64]));
+        Self {
+            sender: Identity::from_secret_bytes(&[1; 32]),
+            receiver: Identity::from_secret_bytes(&[2; 32]),
+            intent,
+            envelope,
+        }
+    }
+
+    fn sign(&self) -> Envelope {
+        let mut envelope = self.envelope.clone();
+        sign_envelope(&self.sender, self.receiver.agent_id(), self.intent, &mut envelope, 1_764_633_600_000_000);
+        envelope
+    }
+
+    #[allow(clippy::expect_used)]
+    fn receipt(&self) -> Receipt {
+        Receipt::from_envelope(self.sender.agent_id(), self.receiver.agent_id(), self.intent, &self.sign())
+            .expect("signed")
+    }
+}
+
+fn bench_receipts(c: &mut Criterion, fx: &ReceiptFixture) {
+    let mut group = c.benchmark_group("receipt");
+    group.bench_function(BenchmarkId::new("sign", 64), |b| b.iter(|| fx.sign()));
+    let receipt = fx.receipt();
+    group.bench_function(BenchmarkId::new("verify", 64), |b| b.iter(|| black_box(&receipt).verify()));
+    group.finish();
+}
+
 /// The cases by name (as criterion names them, without the group), for
 /// `TACIT_BENCH_REPEAT`.
-fn run_case(fixtures: &[Fixture], name: &str) -> bool {
+fn run_case(fixtures: &[Fixture], receipts: &ReceiptFixture, name: &str) -> bool {
+    match name {
+        "sign/64" => return black_box(receipts.sign()).signature.is_some(),
+        "verify/64" => return black_box(receipts.receipt()).verify().is_ok(),
+        _ => {}
+    }
     let Some((case, n)) = name.split_once('/') else { return false };
     let Some(fx) = fixtures.iter().find(|fx| n.parse() == Ok(fx.intents)) else { return false };
     match case {
@@ -156,15 +210,16 @@ fn run_case(fixtures: &[Fixture], name: &str) -> bool {
 
 fn main() {
     let fixtures = SIZES.map(Fixture::new);
+    let receipts = ReceiptFixture::new();
     // `TACIT_BENCH_REPEAT=CASE:N` (e.g. `negotiate/512:100`) runs one case N
     // times and exits, for instruction counts under callgrind (see
     // benches/instructions.sh).
     if let Ok(spec) = std::env::var("TACIT_BENCH_REPEAT") {
         let (name, count) = spec.rsplit_once(':').expect("TACIT_BENCH_REPEAT=CASE:N");
         let count: u64 = count.parse().expect("N is a number");
-        assert!(count == 0 || run_case(&fixtures, name), "unknown case {name}");
+        assert!(count == 0 || run_case(&fixtures, &receipts, name), "unknown case {name}");
         for _ in 1..count {
-            run_case(&fixtures, name);
+            run_case(&fixtures, &receipts, name);
         }
         return;
     }
@@ -177,5 +232,6 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     bench_handshake(&mut criterion, &fixtures);
+    bench_receipts(&mut criterion, &receipts);
     criterion.final_summary();
 }

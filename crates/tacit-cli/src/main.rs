@@ -25,6 +25,7 @@
 //!                                           run the protocol's conformance checks against an implementation
 //! tacit conformance --serve ADDR [--once] [--json]
 //!                                           play the acceptor and check the implementations that dial it
+//! tacit verify FILE                         check a signed receipt offline; exit 1 if it does not verify
 //! ```
 //!
 //! # A session
@@ -74,6 +75,7 @@ mod record;
 mod send;
 mod stream;
 mod time;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,6 +143,12 @@ enum Command {
     /// Organisation keys, credentials and revocation lists.
     #[command(subcommand)]
     Org(org::Command),
+    /// Check a signed receipt file offline: print its sender, receiver, intent, ids and time, then OK or the failure.
+    Verify {
+        /// The receipt file (a `tacit.v1.Receipt`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -177,6 +185,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Inspect(args) => inspect::run(args),
         Command::Conformance(args) => conformance::run(args).await,
         Command::Org(command) => org::run(command),
+        Command::Verify { file } => verify::run(&file),
     }
 }
 

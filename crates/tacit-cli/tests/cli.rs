@@ -843,3 +843,40 @@ fn listen_with_a_policy() {
     assert_ne!(refused.code(), Some(0), "{refused:#?}");
     assert!(refused.stderr.contains("rule[0].effect"), "{refused:#?}");
 }
+
+/// `tacit verify` ([receipt.verify], [receipt.file]): the receipt of the
+/// published vectors verifies offline; tampered ones and a file that is not
+/// a receipt fail with exit code 1.
+#[test]
+fn verify_receipt_files() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/vectors/receipts.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, hex: &str| {
+        let bytes: Vec<u8> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let mut checked = 0;
+    for vector in doc["vectors"].as_array().unwrap() {
+        let (Some(name), Some(hex)) = (vector["name"].as_str(), vector["receipt"].as_str()) else { continue };
+        let out = tacit(&["verify", &write(name, hex)]);
+        if vector["error"].is_null() {
+            let out = out.ok();
+            assert!(out.stdout.contains(vector["sender"].as_str().unwrap()), "{out:#?}");
+            assert!(out.stdout.contains("message_id    42"), "{out:#?}");
+            assert!(out.stdout.trim_end().ends_with("OK"), "{out:#?}");
+        } else {
+            assert_eq!(out.code(), Some(1), "{name}: {out:#?}");
+            if vector["rule"] == "receipt.verify" {
+                assert!(out.stdout.trim_end().ends_with("INVALID"), "{out:#?}");
+                assert!(out.stderr.contains("SIGNATURE_INVALID"), "{out:#?}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 12);
+    assert_eq!(tacit(&["verify", &write("noise", "ffff")]).code(), Some(1));
+}

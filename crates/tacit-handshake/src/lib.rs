@@ -61,6 +61,7 @@ pub mod identity;
 mod lanes;
 mod machine;
 mod negotiate;
+mod receipt;
 
 pub use capabilities::{
     Capabilities, IntentOffer, Limits, MAX_INTENT_NAME_LEN, MAX_INTENTS, PROTOCOL_VERSION, TypeSchema,
@@ -70,6 +71,7 @@ pub use identity::{AgentId, Identity, IdentityError, KeyFileStatus, ParseAgentId
 pub use lanes::{Lane, Lanes};
 pub use machine::{Admission, Event, Handshake, HandshakeConfig, MAX_PRESENTED_CREDENTIALS, OfferFilter, Role};
 pub use negotiate::{Negotiated, NegotiatedIntent, STANDARD_PACKAGE, choose_version, is_standard, negotiate};
+pub use receipt::{DIGEST_INPUT_LEN, MAX_RECEIPT_LEN, RECEIPT_LABEL, Receipt, ReceiptError, sign_envelope};
 
 use tacit_wire::ErrorCode;
 

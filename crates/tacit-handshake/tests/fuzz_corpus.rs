@@ -62,3 +62,10 @@ fn credential_corpus() {
     replay_seeds("revocations", tacit_handshake::fuzzing::revocations);
     replay_regressions("revocations", tacit_handshake::fuzzing::revocations);
 }
+
+/// The `receipt` target: receipt files ([receipt.file]).
+#[test]
+fn receipt_corpus() {
+    replay_seeds("receipt", tacit_handshake::fuzzing::receipt);
+    replay_regressions("receipt", tacit_handshake::fuzzing::receipt);
+}

@@ -131,6 +131,7 @@ impl EndpointBuilder {
         };
         let shared = Arc::new(Shared {
             agent_id: identity.agent_id(),
+            identity: Arc::new(identity.clone()),
             credentials,
             transport,
             pending_handshakes: Arc::new(Semaphore::new(self.limits.max_pending_handshakes)),
@@ -249,6 +250,8 @@ async fn finish_accept(shared: &Shared, incoming: quinn::Incoming) -> Result<Ses
 #[derive(Debug)]
 struct Shared {
     agent_id: AgentId,
+    /// Signs signed asks and tells of every session.
+    identity: Arc<Identity>,
     credentials: Credentials,
     transport: Arc<quinn::TransportConfig>,
     handshake: Arc<HandshakeConfig>,
@@ -287,6 +290,7 @@ impl Shared {
             incoming_asks,
             trust: self.trust.clone(),
             revocations: self.revocations.subscribe(),
+            identity: self.identity.clone(),
         }
     }
 

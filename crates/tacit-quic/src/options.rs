@@ -31,6 +31,10 @@ pub struct AskOptions {
     pub idempotent: bool,
     /// W3C trace context to carry. Default: none.
     pub trace: Option<TraceContext>,
+    /// Whether to sign the ask with this endpoint's identity, so the
+    /// receiver can keep a receipt (`docs/PROTOCOL.md`, "Signed receipts").
+    /// Default: false.
+    pub signed: bool,
 }
 
 impl Default for AskOptions {
@@ -43,6 +47,7 @@ impl Default for AskOptions {
             deadline: None,
             idempotent: false,
             trace: None,
+            signed: false,
         }
     }
 }
@@ -53,6 +58,12 @@ impl AskOptions {
     /// window.
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+
+    /// Signs the ask ([`signed`](Self::signed) field).
+    pub fn signed(mut self, signed: bool) -> Self {
+        self.signed = signed;
         self
     }
 
@@ -105,15 +116,24 @@ pub struct TellOptions {
     pub in_reply_to: u64,
     /// W3C trace context to carry. Default: none.
     pub trace: Option<TraceContext>,
+    /// Whether to sign the tell with this endpoint's identity
+    /// (`docs/PROTOCOL.md`, "Signed receipts"). Default: false.
+    pub signed: bool,
 }
 
 impl Default for TellOptions {
     fn default() -> Self {
-        Self { act: Act::Inform, conversation: ConversationId::none(), in_reply_to: 0, trace: None }
+        Self { act: Act::Inform, conversation: ConversationId::none(), in_reply_to: 0, trace: None, signed: false }
     }
 }
 
 impl TellOptions {
+    /// Signs the tell ([`signed`](Self::signed) field).
+    pub fn signed(mut self, signed: bool) -> Self {
+        self.signed = signed;
+        self
+    }
+
     /// Sets the act.
     pub fn act(mut self, act: Act) -> Self {
         self.act = act;

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tacit_handshake::{Admission, AgentId, HandshakeConfig, IntentOffer, Lane, Lanes, Negotiated, Refusal, Role};
+use tacit_handshake::{
+    Admission, AgentId, HandshakeConfig, Identity, IntentOffer, Lane, Lanes, Negotiated, Refusal, Role,
+};
 use tacit_wire::{ErrorCode, IntentId, IntentRef};
 
 use crate::ask::{AskError, AskLane};
@@ -40,6 +42,8 @@ const INCOMING_QUEUE: usize = 1024;
 struct Inner {
     connection: quinn::Connection,
     peer: AgentId,
+    /// This endpoint's identity, for signed asks and tells.
+    identity: Arc<Identity>,
     role: Role,
     control: Arc<Control>,
     ids: Arc<MessageIds>,
@@ -70,6 +74,8 @@ pub(crate) struct SessionContext {
     pub(crate) trust: Option<Arc<std::sync::RwLock<tacit_handshake::credential::TrustStore>>>,
     /// Changes when a revocation list is applied.
     pub(crate) revocations: tokio::sync::watch::Receiver<()>,
+    /// This endpoint's identity.
+    pub(crate) identity: Arc<Identity>,
 }
 
 /// A session with a peer agent. Cheap to clone; all clones share it. When
@@ -110,6 +116,7 @@ impl Session {
             incoming_asks,
             trust,
             mut revocations,
+            identity,
         } = context;
         let (control, publisher) = Control::new(role, handshake, peer);
         let ids = Arc::new(MessageIds::new());
@@ -160,6 +167,7 @@ impl Session {
         let inner = Arc::new(Inner {
             connection,
             peer,
+            identity,
             role,
             control,
             asks: AskLane::new(ids.clone()),
@@ -169,6 +177,15 @@ impl Session {
             receiving,
         });
         Self { inner, _close_on_drop: close_on_drop }
+    }
+
+    /// Signs `envelope` for the peer ([receipt.sign]): the full `intent`
+    /// whatever reference travels, the time now.
+    fn sign(&self, intent: IntentId, envelope: &mut tacit_wire::Envelope) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        tacit_handshake::sign_envelope(&self.inner.identity, self.inner.peer, intent, envelope, now);
     }
 
     /// Tells the peer: sends `payload` (an encoded `intent`) one way, as
@@ -186,6 +203,9 @@ impl Session {
         envelope.conversation_id = options.conversation;
         envelope.in_reply_to = options.in_reply_to;
         envelope.trace = options.trace;
+        if options.signed {
+            self.sign(intent, &mut envelope);
+        }
         self.inner.tells.tell(&self.inner.connection, &envelope, max_frame_len).await
     }
 
@@ -321,6 +341,9 @@ impl Session {
         envelope.trace = options.trace;
         envelope.idempotent = options.idempotent;
         envelope.deadline_micros = options.deadline.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        if options.signed {
+            self.sign(intent, &mut envelope);
+        }
         inner
             .asks
             .ask(&inner.connection, envelope, max_frame_len, control.local_max_frame_len(), options.deadline)

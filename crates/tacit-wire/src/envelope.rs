@@ -218,8 +218,24 @@ pub struct Envelope {
     /// after losing the connection, so the receiver keeps it (and its
     /// answer) in its idempotent-retry window. Other asks skip the window.
     pub idempotent: bool,
+    /// The sender's signature over the envelope's essentials
+    /// (`docs/PROTOCOL.md`, "Signed receipts"); `None` when unsigned. Boxed,
+    /// so that unsigned envelopes stay small.
+    pub signature: Option<Box<EnvelopeSignature>>,
     /// The intent, protobuf-encoded.
     pub payload: Bytes,
+}
+
+/// Length of an Ed25519 signature in bytes.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// The signature fields of a signed envelope (fields 10 and 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeSignature {
+    /// The sender's Ed25519 signature over the digest of the essentials.
+    pub signature: [u8; SIGNATURE_LEN],
+    /// When the sender signed, in microseconds since the Unix epoch.
+    pub signed_at_micros: u64,
 }
 
 impl fmt::Debug for Envelope {
@@ -233,6 +249,7 @@ impl fmt::Debug for Envelope {
             .field("deadline_micros", &self.deadline_micros)
             .field("trace", &self.trace)
             .field("idempotent", &self.idempotent)
+            .field("signed_at_micros", &self.signature.as_ref().map(|s| s.signed_at_micros))
             .field("payload_len", &self.payload.len())
             .finish()
     }
@@ -258,6 +275,8 @@ mod field {
     pub(super) const DEADLINE_MICROS: u32 = 7;
     pub(super) const TRACE: u32 = 8;
     pub(super) const IDEMPOTENT: u32 = 9;
+    pub(super) const SIGNATURE: u32 = 10;
+    pub(super) const SIGNED_AT_MICROS: u32 = 11;
     pub(super) const PAYLOAD: u32 = 15;
 
     pub(super) const TRACE_ID: u32 = 1;
@@ -288,6 +307,7 @@ impl Envelope {
             deadline_micros: 0,
             trace: None,
             idempotent: false,
+            signature: None,
             payload,
         }
     }
@@ -317,6 +337,8 @@ impl Envelope {
         let mut deadline_micros = 0;
         let mut trace: Option<RawTrace> = None;
         let mut idempotent = false;
+        let mut signature: Option<Range<usize>> = None;
+        let mut signed_at_micros = 0;
         let mut payload = 0..0;
 
         while let Some((number, wire_type)) = reader.key()? {
@@ -340,16 +362,31 @@ impl Envelope {
                 }
                 (field::IDEMPOTENT, wire::VARINT) => idempotent = reader.varint(number)? != 0,
                 (field::PAYLOAD, wire::LEN) => payload = reader.len_delimited(number)?,
+                (field::SIGNATURE, wire::LEN) => {
+                    // [receipt.signature-len]: every occurrence exactly 64
+                    // bytes, or empty (proto3: absent; the last one wins).
+                    let range = reader.len_delimited(number)?;
+                    match range.len() {
+                        0 => signature = None,
+                        SIGNATURE_LEN => signature = Some(range),
+                        len => return Err(DecodeError::InvalidSignatureLength(len)),
+                    }
+                }
+                (field::SIGNED_AT_MICROS, wire::FIXED64) => signed_at_micros = reader.fixed64(number)?,
                 (
                     field::ALIAS
                     | field::ACT
                     | field::DEADLINE_MICROS
                     | field::MESSAGE_ID
                     | field::IN_REPLY_TO
+                    | field::SIGNED_AT_MICROS
                     | field::IDEMPOTENT,
                     found,
                 ) => return Err(wrong_wire_type(number, expected_wire_type(number), found)),
-                (field::INTENT_ID | field::CONVERSATION_ID | field::TRACE | field::PAYLOAD, found) => {
+                (
+                    field::INTENT_ID | field::CONVERSATION_ID | field::TRACE | field::SIGNATURE | field::PAYLOAD,
+                    found,
+                ) => {
                     return Err(wrong_wire_type(number, wire::LEN, found));
                 }
                 (_, wire_type) => {
@@ -381,6 +418,12 @@ impl Envelope {
             deadline_micros,
             trace,
             idempotent,
+            // [receipt.envelope-fields]: a time without a signature is ignored.
+            signature: signature.map(|range| {
+                let mut signed = Box::new(EnvelopeSignature { signature: [0; SIGNATURE_LEN], signed_at_micros });
+                signed.signature.copy_from_slice(&frame[range]);
+                signed
+            }),
             payload: take_range(frame, payload),
         })
     }
@@ -424,6 +467,12 @@ impl Envelope {
         }
         if self.idempotent {
             len += 2;
+        }
+        if let Some(signed) = &self.signature {
+            len += 2 + SIGNATURE_LEN;
+            if signed.signed_at_micros != 0 {
+                len += 1 + 8;
+            }
         }
         len + len_field_len(self.payload.len())
     }
@@ -493,6 +542,13 @@ impl Envelope {
             put_key(field::IDEMPOTENT, wire::VARINT, buf);
             buf.put_u8(1);
         }
+        if let Some(signed) = &self.signature {
+            put_len_field(field::SIGNATURE, &signed.signature, buf);
+            if signed.signed_at_micros != 0 {
+                put_key(field::SIGNED_AT_MICROS, wire::FIXED64, buf);
+                buf.put_u64_le(signed.signed_at_micros);
+            }
+        }
     }
 }
 
@@ -522,6 +578,8 @@ impl From<Envelope> for pb::Envelope {
             deadline_micros: envelope.deadline_micros,
             trace: envelope.trace.map(Into::into),
             idempotent: envelope.idempotent,
+            signature: envelope.signature.as_ref().map(|s| Bytes::copy_from_slice(&s.signature)).unwrap_or_default(),
+            signed_at_micros: envelope.signature.map_or(0, |s| s.signed_at_micros),
             payload: envelope.payload,
         }
     }
@@ -544,6 +602,18 @@ impl TryFrom<pb::Envelope> for Envelope {
             Ok(Act::Unspecified) | Err(_) => return Err(DecodeError::UnknownAct(envelope.act)),
             Ok(act) => act,
         };
+        let signature = match envelope.signature.len() {
+            0 => None,
+            SIGNATURE_LEN => {
+                let mut signed = Box::new(EnvelopeSignature {
+                    signature: [0; SIGNATURE_LEN],
+                    signed_at_micros: envelope.signed_at_micros,
+                });
+                signed.signature.copy_from_slice(&envelope.signature);
+                Some(signed)
+            }
+            len => return Err(DecodeError::InvalidSignatureLength(len)),
+        };
         Ok(Self {
             intent,
             act,
@@ -553,6 +623,7 @@ impl TryFrom<pb::Envelope> for Envelope {
             deadline_micros: envelope.deadline_micros,
             trace: envelope.trace.and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
             idempotent: envelope.idempotent,
+            signature,
             payload: envelope.payload,
         })
     }
@@ -735,7 +806,7 @@ fn take_range(mut frame: Bytes, range: Range<usize>) -> Bytes {
 
 fn expected_wire_type(number: u32) -> u8 {
     match number {
-        field::MESSAGE_ID | field::IN_REPLY_TO => wire::FIXED64,
+        field::MESSAGE_ID | field::IN_REPLY_TO | field::SIGNED_AT_MICROS => wire::FIXED64,
         _ => wire::VARINT,
     }
 }

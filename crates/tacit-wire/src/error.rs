@@ -115,6 +115,9 @@ pub enum DecodeError {
     /// The envelope's IntentId is not 32 bytes.
     #[error("intent id is {0} bytes, expected 32")]
     InvalidIntentIdLength(usize),
+    /// The envelope's signature is present but not 64 bytes.
+    #[error("signature is {0} bytes, expected 64")]
+    InvalidSignatureLength(usize),
     /// The payload does not decode as the requested intent type.
     #[error("payload does not decode as {type_name}: {source}")]
     InvalidPayload {
@@ -130,7 +133,9 @@ impl DecodeError {
     /// The code that travels on the wire for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Truncated { .. } | Self::InvalidKey { .. } => ErrorCode::MalformedMessage,
+            Self::Truncated { .. } | Self::InvalidKey { .. } | Self::InvalidSignatureLength(_) => {
+                ErrorCode::MalformedMessage
+            }
             Self::OverlongVarint { .. } => ErrorCode::VarintOverlong,
             Self::WrongWireType { .. } => ErrorCode::WrongWireType,
             Self::InvalidUtf8 { .. } => ErrorCode::InvalidUtf8,

@@ -66,7 +66,8 @@ pub mod pb {
 }
 
 pub use envelope::{
-    ConversationId, DecodeStats, Envelope, IntentRef, MAX_CONVERSATION_ID_LEN, MAX_NESTING_DEPTH, TraceContext,
+    ConversationId, DecodeStats, Envelope, EnvelopeSignature, IntentRef, MAX_CONVERSATION_ID_LEN, MAX_NESTING_DEPTH,
+    SIGNATURE_LEN, TraceContext,
 };
 pub use error::{DecodeError, FrameError};
 pub use frame::{DEFAULT_MAX_FRAME_LEN, FrameBody, FrameDecoder, FrameEncoder};

@@ -70,9 +70,22 @@ fn pb_envelopes() -> impl Strategy<Value = pb::Envelope> {
         trace,
         any::<bool>(),
         proptest::collection::vec(any::<u8>(), 0..64),
+        // [receipt.envelope-fields]: an absent or a 64-byte signature, and its time.
+        (proptest::option::of(proptest::collection::vec(any::<u8>(), 64)), any::<u64>()),
     )
         .prop_map(
-            |(intent, act, message_id, conversation_id, in_reply_to, deadline_micros, trace, idempotent, payload)| {
+            |(
+                intent,
+                act,
+                message_id,
+                conversation_id,
+                in_reply_to,
+                deadline_micros,
+                trace,
+                idempotent,
+                payload,
+                (signature, signed_at_micros),
+            )| {
                 pb::Envelope {
                     intent,
                     act,
@@ -82,6 +95,8 @@ fn pb_envelopes() -> impl Strategy<Value = pb::Envelope> {
                     deadline_micros,
                     trace,
                     idempotent,
+                    signed_at_micros: if signature.is_some() { signed_at_micros } else { 0 },
+                    signature: signature.unwrap_or_default().into(),
                     payload: payload.into(),
                 }
             },

@@ -40,6 +40,15 @@ pub struct Envelope {
     /// idempotent-retry window; asks without it skip the window.
     #[prost(bool, tag = "9")]
     pub idempotent: bool,
+    /// The sender's Ed25519 signature over the envelope's essentials (see
+    /// "Signed receipts" in docs/PROTOCOL.md): exactly 64 bytes, or absent for
+    /// an unsigned envelope.
+    #[prost(bytes = "bytes", tag = "10")]
+    pub signature: ::prost::bytes::Bytes,
+    /// When the sender signed, in microseconds since the Unix epoch; part of
+    /// the signed essentials. Meaningful only with `signature`.
+    #[prost(fixed64, tag = "11")]
+    pub signed_at_micros: u64,
     /// The intent, protobuf-encoded; decoded only when the receiver asks for it.
     #[prost(bytes = "bytes", tag = "15")]
     pub payload: ::prost::bytes::Bytes,
@@ -59,6 +68,42 @@ pub mod envelope {
         #[prost(bytes, tag = "2")]
         IntentId(::prost::bytes::Bytes),
     }
+}
+/// A signed envelope's essentials and signature, kept as evidence that the
+/// sender sent it (see "Signed receipts" in docs/PROTOCOL.md). Verifying it
+/// needs nothing but its own fields.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Receipt {
+    /// The signer: the sender's 32-byte AgentId.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub sender: ::prost::bytes::Bytes,
+    /// The receiver's 32-byte AgentId.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub receiver: ::prost::bytes::Bytes,
+    /// The full 32-byte IntentId (never an alias).
+    #[prost(bytes = "bytes", tag = "3")]
+    pub intent_id: ::prost::bytes::Bytes,
+    /// The envelope's message_id.
+    #[prost(fixed64, tag = "4")]
+    pub message_id: u64,
+    /// The envelope's conversation id; at most 64 bytes.
+    #[prost(string, tag = "5")]
+    pub conversation_id: ::prost::alloc::string::String,
+    /// The envelope's in_reply_to.
+    #[prost(fixed64, tag = "6")]
+    pub in_reply_to: u64,
+    /// The envelope's act.
+    #[prost(enumeration = "Act", tag = "7")]
+    pub act: i32,
+    /// BLAKE3 of the envelope's payload bytes (32 bytes).
+    #[prost(bytes = "bytes", tag = "8")]
+    pub payload_blake3: ::prost::bytes::Bytes,
+    /// The envelope's signed_at_micros.
+    #[prost(fixed64, tag = "9")]
+    pub signed_at_micros: u64,
+    /// The 64-byte Ed25519 signature.
+    #[prost(bytes = "bytes", tag = "10")]
+    pub signature: ::prost::bytes::Bytes,
 }
 /// The performative of a message: what the sender means by sending it.
 /// Values follow the FIPA agent communication language.
@@ -243,6 +288,9 @@ pub enum ErrorCode {
     RateLimited = 785,
     /// The peer used up its quota for the current window of the receiver's policy.
     QuotaExceeded = 786,
+    /// A signed envelope's signature does not verify for its sender, receiver
+    /// and essentials.
+    SignatureInvalid = 796,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -296,6 +344,7 @@ impl ErrorCode {
             Self::PolicyDenied => "ERROR_CODE_POLICY_DENIED",
             Self::RateLimited => "ERROR_CODE_RATE_LIMITED",
             Self::QuotaExceeded => "ERROR_CODE_QUOTA_EXCEEDED",
+            Self::SignatureInvalid => "ERROR_CODE_SIGNATURE_INVALID",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -346,6 +395,7 @@ impl ErrorCode {
             "ERROR_CODE_POLICY_DENIED" => Some(Self::PolicyDenied),
             "ERROR_CODE_RATE_LIMITED" => Some(Self::RateLimited),
             "ERROR_CODE_QUOTA_EXCEEDED" => Some(Self::QuotaExceeded),
+            "ERROR_CODE_SIGNATURE_INVALID" => Some(Self::SignatureInvalid),
             _ => None,
         }
     }
