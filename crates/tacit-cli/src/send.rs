@@ -29,6 +29,12 @@ pub(crate) struct AskArgs {
     /// Seconds to wait for the reply.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = connect::parse_secs)]
     timeout: Duration,
+    /// Sign the ask with this tool's identity (`--key`), so the agent can keep a receipt of it.
+    #[arg(long)]
+    signed: bool,
+    /// Ask for a signed answer, verify it, and write its receipt to FILE (check it with `tacit verify FILE`).
+    #[arg(long, value_name = "FILE")]
+    receipt: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `tacit tell`.
@@ -36,6 +42,9 @@ pub(crate) struct AskArgs {
 pub(crate) struct TellArgs {
     #[command(flatten)]
     target: Target,
+    /// Sign the tell with this tool's identity (`--key`), so the agent can keep a receipt of it.
+    #[arg(long)]
+    signed: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,11 +73,16 @@ pub(crate) async fn ask(args: AskArgs) -> Result<(), CliError> {
     let addr = target.connect.addr.as_str();
     let prepared = prepare(target).await?;
     let connection = dial_emitting(target, &prepared).await?;
-    let options = AskOptions::default().deadline(args.timeout);
+    let options = AskOptions::default().deadline(args.timeout).signed(args.signed).sign_reply(args.receipt.is_some());
     let asking = connection.peer.ask_raw(prepared.id, prepared.payload.clone(), options);
     let reply = connect::bounded(addr, &prepared.name, args.timeout + Duration::from_millis(500), asking).await;
     connection.close().await;
     let reply = reply?;
+    if let (Some(path), Some(receipt)) = (&args.receipt, &reply.receipt) {
+        std::fs::write(path, receipt.encode_to_vec())
+            .map_err(|e| CliError::failure(format!("cannot write the receipt to {}: {e}", path.display())))?;
+        eprintln!("receipt of the answer, signed by {}, written to {}", receipt.sender, path.display());
+    }
     if reply.act != tacit::Act::Inform {
         eprintln!("the agent answered {}", error::act_name(reply.act));
     }
@@ -94,7 +108,8 @@ pub(crate) async fn tell(args: TellArgs) -> Result<(), CliError> {
     let prepared = prepare(target).await?;
     let connection = dial_emitting(target, &prepared).await?;
     let limit = Duration::from_secs(10);
-    let telling = connection.peer.tell_raw(prepared.id, prepared.payload.clone(), TellOptions::default());
+    let telling =
+        connection.peer.tell_raw(prepared.id, prepared.payload.clone(), TellOptions::default().signed(args.signed));
     let told = connect::bounded(addr, &prepared.name, limit, telling).await;
     // A tell is only queued when `tell_raw` returns: one round trip lets it
     // reach the wire before the connection closes.

@@ -844,6 +844,41 @@ fn listen_with_a_policy() {
     assert!(refused.stderr.contains("rule[0].effect"), "{refused:#?}");
 }
 
+/// `tacit ask --signed --receipt FILE` ([receipt.sign-reply],
+/// [policy.signed]): against `tacit listen` whose policy demands a signed
+/// Ping, the unsigned ask is refused `SIGNATURE_REQUIRED`; the signed one is
+/// answered with a signed Pong whose receipt `tacit verify` accepts, naming
+/// the listener as its signer.
+#[test]
+fn ask_signed_and_keep_the_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "default = \"allow\"\n[[rule]]\neffect = \"allow\"\nintents = [\"tacit.intents.v1.Ping\"]\nsigned = true\n",
+    )
+    .unwrap();
+    let listen = Listen::start(&["--policy", policy.to_str().unwrap()]);
+    let addr = listen.addr.as_str();
+    let unsigned = tacit(&["ask", addr, "Ping", r#"{"nonce": "1"}"#]);
+    assert_ne!(unsigned.code(), Some(0), "{unsigned:#?}");
+    assert!(unsigned.stderr.contains("SIGNATURE_REQUIRED"), "{unsigned:#?}");
+    let receipt = dir.path().join("pong.receipt");
+    let receipt = receipt.to_str().unwrap();
+    let asked = tacit(&["ask", addr, "Ping", r#"{"nonce": "2"}"#, "--signed", "--receipt", receipt]).ok();
+    assert_eq!(asked.json()["nonce"], "2", "{asked:#?}");
+    assert!(asked.stderr.contains(&listen.id), "{asked:#?}");
+    let verified = tacit(&["verify", receipt]).ok();
+    assert!(verified.stdout.contains(&listen.id), "{verified:#?}");
+    assert!(verified.stdout.trim_end().ends_with("OK"), "{verified:#?}");
+    // A receipt whose bytes were changed no longer verifies.
+    let mut bytes = std::fs::read(receipt).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(receipt, bytes).unwrap();
+    assert_eq!(tacit(&["verify", receipt]).code(), Some(1));
+}
+
 /// `tacit verify` ([receipt.verify], [receipt.file]): the receipt of the
 /// published vectors verifies offline; tampered ones and a file that is not
 /// a receipt fail with exit code 1.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
-use tacit_handshake::{AgentId, Negotiated};
+use tacit_handshake::{AgentId, Identity, Negotiated};
 use tacit_wire::{Act, Envelope, ErrorCode, IntentId, IntentRef};
 
 use crate::dedup::{AskKey, Dedup};
@@ -80,6 +80,8 @@ pub(crate) struct Answering {
     pub(crate) slots: Arc<Slots>,
     /// The endpoint's shutdown state.
     pub(crate) drain: Arc<Drain>,
+    /// This endpoint's identity, for signed answers.
+    pub(crate) identity: Arc<Identity>,
 }
 
 /// One ask stream the peer opened, as its asks' responders see it.
@@ -147,6 +149,10 @@ pub struct Responder {
     in_window: bool,
     /// What the session negotiated, for reply aliases.
     negotiated: Arc<Negotiated>,
+    /// Whether the asker asked for a signed answer.
+    sign_requested: bool,
+    /// Whether the answer is signed.
+    sign: bool,
 }
 
 impl Responder {
@@ -168,7 +174,23 @@ impl Responder {
             answered: false,
             in_window,
             negotiated,
+            sign_requested: request.sign_reply,
+            sign: false,
         }
+    }
+
+    /// Whether the asker asked for a signed answer (`sign_reply`, rule
+    /// `receipt.sign-reply`). The responder signs only once told to
+    /// ([`set_signed`](Self::set_signed)), so that an application decides
+    /// when a signature is worth its cost.
+    pub fn sign_requested(&self) -> bool {
+        self.sign_requested
+    }
+
+    /// Signs the answer, whatever it is (reply, refusal or failure), with
+    /// this endpoint's identity for the asker ([receipt.sign]).
+    pub fn set_signed(&mut self, sign: bool) {
+        self.sign = sign;
     }
 
     /// Answers with `INFORM` and the reply intent `intent` encoded in `payload`
@@ -219,8 +241,11 @@ impl Responder {
         !self.answered && !self.stream.running().contains_key(&self.request.message_id())
     }
 
-    fn send(&mut self, reply: Envelope) {
+    fn send(&mut self, mut reply: Envelope) {
         self.answered = true;
+        if self.sign {
+            self.sign_answer(&mut reply);
+        }
         let stream = &*self.stream;
         let id = self.request.message_id();
         let alone = {
@@ -242,6 +267,28 @@ impl Responder {
         }
         answering.slots.give_back();
         answering.drain.leave();
+    }
+}
+
+impl Responder {
+    /// Signs `reply` for the asker; the full IntentId of an aliased reply
+    /// is the one this agent sends under that alias.
+    fn sign_answer(&self, reply: &mut Envelope) {
+        let intent = match reply.intent {
+            IntentRef::Id(id) => id,
+            IntentRef::Alias(alias) => {
+                match self.negotiated.intents.iter().find(|intent| intent.send_alias == Some(alias)) {
+                    Some(intent) => intent.id,
+                    // Not an alias of this session: nothing a receipt could name.
+                    None => return,
+                }
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let answering = &*self.stream.answering;
+        tacit_handshake::sign_envelope(&answering.identity, answering.peer, intent, reply, now);
     }
 }
 

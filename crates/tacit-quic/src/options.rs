@@ -35,6 +35,9 @@ pub struct AskOptions {
     /// receiver can keep a receipt (`docs/PROTOCOL.md`, "Signed receipts").
     /// Default: false.
     pub signed: bool,
+    /// Whether to ask the peer to sign its answer, to keep it as a receipt
+    /// (rule `receipt.sign-reply`). Default: false.
+    pub sign_reply: bool,
 }
 
 impl Default for AskOptions {
@@ -48,6 +51,7 @@ impl Default for AskOptions {
             idempotent: false,
             trace: None,
             signed: false,
+            sign_reply: false,
         }
     }
 }
@@ -64,6 +68,12 @@ impl AskOptions {
     /// Signs the ask ([`signed`](Self::signed) field).
     pub fn signed(mut self, signed: bool) -> Self {
         self.signed = signed;
+        self
+    }
+
+    /// Asks the peer to sign its answer ([`sign_reply`](Self::sign_reply) field).
+    pub fn sign_reply(mut self, sign_reply: bool) -> Self {
+        self.sign_reply = sign_reply;
         self
     }
 

@@ -123,7 +123,7 @@ impl Session {
         let receiving = Arc::new(Receiving {
             control: control.clone(),
             ids: ids.clone(),
-            answering: Arc::new(Answering { peer, dedup, slots: incoming_asks, drain }),
+            answering: Arc::new(Answering { peer, dedup, slots: incoming_asks, drain, identity: identity.clone() }),
             queue: IncomingQueue::new(INCOMING_QUEUE),
         });
         tokio::spawn(control::drive(control.clone(), publisher, connection.clone(), send, recv));
@@ -340,6 +340,7 @@ impl Session {
         envelope.in_reply_to = options.in_reply_to;
         envelope.trace = options.trace;
         envelope.idempotent = options.idempotent;
+        envelope.sign_reply = options.sign_reply;
         envelope.deadline_micros = options.deadline.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         if options.signed {
             self.sign(intent, &mut envelope);

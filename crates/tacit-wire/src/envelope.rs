@@ -222,6 +222,9 @@ pub struct Envelope {
     /// (`docs/PROTOCOL.md`, "Signed receipts"); `None` when unsigned. Boxed,
     /// so that unsigned envelopes stay small.
     pub signature: Option<Box<EnvelopeSignature>>,
+    /// On an ask: the asker asks for a signed answer, to keep as a receipt
+    /// (rule `receipt.sign-reply`). Ignored on other envelopes.
+    pub sign_reply: bool,
     /// The intent, protobuf-encoded.
     pub payload: Bytes,
 }
@@ -250,6 +253,7 @@ impl fmt::Debug for Envelope {
             .field("trace", &self.trace)
             .field("idempotent", &self.idempotent)
             .field("signed_at_micros", &self.signature.as_ref().map(|s| s.signed_at_micros))
+            .field("sign_reply", &self.sign_reply)
             .field("payload_len", &self.payload.len())
             .finish()
     }
@@ -277,6 +281,7 @@ mod field {
     pub(super) const IDEMPOTENT: u32 = 9;
     pub(super) const SIGNATURE: u32 = 10;
     pub(super) const SIGNED_AT_MICROS: u32 = 11;
+    pub(super) const SIGN_REPLY: u32 = 12;
     pub(super) const PAYLOAD: u32 = 15;
 
     pub(super) const TRACE_ID: u32 = 1;
@@ -308,6 +313,7 @@ impl Envelope {
             trace: None,
             idempotent: false,
             signature: None,
+            sign_reply: false,
             payload,
         }
     }
@@ -339,6 +345,7 @@ impl Envelope {
         let mut idempotent = false;
         let mut signature: Option<Range<usize>> = None;
         let mut signed_at_micros = 0;
+        let mut sign_reply = false;
         let mut payload = 0..0;
 
         while let Some((number, wire_type)) = reader.key()? {
@@ -373,6 +380,7 @@ impl Envelope {
                     }
                 }
                 (field::SIGNED_AT_MICROS, wire::FIXED64) => signed_at_micros = reader.fixed64(number)?,
+                (field::SIGN_REPLY, wire::VARINT) => sign_reply = reader.varint(number)? != 0,
                 (
                     field::ALIAS
                     | field::ACT
@@ -380,7 +388,8 @@ impl Envelope {
                     | field::MESSAGE_ID
                     | field::IN_REPLY_TO
                     | field::SIGNED_AT_MICROS
-                    | field::IDEMPOTENT,
+                    | field::IDEMPOTENT
+                    | field::SIGN_REPLY,
                     found,
                 ) => return Err(wrong_wire_type(number, expected_wire_type(number), found)),
                 (
@@ -424,6 +433,7 @@ impl Envelope {
                 signed.signature.copy_from_slice(&frame[range]);
                 signed
             }),
+            sign_reply,
             payload: take_range(frame, payload),
         })
     }
@@ -473,6 +483,9 @@ impl Envelope {
             if signed.signed_at_micros != 0 {
                 len += 1 + 8;
             }
+        }
+        if self.sign_reply {
+            len += 2;
         }
         len + len_field_len(self.payload.len())
     }
@@ -549,6 +562,10 @@ impl Envelope {
                 buf.put_u64_le(signed.signed_at_micros);
             }
         }
+        if self.sign_reply {
+            put_key(field::SIGN_REPLY, wire::VARINT, buf);
+            buf.put_u8(1);
+        }
     }
 }
 
@@ -580,6 +597,7 @@ impl From<Envelope> for pb::Envelope {
             idempotent: envelope.idempotent,
             signature: envelope.signature.as_ref().map(|s| Bytes::copy_from_slice(&s.signature)).unwrap_or_default(),
             signed_at_micros: envelope.signature.map_or(0, |s| s.signed_at_micros),
+            sign_reply: envelope.sign_reply,
             payload: envelope.payload,
         }
     }
@@ -624,6 +642,7 @@ impl TryFrom<pb::Envelope> for Envelope {
             trace: envelope.trace.and_then(|t| TraceContext::from_parts(&t.trace_id, &t.span_id, t.flags)),
             idempotent: envelope.idempotent,
             signature,
+            sign_reply: envelope.sign_reply,
             payload: envelope.payload,
         })
     }

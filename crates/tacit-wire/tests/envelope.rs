@@ -35,16 +35,18 @@ fn envelopes() -> impl Strategy<Value = Envelope> {
         trace,
         any::<bool>(),
         proptest::collection::vec(any::<u8>(), 0..600),
+        any::<bool>(),
     )
         .prop_filter_map(
             "conversation id too long",
-            |(intent, act, id, conversation, reply, deadline, trace, idempotent, payload)| {
+            |(intent, act, id, conversation, reply, deadline, trace, idempotent, payload, sign_reply)| {
                 let mut envelope = Envelope::new(intent, act, id, Bytes::from(payload));
                 envelope.conversation_id = ConversationId::new(&conversation).ok()?;
                 envelope.in_reply_to = reply;
                 envelope.deadline_micros = deadline;
                 envelope.trace = trace;
                 envelope.idempotent = idempotent;
+                envelope.sign_reply = sign_reply;
                 Some(envelope)
             },
         )
@@ -71,7 +73,7 @@ fn pb_envelopes() -> impl Strategy<Value = pb::Envelope> {
         any::<bool>(),
         proptest::collection::vec(any::<u8>(), 0..64),
         // [receipt.envelope-fields]: an absent or a 64-byte signature, and its time.
-        (proptest::option::of(proptest::collection::vec(any::<u8>(), 64)), any::<u64>()),
+        (proptest::option::of(proptest::collection::vec(any::<u8>(), 64)), any::<u64>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -84,7 +86,7 @@ fn pb_envelopes() -> impl Strategy<Value = pb::Envelope> {
                 trace,
                 idempotent,
                 payload,
-                (signature, signed_at_micros),
+                (signature, signed_at_micros, sign_reply),
             )| {
                 pb::Envelope {
                     intent,
@@ -97,6 +99,7 @@ fn pb_envelopes() -> impl Strategy<Value = pb::Envelope> {
                     idempotent,
                     signed_at_micros: if signature.is_some() { signed_at_micros } else { 0 },
                     signature: signature.unwrap_or_default().into(),
+                    sign_reply,
                     payload: payload.into(),
                 }
             },

@@ -12,7 +12,7 @@ use tacit_handshake::credential::{OrgKey, SignedCredential, TrustStore, Verified
 
 use bytes::Bytes;
 use tacit_handshake::{
-    AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus, Lane, Lanes, TypeSchema,
+    AgentCard, AgentId, Capabilities, Identity, IntentOffer, KeyFileStatus, Lane, Lanes, Receipt, TypeSchema,
 };
 use tacit_quic::{
     Endpoint, Incoming, IncomingAsk, IncomingStream, Link, LinkState, ReconnectPolicy, Session, TransportLimits,
@@ -636,6 +636,29 @@ fn offer_filter(policy: Arc<RwLock<Arc<Policy>>>) -> tacit_quic::OfferFilter {
     })
 }
 
+/// The receipt of a signed incoming message, once its signature verifies
+/// ([receipt.verify-on-arrival]); `Ok(None)` for an unsigned one the policy
+/// does not demand a signature on ([policy.signed]). `Err` is the code to
+/// refuse it with. Costs nothing for an unsigned message.
+fn check_signature(
+    core: &Served,
+    peer: &Peer,
+    intent: IntentId,
+    envelope: &tacit_wire::Envelope,
+    admission: Option<&crate::policy::Admission>,
+) -> std::result::Result<Option<Arc<Receipt>>, ErrorCode> {
+    if envelope.signature.is_none() {
+        return match admission {
+            Some(admission) if admission.signature_required() => Err(ErrorCode::SignatureRequired),
+            _ => Ok(None),
+        };
+    }
+    let receipt = Receipt::from_envelope(peer.id(), core.endpoint.agent_id(), intent, envelope)
+        .ok_or(ErrorCode::SignatureInvalid)?;
+    receipt.verify().map_err(|_| ErrorCode::SignatureInvalid)?;
+    Ok(Some(Arc::new(receipt)))
+}
+
 /// Checks an incoming message against the policy: `Ok(None)` when the
 /// policy is open (nothing to hold), `Err(code)` to refuse it.
 fn admit(
@@ -745,10 +768,22 @@ async fn serve(core: Arc<Served>, source: Source) {
                     _ => continue,
                 };
                 // [policy.one-way-denied]: dropped, counted under its code.
-                if let Err(code) = admit(&core, &peer, message.intent, lane) {
-                    core.metrics.error(code);
-                    continue;
-                }
+                let admission = match admit(&core, &peer, message.intent, lane) {
+                    Ok(admission) => admission,
+                    Err(code) => {
+                        core.metrics.error(code);
+                        continue;
+                    }
+                };
+                // [receipt.verify-on-arrival]: a bad or missing signature drops it, counted.
+                let receipt = match check_signature(&core, &peer, message.intent, &message.envelope, admission.as_ref())
+                {
+                    Ok(receipt) => receipt,
+                    Err(code) => {
+                        core.metrics.error(code);
+                        continue;
+                    }
+                };
                 let Some(handler) = core.handlers.tells.get(&message.intent).or(core.handlers.any_tell.as_ref()) else {
                     core.metrics.bump(Counter::DroppedUnhandled);
                     continue;
@@ -757,7 +792,8 @@ async fn serve(core: Arc<Served>, source: Source) {
                 let envelope = message.envelope;
                 // trace hook: the handler's span, sent along to the worker.
                 let span = crate::trace::incoming_span(&core.names, message.intent, &envelope, peer.id());
-                let cx = context(peer, message.intent, &envelope);
+                let mut cx = context(peer, message.intent, &envelope);
+                cx.receipt = receipt;
                 let queue = tells.get_or_insert_with(spawn_tell_worker);
                 // Waits while the queue is full: a slow handler slows the peer.
                 let _ = queue.send((handler.clone(), cx, envelope.payload, span)).await;
@@ -827,6 +863,7 @@ fn context(peer: Peer, intent: IntentId, envelope: &tacit_wire::Envelope) -> Con
         conversation: envelope.conversation_id,
         deadline,
         trace: envelope.trace, // trace hook
+        receipt: None,
     }
 }
 
@@ -843,6 +880,19 @@ fn dispatch_ask(core: &Arc<Served>, peer: Peer, ask: IncomingAsk) {
             return;
         }
     };
+    let receipt = match check_signature(core, &peer, intent, &envelope, admission.as_ref()) {
+        Ok(receipt) => receipt,
+        Err(code) => {
+            core.metrics.bump(Counter::RejectionsSent);
+            core.metrics.error(code);
+            responder.refuse(code, policy_reason(code));
+            return;
+        }
+    };
+    // [receipt.sign-reply]: an admitted ask that asks for a signed answer gets one.
+    if responder.sign_requested() {
+        responder.set_signed(true);
+    }
     let Some(handler) = core.handlers.asks.get(&intent).or(core.handlers.any_ask.as_ref()) else {
         // Negotiated (it is handled as a tell or stream) but not askable.
         core.metrics.error(ErrorCode::IntentNotNegotiated);
@@ -854,7 +904,8 @@ fn dispatch_ask(core: &Arc<Served>, peer: Peer, ask: IncomingAsk) {
     // trace hook: the handler's span (a name lookup and a subscriber call
     // only when INFO is on), a child of the asker's span.
     let span = crate::trace::incoming_span(&core.names, intent, &envelope, peer.id());
-    let cx = context(peer, intent, &envelope);
+    let mut cx = context(peer, intent, &envelope);
+    cx.receipt = receipt;
     let message_id = envelope.message_id;
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     // The payload moves into the handler (no reference-count round trip).
@@ -913,6 +964,8 @@ fn policy_reason(code: ErrorCode) -> &'static str {
         ErrorCode::PolicyDenied => "denied by the receiver's policy",
         ErrorCode::RateLimited => "over the receiver's rate limit",
         ErrorCode::QuotaExceeded => "over the receiver's quota",
+        ErrorCode::SignatureRequired => "the receiver's policy demands a signed message",
+        ErrorCode::SignatureInvalid => "the signature does not verify",
         _ => "too many asks in flight",
     }
 }
@@ -963,12 +1016,17 @@ fn default_reply_act(request: Act) -> Act {
 fn dispatch_stream(core: &Arc<Served>, peer: Peer, stream: IncomingStream) {
     let IncomingStream { envelope, intent, sender, mut receiver, .. } = stream;
     // [policy.stream-denied]: both directions get the policy's code.
-    if let Err(code) = admit(core, &peer, intent, Lane::Stream) {
-        core.metrics.error(code);
-        sender.reset(code);
-        receiver.stop(code);
-        return;
-    }
+    let receipt = match admit(core, &peer, intent, Lane::Stream)
+        .and_then(|admission| check_signature(core, &peer, intent, &envelope, admission.as_ref()))
+    {
+        Ok(receipt) => receipt,
+        Err(code) => {
+            core.metrics.error(code);
+            sender.reset(code);
+            receiver.stop(code);
+            return;
+        }
+    };
     let Some(handler) = core.handlers.streams.get(&intent) else {
         // [lane.no-handler]: negotiated (it is asked or told) but not served
         // as a stream: both directions get INTENT_NOT_NEGOTIATED (a dropped
@@ -982,7 +1040,8 @@ fn dispatch_stream(core: &Arc<Served>, peer: Peer, stream: IncomingStream) {
     let payload = envelope.payload.clone();
     // trace hook: the handler runs in its span (or the session's, when off).
     let span = crate::trace::incoming_span(&core.names, intent, &envelope, peer.id());
-    let cx = context(peer, intent, &envelope);
+    let mut cx = context(peer, intent, &envelope);
+    cx.receipt = receipt;
     let call = handler(cx, payload, sender, receiver);
     if span.is_disabled() {
         tokio::spawn(call.in_current_span());

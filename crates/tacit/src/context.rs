@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tacit_handshake::{AgentCard, AgentId};
+use tacit_handshake::{AgentCard, AgentId, Receipt};
 use tacit_wire::{Act, ConversationId, IntentId, TraceContext};
 
 use crate::error::Rejection;
@@ -24,6 +24,8 @@ pub struct Context {
     pub(crate) deadline: Option<Instant>,
     // trace hook: the incoming envelope's trace context.
     pub(crate) trace: Option<TraceContext>,
+    /// The verified receipt of a signed message.
+    pub(crate) receipt: Option<Arc<Receipt>>,
 }
 
 impl Context {
@@ -108,6 +110,16 @@ impl Context {
     /// runs in a child span of it; see [`trace`](crate::trace)).
     pub fn trace(&self) -> Option<TraceContext> {
         self.trace
+    }
+
+    /// The receipt of the message, if the sender signed it
+    /// ([`AskOptions::signed`](crate::AskOptions::signed)): already verified
+    /// against the sender's AgentId (a message whose signature does not
+    /// verify never reaches a handler). Keep it
+    /// ([`Receipt::encode_to_vec`]) as evidence that the sender sent this
+    /// message to this agent; anyone can check it with `tacit verify`.
+    pub fn receipt(&self) -> Option<&Receipt> {
+        self.receipt.as_deref()
     }
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {

@@ -237,16 +237,42 @@ impl<P: Intent> Round<P> {
     /// Rejections are sent while the acceptance runs; one that cannot be
     /// delivered does not fail the award.
     pub async fn award<A: Request>(self, winner: usize, acceptance: A, reason: &str) -> Result<A::Reply> {
+        self.award_inner(winner, acceptance, reason, false).await.map(|reply| reply.message)
+    }
+
+    /// Like [`award`](Self::award), with receipts on both sides: the
+    /// acceptance is signed ([`AskOptions::signed`]), so the winner can keep
+    /// the initiator's award as a receipt
+    /// ([`Context::receipt`](crate::Context::receipt)), and asks for a
+    /// signed confirmation ([`AskOptions::sign_reply`]), which the returned
+    /// reply carries, verified ([`Reply::receipt`]). An unsigned
+    /// confirmation is an error ([`Error::ReplyUnsigned`]).
+    pub async fn award_signed<A: Request>(self, winner: usize, acceptance: A, reason: &str) -> Result<Reply<A::Reply>> {
+        self.award_inner(winner, acceptance, reason, true).await
+    }
+
+    async fn award_inner<A: Request>(
+        self,
+        winner: usize,
+        acceptance: A,
+        reason: &str,
+        signed: bool,
+    ) -> Result<Reply<A::Reply>> {
         let Round { conversation, mut proposals, .. } = self;
         if winner >= proposals.len() {
             return Err(Error::Decode { intent: A::NAME, reason: format!("no proposal {winner}") });
         }
         let chosen = proposals.swap_remove(winner);
         let rejections = reject(proposals, conversation, reason);
-        let options = AskOptions::default().act(Act::Accept).conversation(conversation).in_reply_to(chosen.proposal_id);
+        let options = AskOptions::default()
+            .act(Act::Accept)
+            .conversation(conversation)
+            .in_reply_to(chosen.proposal_id)
+            .signed(signed)
+            .sign_reply(signed);
         let accepted = chosen.peer.ask_envelope::<A>(|| acceptance.encode_to_vec().into(), options);
         let (accepted, ()) = tokio::join!(accepted, rejections);
-        accepted.map(|(reply, _)| reply.message)
+        accepted.map(|(reply, _)| reply)
     }
 
     /// Rejects every proposal with `reason`.

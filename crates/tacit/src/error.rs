@@ -154,6 +154,21 @@ pub enum Error {
     /// The agent has been shut down ([`Agent::shutdown`](crate::Agent::shutdown)).
     #[error("the agent is shut down")]
     Shutdown,
+    /// The ask asked for a signed answer
+    /// ([`AskOptions::sign_reply`](crate::AskOptions::sign_reply)) and the
+    /// peer answered unsigned: the answer is no receipt (`SIGNATURE_REQUIRED`).
+    #[error("{intent}: the peer's answer is not signed, and a signed one was asked for")]
+    ReplyUnsigned {
+        /// The intent asked.
+        intent: &'static str,
+    },
+    /// The peer's answer is signed, and the signature does not verify for
+    /// the peer, this agent and the answer (`SIGNATURE_INVALID`).
+    #[error("{intent}: the signature of the peer's answer does not verify")]
+    ReplySignatureInvalid {
+        /// The intent asked.
+        intent: &'static str,
+    },
 }
 
 /// An act's name as the spec writes it.
@@ -175,6 +190,8 @@ impl Error {
             Self::Refused(refusal) => refusal.code,
             Self::Schema { .. } => ErrorCode::SchemaMismatch,
             Self::Shutdown => ErrorCode::Shutdown,
+            Self::ReplyUnsigned { .. } => ErrorCode::SignatureRequired,
+            Self::ReplySignatureInvalid { .. } => ErrorCode::SignatureInvalid,
             Self::Unknown { .. }
             | Self::DatagramsUnsupported
             | Self::Stream(_)

@@ -115,7 +115,9 @@ pub use policy::Policy;
 pub use reply::{Reply, StreamReceiver, StreamSender};
 pub use schema::Schema;
 pub use tacit_handshake::credential;
-pub use tacit_handshake::{AgentCard, AgentId, Identity, IdentityError, KeyFileStatus, Lane, Lanes};
+pub use tacit_handshake::{
+    AgentCard, AgentId, Identity, IdentityError, KeyFileStatus, Lane, Lanes, Receipt, ReceiptError,
+};
 pub use tacit_quic::{AskOptions, LinkState, LinkWatch, ReconnectPolicy, TellOptions, TransportLimits};
 pub use tacit_wire::{Act, ConversationId, ErrorCode, IntentId, TraceContext};
 

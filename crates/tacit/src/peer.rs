@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tacit_handshake::{AgentCard, AgentId, IntentOffer, Negotiated};
+use tacit_handshake::{AgentCard, AgentId, IntentOffer, Negotiated, Receipt};
 use tacit_quic::{AskError, Link, LinkState, LinkWatch, Session, WeakLink};
 use tacit_wire::{Act, Envelope, IntentId};
 
@@ -174,17 +174,20 @@ impl Peer {
     ) -> Result<(Reply<R::Reply>, u64)> {
         let deadline = options.deadline.map(|deadline| Instant::now() + deadline);
         self.offer_on_first_use::<R>(deadline).await?;
-        let (envelope, intent) = self.ask_payload(R::ID, R::NAME, encode, options).await?;
-        self.decode_reply::<R::Reply>(envelope, intent)
+        let (envelope, intent, receipt) = self.ask_payload(R::ID, R::NAME, encode, options).await?;
+        let (mut reply, id) = self.decode_reply::<R::Reply>(envelope, intent)?;
+        reply.receipt = receipt;
+        Ok((reply, id))
     }
 
     /// Asks an intent known only by id (e.g. from a fetched [`Schema`]):
     /// `payload` is the encoded request; the reply comes back encoded, with
     /// its intent resolved when the peer named it.
     pub async fn ask_raw(&self, intent: IntentId, payload: Bytes, options: AskOptions) -> Result<RawReply> {
-        let (envelope, intent) = self.ask_payload(intent, "a dynamic intent", || payload.clone(), options).await?;
+        let (envelope, intent, receipt) =
+            self.ask_payload(intent, "a dynamic intent", || payload.clone(), options).await?;
         self.metrics().received(Counter::RepliesReceived, envelope.payload.len());
-        Ok(RawReply { act: envelope.act, intent, message_id: envelope.message_id, payload: envelope.payload })
+        Ok(RawReply { act: envelope.act, intent, message_id: envelope.message_id, payload: envelope.payload, receipt })
     }
 
     /// Sends one ask through the link (or the accepted session).
@@ -194,9 +197,10 @@ impl Peer {
         name: &'static str,
         encode: impl Fn() -> Bytes,
         mut options: AskOptions,
-    ) -> Result<(Envelope, Option<IntentId>)> {
+    ) -> Result<(Envelope, Option<IntentId>, Option<Box<Receipt>>)> {
         let metrics = self.metrics();
         let started = Instant::now();
+        let sign_reply = options.sign_reply;
         if options.trace.is_none() {
             options.trace = crate::trace::current();
         }
@@ -247,7 +251,10 @@ impl Peer {
                         "ask answered"
                     );
                 }
-                Ok(answer)
+                let receipt = self.reply_receipt(name, &answer.0, answer.1, sign_reply).inspect_err(|error| {
+                    metrics.error(error.code());
+                })?;
+                Ok((answer.0, answer.1, receipt))
             }
             Err(error) => {
                 let error = Error::from_ask(name, error);
@@ -258,6 +265,27 @@ impl Peer {
                 Err(error)
             }
         }
+    }
+
+    /// The verified receipt of a signed answer ([receipt.verify-on-arrival]);
+    /// an error if its signature does not verify, or if `required` (the ask
+    /// asked for a signed answer) and it came unsigned.
+    fn reply_receipt(
+        &self,
+        name: &'static str,
+        answer: &Envelope,
+        intent: Option<IntentId>,
+        required: bool,
+    ) -> Result<Option<Box<Receipt>>> {
+        if answer.signature.is_none() {
+            return if required { Err(Error::ReplyUnsigned { intent: name }) } else { Ok(None) };
+        }
+        let receiver = self.inner.core.endpoint.agent_id();
+        let receipt = intent
+            .and_then(|intent| Receipt::from_envelope(self.inner.id, receiver, intent, answer))
+            .ok_or(Error::ReplySignatureInvalid { intent: name })?;
+        receipt.verify().map_err(|_| Error::ReplySignatureInvalid { intent: name })?;
+        Ok(Some(Box::new(receipt)))
     }
 
     /// An intent this agent did not declare with `emits` is offered to the
@@ -303,7 +331,7 @@ impl Peer {
             Error::Decode { intent: T::NAME, reason: e.to_string() }
         })?;
         self.metrics().received(Counter::RepliesReceived, envelope.payload.len());
-        Ok((Reply { act: envelope.act, message }, envelope.message_id))
+        Ok((Reply::new(envelope.act, message), envelope.message_id))
     }
 
     /// Tells the peer: sends `message` one way (`INFORM`), reliably and in
@@ -430,4 +458,7 @@ pub struct RawReply {
     pub message_id: u64,
     /// The encoded reply.
     pub payload: Bytes,
+    /// The answer's verified receipt, if the peer signed it
+    /// ([`AskOptions::sign_reply`]).
+    pub receipt: Option<Box<Receipt>>,
 }

@@ -43,7 +43,14 @@
 //! roles = ["ops"]             # optional: ... holding one of these roles
 //! intents = ["tacit.std.v1.Ping", "<IntentId>"]  # optional: by name or id
 //! lanes = ["ask", "tell", "stream", "datagram"]  # optional
+//! signed = true               # optional (allow rules): demand a signature
 //! ```
+//!
+//! An allow rule with `signed = true` ([`Rule::signed`]) lets a message
+//! through only if it is signed (`docs/PROTOCOL.md`, "Signed receipts"): an
+//! unsigned ask is refused with `SIGNATURE_REQUIRED`, an unsigned tell or
+//! datagram dropped, an unsigned stream reset; the signature of every
+//! signed message is verified before its handler runs.
 //!
 //! An unknown key, a wrong type or a bad value is an error naming the field
 //! (`rule[1].lanes[0]`); a syntax error names the line and column.
@@ -123,6 +130,7 @@ pub struct Rule {
     roles: Vec<String>,
     intents: Vec<IntentMatch>,
     lanes: Vec<Lane>,
+    signed: bool,
 }
 
 impl Rule {
@@ -137,7 +145,15 @@ impl Rule {
     }
 
     fn new(effect: Effect) -> Self {
-        Self { effect, agents: Vec::new(), orgs: Vec::new(), roles: Vec::new(), intents: Vec::new(), lanes: Vec::new() }
+        Self {
+            effect,
+            agents: Vec::new(),
+            orgs: Vec::new(),
+            roles: Vec::new(),
+            intents: Vec::new(),
+            lanes: Vec::new(),
+            signed: false,
+        }
     }
 
     /// Matches this peer (added to the peers already named).
@@ -174,6 +190,14 @@ impl Rule {
     /// Matches this lane.
     pub fn lane(mut self, lane: Lane) -> Self {
         self.lanes.push(lane);
+        self
+    }
+
+    /// Lets a message this (allow) rule matches through only if it is
+    /// signed: unsigned, it is refused with `SIGNATURE_REQUIRED` (rule
+    /// `policy.signed`). No effect on a deny rule.
+    pub fn signed(mut self) -> Self {
+        self.signed = true;
         self
     }
 
@@ -275,6 +299,15 @@ impl Default for Policy {
 #[must_use = "dropping it ends the ask's in-flight slot"]
 pub struct Admission {
     in_flight: Option<Arc<AtomicU32>>,
+    signature_required: bool,
+}
+
+impl Admission {
+    /// Whether the rule that allowed the message demands a signature
+    /// ([`Rule::signed`]): the agent then refuses it unsigned.
+    pub fn signature_required(&self) -> bool {
+        self.signature_required
+    }
 }
 
 impl Drop for Admission {
@@ -328,10 +361,15 @@ impl Policy {
     /// What the rules decide for `subject` sending `intent` (whose name is
     /// `name`, if known) on `lane`, limits aside.
     pub fn decide(&self, subject: &Subject, intent: IntentId, name: Option<&str>, lane: Lane) -> Effect {
+        self.decide_rule(subject, intent, name, lane).0
+    }
+
+    /// The effect, and whether the deciding rule demands a signature.
+    fn decide_rule(&self, subject: &Subject, intent: IntentId, name: Option<&str>, lane: Lane) -> (Effect, bool) {
         self.rules
             .iter()
             .find(|rule| rule.matches(subject, intent, name, lane))
-            .map_or(self.default, |rule| rule.effect)
+            .map_or((self.default, false), |rule| (rule.effect, rule.signed && rule.effect == Effect::Allow))
     }
 
     /// Checks one incoming message against the rules, then counts it
@@ -343,11 +381,12 @@ impl Policy {
         name: Option<&str>,
         lane: Lane,
     ) -> Result<Admission, ErrorCode> {
-        if self.decide(subject, intent, name, lane) == Effect::Deny {
+        let (effect, signature_required) = self.decide_rule(subject, intent, name, lane);
+        if effect == Effect::Deny {
             return Err(ErrorCode::PolicyDenied);
         }
         if self.limits.is_empty() {
-            return Ok(Admission { in_flight: None });
+            return Ok(Admission { in_flight: None, signature_required });
         }
         let now = Instant::now();
         let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
@@ -393,7 +432,7 @@ impl Policy {
             peer.tokens -= 1.0;
         }
         peer.in_window = peer.in_window.saturating_add(1);
-        Ok(Admission { in_flight })
+        Ok(Admission { in_flight, signature_required })
     }
 
     /// Forgets the peers with nothing in flight whose bucket is full and
@@ -596,7 +635,7 @@ fn strings<'a>(table: &'a toml::Table, key: &str, at: &str) -> Result<Vec<(Strin
 }
 
 fn parse_rule(table: &toml::Table, at: &str) -> Result<Rule, PolicyError> {
-    check_keys(table, at, &["effect", "agents", "orgs", "roles", "intents", "lanes"])?;
+    check_keys(table, at, &["effect", "agents", "orgs", "roles", "intents", "lanes", "signed"])?;
     let mut rule = Rule::new(parse_effect(table.get("effect"), &format!("{at}.effect"))?);
     for (field, s) in strings(table, "agents", at)? {
         rule.agents.push(s.parse().map_err(|e| field_error(field, format!("not an AgentId: {e}")))?);
@@ -623,6 +662,11 @@ fn parse_rule(table: &toml::Table, at: &str) -> Result<Rule, PolicyError> {
             "datagram" => Lane::Datagram,
             _ => return Err(field_error(field, "expected \"ask\", \"tell\", \"stream\" or \"datagram\"")),
         });
+    }
+    match table.get("signed") {
+        None => {}
+        Some(toml::Value::Boolean(signed)) => rule.signed = *signed,
+        Some(_) => return Err(field_error(format!("{at}.signed"), "expected true or false")),
     }
     Ok(rule)
 }

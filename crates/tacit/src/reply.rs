@@ -3,6 +3,7 @@
 
 use std::marker::PhantomData;
 
+use tacit_handshake::Receipt;
 use tacit_quic::{FrameReceiver, FrameSender};
 use tacit_wire::Act;
 
@@ -17,12 +18,28 @@ pub struct Reply<T> {
     pub act: Act,
     /// The reply message.
     pub message: T,
+    /// The verified receipt of a signed answer.
+    pub(crate) receipt: Option<Box<Receipt>>,
 }
 
 impl<T> Reply<T> {
     /// A reply with `act`.
     pub fn new(act: Act, message: T) -> Self {
-        Self { act, message }
+        Self { act, message, receipt: None }
+    }
+
+    /// The answer's receipt, if the peer signed it (it does when the ask
+    /// asked, [`AskOptions::sign_reply`](crate::AskOptions::sign_reply)):
+    /// already verified against the peer's AgentId. Keep it
+    /// ([`Receipt::encode_to_vec`]) as evidence that the peer sent this
+    /// answer; anyone can check it with `tacit verify`.
+    pub fn receipt(&self) -> Option<&Receipt> {
+        self.receipt.as_deref()
+    }
+
+    /// Takes the receipt out of the reply.
+    pub fn take_receipt(&mut self) -> Option<Receipt> {
+        self.receipt.take().map(|receipt| *receipt)
     }
 }
 

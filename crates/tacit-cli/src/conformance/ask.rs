@@ -217,7 +217,12 @@ async fn pipelined_70(cx: &Target) -> Result<Outcome, String> {
 
 /// Sends `envelope` then a good Ping on one ask stream: the first answer
 /// must be `act` with `code`, and the stream goes on.
-async fn refused_then_served(cx: &Target, envelope: Envelope, act: Act, code: ErrorCode) -> Result<Outcome, String> {
+pub(super) async fn refused_then_served(
+    cx: &Target,
+    envelope: Envelope,
+    act: Act,
+    code: ErrorCode,
+) -> Result<Outcome, String> {
     let session = cx.dialer.welcomed().await?;
     let ping = session.alias(Ping::ID).filter(|_| session.handles(Ping::ID));
     let mut lane = session.open_ask().await?;

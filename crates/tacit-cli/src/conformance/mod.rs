@@ -14,6 +14,7 @@ mod ask;
 mod handshake;
 mod lanes;
 mod net;
+mod receipt;
 mod report;
 mod serve;
 mod tls;
@@ -140,11 +141,14 @@ fn all_checks() -> Vec<Check> {
     checks.extend(handshake::checks());
     checks.extend(ask::checks());
     checks.extend(lanes::checks());
+    checks.extend(receipt::checks());
     checks
 }
 
 /// The implementation under test, and what a first handshake learned of it.
 pub(crate) struct Target {
+    /// The tester's identity (it signs what the receipt checks send).
+    identity: Identity,
     dialer: net::Dialer,
     expect: Option<AgentId>,
     timeout: Duration,
@@ -182,7 +186,7 @@ impl Target {
                 ));
             }
         }
-        Ok(Self { dialer, expect, timeout, probe })
+        Ok(Self { identity, dialer, expect, timeout, probe })
     }
 
     async fn run(&self, check: &Check) -> (Outcome, Duration) {

@@ -49,6 +49,10 @@ pub struct Envelope {
     /// the signed essentials. Meaningful only with `signature`.
     #[prost(fixed64, tag = "11")]
     pub signed_at_micros: u64,
+    /// On an ask: the asker asks for a signed answer, to keep as a receipt
+    /// (see "Signed receipts" in docs/PROTOCOL.md). Ignored on other envelopes.
+    #[prost(bool, tag = "12")]
+    pub sign_reply: bool,
     /// The intent, protobuf-encoded; decoded only when the receiver asks for it.
     #[prost(bytes = "bytes", tag = "15")]
     pub payload: ::prost::bytes::Bytes,
@@ -291,6 +295,9 @@ pub enum ErrorCode {
     /// A signed envelope's signature does not verify for its sender, receiver
     /// and essentials.
     SignatureInvalid = 796,
+    /// The receiver demands a signature on this intent (its policy), or the
+    /// asker asked for a signed answer and the answer came unsigned.
+    SignatureRequired = 797,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -345,6 +352,7 @@ impl ErrorCode {
             Self::RateLimited => "ERROR_CODE_RATE_LIMITED",
             Self::QuotaExceeded => "ERROR_CODE_QUOTA_EXCEEDED",
             Self::SignatureInvalid => "ERROR_CODE_SIGNATURE_INVALID",
+            Self::SignatureRequired => "ERROR_CODE_SIGNATURE_REQUIRED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -396,6 +404,7 @@ impl ErrorCode {
             "ERROR_CODE_RATE_LIMITED" => Some(Self::RateLimited),
             "ERROR_CODE_QUOTA_EXCEEDED" => Some(Self::QuotaExceeded),
             "ERROR_CODE_SIGNATURE_INVALID" => Some(Self::SignatureInvalid),
+            "ERROR_CODE_SIGNATURE_REQUIRED" => Some(Self::SignatureRequired),
             _ => None,
         }
     }
