@@ -179,7 +179,7 @@ fn frame_vectors() {
 // --- envelopes.json ----------------------------------------------------------
 
 fn envelope_json(envelope: &Envelope) -> Value {
-    json!({
+    let mut fields = json!({
         "intent": match envelope.intent {
             IntentRef::Alias(alias) => json!({ "alias": alias }),
             IntentRef::Id(id) => json!({ "intent_id": id.to_string() }),
@@ -194,7 +194,12 @@ fn envelope_json(envelope: &Envelope) -> Value {
         })),
         "idempotent": envelope.idempotent,
         "payload": hex(&envelope.payload),
-    })
+    });
+    // Written only when set, so the vectors from before field 12 stand.
+    if envelope.sign_reply {
+        fields["sign_reply"] = json!(true);
+    }
+    fields
 }
 
 fn envelope_from_json(vector: &Value) -> Envelope {
@@ -212,6 +217,7 @@ fn envelope_from_json(vector: &Value) -> Envelope {
     envelope.in_reply_to = number("in_reply_to");
     envelope.deadline_micros = number("deadline_micros");
     envelope.idempotent = fields["idempotent"].as_bool().unwrap();
+    envelope.sign_reply = fields.get("sign_reply").and_then(Value::as_bool).unwrap_or(false);
     envelope.trace = fields["trace"].as_object().map(|trace| {
         let trace = Value::Object(trace.clone());
         TraceContext {
