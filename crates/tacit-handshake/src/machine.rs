@@ -22,10 +22,11 @@ pub const MAX_PRESENTED_CREDENTIALS: usize = 8;
 /// and credentials are verified, with the peer's AgentId (as the transport
 /// proved it), its verified credentials and the acceptor's capabilities;
 /// returns the capabilities to offer that peer (a subset: offers removed or
-/// no longer handled), or `None` to offer them all. Dialers always offer
-/// their configured capabilities.
+/// no longer handled), `None` to offer them all, or a [`Refusal`] to refuse
+/// the handshake with (rule `policy.nothing-offered`: a peer that may use
+/// nothing). Dialers always offer their configured capabilities.
 pub type OfferFilter =
-    Arc<dyn Fn(&AgentId, &[VerifiedCredential], &Capabilities) -> Option<Capabilities> + Send + Sync>;
+    Arc<dyn Fn(&AgentId, &[VerifiedCredential], &Capabilities) -> Result<Option<Capabilities>, Refusal> + Send + Sync>;
 
 /// An optional [`OfferFilter`], shown as whether it is set.
 #[derive(Clone, Default)]
@@ -566,10 +567,12 @@ impl Handshake {
         };
         // What this peer is offered may depend on who it is (rule
         // `policy.offer-filter`): decided once its credentials are known.
-        if let (Some(filter), Some(peer_id)) = (&self.config.offer_filter.0, self.peer_id)
-            && let Some(offered) = filter(&peer_id, &credentials, &self.local)
-        {
-            self.local = Arc::new(offered);
+        if let (Some(filter), Some(peer_id)) = (&self.config.offer_filter.0, self.peer_id) {
+            match filter(&peer_id, &credentials, &self.local) {
+                Ok(Some(offered)) => self.local = Arc::new(offered),
+                Ok(None) => {}
+                Err(refusal) => return self.fail(refusal),
+            }
         }
         let mut negotiated = negotiate(version, &self.local, &peer, card);
         if let Err(refusal) = self.check_policy(&negotiated) {

@@ -617,7 +617,7 @@ fn offer_filter(policy: Arc<RwLock<Arc<Policy>>>) -> tacit_quic::OfferFilter {
     Arc::new(move |peer: &AgentId, credentials: &[VerifiedCredential], capabilities: &Capabilities| {
         let policy = current_policy(&policy);
         if policy.is_open() {
-            return None;
+            return Ok(None);
         }
         let subject = Subject::with_credentials(*peer, credentials);
         let mut offered = capabilities.clone();
@@ -632,7 +632,16 @@ fn offer_filter(policy: Arc<RwLock<Arc<Policy>>>) -> tacit_quic::OfferFilter {
             }
             offer.handles || offer.emits
         });
-        Some(offered)
+        // [policy.nothing-offered]: a peer the policy lets use none of the
+        // intents this agent handles is refused at the handshake.
+        let handled = |caps: &Capabilities| caps.intents.iter().any(|offer| offer.handles);
+        if handled(capabilities) && !handled(&offered) {
+            return Err(tacit_handshake::Refusal::new(
+                ErrorCode::PolicyDenied,
+                "the receiver's policy lets this agent use none of its intents",
+            ));
+        }
+        Ok(Some(offered))
     })
 }
 

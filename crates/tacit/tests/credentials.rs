@@ -67,13 +67,14 @@ async fn both_sides_see_the_verified_credentials() {
 /// members of a trusted organisation with role `buyer` ask offers the intent
 /// to a credentialed buyer, which is answered, and hides it from an agent
 /// without a credential, whose ask fails locally as not negotiated (the
-/// handler never runs for it).
+/// handler never runs for it); an agent allowed nothing is refused.
 #[tokio::test]
 async fn policy_by_organisation_and_role_uses_verified_credentials() {
     tokio::time::timeout(Duration::from_secs(30), async {
         let org = OrgSigner::from_secret_bytes(&[0x0b; 32]);
         let policy = tacit::Policy::deny_all()
-            .rule(tacit::policy::Rule::allow().org(org.org_key().to_string()).role("buyer").intent(DelegateTask::ID));
+            .rule(tacit::policy::Rule::allow().org(org.org_key().to_string()).role("buyer").intent(DelegateTask::ID))
+            .rule(tacit::policy::Rule::allow().intent(tacit::intents::Ping::ID));
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = calls.clone();
         let server = Agent::builder()
@@ -108,6 +109,22 @@ async fn policy_by_organisation_and_role_uses_verified_credentials() {
         let refused = peer.ask(DelegateTask { task_id: "s".into(), ..Default::default() }).await.unwrap_err();
         assert_eq!(refused.code(), tacit::ErrorCode::IntentNotNegotiated, "{refused:?}");
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the handler ran for the buyer only");
+
+        // [policy.nothing-offered]: once the policy lets strangers use
+        // nothing at all, a stranger's handshake is refused POLICY_DENIED;
+        // the buyer is still served.
+        server.set_policy(
+            tacit::Policy::deny_all().rule(
+                tacit::policy::Rule::allow().org(org.org_key().to_string()).role("buyer").intent(DelegateTask::ID),
+            ),
+        );
+        // Dialing is pipelined: the refusal arrives with the handshake.
+        let peer = stranger.connect(addr, server.id()).await.map_err(|e| e.to_string()).unwrap();
+        let refused = peer.ready().await.err().expect("the stranger's handshake is refused");
+        assert_eq!(refused.code(), tacit::ErrorCode::PolicyDenied, "{refused}");
+        let peer = buyer.connect(addr, server.id()).await.unwrap();
+        peer.ask(DelegateTask { task_id: "again".into(), ..Default::default() }).await.unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     })
     .await
     .unwrap();

@@ -47,11 +47,11 @@ async fn denied_ask_is_refused_and_handler_never_runs() {
         // Set after binding (the clients' ids are known only then); the
         // rules hold for sessions accepted after it.
         server.set_policy(Policy::deny_all().rule(Rule::allow().agent(allowed.id())));
-        // The denied peer dials; the intent is hidden from it, so the raw
-        // ask goes by IntentId and reaches the per-message check.
+        // [policy.nothing-offered]: the denied peer may use nothing, so its
+        // handshake is refused.
         let addr = server.local_addr().unwrap();
-        let bad = denied.connect(addr, server.id()).await.unwrap();
-        bad.ready().await.unwrap();
+        let bad = denied.connect(addr, server.id()).await.map_err(|e| e.to_string()).unwrap();
+        assert_eq!(bad.ready().await.err().map(|e| e.code()), Some(ErrorCode::PolicyDenied));
         let good = allowed.connect(addr, server.id()).await.unwrap();
         let status: TaskStatus = good.ask(task("ok")).await.unwrap();
         assert_eq!(status.task_id, "ok");
