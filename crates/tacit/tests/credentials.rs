@@ -120,7 +120,7 @@ async fn policy_by_organisation_and_role_uses_verified_credentials() {
         );
         // Dialing is pipelined: the refusal arrives with the handshake.
         let peer = stranger.connect(addr, server.id()).await.map_err(|e| e.to_string()).unwrap();
-        let refused = peer.ready().await.err().expect("the stranger's handshake is refused");
+        let Err(refused) = peer.ready().await else { panic!("the stranger's handshake must be refused") };
         assert_eq!(refused.code(), tacit::ErrorCode::PolicyDenied, "{refused}");
         let peer = buyer.connect(addr, server.id()).await.unwrap();
         peer.ask(DelegateTask { task_id: "again".into(), ..Default::default() }).await.unwrap();
