@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use tacit::intents::RejectProposal;
-use tacit::{Agent, AgentBuilder, AgentCard, AgentId, ContractNet, Peer};
+use tacit::{Agent, AgentBuilder, AgentCard, AgentId, ContractNet, Peer, Receipt};
 
 use crate::Rng;
 use crate::market::v1::{AcceptQuote, Quote, RequestQuote};
@@ -113,6 +113,9 @@ pub struct BuyerReport {
     pub shown: Vec<String>,
     /// The first error of an award or of a call that was not a refusal.
     pub first_error: Option<String>,
+    /// The receipts of the sellers' signed confirmations, verified on
+    /// arrival (at most [`MAX_KEPT_RECEIPTS`](crate::seller::MAX_KEPT_RECEIPTS)).
+    pub confirmations: Vec<Receipt>,
 }
 
 /// Picks what to buy each round.
@@ -133,7 +136,9 @@ impl Shopping {
 
 /// Runs `config.rounds` contract-net rounds with `sellers` (connected and
 /// ready): each round calls for a quote on a random purchase, accepts the
-/// cheapest quote (then the fastest delivery), and rejects the others.
+/// cheapest quote (then the fastest delivery) with a signed award that asks
+/// for a signed confirmation ([`Round::award_signed`](tacit::Round::award_signed)),
+/// keeps the confirmation's receipt, and rejects the others.
 pub async fn trade(sellers: &[Peer], config: &BuyerConfig) -> BuyerReport {
     let mut report = BuyerReport {
         rounds: config.rounds,
@@ -206,14 +211,20 @@ pub async fn trade(sellers: &[Peer], config: &BuyerConfig) -> BuyerReport {
         let acceptance =
             AcceptQuote { item: request.item.clone(), quantity: request.quantity, price_cents: quote.price_cents };
         let award_started = Instant::now();
-        let outcome = round.award(best, acceptance, REJECTION_REASON).await;
+        let outcome = round.award_signed(best, acceptance, REJECTION_REASON).await;
         report.award_latency.record(award_started.elapsed());
         report.round_latency.record(round_started.elapsed());
         report.messages.accepts += 1;
         report.messages.rejections += rejected as u64;
         let tally = index.get(&winner).map(|&i| &mut report.sellers[i]);
         let outcome_text = match outcome {
-            Ok(order) => {
+            Ok(mut reply) => {
+                if let Some(receipt) = reply.take_receipt()
+                    && report.confirmations.len() < crate::seller::MAX_KEPT_RECEIPTS
+                {
+                    report.confirmations.push(receipt);
+                }
+                let order = reply.message;
                 report.messages.results += 1;
                 report.orders += 1;
                 report.spent_cents += order.price_cents;

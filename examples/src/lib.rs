@@ -17,6 +17,7 @@ pub mod net;
 pub mod report;
 pub mod seller;
 pub mod stats;
+pub mod trust;
 
 /// The marketplace's intents (`proto/market/v1/market.proto`).
 pub mod market {

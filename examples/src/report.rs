@@ -156,6 +156,8 @@ pub struct Figures<'a> {
     pub counters: Counters,
     /// The assumed time of one model inference.
     pub inference: Duration,
+    /// What the receipts of the orders show, if checked.
+    pub receipts: Option<String>,
 }
 
 fn line(out: &mut String, label: &str, text: impl AsRef<str>) {
@@ -262,6 +264,9 @@ pub fn render(figures: &Figures<'_>) -> String {
         ),
     );
     line(&mut out, "Spent", format!("{} on {} orders", cents(report.spent_cents), count(report.orders)));
+    if let Some(receipts) = &figures.receipts {
+        line(&mut out, "Receipts", receipts);
+    }
     if let Some(error) = &report.first_error {
         line(&mut out, "First error", error);
     }

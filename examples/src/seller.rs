@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tacit::credential::OrgKey;
 use tacit::intents::RejectProposal;
-use tacit::{Agent, AgentBuilder, AgentCard, Context, ConversationId, ErrorCode, Rejection};
+use tacit::{Agent, AgentBuilder, AgentCard, Context, ConversationId, ErrorCode, Receipt, Rejection};
 
 use crate::market::v1::{AcceptQuote, NotCarried, OrderConfirmed, OutOfStock, OverMaxPrice, Quote, RequestQuote};
 
@@ -237,7 +238,13 @@ pub struct SellerState {
     pending: HashMap<ConversationId, Pending>,
     sequence: u64,
     stats: SellerStats,
+    /// The receipts of the signed awards of confirmed orders.
+    awards: Vec<Receipt>,
 }
+
+/// Award receipts a seller keeps in memory at most (a real seller would
+/// write them to storage); later ones are counted, not kept.
+pub const MAX_KEPT_RECEIPTS: usize = 100_000;
 
 impl SellerState {
     /// A seller with `profile`'s starting stock and margin.
@@ -251,6 +258,7 @@ impl SellerState {
             pending: HashMap::new(),
             sequence: 0,
             stats: SellerStats::default(),
+            awards: Vec::new(),
         }
     }
 
@@ -382,6 +390,18 @@ impl SellerState {
         })
     }
 
+    /// Keeps the receipt of the signed award of a confirmed order.
+    pub fn keep_award(&mut self, receipt: Receipt) {
+        if self.awards.len() < MAX_KEPT_RECEIPTS {
+            self.awards.push(receipt);
+        }
+    }
+
+    /// The receipts of the signed awards kept (buyers' signatures).
+    pub fn awards(&self) -> &[Receipt] {
+        &self.awards
+    }
+
     fn lower_margin(&mut self) {
         self.margin = (self.margin - self.profile.margin_step / 2.0).max(MIN_MARGIN);
     }
@@ -412,22 +432,32 @@ impl Seller {
     }
 
     /// An agent builder with the seller's card and handlers: quotes for
-    /// [`RequestQuote`] (refusals as `REFUSE`), orders for [`AcceptQuote`],
-    /// and a lower margin after each [`RejectProposal`].
-    pub fn agent(&self) -> AgentBuilder {
+    /// [`RequestQuote`] (refusals as `REFUSE`), orders for [`AcceptQuote`]
+    /// (keeping the receipt of a signed one), and a lower margin after each
+    /// [`RejectProposal`]. With a `market`, the seller trusts it and serves
+    /// only the buyers it credentialed ([`trust::seller_policy`](crate::trust::seller_policy)).
+    pub fn agent(&self, market: Option<&OrgKey>) -> AgentBuilder {
         let profile = self.state().profile().clone();
         let card = AgentCard::new(profile.name.clone())
             .with_role("seller")
             .with_description(format!("marketplace seller: {}", profile.strategy));
         let (on_cfp, on_accept, on_reject) = (self.clone(), self.clone(), self.clone());
-        Agent::builder()
+        let builder = match market {
+            Some(market) => Agent::builder().trust(*market).policy(crate::trust::seller_policy(market)),
+            None => Agent::builder(),
+        };
+        builder
             .card(card)
             .on_ask(move |cx: Context, request: RequestQuote| {
                 let answer = on_cfp.state().quote(cx.conversation_id(), &request);
                 async move { answer }
             })
             .on_ask(move |cx: Context, accept: AcceptQuote| {
-                let answer = on_accept.state().accept(cx.conversation_id(), &accept);
+                let mut state = on_accept.state();
+                let answer = state.accept(cx.conversation_id(), &accept);
+                if let (Ok(_), Some(receipt)) = (&answer, cx.receipt()) {
+                    state.keep_award(receipt.clone());
+                }
                 async move { answer }
             })
             .on_tell(move |cx: Context, _: RejectProposal| {

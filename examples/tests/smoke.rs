@@ -246,20 +246,80 @@ fn marketplace_in_one_process() {
     assert_eq!(orders.iter().sum::<u64>(), outcome.orders);
     let total_row = output.lines().find(|line| line.starts_with("total")).expect("no total row");
     assert_eq!(numbers(total_row)[2], outcome.orders);
+
+    // Trust: the uncredentialed agent is refused by every seller with its
+    // code, and every order left a verified pair of receipts.
+    let intruder = output.lines().find(|line| line.starts_with("intruder ")).expect("no intruder line");
+    assert!(intruder.contains("refused at the handshake by 3 of 3 sellers with POLICY_DENIED (0x310)"), "{intruder}");
+    let [orders, verified, pairs, unmatched] = numbers(after(&output, "Receipts"))[..] else {
+        panic!("unexpected Receipts line in:\n{output}");
+    };
+    assert_eq!((orders, verified, pairs, unmatched), (outcome.orders, outcome.orders, outcome.orders, 0), "{output}");
+}
+
+/// The pair of receipts of each order is written as files that decode and
+/// verify, signed by the buyer (awards) and the sellers (confirmations).
+#[test]
+fn marketplace_writes_verifiable_receipts() {
+    let dir = std::env::temp_dir().join(format!("tacit-receipts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = run_ok(
+        MARKETPLACE,
+        &["--rounds", "10", "--sellers", "2", "--deadline-ms", "10000", "--receipts", dir.to_str().unwrap()],
+    );
+    let orders = numbers(after(&output, "Receipts"))[0];
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len() as u64, 2 * orders, "{files:?}");
+    for file in &files {
+        let receipt = tacit::Receipt::decode(&std::fs::read(file).unwrap()).unwrap();
+        receipt.verify().unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let act = if name.ends_with(".award.receipt") { tacit::Act::Accept } else { tacit::Act::Inform };
+        assert_eq!(receipt.act, act, "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn marketplace_in_separate_processes() {
+    // The market organisation and the buyer's credential, made as `tacit org
+    // keygen` and `tacit org issue` would.
+    let dir = std::env::temp_dir().join(format!("tacit-market-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let market = tacit::credential::OrgSigner::generate().unwrap();
+    let key = dir.join("buyer.key");
+    let (buyer, _) = tacit::Identity::load_or_create(&key).unwrap();
+    let now = std::time::SystemTime::now();
+    let credential = tacit::credential::Credential::new(buyer.agent_id(), now, now + Duration::from_secs(600))
+        .role("buyer")
+        .serial(1);
+    let credential_file = dir.join("buyer.cred");
+    std::fs::write(&credential_file, market.issue(&credential).encode()).unwrap();
+    let market_key = market.org_key().to_string();
+
     let sellers: Vec<Server> = (0..2)
         .map(|profile| {
-            Server::start(MARKETPLACE, &["seller", "--addr", "127.0.0.1:0", "--profile", &profile.to_string()])
+            let profile = profile.to_string();
+            Server::start(
+                MARKETPLACE,
+                &["seller", "--addr", "127.0.0.1:0", "--profile", &profile, "--market", &market_key],
+            )
         })
         .collect();
     let specs: Vec<String> = sellers.iter().map(Server::spec).collect();
+    // Without the credential, the buyer is refused by the first seller.
+    let refused = run(MARKETPLACE, &["buyer", "--seller", &specs[0], "--rounds", "1"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(refused.stderr.contains("POLICY_DENIED"), "{}", refused.stderr);
     let output = run_ok(
         MARKETPLACE,
         &[
             "buyer",
+            "--key",
+            key.to_str().unwrap(),
+            "--credential",
+            credential_file.to_str().unwrap(),
             "--seller",
             &specs[0],
             "--seller",
@@ -276,6 +336,11 @@ fn marketplace_in_separate_processes() {
     assert!(after(&output, "  Agent::metrics()").contains("the buyer"));
     let outcome = check_summary(&output, 10, 2);
     assert!(outcome.intents >= 10 * 2 * 2);
+    let [orders, kept] = numbers(after(&output, "Receipts"))[..] else {
+        panic!("unexpected Receipts line in:\n{output}")
+    };
+    assert_eq!((orders, kept), (outcome.orders, outcome.orders));
+    let _ = std::fs::remove_dir_all(&dir);
 
     // Each seller's own account, printed as it stops.
     let mut sold = 0;
@@ -286,6 +351,7 @@ fn marketplace_in_separate_processes() {
             let figures = numbers(account);
             assert_eq!(figures[0], 10, "calls for proposals seen by {name}: {account}");
             sold += figures[3];
+            assert_eq!(figures[figures.len() - 1], figures[3], "{name} keeps a signed award per order: {account}");
         }
     }
     if cfg!(unix) {

@@ -7,13 +7,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use tacit::{Agent, MetricsSnapshot, Peer};
+use tacit::credential::{OrgKey, SignedCredential};
+use tacit::{Agent, Identity, MetricsSnapshot, Peer, Receipt};
 use tacit_examples::buyer::{self, BuyerConfig, BuyerReport};
 use tacit_examples::market::v1::RequestQuote;
 use tacit_examples::net::{self, Failure, PeerSpec};
 use tacit_examples::report::{self, Counters, Figures, SellerRow};
 use tacit_examples::seller::{Profile, Seller};
 use tacit_examples::stats::{cents, count, duration};
+use tacit_examples::trust::{self, Market};
 
 /// A marketplace of Tacit agents: one buyer and several sellers, each a real
 /// agent with its own Ed25519 identity and QUIC endpoint, trading in FIPA
@@ -28,12 +30,21 @@ use tacit_examples::stats::{cents, count, duration};
 /// (checked against every agent's counters), wall time, latencies, and what
 /// the same exchange would cost at one model inference per message.
 ///
-/// Without a subcommand everything runs in this process on 127.0.0.1 and
-/// ends by itself. To run agents in separate terminals:
+/// Trust: a market organisation credentials the buyer; sellers serve only
+/// buyers it credentialed (an uncredentialed agent is refused at the
+/// handshake with POLICY_DENIED), accept only signed awards, and confirm
+/// with a signed OrderConfirmed, so every order ends with a pair of
+/// receipts (the buyer's award, kept by the seller; the seller's
+/// confirmation, kept by the buyer), checked at the end.
 ///
-///   marketplace seller --addr 127.0.0.1:5001 --profile 0
-///   marketplace seller --addr 127.0.0.1:5002 --profile 1
-///   marketplace buyer --seller 127.0.0.1:5001@ID1 --seller 127.0.0.1:5002@ID2
+/// Without a subcommand everything runs in this process on 127.0.0.1 and
+/// ends by itself. To run agents in separate terminals (`tacit org keygen`
+/// makes the market key, `tacit org issue` the buyer's credential):
+///
+///   marketplace seller --addr 127.0.0.1:5001 --profile 0 --market ORG_KEY
+///   marketplace seller --addr 127.0.0.1:5002 --profile 1 --market ORG_KEY
+///   marketplace buyer --key buyer.key --credential buyer.cred \
+///       --seller 127.0.0.1:5001@ID1 --seller 127.0.0.1:5002@ID2
 #[derive(Debug, Parser)]
 #[command(name = "marketplace", version, args_conflicts_with_subcommands = true, verbatim_doc_comment)]
 struct Cli {
@@ -58,6 +69,10 @@ struct DemoArgs {
     /// How many sellers (five distinct strategies, repeated beyond five).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
     sellers: u16,
+    /// Writes each order's pair of receipts to DIR (order-N.award.receipt,
+    /// order-N.confirmation.receipt), to check with `tacit verify`.
+    #[arg(long, value_name = "DIR")]
+    receipts: Option<PathBuf>,
     #[command(flatten)]
     trade: TradeArgs,
 }
@@ -107,6 +122,10 @@ struct SellerArgs {
     /// 4 ember (two items, deep stock); 5 and up repeat them.
     #[arg(long, default_value_t = 0)]
     profile: u16,
+    /// Serve only buyers credentialed by this market organisation (its key,
+    /// as `tacit org keygen` printed it); without it the seller serves anyone.
+    #[arg(long, value_name = "ORG_KEY")]
+    market: Option<OrgKey>,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +137,10 @@ struct BuyerArgs {
     /// A key file holding the buyer's identity, created if missing.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// The market's credential for this buyer (`tacit org issue` output),
+    /// presented to every seller.
+    #[arg(long, value_name = "FILE")]
+    credential: Option<PathBuf>,
     /// How long to wait for each seller to answer the connection.
     #[arg(long, value_name = "MS", default_value_t = 5_000)]
     connect_timeout_ms: u64,
@@ -156,12 +179,17 @@ fn local_addr(agent: &Agent) -> Result<SocketAddr, Failure> {
 /// The whole marketplace in this process.
 async fn demo(args: DemoArgs) -> Result<(), Failure> {
     let setup = Instant::now();
+    let market = Market::generate().map_err(|e| Failure(format!("cannot make the market's key: {e}")))?;
     let sellers: Vec<Seller> = (0..usize::from(args.sellers)).map(|i| Seller::new(Profile::builtin(i))).collect();
     let mut seller_agents = Vec::with_capacity(sellers.len());
     for seller in &sellers {
-        seller_agents.push(net::bind(net::with_timeout(seller.agent(), LOCAL_TIMEOUT), loopback()).await?);
+        let builder = net::with_timeout(seller.agent(Some(&market.key())), LOCAL_TIMEOUT);
+        seller_agents.push(net::bind(builder, loopback()).await?);
     }
-    let buyer = net::bind(net::with_timeout(buyer::agent(), LOCAL_TIMEOUT), loopback()).await?;
+    let identity = Identity::generate().map_err(|e| Failure(format!("cannot make the buyer's key: {e}")))?;
+    let credential = market.credential(identity.agent_id());
+    let buyer_builder = buyer::agent().identity(identity).credential(credential);
+    let buyer = net::bind(net::with_timeout(buyer_builder, LOCAL_TIMEOUT), loopback()).await?;
     let mut peers = Vec::with_capacity(seller_agents.len());
     for agent in &seller_agents {
         let spec = PeerSpec { addr: local_addr(agent)?, id: Some(agent.id()) };
@@ -192,6 +220,13 @@ async fn demo(args: DemoArgs) -> Result<(), Failure> {
         ]);
     }
     print!("{}", report::table(&rows, 4));
+    println!(
+        "  market organisation {:.10}… credentials the buyer (role buyer); sellers serve only its members",
+        market.key()
+    );
+    println!();
+    let intruder = intruder(&seller_agents).await?;
+    println!("{intruder}");
     println!();
 
     let report = buyer::trade(&peers, &config).await;
@@ -201,13 +236,29 @@ async fn demo(args: DemoArgs) -> Result<(), Failure> {
     let counters =
         Counters::All { buyer: buyer.metrics(), sellers: seller_agents.iter().map(Agent::metrics).collect() };
     let seller_rows = sellers.iter().map(|seller| SellerRow::of(&seller.state())).collect();
+    let awards: Vec<Receipt> = sellers.iter().flat_map(|seller| seller.state().awards().to_vec()).collect();
+    let pairs = trust::check_pairs(buyer.id(), &awards, &report.confirmations);
+    let receipts = format!(
+        "{} orders: {} of {} receipt pairs verify, {} unmatched\n{:20}(the award signed by the buyer, kept by the \
+         seller; the confirmation signed by the seller, kept by the buyer)",
+        count(report.orders),
+        count(pairs.verified),
+        count(pairs.pairs),
+        count(pairs.unmatched),
+        ""
+    );
     let figures = Figures {
         report: &report,
         sellers: Some(seller_rows),
         counters,
         inference: Duration::from_millis(args.trade.inference_ms),
+        receipts: Some(receipts),
     };
     print!("{}", report::render(&figures));
+    if let Some(dir) = &args.receipts {
+        let written = write_receipts(dir, &awards, &report.confirmations)?;
+        println!("{written} receipts written to {} (check one with `tacit verify FILE`)", dir.display());
+    }
 
     drop(peers);
     buyer.shutdown(Duration::from_millis(100)).await;
@@ -215,6 +266,55 @@ async fn demo(args: DemoArgs) -> Result<(), Failure> {
         agent.shutdown(Duration::from_millis(100)).await;
     }
     healthy(&report)
+}
+
+/// An agent without a market credential dials every seller: each refuses
+/// its handshake. Returns the line that says so; an error if one let it in.
+async fn intruder(sellers: &[Agent]) -> Result<String, Failure> {
+    let intruder = net::bind(net::with_timeout(buyer::agent(), LOCAL_TIMEOUT), loopback()).await?;
+    let mut codes = std::collections::BTreeSet::new();
+    for seller in sellers {
+        let peer = intruder
+            .connect(local_addr(seller)?, seller.id())
+            .await
+            .map_err(|e| Failure(format!("the intruder could not dial a seller: {e}")))?;
+        match peer.ready().await {
+            Ok(_) => return Err(Failure("a seller welcomed an agent without a market credential".into())),
+            Err(error) => codes.insert(error.code()),
+        };
+    }
+    intruder.shutdown(Duration::from_millis(100)).await;
+    let codes: Vec<String> = codes.iter().map(|code| format!("{} ({:#x})", code_name(*code), *code as i32)).collect();
+    Ok(format!(
+        "intruder {:.10}… (no market credential): refused at the handshake by {} of {} sellers with {}",
+        intruder.id(),
+        sellers.len(),
+        sellers.len(),
+        codes.join(", ")
+    ))
+}
+
+/// A code's name as the spec writes it (`POLICY_DENIED`).
+fn code_name(code: tacit::ErrorCode) -> &'static str {
+    code.as_str_name().trim_start_matches("ERROR_CODE_")
+}
+
+/// Writes the receipt pairs of the orders to `dir`, numbered by order;
+/// returns how many files were written.
+fn write_receipts(dir: &std::path::Path, awards: &[Receipt], confirmations: &[Receipt]) -> Result<usize, Failure> {
+    std::fs::create_dir_all(dir).map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+    let mut written = 0;
+    for (n, confirmation) in confirmations.iter().enumerate() {
+        let award = awards.iter().find(|award| award.conversation_id == confirmation.conversation_id);
+        for (kind, receipt) in [("award", award), ("confirmation", Some(confirmation))] {
+            let Some(receipt) = receipt else { continue };
+            let path = dir.join(format!("order-{}.{kind}.receipt", n + 1));
+            std::fs::write(&path, receipt.encode_to_vec())
+                .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+            written += 1;
+        }
+    }
+    Ok(written)
 }
 
 /// Waits (at most 5 s) until the sellers have handled every rejection the
@@ -258,7 +358,7 @@ fn healthy(report: &BuyerReport) -> Result<(), Failure> {
 /// One seller, until interrupted.
 async fn seller(args: SellerArgs) -> Result<(), Failure> {
     let seller = Seller::new(Profile::builtin(usize::from(args.profile)));
-    let builder = net::with_key(seller.agent(), args.key.as_deref())?;
+    let builder = net::with_key(seller.agent(args.market.as_ref()), args.key.as_deref())?;
     let agent = net::bind(builder, args.addr).await?;
     let addr = local_addr(&agent)?;
     let (name, strategy) = {
@@ -267,19 +367,23 @@ async fn seller(args: SellerArgs) -> Result<(), Failure> {
     };
     println!("listening on {addr} as {}", agent.id());
     println!("seller {name} ({strategy}) takes market.v1.RequestQuote and AcceptQuote until Ctrl-C");
+    if let Some(market) = &args.market {
+        println!("serving only buyers credentialed by market {market}; acceptances must be signed");
+    }
     tacit::shutdown_signal().await;
     agent.shutdown(Duration::from_millis(500)).await;
     let state = seller.state();
     let stats = state.stats();
     println!(
-        "seller {name}: {} calls, {} quotes, {} refused, {} orders, {} units sold for {}, {} units left",
+        "seller {name}: {} calls, {} quotes, {} refused, {} orders, {} units sold for {}, {} units left, {} signed awards kept",
         count(stats.calls),
         count(stats.quotes),
         count(stats.refused()),
         count(stats.orders),
         count(stats.units_sold),
         cents(stats.revenue_cents),
-        count(state.stock_left())
+        count(state.stock_left()),
+        count(state.awards().len() as u64)
     );
     Ok(())
 }
@@ -289,7 +393,14 @@ async fn buyer(args: BuyerArgs) -> Result<(), Failure> {
     let timeout = Duration::from_millis(args.connect_timeout_ms);
     let all_loopback = args.sellers.iter().all(|spec| spec.addr.ip().is_loopback());
     let local = if all_loopback { loopback() } else { ([0, 0, 0, 0], 0).into() };
-    let builder = net::with_key(net::with_timeout(buyer::agent(), timeout), args.key.as_deref())?;
+    let mut builder = net::with_key(net::with_timeout(buyer::agent(), timeout), args.key.as_deref())?;
+    if let Some(path) = &args.credential {
+        let bytes =
+            std::fs::read(path).map_err(|e| Failure(format!("cannot read the credential {}: {e}", path.display())))?;
+        let credential = SignedCredential::decode(&bytes)
+            .map_err(|e| Failure(format!("{} is not a credential: {e}", path.display())))?;
+        builder = builder.credential(credential);
+    }
     let agent = net::bind(builder, local).await?;
     let setup = Instant::now();
     let mut peers: Vec<Peer> = Vec::with_capacity(args.sellers.len());
@@ -316,11 +427,17 @@ async fn buyer(args: BuyerArgs) -> Result<(), Failure> {
     let report = buyer::trade(&peers, &config).await;
     print_rounds(&report);
     let buyer_metrics: MetricsSnapshot = agent.metrics();
+    let receipts = format!(
+        "{} orders, {} signed confirmations kept (each verified on arrival against its seller's AgentId)",
+        count(report.orders),
+        count(report.confirmations.len() as u64)
+    );
     let figures = Figures {
         report: &report,
         sellers: None,
         counters: Counters::Buyer(buyer_metrics),
         inference: Duration::from_millis(args.trade.inference_ms),
+        receipts: Some(receipts),
     };
     print!("{}", report::render(&figures));
     drop(peers);
