@@ -41,7 +41,8 @@ pub(crate) struct Args {
     /// Also append every message received to this file, with its sender and time (read it with `tacit inspect`).
     #[arg(long, value_name = "FILE")]
     capture: Option<PathBuf>,
-    /// Enforce this receiver-side policy (TOML; format in the `tacit::policy` docs and PROTOCOL.md "Policy").
+    /// Enforce this receiver-side policy (TOML; format in the `tacit::policy` docs and PROTOCOL.md "Policy"),
+    /// reloaded without dropping sessions when the file changes or on SIGHUP.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
 }
@@ -61,10 +62,10 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         None => None,
         Some(path) => Some(Mutex::new(Capture { file: open_capture(path)?, schemas: HashSet::new() })),
     };
-    let policy = match &args.policy {
-        None => tacit::Policy::allow_all(),
-        Some(path) => tacit::Policy::load(path).map_err(|e| CliError::failure(e.to_string()))?,
-    };
+    // Checked here for a clear message; the agent reloads it as it changes.
+    if let Some(path) = &args.policy {
+        tacit::Policy::load(path).map_err(|e| CliError::failure(e.to_string()))?;
+    }
     let listener = Arc::new(Listener::new(capture)?);
     let ping_schema = Schema::of::<Ping>().map_err(|e| CliError::failure(e.to_string()))?;
     let reject_schema = Schema::of::<RejectProposal>().map_err(|e| CliError::failure(e.to_string()))?;
@@ -73,8 +74,11 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let on_reject = listener.clone();
     let on_tell = listener.clone();
     let on_ask = listener.clone();
-    let agent = Agent::builder()
-        .policy(policy)
+    let mut builder = Agent::builder();
+    if let Some(path) = &args.policy {
+        builder = builder.policy_file(path);
+    }
+    let agent = builder
         .identity(identity)
         .card(
             AgentCard::new("tacit-listen")
@@ -119,11 +123,28 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         })?;
     let local = agent.local_addr().map_err(|e| CliError::failure(e.to_string()))?;
     eprintln!("listening on {local} as {}", agent.id());
+    #[cfg(unix)]
+    if args.policy.is_some() {
+        tokio::spawn(reload_on_hangup(agent.clone()));
+    }
 
     stopped().await;
     eprintln!("stopping");
     agent.shutdown(Duration::from_secs(1)).await;
     Ok(())
+}
+
+/// Reloads the policy file on each SIGHUP, saying how it went.
+#[cfg(unix)]
+async fn reload_on_hangup(agent: Agent) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+    while hangup.recv().await.is_some() {
+        match agent.reload_policy() {
+            Ok(_) => eprintln!("policy reloaded"),
+            Err(e) => eprintln!("policy not reloaded, the one in force stays: {e}"),
+        }
+    }
 }
 
 /// Waits for Ctrl-C (or SIGTERM on Unix).

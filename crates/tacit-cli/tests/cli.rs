@@ -838,6 +838,17 @@ fn listen_with_a_policy() {
     let pinged = tacit(&["ping", listen.addr.as_str(), "-n", "1"]);
     assert_ne!(pinged.code(), Some(0), "{pinged:#?}");
     assert!(pinged.stderr.contains("not on the ask lane"), "{pinged:#?}");
+    // [policy.reload]: the changed file is applied to new sessions within a poll.
+    std::fs::write(&policy, "default = \"allow\"\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answered = loop {
+        let pinged = tacit(&["ping", listen.addr.as_str(), "-n", "1"]);
+        if pinged.code() == Some(0) || Instant::now() > deadline {
+            break pinged;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(answered.code(), Some(0), "the reloaded policy allows Ping: {answered:#?}");
     std::fs::write(&policy, "default = \"allow\"\n[[rule]]\neffect = \"perhaps\"\n").unwrap();
     let refused = tacit(&["listen", "--addr", "127.0.0.1:0", "--policy", policy.to_str().unwrap()]);
     assert_ne!(refused.code(), Some(0), "{refused:#?}");

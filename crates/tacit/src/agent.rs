@@ -45,6 +45,11 @@ struct Served {
     handlers: Handlers,
     /// The receiver-side policy, swapped whole by [`Agent::set_policy`].
     policy: Arc<RwLock<Arc<Policy>>>,
+    /// Signalled after each policy swap: accepted sessions check that
+    /// their peer may still use something ([policy.reload]).
+    policy_changed: tokio::sync::watch::Sender<()>,
+    /// The policy file the agent reloads, if any.
+    policy_file: Option<PathBuf>,
 }
 
 impl std::ops::Deref for Served {
@@ -71,7 +76,11 @@ pub struct AgentBuilder {
     credentials: Vec<SignedCredential>,
     trust: Option<TrustStore>,
     policy: Policy,
+    policy_file: Option<PathBuf>,
 }
+
+/// How often an agent with a policy file checks it for changes.
+pub const POLICY_FILE_POLL: Duration = Duration::from_secs(1);
 
 impl AgentBuilder {
     fn new() -> Self {
@@ -89,6 +98,7 @@ impl AgentBuilder {
             credentials: Vec::new(),
             trust: None,
             policy: Policy::allow_all(),
+            policy_file: None,
         };
         // The standard intents every agent answers (an application's own
         // handler for one of them replaces the built-in one).
@@ -101,6 +111,18 @@ impl AgentBuilder {
             .emits::<intents::DescribeAgent>()
             .on_tell(builtin::proposal_rejected)
             .emits::<intents::RejectProposal>()
+    }
+
+    /// Reads the policy from this TOML file (format in [`policy`](crate::policy))
+    /// when the agent is bound — a bad file fails [`bind`](Self::bind) with
+    /// [`Error::Policy`] — and reloads it whenever it changes (checked every
+    /// [`POLICY_FILE_POLL`]; [`Agent::reload_policy`] at once), without
+    /// dropping sessions ([`Agent::set_policy`]). A changed file that does not parse
+    /// is logged and ignored: the policy in force stays. Replaces
+    /// [`policy`](Self::policy).
+    pub fn policy_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.policy_file = Some(path.into());
+        self
     }
 
     /// Uses this identity.
@@ -396,6 +418,9 @@ impl AgentBuilder {
 
     /// Binds the agent's UDP socket (e.g. `127.0.0.1:0`) and starts serving.
     pub async fn bind(mut self, addr: SocketAddr) -> Result<Agent> {
+        if let Some(path) = &self.policy_file {
+            self.policy = Policy::load(path).map_err(Error::Policy)?;
+        }
         // A catch-all handler also takes the intents the agent handles
         // typed, on its lanes (a tell of an intent with only an ask handler
         // goes to `on_any_tell`): the offers say so.
@@ -437,6 +462,8 @@ impl AgentBuilder {
         let core = Arc::new(Served {
             handlers: self.handlers,
             policy,
+            policy_changed: tokio::sync::watch::Sender::new(()),
+            policy_file: self.policy_file,
             core: Arc::new(Core {
                 endpoint,
                 names: self.names,
@@ -450,7 +477,11 @@ impl AgentBuilder {
             }),
         });
         let accept = tokio::spawn(accept_loop(core.clone()));
-        Ok(Agent { inner: Arc::new(AgentInner { core, accept }) })
+        let agent = Agent { inner: Arc::new(AgentInner { core, accept }) };
+        if agent.inner.core.policy_file.is_some() {
+            tokio::spawn(watch_policy_file(Arc::downgrade(&agent.inner)));
+        }
+        Ok(agent)
     }
 }
 
@@ -562,9 +593,31 @@ impl Agent {
     /// was negotiated with them stays as it was (a message the new policy
     /// denies is refused per message). Sessions accepted later are offered
     /// what `policy` allows. Per-peer limits start counting afresh.
+    ///
+    /// A session whose peer the new policy lets use none of the intents
+    /// this agent handles is closed with `POLICY_DENIED` at once (rule
+    /// `policy.reload`): intents cannot be withdrawn from a live session
+    /// (`hs.update-no-withdraw`), so a peer that may do nothing more is told
+    /// by the close, and one whose rights only shrank by the refusals.
     pub fn set_policy(&self, policy: Policy) {
-        let mut slot = self.inner.core.policy.write().unwrap_or_else(|e| e.into_inner());
-        *slot = Arc::new(policy);
+        {
+            let mut slot = self.inner.core.policy.write().unwrap_or_else(|e| e.into_inner());
+            *slot = Arc::new(policy);
+        }
+        self.inner.core.policy_changed.send_replace(());
+    }
+
+    /// Reads the policy file again ([`AgentBuilder::policy_file`]) and
+    /// swaps it in ([`set_policy`](Self::set_policy)); on an error the
+    /// policy in force stays. The agent also does this by itself when the
+    /// file changes (checked every [`POLICY_FILE_POLL`]); call it from a
+    /// `SIGHUP` handler to reload at once (`tacit listen` does). `Ok(false)`
+    /// when the agent has no policy file.
+    pub fn reload_policy(&self) -> std::result::Result<bool, crate::policy::PolicyError> {
+        let Some(path) = &self.inner.core.policy_file else { return Ok(false) };
+        let policy = Policy::load(path)?;
+        self.set_policy(policy);
+        Ok(true)
     }
 
     /// The policy in force.
@@ -696,11 +749,65 @@ async fn accept_loop(core: Arc<Served>) {
         match accepted {
             Ok(session) => {
                 core.metrics.bump(Counter::SessionsAccepted);
+                tokio::spawn(enforce_policy_changes(core.clone(), session.clone()));
                 let peer = Peer::accepted(core.core.clone(), session.clone());
                 let span = tracing::info_span!("session", peer = %session.peer_id(), role = "acceptor");
                 tokio::spawn(serve(core.clone(), Source::Accepted(session, peer)).instrument(span));
             }
             Err(error) => tracing::debug!(%error, "an incoming connection failed"),
+        }
+    }
+}
+
+/// Closes `session` with `POLICY_DENIED` once a policy swap leaves its peer
+/// none of the intents this agent handles ([policy.reload]); ends with the
+/// session.
+async fn enforce_policy_changes(core: Arc<Served>, session: Session) {
+    let mut changes = core.policy_changed.subscribe();
+    loop {
+        tokio::select! {
+            _ = session.closed() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let policy = current_policy(&core.policy);
+                if policy.is_open() {
+                    continue;
+                }
+                let subject = Subject::with_credentials(session.peer_id(), &session.peer_credentials());
+                let allowed = core.offers.iter().filter(|offer| offer.handles).any(|offer| {
+                    offer.lanes.iter().any(|lane| {
+                        policy.decide(&subject, offer.id, Some(&offer.name), lane) == crate::policy::Effect::Allow
+                    })
+                });
+                if !allowed {
+                    tracing::debug!(peer = %session.peer_id(), "the new policy allows this peer nothing: closing");
+                    session.close(ErrorCode::PolicyDenied, "the receiver's policy no longer lets this agent use any of its intents");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reloads the policy file when its contents change; ends with the agent.
+async fn watch_policy_file(agent: std::sync::Weak<AgentInner>) {
+    let read = |agent: &AgentInner| agent.core.policy_file.as_ref().and_then(|path| std::fs::read(path).ok());
+    let Some(first) = agent.upgrade() else { return };
+    let mut seen = read(&first);
+    drop(first);
+    loop {
+        tokio::time::sleep(POLICY_FILE_POLL).await;
+        let Some(inner) = agent.upgrade() else { return };
+        let now = read(&inner);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match (Agent { inner }).reload_policy() {
+            Ok(_) => tracing::info!("policy file changed: reloaded"),
+            Err(error) => tracing::warn!(%error, "the changed policy file did not load; the policy in force stays"),
         }
     }
 }

@@ -154,6 +154,9 @@ pub enum Error {
     /// The agent has been shut down ([`Agent::shutdown`](crate::Agent::shutdown)).
     #[error("the agent is shut down")]
     Shutdown,
+    /// The policy file could not be read ([`AgentBuilder::policy_file`](crate::AgentBuilder::policy_file)).
+    #[error(transparent)]
+    Policy(crate::policy::PolicyError),
     /// The ask asked for a signed answer
     /// ([`AskOptions::sign_reply`](crate::AskOptions::sign_reply)) and the
     /// peer answered unsigned: the answer is no receipt (`SIGNATURE_REQUIRED`).
@@ -198,6 +201,7 @@ impl Error {
             | Self::Connect { .. }
             | Self::IdentityMismatch { .. }
             | Self::Bind { .. }
+            | Self::Policy(_)
             | Self::Identity(_) => ErrorCode::Unspecified,
         }
     }

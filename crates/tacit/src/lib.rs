@@ -103,7 +103,7 @@ mod reply;
 mod schema;
 pub mod trace;
 
-pub use agent::{Agent, AgentBuilder, shutdown_signal};
+pub use agent::{Agent, AgentBuilder, POLICY_FILE_POLL, shutdown_signal};
 pub use context::Context;
 pub use conversation::{Bid, ContractNet, Conversation, Round};
 pub use error::{BoxError, Error, Rejection, Result};

@@ -62,7 +62,12 @@ async fn denied_ask_is_refused_and_handler_never_runs() {
         server.set_policy(Policy::allow_all());
         let bad = denied.connect(addr, server.id()).await.unwrap();
         bad.ready().await.unwrap();
-        server.set_policy(Policy::deny_all().rule(Rule::allow().agent(allowed.id())));
+        // (Ping stays allowed, so the session is kept: [policy.reload].)
+        server.set_policy(
+            Policy::deny_all()
+                .rule(Rule::allow().agent(allowed.id()))
+                .rule(Rule::allow().intent_name("tacit.intents.v1.Ping")),
+        );
         let error = bad.ask(task("no")).await.unwrap_err();
         assert_eq!(error.code(), ErrorCode::PolicyDenied, "{error}");
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the handler must not run for a denied ask");
@@ -247,7 +252,8 @@ async fn reload_under_load() {
         while calls.load(Ordering::SeqCst) < 20 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        server.set_policy(Policy::deny_all());
+        // Ping stays allowed, so the session is kept and the asks are denied one by one.
+        server.set_policy(Policy::deny_all().rule(Rule::allow().intent_name("tacit.intents.v1.Ping")));
         let (mut ok, mut denied) = (0, 0);
         for worker in load {
             let (o, d) = worker.await.unwrap();
@@ -319,6 +325,86 @@ async fn denied_stream_is_stopped() {
         assert_eq!(format!("{error:?}"), format!("Stream(Reset({}))", ErrorCode::PolicyDenied as u32));
         assert_eq!(opened.load(Ordering::SeqCst), 0);
         assert_eq!(server.metrics().errors_with(ErrorCode::PolicyDenied), 1);
+    })
+    .await;
+}
+
+/// Retries `ask` until it fails with `code` (or 10 s pass): a reload is
+/// applied within a poll of the file.
+async fn until_refused_with(peer: &tacit::Peer, code: ErrorCode) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if let Err(error) = peer.ask(task("poll")).await
+            && error.code() == code
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+// [policy.reload], [policy.file]: an agent with a policy file reloads it
+// when it changes, on live sessions, without dropping them; a changed file
+// that does not parse leaves the policy in force; a bad file fails bind.
+#[tokio::test]
+async fn a_policy_file_is_reloaded_when_it_changes() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        let allow = "default = \"allow\"\n";
+        let deny_task =
+            "default = \"allow\"\n[[rule]]\neffect = \"deny\"\nintents = [\"tacit.intents.v1.DelegateTask\"]\n";
+        std::fs::write(&path, allow).unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let server = bind(counting_server(calls.clone()).policy_file(&path)).await;
+        let client = bind(client()).await;
+        let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        peer.ask(task("before")).await.unwrap();
+
+        std::fs::write(&path, deny_task).unwrap();
+        assert!(until_refused_with(&peer, ErrorCode::PolicyDenied).await, "the changed file was not applied");
+        let answered = calls.load(Ordering::SeqCst);
+
+        // A broken file: the policy in force stays (two polls later, still denied).
+        std::fs::write(&path, "default = \"perhaps\"\n").unwrap();
+        tokio::time::sleep(tacit::POLICY_FILE_POLL * 2 + Duration::from_millis(200)).await;
+        assert_eq!(peer.ask(task("still")).await.unwrap_err().code(), ErrorCode::PolicyDenied);
+        assert!(server.reload_policy().is_err(), "reloading the broken file by hand fails too");
+
+        std::fs::write(&path, allow).unwrap();
+        assert!(server.reload_policy().unwrap(), "reloaded at once by hand");
+        peer.ask(task("after")).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), answered + 1);
+        assert_eq!(server.metrics().sessions_ended, 0, "no session was dropped by the reloads");
+
+        std::fs::write(&path, "default = 3\n").unwrap();
+        let refused = counting_server(calls).policy_file(&path).bind(tacit_testkit::LOCALHOST).await;
+        let Err(error) = refused else { panic!("a bad policy file must fail bind") };
+        assert!(error.to_string().contains("default"), "{error}");
+    })
+    .await;
+}
+
+// [policy.reload]: a swap that leaves a live session's peer none of the
+// agent's intents closes the session with POLICY_DENIED (the peer's next
+// ask fails with that code, its re-dial being refused too); a peer still
+// allowed something keeps its session.
+#[tokio::test]
+async fn a_policy_that_leaves_a_peer_nothing_closes_its_session() {
+    bounded(async {
+        let calls = Arc::new(AtomicU32::new(0));
+        let server = bind(counting_server(calls)).await;
+        let (kept, dropped) = (bind(client()).await, bind(client()).await);
+        let addr = server.local_addr().unwrap();
+        let kept_peer = kept.connect(addr, server.id()).await.unwrap();
+        let dropped_peer = dropped.connect(addr, server.id()).await.unwrap();
+        kept_peer.ask(task("a")).await.unwrap();
+        dropped_peer.ask(task("b")).await.unwrap();
+        server.set_policy(Policy::deny_all().rule(Rule::allow().agent(kept.id())));
+        assert!(until_refused_with(&dropped_peer, ErrorCode::PolicyDenied).await, "the dropped peer was not told");
+        kept_peer.ask(task("c")).await.unwrap();
+        assert_eq!(kept_peer.state(), tacit::LinkState::Up { generation: 1 }, "the allowed peer kept its session");
     })
     .await;
 }
