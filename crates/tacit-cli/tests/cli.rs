@@ -846,7 +846,7 @@ fn listen_with_a_policy() {
         if pinged.code() == Some(0) || Instant::now() > deadline {
             break pinged;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(answered.code(), Some(0), "the reloaded policy allows Ping: {answered:#?}");
     std::fs::write(&policy, "default = \"allow\"\n[[rule]]\neffect = \"perhaps\"\n").unwrap();
