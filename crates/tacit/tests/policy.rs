@@ -379,7 +379,7 @@ async fn a_policy_file_is_reloaded_when_it_changes() {
         assert_eq!(server.metrics().sessions_ended, 0, "no session was dropped by the reloads");
 
         std::fs::write(&path, "default = 3\n").unwrap();
-        let refused = counting_server(calls).policy_file(&path).bind(tacit_testkit::LOCALHOST).await;
+        let refused = counting_server(calls).policy_file(&path).bind(LOCALHOST).await;
         let Err(error) = refused else { panic!("a bad policy file must fail bind") };
         assert!(error.to_string().contains("default"), "{error}");
     })
