@@ -396,6 +396,13 @@ impl AgentBuilder {
 
     /// Binds the agent's UDP socket (e.g. `127.0.0.1:0`) and starts serving.
     pub async fn bind(mut self, addr: SocketAddr) -> Result<Agent> {
+        // [revoke.intent]: an agent that trusts organisations takes their
+        // revocation lists as a standard intent (unless the application does).
+        if self.trust.as_ref().is_some_and(|trust| !trust.is_empty())
+            && self.handlers.asks.get(&<intents::Revocations as Intent>::ID).is_none()
+        {
+            self = self.on_ask(builtin::revocations);
+        }
         // A catch-all handler also takes the intents the agent handles
         // typed, on its lanes (a tell of an intent with only an ask handler
         // goes to `on_any_tell`): the offers say so.
@@ -436,8 +443,9 @@ impl AgentBuilder {
         emitted.dedup();
         let core = Arc::new(Served {
             handlers: self.handlers,
-            policy,
+            policy: policy.clone(),
             core: Arc::new(Core {
+                policy,
                 endpoint,
                 names: self.names,
                 metrics: Arc::new(Metrics::default()),
@@ -621,17 +629,7 @@ fn offer_filter(policy: Arc<RwLock<Arc<Policy>>>) -> tacit_quic::OfferFilter {
         }
         let subject = Subject::with_credentials(*peer, credentials);
         let mut offered = capabilities.clone();
-        offered.intents.retain_mut(|offer| {
-            if offer.handles {
-                let allowed = offer.lanes.iter().filter(|lane| {
-                    policy.decide(&subject, offer.id, Some(&offer.name), *lane) == crate::policy::Effect::Allow
-                });
-                let lanes = allowed.fold(Lanes::NONE, Lanes::with);
-                offer.lanes = lanes;
-                offer.handles = !lanes.is_empty();
-            }
-            offer.handles || offer.emits
-        });
+        policy.restrict_offers(&subject, &mut offered.intents);
         Some(offered)
     })
 }
