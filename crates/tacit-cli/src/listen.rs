@@ -44,6 +44,13 @@ pub(crate) struct Args {
     /// Enforce this receiver-side policy (TOML; format in the `tacit::policy` docs and PROTOCOL.md "Policy").
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Trust this organisation (its key, AgentId form; repeatable): peers' credentials are verified, and its
+    /// authority agents may send revocation lists (`tacit org revoke --send`).
+    #[arg(long = "trust", value_name = "ORG")]
+    trust: Vec<tacit::credential::OrgKey>,
+    /// Present this credential to peers (a file of `tacit org issue`; repeatable).
+    #[arg(long = "credential", value_name = "FILE")]
+    credentials: Vec<PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), CliError> {
@@ -73,7 +80,17 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let on_reject = listener.clone();
     let on_tell = listener.clone();
     let on_ask = listener.clone();
-    let agent = Agent::builder()
+    let mut builder = Agent::builder();
+    for org in &args.trust {
+        builder = builder.trust(*org);
+    }
+    for path in &args.credentials {
+        let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
+        let credential = tacit::credential::SignedCredential::decode(&bytes)
+            .map_err(|e| CliError::failure(format!("{} is not a credential: {e}", path.display())))?;
+        builder = builder.credential(credential);
+    }
+    let agent = builder
         .policy(policy)
         .identity(identity)
         .card(

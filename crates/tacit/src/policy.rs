@@ -14,6 +14,13 @@
 //!   runs; a denied tell or datagram is dropped (and counted under its code
 //!   in [`Agent::metrics`](crate::Agent::metrics)); a denied stream is reset
 //!   and stopped with `POLICY_DENIED`.
+//! - **Memberships** come from the peer's verified credentials: a rule
+//!   naming organisations or roles matches a member of one of them; a
+//!   credential narrowed to some intents makes a membership that counts for
+//!   those intents only ([`Membership::covers`]).
+//! - **What the peer sees**: it is offered, in the handshake, each intent on
+//!   the lanes the rules let it use ([`Policy::offered`]), and the standard
+//!   `DescribeAgent` lists the same.
 //! - **Limits, per peer** (by AgentId, over all its sessions), on the
 //!   messages the rules allow: a rate (a token bucket: `rate` per second,
 //!   up to `burst` at once), a quota (`quota` messages per `window`), and

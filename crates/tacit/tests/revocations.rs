@@ -79,6 +79,8 @@ async fn an_authority_revokes_live_credentials() {
         let kept_peer = kept.connect(addr, server.id()).await.unwrap();
         let _: TaskStatus = revoked_peer.ask(DelegateTask { task_id: "r".into(), ..Default::default() }).await.unwrap();
         let _: TaskStatus = kept_peer.ask(DelegateTask { task_id: "k".into(), ..Default::default() }).await.unwrap();
+        // These sessions (a link may dial again once its session is closed).
+        let (revoked_session, kept_session) = (revoked_peer.session(), kept_peer.session());
 
         let authority = org_agent(0x0a).await;
         let to_server = authority.connect(addr, server.id()).await.unwrap();
@@ -87,7 +89,7 @@ async fn an_authority_revokes_live_credentials() {
         assert_eq!(applied.status(), revocations_applied::Status::Applied);
         assert_eq!((applied.serials.as_slice(), &applied.org_key[..]), (&[7][..], &org.org_key().as_bytes()[..]));
 
-        let closed = tokio::time::timeout(CLOSE_BOUND, revoked_peer.session().closed()).await.expect("closed in time");
+        let closed = tokio::time::timeout(CLOSE_BOUND, revoked_session.closed()).await.expect("closed in time");
         assert_eq!(closed.code(), ErrorCode::CredentialRevoked, "{closed:?}");
         let again = revoked.connect(addr, server.id()).await.unwrap();
         let refused = again.ready().await.unwrap_err();
@@ -102,7 +104,7 @@ async fn an_authority_revokes_live_credentials() {
         let newer = org.revoke([7, 8], SystemTime::now());
         let applied: RevocationsApplied = from_deputy.ask(ask_of(&newer)).await.unwrap();
         assert_eq!((applied.status(), applied.serials.as_slice()), (revocations_applied::Status::Applied, &[7, 8][..]));
-        let closed = tokio::time::timeout(CLOSE_BOUND, kept_peer.session().closed()).await.expect("closed in time");
+        let closed = tokio::time::timeout(CLOSE_BOUND, kept_session.closed()).await.expect("closed in time");
         assert_eq!(closed.code(), ErrorCode::CredentialRevoked, "{closed:?}");
         // [revoke.newer]: the older list changes nothing; the reply shows the list held.
         let stale: RevocationsApplied = from_deputy.ask(ask_of(&list)).await.unwrap();
