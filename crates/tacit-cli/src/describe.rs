@@ -1,16 +1,19 @@
 //! `tacit describe`: an agent's id, card and intents, each with how it is
 //! used (asked, told or streamed) and the types of its replies or stream
 //! items, read from the schema the agent serves (the `(tacit.v1.reply)`,
-//! `(tacit.v1.stream_item)` and `(tacit.v1.stream_send)` options).
+//! `(tacit.v1.stream_item)` and `(tacit.v1.stream_send)` options), and the
+//! lanes on which the agent takes it from this caller (its handshake offer,
+//! which with a policy holds only what the policy lets the caller use, as
+//! `DescribeAgent` does).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
 use data_encoding::HEXLOWER;
 use serde_json::{Value, json};
 use tacit::intents::{AgentDescription, IntentInfo};
-use tacit::{Agent, IntentId, Schema};
+use tacit::{Agent, IntentId, Lane, Schema};
 
 use crate::connect::{self, ConnectArgs, Connection};
 use crate::error::CliError;
@@ -41,14 +44,45 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     }
     .await;
     let agent_id = connection.peer.id().to_string();
+    let offered = offered_lanes(&connection);
     connection.close().await;
     let (description, usages) = described?;
+    let lanes: Vec<Option<Vec<&'static str>>> = description
+        .intents
+        .iter()
+        .map(|intent| {
+            let id = IntentId::try_from(&intent.intent_id[..]).ok()?;
+            intent.handles.then(|| offered.get(&id).cloned()).flatten()
+        })
+        .collect();
     if args.json {
-        println!("{}", to_json(&agent_id, &args.connect.addr, &description, &usages));
+        println!("{}", to_json(&agent_id, &args.connect.addr, &description, &usages, &lanes));
     } else {
-        print!("{}", to_table(&agent_id, &args.connect.addr, &description, &usages));
+        print!("{}", to_table(&agent_id, &args.connect.addr, &description, &usages, &lanes));
     }
     Ok(())
+}
+
+/// The lanes on which the agent offered this caller each intent it handles,
+/// in the handshake.
+fn offered_lanes(connection: &Connection) -> HashMap<IntentId, Vec<&'static str>> {
+    let Some(negotiated) = connection.peer.session().negotiated() else { return HashMap::new() };
+    negotiated
+        .peer_offers
+        .iter()
+        .filter(|offer| offer.handles)
+        .map(|offer| (offer.id, offer.lanes.iter().filter_map(lane_name).collect()))
+        .collect()
+}
+
+fn lane_name(lane: Lane) -> Option<&'static str> {
+    match lane {
+        Lane::Ask => Some("ask"),
+        Lane::Tell => Some("tell"),
+        Lane::Stream => Some("stream"),
+        Lane::Datagram => Some("datagram"),
+        _ => None,
+    }
 }
 
 /// How an intent is used, from its schema.
@@ -140,13 +174,20 @@ impl Usage {
     }
 }
 
-fn to_json(agent_id: &str, addr: &str, description: &AgentDescription, usages: &[Usage]) -> Value {
+fn to_json(
+    agent_id: &str,
+    addr: &str,
+    description: &AgentDescription,
+    usages: &[Usage],
+    offered: &[Option<Vec<&'static str>>],
+) -> Value {
     let metadata: BTreeMap<_, _> = description.metadata.iter().collect();
     let intents: Vec<_> = description
         .intents
         .iter()
         .zip(usages)
-        .map(|(intent, usage)| {
+        .zip(offered)
+        .map(|((intent, usage), offered)| {
             let stream = usage.stream();
             json!({
                 "name": intent.name,
@@ -154,6 +195,7 @@ fn to_json(agent_id: &str, addr: &str, description: &AgentDescription, usages: &
                 "handles": intent.handles,
                 "emits": intent.emits,
                 "lanes": usage.lanes(),
+                "offered_lanes": offered,
                 "reply": match usage { Usage::Asked { reply, .. } => Some(reply), _ => None },
                 "stream_item": stream.and_then(|s| s.item.as_deref()),
                 "stream_send": stream.and_then(|s| s.send.as_deref()),
@@ -175,7 +217,13 @@ fn to_json(agent_id: &str, addr: &str, description: &AgentDescription, usages: &
     })
 }
 
-fn to_table(agent_id: &str, addr: &str, description: &AgentDescription, usages: &[Usage]) -> String {
+fn to_table(
+    agent_id: &str,
+    addr: &str,
+    description: &AgentDescription,
+    usages: &[Usage],
+    offered: &[Option<Vec<&'static str>>],
+) -> String {
     let mut out = String::new();
     let mut row = |label: &str, value: &str| {
         if !value.is_empty() {
@@ -194,7 +242,9 @@ fn to_table(agent_id: &str, addr: &str, description: &AgentDescription, usages: 
     }
     out.push_str(&format!("intents ({}):\n", description.intents.len()));
     let width = description.intents.iter().map(|intent| intent.name.len()).max().unwrap_or(0);
-    for (intent, usage) in description.intents.iter().zip(usages) {
+    let shown: Vec<String> = offered.iter().map(|lanes| lanes.as_ref().map_or("-".into(), |l| l.join(","))).collect();
+    let lanes_width = shown.iter().map(String::len).max().unwrap_or(0);
+    for ((intent, usage), lanes) in description.intents.iter().zip(usages).zip(&shown) {
         let roles = match (intent.handles, intent.emits) {
             (true, true) => "handles, emits",
             (true, false) => "handles",
@@ -202,7 +252,11 @@ fn to_table(agent_id: &str, addr: &str, description: &AgentDescription, usages: 
             (false, false) => "-",
         };
         let id = HEXLOWER.encode(&intent.intent_id);
-        out.push_str(&format!("  {:<width$}  {id}  {roles:<14}  {}\n", intent.name, usage.summary()));
+        out.push_str(&format!(
+            "  {:<width$}  {id}  {roles:<14}  {lanes:<lanes_width$}  {}\n",
+            intent.name,
+            usage.summary()
+        ));
     }
     out
 }

@@ -45,6 +45,13 @@ pub(crate) struct Args {
     /// reloaded without dropping sessions when the file changes or on SIGHUP.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Trust this organisation (its key, AgentId form; repeatable): peers' credentials are verified, and its
+    /// authority agents may send revocation lists (`tacit org revoke --send`).
+    #[arg(long = "trust", value_name = "ORG")]
+    trust: Vec<tacit::credential::OrgKey>,
+    /// Present this credential to peers (a file of `tacit org issue`; repeatable).
+    #[arg(long = "credential", value_name = "FILE")]
+    credentials: Vec<PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), CliError> {
@@ -77,6 +84,15 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let mut builder = Agent::builder();
     if let Some(path) = &args.policy {
         builder = builder.policy_file(path);
+    }
+    for org in &args.trust {
+        builder = builder.trust(*org);
+    }
+    for path in &args.credentials {
+        let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
+        let credential = tacit::credential::SignedCredential::decode(&bytes)
+            .map_err(|e| CliError::failure(format!("{} is not a credential: {e}", path.display())))?;
+        builder = builder.credential(credential);
     }
     let agent = builder
         .identity(identity)

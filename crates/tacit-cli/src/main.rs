@@ -184,7 +184,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Ping(args) => ping::run(args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Conformance(args) => conformance::run(args).await,
-        Command::Org(command) => org::run(command),
+        Command::Org(command) => org::run(command).await,
         Command::Verify { file } => verify::run(&file),
     }
 }

@@ -5,9 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tacit::AgentId;
-use tacit_handshake::credential::{Credential, CredentialError, OrgSigner, SignedCredential, SignedRevocationList};
+use tacit::intents::{Revocations, RevocationsApplied, revocations_applied};
+use tacit::{AgentId, AskOptions};
+use tacit_handshake::credential::{
+    Credential, CredentialError, OrgKey, OrgSigner, SignedCredential, SignedRevocationList,
+};
 
+use crate::connect::{self, ConnectArgs};
 use crate::error::CliError;
 
 /// The `tacit org` subcommands.
@@ -40,7 +44,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Sign a revocation list (it replaces any older list of the organisation).
+    /// Sign a revocation list (it replaces any older list of the organisation): write it to a
+    /// file, send it to a running agent as the standard intent `tacit.intents.v1.Revocations`, or both.
     Revoke {
         /// The organisation's key file.
         #[arg(long, value_name = "FILE")]
@@ -49,8 +54,10 @@ pub(crate) enum Command {
         #[arg(long = "serial", value_name = "N", required = true)]
         serials: Vec<u64>,
         /// Where to write the signed list.
-        #[arg(long, value_name = "LIST")]
-        out: PathBuf,
+        #[arg(long, value_name = "LIST", required_unless_present = "send")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        send: SendArgs,
     },
     /// Print a credential or revocation-list file as JSON (the signature is not checked).
     Show {
@@ -58,6 +65,27 @@ pub(crate) enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// Where `tacit org revoke --send` sends the list, and as whom.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SendArgs {
+    /// Send the list to the agent at this address (HOST:PORT) and print its answer as JSON.
+    #[arg(long, value_name = "ADDR")]
+    send: Option<String>,
+    /// Insist that the agent holds this AgentId (exit 4 otherwise).
+    #[arg(long, value_name = "AGENT_ID", requires = "send")]
+    expect: Option<AgentId>,
+    /// Dial as the authority agent in this key file (default: the organisation's key itself, an authority
+    /// by definition); another agent needs a credential of the organisation with role `authority`.
+    #[arg(long, value_name = "FILE", requires = "send")]
+    key: Option<PathBuf>,
+    /// Present this credential (a file of `tacit org issue`, repeatable), e.g. the key's `authority` credential.
+    #[arg(long = "credential", value_name = "FILE", requires = "send")]
+    credentials: Vec<PathBuf>,
+    /// Seconds to wait for the connection, and again for the answer.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = crate::connect::parse_secs)]
+    timeout: Duration,
 }
 
 /// `30`, `30s`, `15m`, `12h`, `30d`.
@@ -78,7 +106,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-pub(crate) fn run(command: Command) -> Result<(), CliError> {
+pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Keygen { out } => keygen(&out),
         Command::Issue { org_key, subject, roles, expires, serial, out } => {
@@ -94,12 +122,23 @@ pub(crate) fn run(command: Command) -> Result<(), CliError> {
             println!("{shown}");
             Ok(())
         }
-        Command::Revoke { org_key, serials, out } => {
+        Command::Revoke { org_key, serials, out, send } => {
             let org = load(&org_key)?;
             let signed = org.revoke(serials, SystemTime::now());
             let shown = show_list(&signed).map_err(|e| CliError::failure(e.to_string()))?;
-            write(&out, &signed.encode())?;
-            println!("{shown}");
+            if let Some(out) = &out {
+                write(out, &signed.encode())?;
+            }
+            match &send.send {
+                None => println!("{shown}"),
+                Some(addr) => {
+                    if out.is_some() {
+                        eprintln!("{shown}");
+                    }
+                    let answer = publish(addr, &send, &org_key, &signed).await?;
+                    println!("{answer}");
+                }
+            }
             Ok(())
         }
         Command::Show { file } => {
@@ -119,6 +158,49 @@ pub(crate) fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Asks the agent at `addr` the standard `Revocations` with `signed`, as the
+/// authority agent of `send.key` (default: the organisation's own key file).
+async fn publish(
+    addr: &str,
+    send: &SendArgs,
+    org_key: &Path,
+    signed: &SignedRevocationList,
+) -> Result<Value, CliError> {
+    let mut builder = tacit::Agent::builder();
+    for path in &send.credentials {
+        let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
+        let credential = SignedCredential::decode(&bytes)
+            .map_err(|e| CliError::failure(format!("{} is not a credential: {e}", path.display())))?;
+        builder = builder.credential(credential);
+    }
+    let connect = ConnectArgs {
+        addr: addr.to_owned(),
+        expect: send.expect,
+        key: Some(send.key.clone().unwrap_or_else(|| org_key.to_path_buf())),
+        connect_timeout: send.timeout,
+    };
+    let connection = connect::dial(&connect, builder, send.expect).await?;
+    let request = Revocations { signed_list: signed.encode().into() };
+    let options = AskOptions::default().deadline(send.timeout);
+    let asking = async { connection.peer.ask_with(request, options).await.map(|reply| reply.message) };
+    let answer = connect::bounded(addr, "Revocations", send.timeout + Duration::from_millis(500), asking).await;
+    connection.close().await;
+    let answer: RevocationsApplied = answer?;
+    let org = OrgKey::from_bytes(<[u8; 32]>::try_from(&answer.org_key[..]).unwrap_or_default())
+        .map_or_else(|_| String::new(), |key| key.to_string());
+    let status = match answer.status() {
+        revocations_applied::Status::Applied => "applied",
+        revocations_applied::Status::Stale => "stale",
+        revocations_applied::Status::Unspecified => "unspecified",
+    };
+    Ok(json!({
+        "status": status,
+        "org": org,
+        "issued_at_unix_s": answer.issued_at_unix_s,
+        "serials": answer.serials,
+    }))
 }
 
 fn keygen(out: &Path) -> Result<(), CliError> {

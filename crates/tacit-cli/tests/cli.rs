@@ -926,3 +926,102 @@ fn verify_receipt_files() {
     assert!(checked >= 12);
     assert_eq!(tacit(&["verify", &write("noise", "ffff")]).code(), Some(1));
 }
+
+/// `tacit org revoke --send` ([revoke.intent], [revoke.authority],
+/// [revoke.live]) against `tacit listen --trust ORG`: a member holding a
+/// credential is connected; the list sent as the member itself is refused
+/// (exit 7, POLICY_DENIED) and changes nothing; sent as the organisation's
+/// key it is applied, the member's session is closed with
+/// CREDENTIAL_REVOKED and its next handshake refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_revoke_send_to_a_listening_agent() {
+    use tacit::credential::SignedCredential;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+        let run = |args: &[&str]| tokio::task::block_in_place(|| tacit(args));
+        let (org_file, member_key, member_cred) = (path("org.key"), path("member.key"), path("member.cred"));
+        let org = run(&["org", "keygen", "--out", &org_file]).ok().stdout.trim().to_owned();
+        let member_id = run(&["keygen", "--out", &member_key]).ok().stdout.trim().to_owned();
+        let issue = ["org", "issue", "--org-key", &org_file, "--subject", &member_id, "--role", "buyer"];
+        run(&[&issue[..], &["--expires", "1h", "--serial", "5", "--out", &member_cred]].concat()).ok();
+        let listen = tokio::task::block_in_place(|| Listen::start(&["--trust", &org]));
+        let addr: std::net::SocketAddr = listen.addr.parse().unwrap();
+
+        let credential = SignedCredential::decode(&std::fs::read(&member_cred).unwrap()).unwrap();
+        let member = Agent::builder()
+            .identity(tacit::Identity::load(&member_key).unwrap())
+            .credential(credential)
+            .bind(LOCALHOST)
+            .await
+            .unwrap();
+        let expect: AgentId = listen.id.parse().unwrap();
+        let peer = member.connect(addr, expect).await.unwrap();
+        peer.ready().await.unwrap();
+        assert_eq!(peer.credentials().len(), 0, "listen presents no credential");
+        // This session (the link may dial again once it is closed).
+        let session = peer.session();
+
+        let revoke = ["org", "revoke", "--org-key", &org_file, "--serial", "5", "--send", &listen.addr];
+        let as_member = run(&[&revoke[..], &["--key", &member_key, "--credential", &member_cred]].concat());
+        assert_eq!(as_member.code(), Some(7), "{as_member:#?}");
+        assert!(as_member.stderr.contains("POLICY_DENIED"), "{as_member:#?}");
+        assert!(!session.is_closed(), "nothing was applied");
+
+        let applied = run(&[&revoke[..], &["--expect", &listen.id]].concat()).ok().json();
+        assert_eq!(applied["status"], "applied", "{applied:#?}");
+        assert_eq!((&applied["org"], &applied["serials"]), (&Value::from(org.as_str()), &serde_json::json!([5])));
+        let closed = tokio::time::timeout(Duration::from_secs(5), session.closed()).await.expect("closed in time");
+        assert_eq!(closed.code(), tacit::ErrorCode::CredentialRevoked, "{closed:?}");
+        let again = member.connect(addr, expect).await.unwrap();
+        assert_eq!(again.ready().await.unwrap_err().code(), tacit::ErrorCode::CredentialRevoked);
+    })
+    .await
+    .expect("the test took over 60 s");
+}
+
+/// [policy.describe] `tacit describe` against `tacit listen --policy`: two
+/// callers with different rights see different intents, each with the
+/// lanes it is offered.
+#[test]
+fn describe_under_a_policy_shows_the_callers_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (ops_key, policy) = (path("ops.key"), path("policy.toml"));
+    let ops = tacit(&["keygen", "--out", &ops_key]).ok().stdout.trim().to_owned();
+    std::fs::write(
+        &policy,
+        format!(
+            "default = \"deny\"\n\
+             [[rule]]\neffect = \"allow\"\nintents = [\"tacit.intents.v1.DescribeAgent\"]\nlanes = [\"ask\"]\n\
+             [[rule]]\neffect = \"allow\"\nintents = [\"tacit.intents.v1.Ping\"]\nlanes = [\"ask\"]\n\
+             [[rule]]\neffect = \"allow\"\nagents = [\"{ops}\"]\nintents = [\"tacit.intents.v1.HealthCheck\"]\n"
+        ),
+    )
+    .unwrap();
+    let listen = Listen::start(&["--policy", &policy]);
+    let describe = |key: Option<&str>| {
+        let mut args = vec!["describe", listen.addr.as_str(), "--json"];
+        if let Some(key) = key {
+            args.extend(["--key", key]);
+        }
+        let described = tacit(&args).ok().json();
+        let intents = described["intents"].as_array().unwrap().clone();
+        move |name: &str| intents.iter().find(|i| i["name"] == name).cloned().unwrap_or(Value::Null)
+    };
+    let for_ops = describe(Some(&ops_key));
+    let health = for_ops("tacit.intents.v1.HealthCheck");
+    assert_eq!(health["handles"], true, "{health:#?}");
+    let lanes = health["offered_lanes"].as_array().unwrap();
+    assert!(lanes.contains(&Value::from("ask")) && lanes.len() > 1, "all of listen's lanes: {health:#?}");
+    assert_eq!(for_ops("tacit.intents.v1.Ping")["offered_lanes"], serde_json::json!(["ask"]));
+
+    let for_stranger = describe(None);
+    let health = for_stranger("tacit.intents.v1.HealthCheck");
+    assert_ne!(health["handles"], true, "{health:#?}");
+    assert_eq!(health["offered_lanes"], Value::Null, "{health:#?}");
+    assert_eq!(for_stranger("tacit.intents.v1.Ping")["offered_lanes"], serde_json::json!(["ask"]));
+    let table = tacit(&["describe", listen.addr.as_str()]).ok();
+    let ping = table.stdout.lines().find(|l| l.contains("tacit.intents.v1.Ping")).unwrap_or_default().to_owned();
+    assert!(ping.contains(" ask "), "{table:#?}");
+}

@@ -57,6 +57,10 @@ pub const MAX_CREDENTIAL_INTENTS: usize = 64;
 pub const MAX_REVOCATION_LIST_LEN: usize = 64 * 1024;
 /// Most serials in one revocation list.
 pub const MAX_REVOKED_SERIALS: usize = 4096;
+/// The role that makes the holder of an organisation's credential one of its
+/// authority agents, whose revocation lists a receiver accepts as an intent
+/// (rule `revoke.authority`).
+pub const AUTHORITY_ROLE: &str = "authority";
 
 /// An organisation's Ed25519 public key. Same validity rules and printed
 /// form (52 lowercase base32 characters) as an [`AgentId`].

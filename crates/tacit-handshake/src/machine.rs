@@ -95,6 +95,11 @@ impl HandshakeConfig {
         self
     }
 
+    /// The trust store peers' credentials are verified against, if any.
+    pub fn trust(&self) -> Option<&Arc<RwLock<TrustStore>>> {
+        self.trust.as_ref()
+    }
+
     /// How long the handshake may take (default 10 s).
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = timeout;

@@ -179,7 +179,33 @@ pub(crate) async fn drive(
         }
         for event in events {
             match event {
-                Event::Established(negotiated) | Event::Updated(negotiated) => {
+                Event::Established(negotiated) => {
+                    // [revoke.race]: the peer's credentials were verified
+                    // when its Hello or Welcome arrived; a list applied
+                    // since then, before this session could be found by the
+                    // sweep of `revoke.live` (which skips sessions not yet
+                    // ready), is checked here. The store's read lock is held
+                    // until the session is ready, so a list applied later
+                    // finds it ready and closes it.
+                    let trust = control.config.trust().map(|trust| trust.read().unwrap_or_else(|e| e.into_inner()));
+                    let revoked = trust.as_ref().and_then(|store| {
+                        negotiated.peer_credentials.iter().find(|c| store.is_revoked(&c.org, c.serial))
+                    });
+                    if let Some(revoked) = revoked {
+                        let reason =
+                            format!("credential {} of organisation {} was revoked", revoked.serial, revoked.org);
+                        drop(trust);
+                        connection
+                            .close(quinn::VarInt::from_u32(ErrorCode::CredentialRevoked as u32), reason.as_bytes());
+                        let refusal = Refusal::new(ErrorCode::CredentialRevoked, reason);
+                        state.send_replace(State::Failed(SessionError::Refused { refusal, by_peer: false }));
+                        control.fail_schema_waiters();
+                        return;
+                    }
+                    state.send_replace(State::Ready(Arc::new(negotiated)));
+                    drop(trust);
+                }
+                Event::Updated(negotiated) => {
                     state.send_replace(State::Ready(Arc::new(negotiated)));
                 }
                 Event::Failed { refusal, by_peer } => {

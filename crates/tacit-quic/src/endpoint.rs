@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
-use tacit_handshake::credential::{Applied, CredentialError, SignedCredential, SignedRevocationList, TrustStore};
+use tacit_handshake::credential::{
+    Applied, CredentialError, OrgKey, RevocationList, SignedCredential, SignedRevocationList, TrustStore,
+};
 use tacit_handshake::{AgentCard, AgentId, Capabilities, HandshakeConfig, Identity, OfferFilter, Role};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -357,6 +359,17 @@ impl Endpoint {
             self.shared.revocations.send_replace(());
         }
         Ok(applied)
+    }
+
+    /// Whether the trust store trusts `org` (false without a trust store).
+    pub fn trusts(&self, org: &OrgKey) -> bool {
+        self.shared.trust.as_ref().is_some_and(|trust| trust.read().unwrap_or_else(|e| e.into_inner()).is_trusted(org))
+    }
+
+    /// The revocation list held for `org`, if any.
+    pub fn revocations(&self, org: &OrgKey) -> Option<RevocationList> {
+        let trust = self.shared.trust.as_ref()?;
+        trust.read().unwrap_or_else(|e| e.into_inner()).revocations(org).cloned()
     }
 
     /// This agent's id.

@@ -149,3 +149,51 @@ async fn a_credential_revoked_mid_session_closes_the_session() {
         "{error:?}"
     );
 }
+
+/// `revoke.race`: a list applied after the peer's credentials were verified
+/// but before its session is ready is not missed. The acceptor calls its
+/// offer filter between the two, so a filter that applies the list makes
+/// the race happen every time; the filter then holds the handshake for a
+/// moment so that the sweep of `revoke.live`, on the other worker thread,
+/// runs while the session is not ready yet (and skips it). The check when
+/// the session becomes ready refuses it with `CREDENTIAL_REVOKED` instead of
+/// letting it live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_applied_during_the_handshake_is_not_missed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, OnceLock};
+    let server_slot: Arc<OnceLock<Endpoint>> = Arc::default();
+    let applied = Arc::new(AtomicBool::new(false));
+    let (in_filter, applied_in_filter) = (server_slot.clone(), applied.clone());
+    let list = org().revoke([0], SystemTime::now());
+    let mut trust = TrustStore::new();
+    trust.trust(org().org_key());
+    let server = Endpoint::builder()
+        .identity(Identity::from_secret_bytes(&[38; 32]))
+        .card(AgentCard::new("agent"))
+        .capabilities(Capabilities::default())
+        .trust_store(trust)
+        .offer_filter(Arc::new(move |_, credentials, _| {
+            if let (false, Some(server)) = (credentials.is_empty(), in_filter.get()) {
+                applied_in_filter.store(server.apply_revocations(&list) == Ok(Applied::Replaced), Ordering::SeqCst);
+                // Blocks this worker only: the sweep runs on the other one.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(None)
+        }))
+        .bind(LOCALHOST)
+        .await
+        .unwrap();
+    server_slot.set(server.clone()).unwrap();
+    let client = endpoint(39, Some(issue(id(39), "buyer"))).await;
+    let dialed = within(client.connect(addr(&server), None)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap().unwrap();
+    match within(accepted.ready()).await {
+        Err(SessionError::Refused { refusal, by_peer }) => {
+            assert_eq!((refusal.code, by_peer), (ErrorCode::CredentialRevoked, false), "{refusal:?}");
+        }
+        other => panic!("the session became ready with a revoked credential: {other:?}"),
+    }
+    assert!(applied.load(Ordering::SeqCst), "the list was applied mid-handshake");
+    assert_eq!(within(dialed.closed()).await.code(), ErrorCode::CredentialRevoked);
+}

@@ -421,6 +421,13 @@ impl AgentBuilder {
         if let Some(path) = &self.policy_file {
             self.policy = Policy::load(path).map_err(Error::Policy)?;
         }
+        // [revoke.intent]: an agent that trusts organisations takes their
+        // revocation lists as a standard intent (unless the application does).
+        if self.trust.as_ref().is_some_and(|trust| !trust.is_empty())
+            && self.handlers.asks.get(&<intents::Revocations as Intent>::ID).is_none()
+        {
+            self = self.on_ask(builtin::revocations);
+        }
         // A catch-all handler also takes the intents the agent handles
         // typed, on its lanes (a tell of an intent with only an ask handler
         // goes to `on_any_tell`): the offers say so.
@@ -461,10 +468,11 @@ impl AgentBuilder {
         emitted.dedup();
         let core = Arc::new(Served {
             handlers: self.handlers,
-            policy,
+            policy: policy.clone(),
             policy_changed: tokio::sync::watch::Sender::new(()),
             policy_file: self.policy_file,
             core: Arc::new(Core {
+                policy,
                 endpoint,
                 names: self.names,
                 metrics: Arc::new(Metrics::default()),
@@ -674,17 +682,7 @@ fn offer_filter(policy: Arc<RwLock<Arc<Policy>>>) -> tacit_quic::OfferFilter {
         }
         let subject = Subject::with_credentials(*peer, credentials);
         let mut offered = capabilities.clone();
-        offered.intents.retain_mut(|offer| {
-            if offer.handles {
-                let allowed = offer.lanes.iter().filter(|lane| {
-                    policy.decide(&subject, offer.id, Some(&offer.name), *lane) == crate::policy::Effect::Allow
-                });
-                let lanes = allowed.fold(Lanes::NONE, Lanes::with);
-                offer.lanes = lanes;
-                offer.handles = !lanes.is_empty();
-            }
-            offer.handles || offer.emits
-        });
+        policy.restrict_offers(&subject, &mut offered.intents);
         // [policy.nothing-offered]: a peer the policy lets use none of the
         // intents this agent handles is refused at the handshake.
         let handled = |caps: &Capabilities| caps.intents.iter().any(|offer| offer.handles);
@@ -775,11 +773,9 @@ async fn enforce_policy_changes(core: Arc<Served>, session: Session) {
                 if policy.is_open() {
                     continue;
                 }
-                let subject = Subject::with_credentials(session.peer_id(), &session.peer_credentials());
+                let subject = policy.subject(session.peer_id(), || session.peer_credentials());
                 let allowed = core.offers.iter().filter(|offer| offer.handles).any(|offer| {
-                    offer.lanes.iter().any(|lane| {
-                        policy.decide(&subject, offer.id, Some(&offer.name), lane) == crate::policy::Effect::Allow
-                    })
+                    !policy.allowed_lanes(&subject, offer.id, Some(&offer.name), offer.lanes).is_empty()
                 });
                 if !allowed {
                     tracing::debug!(peer = %session.peer_id(), "the new policy allows this peer nothing: closing");

@@ -3,7 +3,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tacit_handshake::{AgentCard, IntentOffer};
@@ -11,6 +11,7 @@ use tacit_quic::{Endpoint, ReconnectPolicy};
 use tacit_wire::IntentId;
 
 use crate::metrics::Metrics;
+use crate::policy::Policy;
 
 /// What the agent's tasks share.
 #[derive(Debug)]
@@ -27,6 +28,9 @@ pub(crate) struct Core {
     pub(crate) emitted: Vec<IntentId>,
     pub(crate) states: States,
     pub(crate) started: Instant,
+    /// The receiver-side policy in force (the standard `DescribeAgent`
+    /// describes what it lets the caller use).
+    pub(crate) policy: Arc<RwLock<Arc<Policy>>>,
 }
 
 impl Core {

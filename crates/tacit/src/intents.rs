@@ -22,8 +22,22 @@
 //!   description, roles, software version, metadata, with the limits of
 //!   [`AgentCard`](crate::AgentCard)) and the intents it offers
 //!   ([`IntentInfo`]: id, name, whether it handles and emits each). The same
-//!   facts are exchanged in the handshake; this intent lets an agent, an
-//!   inspector or a model ask again at any time. Every agent answers it.
+//!   facts are exchanged in the handshake (with the lanes); this intent lets
+//!   an agent, an inspector or a model ask again at any time.
+//!   Every agent answers it; with a policy, it lists what the policy lets
+//!   the caller use, as the caller's handshake offer does.
+//!
+//! # Revocation lists (`revocation.proto`)
+//!
+//! - [`Revocations`] → [`RevocationsApplied`]: an organisation's authority
+//!   agent (the organisation's key itself, or an agent holding one of its
+//!   credentials with role
+//!   [`authority`](crate::credential::AUTHORITY_ROLE)) sends a signed
+//!   revocation list; the receiver applies it as
+//!   [`Agent::apply_revocations`](crate::Agent::apply_revocations) does and
+//!   answers whether it replaced the list held ([`revocations_applied::Status`]).
+//!   Every agent that trusts an organisation answers it; others are refused
+//!   with `POLICY_DENIED`.
 //!
 //! # Task delegation (`task.proto`)
 //!
@@ -96,6 +110,8 @@ mod tests {
             entry::<AcceptProposal>(),
             entry::<ContractResult>(),
             entry::<RejectProposal>(),
+            entry::<Revocations>(),
+            entry::<RevocationsApplied>(),
         ]
     }
 
@@ -145,6 +161,8 @@ mod tests {
         tacit.intents.v1.Proposal 7254844f14c531974a219a5e1f7327c665ef8692bc28fbaa539655d7967f03a8
         tacit.intents.v1.ProvideInput d3fb1764543bb2add57ec7bcf629a94dc60845d59de20e76f3093bd0497aae03
         tacit.intents.v1.RejectProposal 11b996a9786b0c1249dbb5f0b9fca97e060fae2f163b2a85ca1531e8831915b2
+        tacit.intents.v1.Revocations 0194380aaa0404779ea7137a79ab25a5c010478639ea4487c506f0a070a44ebc
+        tacit.intents.v1.RevocationsApplied 3529d848291423bf3c37234f0061958073b3fbe2ff5f7892141578a574be75d4
         tacit.intents.v1.TaskStatus 165a671ffc013ab0a45652bc04094124c9030148ac8ad2f1a1fdf098bc7d1da8
         tacit.intents.v1.TaskUpdate 9a3491797eab9eadd7fabb0bf6183e4f3d5952402f008c153d368b571ad3bdf1
     ";
@@ -163,5 +181,6 @@ mod tests {
         let _: TaskStatus = reply::<ProvideInput>(TaskStatus::default());
         let _: Proposal = reply::<CallForProposals>(Proposal::default());
         let _: ContractResult = reply::<AcceptProposal>(ContractResult::default());
+        let _: RevocationsApplied = reply::<Revocations>(RevocationsApplied::default());
     }
 }

@@ -14,6 +14,13 @@
 //!   runs; a denied tell or datagram is dropped (and counted under its code
 //!   in [`Agent::metrics`](crate::Agent::metrics)); a denied stream is reset
 //!   and stopped with `POLICY_DENIED`.
+//! - **Memberships** come from the peer's verified credentials: a rule
+//!   naming organisations or roles matches a member of one of them; a
+//!   credential narrowed to some intents makes a membership that counts for
+//!   those intents only ([`Membership::covers`]).
+//! - **What the peer sees**: it is offered, in the handshake, each intent on
+//!   the lanes the rules let it use ([`Policy::offered`]), and the standard
+//!   `DescribeAgent` lists the same.
 //! - **Limits, per peer** (by AgentId, over all its sessions), on the
 //!   messages the rules allow: a rate (a token bucket: `rate` per second,
 //!   up to `burst` at once), a quota (`quota` messages per `window`), and
@@ -61,7 +68,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tacit_handshake::{AgentId, Lane};
+use tacit_handshake::{AgentId, IntentOffer, Lane, Lanes};
 use tacit_wire::{ErrorCode, IntentId};
 
 /// Who sent a message, as the policy sees it: the peer's AgentId and the
@@ -82,11 +89,16 @@ impl Subject {
     }
 
     /// A subject with the memberships its verified credentials prove: one
-    /// per credential, its organisation and roles (rule `policy.membership`).
+    /// per credential, its organisation, roles and narrowed intents (rules
+    /// `policy.membership`, `policy.narrowed`).
     pub fn with_credentials(agent: AgentId, credentials: &[tacit_handshake::credential::VerifiedCredential]) -> Self {
         let memberships = credentials
             .iter()
-            .map(|credential| Membership { org: credential.org.to_string(), roles: credential.roles.clone() })
+            .map(|credential| Membership {
+                org: credential.org.to_string(),
+                roles: credential.roles.clone(),
+                intents: credential.intents.clone(),
+            })
             .collect();
         Self { agent, memberships }
     }
@@ -99,6 +111,31 @@ pub struct Membership {
     pub org: String,
     /// The roles the member holds in it.
     pub roles: Vec<String>,
+    /// The intents the credential is narrowed to (`None`: not narrowed).
+    /// A narrowed membership counts only for these intents (rule
+    /// `policy.narrowed`): for any other, a rule naming an organisation or
+    /// role does not match it.
+    pub intents: Option<Vec<IntentId>>,
+}
+
+impl Membership {
+    /// A membership of `org` with `roles`, not narrowed.
+    pub fn new(org: impl Into<String>, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self { org: org.into(), roles: roles.into_iter().map(Into::into).collect(), intents: None }
+    }
+
+    /// Narrows the membership to these intents.
+    #[must_use]
+    pub fn narrowed(mut self, intents: impl IntoIterator<Item = IntentId>) -> Self {
+        self.intents = Some(intents.into_iter().collect());
+        self
+    }
+
+    /// Whether the membership counts for `intent` (it is not narrowed, or
+    /// narrowed to a list naming `intent`).
+    pub fn covers(&self, intent: IntentId) -> bool {
+        self.intents.as_ref().is_none_or(|intents| intents.contains(&intent))
+    }
 }
 
 /// What a rule (or the default) decides.
@@ -209,16 +246,18 @@ impl Rule {
                     IntentMatch::Id(id) => *id == intent,
                     IntentMatch::Name(n) => name == Some(n.as_str()),
                 }))
-            && self.matches_membership(subject)
+            && self.matches_membership(subject, intent)
     }
 
-    fn matches_membership(&self, subject: &Subject) -> bool {
+    fn matches_membership(&self, subject: &Subject, intent: IntentId) -> bool {
         if self.orgs.is_empty() && self.roles.is_empty() {
             return true;
         }
+        // [policy.narrowed]: a narrowed membership counts only for its intents.
         subject.memberships.iter().any(|m| {
             (self.orgs.is_empty() || self.orgs.contains(&m.org))
                 && (self.roles.is_empty() || m.roles.iter().any(|r| self.roles.contains(r)))
+                && m.covers(intent)
         })
     }
 }
@@ -370,6 +409,53 @@ impl Policy {
             .iter()
             .find(|rule| rule.matches(subject, intent, name, lane))
             .map_or((self.default, false), |rule| (rule.effect, rule.signed && rule.effect == Effect::Allow))
+    }
+
+    /// The lanes among `lanes` on which the rules let `subject` send
+    /// `intent` (named `name`, if known), limits aside.
+    pub fn allowed_lanes(&self, subject: &Subject, intent: IntentId, name: Option<&str>, lanes: Lanes) -> Lanes {
+        lanes
+            .iter()
+            .filter(|lane| self.decide(subject, intent, name, *lane) == Effect::Allow)
+            .fold(Lanes::NONE, Lanes::with)
+    }
+
+    /// What `subject` is offered of `offers` (rule `policy.offer-filter`):
+    /// each handled intent on the lanes the rules let it use (limits
+    /// aside); an intent left with no lane is no longer handled, and one
+    /// neither handled nor emitted is left out. The handshake's offer to an
+    /// accepted peer and the standard `DescribeAgent` both use this, so a
+    /// caller is described exactly what it is offered (`policy.describe`).
+    pub fn offered(&self, subject: &Subject, offers: &[IntentOffer]) -> Vec<IntentOffer> {
+        let mut offered = offers.to_vec();
+        self.restrict_offers(subject, &mut offered);
+        offered
+    }
+
+    /// [`offered`](Self::offered), in place.
+    pub fn restrict_offers(&self, subject: &Subject, offers: &mut Vec<IntentOffer>) {
+        if self.is_open() {
+            return;
+        }
+        offers.retain_mut(|offer| {
+            if offer.handles {
+                let lanes = self.allowed_lanes(subject, offer.id, Some(&offer.name), offer.lanes);
+                offer.lanes = lanes;
+                offer.handles = !lanes.is_empty();
+            }
+            offer.handles || offer.emits
+        });
+    }
+
+    /// The subject the rules see for `agent`: with the memberships of its
+    /// verified `credentials` when a rule names an organisation or role
+    /// (a copy of them), else by its AgentId only.
+    pub fn subject(
+        &self,
+        agent: AgentId,
+        credentials: impl FnOnce() -> Vec<tacit_handshake::credential::VerifiedCredential>,
+    ) -> Subject {
+        if self.uses_memberships() { Subject::with_credentials(agent, &credentials()) } else { Subject::agent(agent) }
     }
 
     /// Checks one incoming message against the rules, then counts it
@@ -699,11 +785,55 @@ mod tests {
         let policy = Policy::deny_all().rule(Rule::allow().org(org.clone()).role("ops"));
         let member = |roles: &[&str]| Subject {
             agent: agent(1),
-            memberships: vec![Membership { org: org.clone(), roles: roles.iter().map(|r| r.to_string()).collect() }],
+            memberships: vec![Membership::new(org.clone(), roles.iter().copied())],
         };
         assert_eq!(policy.decide(&member(&["ops"]), id, None, Lane::Ask), Effect::Allow);
         assert_eq!(policy.decide(&member(&["dev"]), id, None, Lane::Ask), Effect::Deny);
         assert_eq!(policy.decide(&Subject::agent(agent(1)), id, None, Lane::Ask), Effect::Deny);
+    }
+
+    // [policy.narrowed] a narrowed membership matches org and role
+    // conditions only for the intents it names, deny rules as allow rules.
+    #[test]
+    fn narrowed_memberships_count_only_for_their_intents() {
+        let org = agent(9).to_string();
+        let (named, other) = (IntentId::from_bytes([7; 32]), IntentId::from_bytes([8; 32]));
+        let allow = Policy::deny_all().rule(Rule::allow().org(org.clone()));
+        let narrowed =
+            Subject { agent: agent(1), memberships: vec![Membership::new(org.clone(), ["ops"]).narrowed([named])] };
+        assert_eq!(allow.decide(&narrowed, named, None, Lane::Ask), Effect::Allow);
+        assert_eq!(allow.decide(&narrowed, other, None, Lane::Ask), Effect::Deny);
+        let deny = Policy::allow_all().rule(Rule::deny().org(org.clone()).role("ops"));
+        assert_eq!(deny.decide(&narrowed, named, None, Lane::Ask), Effect::Deny);
+        assert_eq!(deny.decide(&narrowed, other, None, Lane::Ask), Effect::Allow);
+        // Not narrowed: every intent.
+        let full = Subject { agent: agent(1), memberships: vec![Membership::new(org, ["ops"])] };
+        assert_eq!(allow.decide(&full, other, None, Lane::Ask), Effect::Allow);
+        // The offers follow the same rule.
+        let offers = vec![
+            IntentOffer::handles(named, "a.v1.Named").on_lanes(Lanes::ASK),
+            IntentOffer::handles(other, "a.v1.Other").on_lanes(Lanes::ASK.union(Lanes::ONE_WAY)),
+        ];
+        let offered = allow.offered(&narrowed, &offers);
+        assert_eq!(offered.len(), 1);
+        assert_eq!((offered[0].id, offered[0].lanes), (named, Lanes::ASK));
+    }
+
+    // [policy.offer-filter] each handled intent on the allowed lanes only.
+    #[test]
+    fn offers_keep_the_allowed_lanes() {
+        let (a, id) = (agent(1), IntentId::from_bytes([7; 32]));
+        let policy = Policy::deny_all().rule(Rule::allow().agent(a).lane(Lane::Tell));
+        let offers = vec![
+            IntentOffer::handles(id, "a.v1.X").on_lanes(Lanes::ASK.union(Lanes::ONE_WAY)),
+            IntentOffer::emits(IntentId::from_bytes([8; 32]), "a.v1.Out"),
+        ];
+        let offered = policy.offered(&Subject::agent(a), &offers);
+        assert_eq!(offered[0].lanes, Lanes::of(Lane::Tell));
+        assert!(offered[1].emits && !offered[1].handles, "emitted intents stay");
+        let stranger = policy.offered(&Subject::agent(agent(2)), &offers);
+        assert_eq!(stranger.len(), 1, "an intent with no lane left is not handled: {stranger:?}");
+        assert!(!stranger[0].handles);
     }
 
     // [policy.intent-match] by name (when known) or IntentId.

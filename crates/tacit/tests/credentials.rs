@@ -129,3 +129,63 @@ async fn policy_by_organisation_and_role_uses_verified_credentials() {
     .await
     .unwrap();
 }
+
+/// `policy.narrowed`: a rule `orgs = [X]` lets the holder of an X credential
+/// narrowed to `DelegateTask` use only that intent: it is offered
+/// `DelegateTask` and not `GetTask`, and, on a session negotiated before the
+/// policy was set, its `GetTask` is refused per message with `POLICY_DENIED`
+/// while `DelegateTask` is served. A credential that is not narrowed gets both.
+#[tokio::test]
+async fn narrowed_credentials_allow_only_their_intents() {
+    use tacit::intents::GetTask;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let org = OrgSigner::from_secret_bytes(&[0x0c; 32]);
+        let status = |id: String| TaskStatus { task_id: id, ..Default::default() };
+        let server = Agent::builder()
+            .trust(org.org_key())
+            .on_ask(move |_: Context, task: DelegateTask| async move { Ok(status(task.task_id)) })
+            .on_ask(move |_: Context, task: GetTask| async move { Ok(status(task.task_id)) })
+            .bind(LOCALHOST)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let now = SystemTime::now();
+        let member = |seed: u8, narrowed: bool| {
+            let key = Identity::from_secret_bytes(&[seed; 32]);
+            let mut credential =
+                Credential::new(key.agent_id(), now - Duration::from_secs(60), now + Duration::from_secs(3600))
+                    .role("ops");
+            if narrowed {
+                credential = credential.intents([DelegateTask::ID]);
+            }
+            Agent::builder()
+                .identity(key)
+                .credential(org.issue(&credential))
+                .emits::<DelegateTask>()
+                .emits::<GetTask>()
+                .bind(LOCALHOST)
+        };
+        let (narrowed, full) = (member(44, true).await.unwrap(), member(45, false).await.unwrap());
+        // Negotiated while the policy is open: both intents.
+        let early = narrowed.connect(addr, server.id()).await.unwrap();
+        early.ready().await.unwrap();
+
+        server.set_policy(tacit::Policy::deny_all().rule(tacit::policy::Rule::allow().org(org.org_key().to_string())));
+        let peer = narrowed.connect(addr, server.id()).await.unwrap();
+        let negotiated = peer.ready().await.unwrap();
+        let handled = |id| negotiated.peer_offers.iter().any(|o| o.id == id && o.handles);
+        assert!(handled(DelegateTask::ID) && !handled(GetTask::ID), "{:?}", negotiated.peer_offers);
+
+        let get = || GetTask { task_id: "g".into() };
+        let refused = early.ask(get()).await.unwrap_err();
+        assert_eq!(refused.code(), tacit::ErrorCode::PolicyDenied, "{refused:?}");
+        let served: TaskStatus = early.ask(DelegateTask { task_id: "d".into(), ..Default::default() }).await.unwrap();
+        assert_eq!(served.task_id, "d");
+
+        let peer = full.connect(addr, server.id()).await.unwrap();
+        let served: TaskStatus = peer.ask(get()).await.unwrap();
+        assert_eq!(served.task_id, "g");
+    })
+    .await
+    .expect("the test took over 30 s");
+}

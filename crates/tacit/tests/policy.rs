@@ -408,3 +408,47 @@ async fn a_policy_that_leaves_a_peer_nothing_closes_its_session() {
     })
     .await;
 }
+
+// [policy.describe]: the standard DescribeAgent lists what the policy lets
+// the caller use, as its handshake offer does: two callers with different
+// rights see different descriptions, each matching its own offer.
+#[tokio::test]
+async fn describe_shows_what_the_policy_lets_the_caller_use() {
+    use tacit::Intent as _;
+    use tacit::intents::{AgentDescription, DescribeAgent, Ping};
+    bounded(async {
+        let (full, pinger) = (bind(client()).await, bind(client()).await);
+        let server = bind(counting_server(Arc::new(AtomicU32::new(0)))).await;
+        server.set_policy(
+            Policy::deny_all()
+                .rule(Rule::allow().intent(DescribeAgent::ID))
+                .rule(Rule::allow().intent(Ping::ID))
+                .rule(Rule::allow().agent(full.id()).intent(DelegateTask::ID).lane(Lane::Ask)),
+        );
+        let addr = server.local_addr().unwrap();
+        let server_id = server.id();
+        let described = |agent: Agent| async move {
+            let peer = agent.connect(addr, server_id).await.unwrap();
+            let negotiated = peer.ready().await.unwrap();
+            let description: AgentDescription = peer.ask(DescribeAgent {}).await.unwrap();
+            let handled: Vec<String> =
+                description.intents.iter().filter(|i| i.handles).map(|i| i.name.clone()).collect();
+            let offered: Vec<String> =
+                negotiated.peer_offers.iter().filter(|o| o.handles).map(|o| o.name.clone()).collect();
+            assert_eq!(handled, offered, "describe matches the handshake offer");
+            (handled, negotiated)
+        };
+        let (for_full, negotiated) = described(full.clone()).await;
+        assert!(for_full.contains(&DelegateTask::NAME.to_owned()), "{for_full:?}");
+        let offer = negotiated.peer_offers.iter().find(|o| o.id == DelegateTask::ID).unwrap();
+        assert_eq!(offer.lanes, tacit::Lanes::ASK, "only the allowed lane");
+        let (for_pinger, _) = described(pinger.clone()).await;
+        assert!(!for_pinger.contains(&DelegateTask::NAME.to_owned()), "{for_pinger:?}");
+        assert!(for_pinger.contains(&Ping::NAME.to_owned()) && for_pinger.contains(&DescribeAgent::NAME.to_owned()));
+        // Without a policy every caller sees every offer.
+        server.set_policy(Policy::allow_all());
+        let (open, _) = described(pinger).await;
+        assert!(open.contains(&DelegateTask::NAME.to_owned()), "{open:?}");
+    })
+    .await;
+}
