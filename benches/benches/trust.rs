@@ -25,6 +25,10 @@
 //!   server that trusts its organisation and whose one rule allows members
 //!   of it with role `buyer`: the subject's memberships are built from the
 //!   peer's verified credentials for each ask.
+//! - `ask/rate_limited`: the same to a server whose per-peer rate is one
+//!   ask a second: all but about one a second are refused with
+//!   `RATE_LIMITED` before any handler runs. What one ask of a flooding peer
+//!   costs both ends.
 //! - `connect/plain`: `agent.connect` to a server that trusts an
 //!   organisation, and `peer.ready()` (the TLS and capability handshakes
 //!   done on both sides); the dialer presents no credential.
@@ -77,22 +81,25 @@ enum Case {
     AskRules1,
     AskRules16Limits,
     AskOrgRule,
+    AskRateLimited,
     ConnectPlain,
     ConnectCredential,
     ConnectCredentialOrgPolicy,
 }
 
 impl Case {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::AskNoPolicy,
         Self::AskRules1,
         Self::AskRules16Limits,
         Self::AskOrgRule,
+        Self::AskRateLimited,
         Self::ConnectPlain,
         Self::ConnectCredential,
         Self::ConnectCredentialOrgPolicy,
     ];
-    const ASKS: [Self; 4] = [Self::AskNoPolicy, Self::AskRules1, Self::AskRules16Limits, Self::AskOrgRule];
+    const ASKS: [Self; 5] =
+        [Self::AskNoPolicy, Self::AskRules1, Self::AskRules16Limits, Self::AskOrgRule, Self::AskRateLimited];
     const CONNECTS: [Self; 3] = [Self::ConnectPlain, Self::ConnectCredential, Self::ConnectCredentialOrgPolicy];
 
     fn name(self) -> &'static str {
@@ -101,6 +108,7 @@ impl Case {
             Self::AskRules1 => "ask/rules_1",
             Self::AskRules16Limits => "ask/rules_16_limits",
             Self::AskOrgRule => "ask/org_rule",
+            Self::AskRateLimited => "ask/rate_limited",
             Self::ConnectPlain => "connect/plain",
             Self::ConnectCredential => "connect/credential",
             Self::ConnectCredentialOrgPolicy => "connect/credential_org_policy",
@@ -171,12 +179,14 @@ struct Net {
     rules_16: Agent,
     /// Its policy names the organisation (`ask/org_rule`, `connect/credential_org_policy`).
     org: Agent,
+    /// One ask a second per peer (`ask/rate_limited`).
+    limited: Agent,
     /// A client with no credential.
     plain: Agent,
     /// A client presenting one credential of the organisation.
     member: Agent,
-    /// `plain` → `open`, `rules_1`, `rules_16`; `member` → `org`.
-    peers: [Peer; 4],
+    /// `plain` → `open`, `rules_1`, `rules_16`; `member` → `org`; `plain` → `limited`.
+    peers: [Peer; 5],
     /// The request every ask clones.
     template: ReserveSlot,
 }
@@ -190,6 +200,8 @@ impl Net {
         let rules_1 = server("bench-rules-1", rules_1(), &org).await;
         let rules_16 = server("bench-rules-16", rules_16_limits(), &org).await;
         let org_server = server("bench-org", org_policy, &org).await;
+        let one_a_second = Limits { rate: Some(Rate { per_second: 1, burst: 1 }), ..Limits::default() };
+        let limited = server("bench-limited", Policy::allow_all().limits(one_a_second), &org).await;
         let client = |name: &str| Agent::builder().card(AgentCard::new(name)).limits(limits()).emits::<ReserveSlot>();
         let plain = client("bench-plain").bind(localhost()).await.expect("a client agent");
         let identity = Identity::generate().expect("an identity");
@@ -209,12 +221,14 @@ impl Net {
             connect(&plain, &rules_1).await,
             connect(&plain, &rules_16).await,
             connect(&member, &org_server).await,
+            connect(&plain, &limited).await,
         ];
         let net = Self {
             open,
             rules_1,
             rules_16,
             org: org_server,
+            limited,
             plain,
             member,
             peers,
@@ -235,6 +249,16 @@ impl Net {
             Case::AskRules1 => &self.peers[1],
             Case::AskRules16Limits => &self.peers[2],
             Case::AskOrgRule => &self.peers[3],
+            Case::AskRateLimited => {
+                let start = Instant::now();
+                let answer = self.peers[4].ask(self.template.clone()).await;
+                let elapsed = start.elapsed();
+                match answer {
+                    Ok(ack) => assert!(ack.ok),
+                    Err(e) => assert_eq!(e.code(), tacit::ErrorCode::RateLimited, "{e}"),
+                }
+                return elapsed;
+            }
             Case::ConnectPlain => return self.connect_ready(&self.plain, &self.open).await,
             Case::ConnectCredential => return self.connect_ready(&self.member, &self.open).await,
             Case::ConnectCredentialOrgPolicy => return self.connect_ready(&self.member, &self.org).await,
@@ -263,10 +287,10 @@ impl Net {
     }
 
     async fn shutdown(self) {
-        let Self { open, rules_1, rules_16, org, plain, member, peers, .. } = self;
+        let Self { open, rules_1, rules_16, org, limited, plain, member, peers, .. } = self;
         drop(peers);
         let mut busy = 0;
-        for agent in [plain, member, open, rules_1, rules_16, org] {
+        for agent in [plain, member, open, rules_1, rules_16, org, limited] {
             busy += agent.shutdown(Duration::from_secs(1)).await;
         }
         assert_eq!(busy, 0, "nothing is left unanswered");
