@@ -5,11 +5,11 @@
 #
 #   bash benches/instructions.sh [BENCH] [N]
 #
-# BENCH is a bench target of tacit-benches: wire (the default), handshake or
-# quic. Its cases are the names its `--list` prints, without the group, run
-# through TACIT_BENCH_REPEAT. N defaults to 20000 for wire, 1000 for handshake
-# and 200 for quic (whose counts include both ends and vary a little with how
-# packets happen to batch). CASES=REGEX counts only the cases it matches,
+# BENCH is a bench target of tacit-benches: wire (the default), handshake,
+# quic or trust. Its cases are the names its `--list` prints, without the
+# group, run through TACIT_BENCH_REPEAT. N defaults to 20000 for wire, 1000
+# for handshake and 200 for quic and trust (whose counts include both ends and
+# vary a little with how packets happen to batch). CASES=REGEX counts only the cases it matches,
 # e.g. CASES='rtt$' bash benches/instructions.sh quic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ if [[ $# -gt 0 && ! $1 =~ ^[0-9]+$ ]]; then
 fi
 case $bench in
   handshake) default_n=1000 ;;
-  quic) default_n=200 ;;
+  quic | trust) default_n=200 ;;
   *) default_n=20000 ;;
 esac
 n=${1:-$default_n}
