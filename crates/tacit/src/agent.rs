@@ -732,14 +732,13 @@ fn admit(
         return Ok(None);
     }
     let name = core.names.get(&intent).copied();
-    // Memberships cost a copy of the peer's credentials: only for policies
-    // that name organisations or roles.
-    let subject = if policy.uses_memberships() {
-        Subject::with_credentials(peer.id(), &peer.credentials())
+    // Memberships only for policies that name organisations or roles; an
+    // accepted peer's are built once per session.
+    if policy.uses_memberships() {
+        peer.with_subject(|subject| policy.admit(subject, intent, name, lane).map(Some))
     } else {
-        Subject::agent(peer.id())
-    };
-    policy.admit(&subject, intent, name, lane).map(Some)
+        policy.admit(&Subject::agent(peer.id()), intent, name, lane).map(Some)
+    }
 }
 
 async fn accept_loop(core: Arc<Served>) {

@@ -37,6 +37,10 @@ pub(crate) struct PeerInner {
     core: Arc<Core>,
     id: AgentId,
     conn: Conn,
+    /// An accepted peer's memberships as the policy sees them, built on the
+    /// first message a policy naming organisations or roles checks (its
+    /// credentials do not change within the session).
+    subject: std::sync::OnceLock<crate::policy::Subject>,
 }
 
 #[derive(Debug)]
@@ -49,11 +53,25 @@ enum Conn {
 
 impl Peer {
     pub(crate) fn dialed(core: Arc<Core>, link: Link) -> Self {
-        Self { inner: Arc::new(PeerInner { core, id: link.peer_id(), conn: Conn::Link(link) }) }
+        Self {
+            inner: Arc::new(PeerInner {
+                core,
+                id: link.peer_id(),
+                conn: Conn::Link(link),
+                subject: Default::default(),
+            }),
+        }
     }
 
     pub(crate) fn accepted(core: Arc<Core>, session: Session) -> Self {
-        Self { inner: Arc::new(PeerInner { core, id: session.peer_id(), conn: Conn::Session(session) }) }
+        Self {
+            inner: Arc::new(PeerInner {
+                core,
+                id: session.peer_id(),
+                conn: Conn::Session(session),
+                subject: Default::default(),
+            }),
+        }
     }
 
     pub(crate) fn downgrade(&self) -> Weak<PeerInner> {
@@ -69,6 +87,19 @@ impl Peer {
         match &self.inner.conn {
             Conn::Link(link) => Some(link.downgrade()),
             Conn::Session(_) => None,
+        }
+    }
+
+    /// Runs `f` with the peer as a policy subject with its verified
+    /// memberships: built once per accepted session, each time for a dialed
+    /// peer (whose session, and so credentials, may change).
+    pub(crate) fn with_subject<R>(&self, f: impl FnOnce(&crate::policy::Subject) -> R) -> R {
+        let build = || crate::policy::Subject::with_credentials(self.inner.id, &self.credentials());
+        match &self.inner.conn {
+            // Messages are handed over only once the handshake is done, so
+            // the credentials are final by the first call.
+            Conn::Session(_) => f(self.inner.subject.get_or_init(build)),
+            Conn::Link(_) => f(&build()),
         }
     }
 
