@@ -1,0 +1,72 @@
+//! Tokens (o200k_base) and bytes of the MCP tool definition of every standard
+//! intent and every market intent, compact against full-fat schemas.
+//!
+//! ```text
+//! cargo run -q -p tacit-bridge --features tokens --example tool_tokens
+//! ```
+
+use prost_reflect::{DescriptorPool, MessageDescriptor};
+use tacit_bridge::schema::Style;
+use tacit_bridge::tokens::{count, tool_definition};
+
+/// `(tacit.v1.reply)`, `(tacit.v1.stream_item)` on `google.protobuf.MessageOptions`.
+const REPLY_OPTION: u32 = 50701;
+
+fn reply(message: &MessageDescriptor) -> Option<MessageDescriptor> {
+    let options = message.options();
+    let (_, value) = options.extensions().find(|(extension, _)| extension.number() == REPLY_OPTION)?;
+    let name = value.as_str()?;
+    let full = match name.strip_prefix('.') {
+        Some(full) => full.to_owned(),
+        None => format!("{}.{name}", message.package_name()),
+    };
+    message.parent_pool().get_message_by_name(&full)
+}
+
+fn main() {
+    let sets: [(&str, &[u8]); 2] = [
+        ("tacit.intents.v1.", tacit::intents::FILE_DESCRIPTOR_SET),
+        ("market.v1.", tacit_examples::market::v1::FILE_DESCRIPTOR_SET),
+    ];
+    println!("| tool | kind | compact tokens | full tokens | saved | compact bytes | full bytes |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    let (mut compact_sum, mut full_sum, mut tools) = (0, 0, 0);
+    for (prefix, set) in sets {
+        let pool = DescriptorPool::decode(set).expect("a generated descriptor set decodes");
+        let mut messages: Vec<MessageDescriptor> =
+            pool.all_messages().filter(|m| m.full_name().starts_with(prefix) && m.parent_message().is_none()).collect();
+        messages.sort_by(|a, b| a.full_name().cmp(b.full_name()));
+        for message in messages {
+            let reply = reply(&message);
+            let compact = tool_definition(&message, reply.as_ref(), Style::Compact);
+            let full = tool_definition(&message, reply.as_ref(), Style::Full);
+            let (c, f) = (count(&compact), count(&full));
+            compact_sum += c;
+            full_sum += f;
+            tools += 1;
+            println!(
+                "| {} | {} | {c} | {f} | {:.0} % | {} | {} |",
+                message.full_name(),
+                if reply.is_some() { "ask" } else { "tell" },
+                100.0 * (f - c) as f64 / f as f64,
+                compact.to_string().len(),
+                full.to_string().len(),
+            );
+        }
+    }
+    println!(
+        "| **all {tools} tools** | | **{compact_sum}** | **{full_sum}** | **{:.0} %** | | |",
+        100.0 * (full_sum - compact_sum) as f64 / full_sum as f64
+    );
+    if let Some(name) = std::env::args().nth(1) {
+        let pool = DescriptorPool::decode(tacit::intents::FILE_DESCRIPTOR_SET).unwrap();
+        let message = pool.get_message_by_name(&name).or_else(|| {
+            DescriptorPool::decode(tacit_examples::market::v1::FILE_DESCRIPTOR_SET).unwrap().get_message_by_name(&name)
+        });
+        if let Some(message) = message {
+            let reply = reply(&message);
+            println!("{}", tool_definition(&message, reply.as_ref(), Style::Compact));
+            println!("{}", tool_definition(&message, reply.as_ref(), Style::Full));
+        }
+    }
+}
