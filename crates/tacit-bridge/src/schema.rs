@@ -20,7 +20,7 @@
 //! | `int32`, `sint32`, `sfixed32`, `uint32`, `fixed32` | an integer with `minimum` / `maximum` | decimal strings (`"7"`) |
 //! | `float`, `double` | a number (a `float` within its range), or one of the strings `"NaN"`, `"Infinity"`, `"-Infinity"` | any string Rust parses as a float (`"1.5"`, `"inf"`) |
 //! | `bool`, `string` | `boolean`, `string` | — |
-//! | `bytes` | a string, `contentEncoding: base64`, with a `pattern` of standard or URL-safe base64 (padding optional) | — |
+//! | `bytes` | a string, `contentEncoding: base64`, with a `pattern` of standard or URL-safe base64 (padding optional); no pattern in compact output schemas, where the serializer is the only writer | — |
 //! | enums | `enum` of the value names (input); names or integers (output: the serializer writes a number it has no name for) | any 32-bit integer, as a number (protobuf enums are open) |
 //! | `repeated` | `array` of the element | — |
 //! | `map<K, V>` | `object`, `additionalProperties` is V; integer and bool keys are constrained by `propertyNames` | — |
@@ -129,7 +129,8 @@ pub fn output_schema(message: &MessageDescriptor) -> Value {
 /// The schema of `message` in the given direction and style.
 pub fn schema(message: &MessageDescriptor, direction: Direction, style: Style) -> Value {
     let mut generator = Generator::new(message, direction, style);
-    let mut root = generator.message(message);
+    // A well-known type as the intent itself (an `Empty` ask, say) has its JSON form.
+    let mut root = generator.well_known(message).unwrap_or_else(|| generator.message(message));
     if let Value::Object(object) = &mut root {
         if !generator.defs.is_empty() {
             let defs = std::mem::take(&mut generator.defs);
@@ -140,6 +141,38 @@ pub fn schema(message: &MessageDescriptor, direction: Direction, style: Style) -
         }
     }
     root
+}
+
+/// An MCP tool definition for an intent, as `tools/list` sends it: `name`,
+/// `description` (the intent's `.proto` comment, if any), `inputSchema` and,
+/// for a request, `outputSchema` from its reply.
+///
+/// In the compact style the input schema's own `description` is left out:
+/// it is the tool's description, said once.
+pub fn tool_definition(
+    name: &str,
+    intent: &MessageDescriptor,
+    reply: Option<&MessageDescriptor>,
+    style: Style,
+) -> Value {
+    let mut tool = Map::new();
+    tool.insert("name".into(), json!(name));
+    let text = description(intent);
+    if let Some(text) = &text {
+        tool.insert("description".into(), json!(text));
+    }
+    let mut input = schema(intent, Direction::Input, style);
+    if style == Style::Compact
+        && let Value::Object(object) = &mut input
+        && text.is_some()
+    {
+        object.remove("description");
+    }
+    tool.insert("inputSchema".into(), input);
+    if let Some(reply) = reply {
+        tool.insert("outputSchema".into(), schema(reply, Direction::Output, style));
+    }
+    Value::Object(tool)
 }
 
 /// The `.proto` comment of `message` (leading, else trailing), if its
@@ -424,6 +457,11 @@ impl Generator {
             }),
             Kind::Bool => json!({ "type": "boolean" }),
             Kind::String => json!({ "type": "string" }),
+            // A reply's bytes come from the serializer, always valid base64:
+            // the compact output schema spares the pattern.
+            Kind::Bytes if self.direction == Direction::Output && !self.full() => {
+                json!({ "type": "string", "contentEncoding": "base64" })
+            }
             Kind::Bytes => json!({ "type": "string", "contentEncoding": "base64", "pattern": BASE64_PATTERN }),
             Kind::Enum(e) => self.enumeration(e),
             Kind::Message(message) => self.message_ref(message),

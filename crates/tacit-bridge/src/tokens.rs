@@ -6,28 +6,24 @@
 //! 8 MiB of source) and pulls `fancy-regex`, which a bridge does not need at
 //! run time.
 
-use prost_reflect::MessageDescriptor;
-use serde_json::{Map, Value, json};
-
-use crate::schema::{self, Direction, Style};
-
-/// An MCP tool definition for an intent: `name`, `description` (the
-/// message's `.proto` comment, if any), `inputSchema` and, for a request,
-/// `outputSchema` from its reply.
-pub fn tool_definition(intent: &MessageDescriptor, reply: Option<&MessageDescriptor>, style: Style) -> Value {
-    let mut tool = Map::new();
-    tool.insert("name".into(), json!(intent.full_name()));
-    if let Some(text) = schema::description(intent) {
-        tool.insert("description".into(), json!(text));
-    }
-    tool.insert("inputSchema".into(), schema::schema(intent, Direction::Input, style));
-    if let Some(reply) = reply {
-        tool.insert("outputSchema".into(), schema::schema(reply, Direction::Output, style));
-    }
-    Value::Object(tool)
-}
+use serde_json::Value;
 
 /// The `o200k_base` tokens of `value` serialized as compact JSON.
 pub fn count(value: &Value) -> usize {
     tiktoken_rs::o200k_base_singleton().encode_with_special_tokens(&value.to_string()).len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_o200k_tokens_of_compact_json() {
+        // `{"a":1}` is a handful of tokens; its pretty form would be more.
+        let value = serde_json::json!({ "a": 1 });
+        let tokens = count(&value);
+        assert!((1..=7).contains(&tokens), "{tokens}");
+        let longer = serde_json::json!({ "a": 1, "description": "A liveness probe that measures round-trip time." });
+        assert!(count(&longer) > tokens + 5);
+    }
 }

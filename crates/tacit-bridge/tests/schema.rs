@@ -467,3 +467,33 @@ fn descriptions_come_from_the_proto_comments() {
     let ping_schema = input_schema(&ping);
     assert!(ping_schema["properties"]["nonce"]["description"].is_string(), "{ping_schema}");
 }
+
+#[test]
+fn tool_definitions_say_the_description_once_in_compact() {
+    let pool = standard();
+    let ping = pool.get_message_by_name("tacit.intents.v1.Ping").unwrap();
+    let pong = pool.get_message_by_name("tacit.intents.v1.Pong").unwrap();
+    let compact = schema::tool_definition("ping", &ping, Some(&pong), Style::Compact);
+    let description = schema::description(&ping).unwrap();
+    assert_eq!(compact["name"], "ping");
+    assert_eq!(compact["description"], description);
+    assert!(compact["inputSchema"].get("description").is_none(), "{compact}");
+    assert_eq!(compact["outputSchema"], output_schema(&pong));
+    let full = schema::tool_definition("ping", &ping, Some(&pong), Style::Full);
+    assert_eq!(full["inputSchema"]["description"], description);
+    // A tell has no output schema.
+    let tell = schema::tool_definition("pong", &pong, None, Style::Compact);
+    assert!(tell.get("outputSchema").is_none());
+    assert!(compact.to_string().len() < full.to_string().len());
+}
+
+#[test]
+fn a_well_known_type_at_the_root_has_its_json_form() {
+    let pool = kinds();
+    let timestamp = pool.get_message_by_name("google.protobuf.Timestamp").unwrap();
+    assert_eq!(input_schema(&timestamp), json!({ "type": "string", "format": "date-time" }));
+    let empty = pool.get_message_by_name("google.protobuf.Empty").unwrap();
+    let v = validator(&input_schema(&empty));
+    assert!(v.is_valid(&json!({})) && parses(&empty, &json!({})));
+    assert!(!v.is_valid(&json!({ "a": 1 })) && !parses(&empty, &json!({ "a": 1 })));
+}
