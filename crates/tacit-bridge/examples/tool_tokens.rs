@@ -74,6 +74,18 @@ fn main() {
         "| **all {tools} tools** | | **{compact_sum}** | **{full_sum}** | **{:.0} %** | | | **{bare_sum}** |",
         100.0 * (full_sum - compact_sum) as f64 / full_sum as f64
     );
+    // What single keywords cost, for the notes under the table.
+    let standard = serde_json::json!({ "pattern": tacit_bridge::schema::STANDARD_BASE64_PATTERN });
+    let both = serde_json::json!({ "pattern": tacit_bridge::schema::BASE64_PATTERN });
+    let signed = serde_json::json!({ "minimum": i64::MIN, "maximum": i64::MAX });
+    let unsigned = serde_json::json!({ "minimum": 0, "maximum": u64::MAX });
+    println!(
+        "\nbase64 pattern: {} tokens compact, {} full; int64 bounds: {} tokens, uint64: {} (each with its braces, 2 tokens)",
+        count(&standard),
+        count(&both),
+        count(&signed),
+        count(&unsigned)
+    );
     if let Some(name) = std::env::args().nth(1) {
         let pool = DescriptorPool::decode(tacit::intents::FILE_DESCRIPTOR_SET).unwrap();
         let message = pool.get_message_by_name(&name).or_else(|| {

@@ -20,7 +20,7 @@
 //! | `int32`, `sint32`, `sfixed32`, `uint32`, `fixed32` | an integer with `minimum` / `maximum` | decimal strings (`"7"`) |
 //! | `float`, `double` | a number (a `float` within its range), or one of the strings `"NaN"`, `"Infinity"`, `"-Infinity"` | any string Rust parses as a float (`"1.5"`, `"inf"`) |
 //! | `bool`, `string` | `boolean`, `string` | — |
-//! | `bytes` | a string, `contentEncoding: base64`, with a `pattern` of standard or URL-safe base64 (padding optional); no pattern in compact output schemas, where the serializer is the only writer | — |
+//! | `bytes` | a string, `contentEncoding: base64`, with a `pattern` of standard base64, padding optional (full style: standard or URL-safe); no pattern in compact output schemas, where the serializer is the only writer | URL-safe base64 (compact style) |
 //! | enums | `enum` of the value names (input); names or integers (output: the serializer writes a number it has no name for) | any 32-bit integer, as a number (protobuf enums are open) |
 //! | `repeated` | `array` of the element | — |
 //! | `map<K, V>` | `object`, `additionalProperties` is V; integer and bool keys are constrained by `propertyNames` | — |
@@ -47,7 +47,7 @@
 //! - **Stricter schema** (the schema refuses what the parser takes; an LLM
 //!   following the schema never hits these): the original field names, `null`
 //!   for absent fields, decimal strings for 32-bit integers and floats, enum
-//!   numbers on input. They stay out of the schema because each would cost
+//!   numbers on input, URL-safe base64 (compact style). They stay out of the schema because each would cost
 //!   tokens in every tool definition for forms no client needs.
 //! - **Looser schema** (the parser refuses what the schema takes; the bridge
 //!   answers with an error that names the field): 64-bit integers as strings
@@ -207,9 +207,13 @@ fn tidy(text: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// The pattern of a bytes field: standard or URL-safe base64 (not mixed),
-/// padding optional, as prost-reflect decodes it.
+/// The pattern of a bytes field in the full style: standard or URL-safe
+/// base64 (not mixed), padding optional, exactly what prost-reflect decodes.
 pub const BASE64_PATTERN: &str = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}={0,2}|[A-Za-z0-9+/]{3}=?)?$|^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}={0,2}|[A-Za-z0-9_-]{3}=?)?$";
+/// The pattern of a bytes field in the compact style: standard base64 only
+/// (what the mapping specifies and the serializer writes), padding optional;
+/// half the tokens of [`BASE64_PATTERN`].
+pub const STANDARD_BASE64_PATTERN: &str = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}={0,2}|[A-Za-z0-9+/]{3}=?)?$";
 const INT64_PATTERN: &str = "^[+-]?[0-9]+$";
 const UINT64_PATTERN: &str = "^\\+?[0-9]+$";
 const FLOAT_WORDS: &str = "^(?:NaN|-?Infinity)$";
@@ -462,7 +466,10 @@ impl Generator {
             Kind::Bytes if self.direction == Direction::Output && !self.full() => {
                 json!({ "type": "string", "contentEncoding": "base64" })
             }
-            Kind::Bytes => json!({ "type": "string", "contentEncoding": "base64", "pattern": BASE64_PATTERN }),
+            Kind::Bytes if self.full() => {
+                json!({ "type": "string", "contentEncoding": "base64", "pattern": BASE64_PATTERN })
+            }
+            Kind::Bytes => json!({ "type": "string", "contentEncoding": "base64", "pattern": STANDARD_BASE64_PATTERN }),
             Kind::Enum(e) => self.enumeration(e),
             Kind::Message(message) => self.message_ref(message),
         }

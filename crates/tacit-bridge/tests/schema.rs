@@ -340,12 +340,18 @@ fn documented_disagreements() {
     let compact = validator(&input_schema(&target));
     let full = validator(&schema::schema(&target, Direction::Input, Style::Full));
     // Stricter schema: the parser accepts these, the schema does not.
-    for instance in
-        [json!({ "fString": null }), json!({ "fInt32": "7" }), json!({ "fDouble": "1.5" }), json!({ "color": 1 })]
-    {
+    for instance in [
+        json!({ "fString": null }),
+        json!({ "fInt32": "7" }),
+        json!({ "fDouble": "1.5" }),
+        json!({ "color": 1 }),
+        // URL-safe base64: the full style takes it, as the parser does.
+        json!({ "fBytes": "-_-_" }),
+    ] {
         assert!(parses(&target, &instance), "{instance}");
         assert!(!compact.is_valid(&instance), "{instance}");
     }
+    assert!(full.is_valid(&json!({ "fBytes": "-_-_" })));
     // The original name: the parser takes it; full refuses an unknown key, compact lets it by.
     let snake = json!({ "f_string": "x" });
     assert!(parses(&target, &snake));
@@ -372,7 +378,8 @@ fn documented_disagreements() {
 fn patterns_agree_with_the_parser_exhaustively() {
     let target = everything();
     let compact = validator(&input_schema(&target));
-    let check = |field: &str, alphabet: &[char], max_len: usize| {
+    let full = validator(&schema::schema(&target, Direction::Input, Style::Full));
+    let check = |validator: &Validator, field: &str, alphabet: &[char], max_len: usize| {
         let mut strings = vec![String::new()];
         let mut frontier = vec![String::new()];
         for _ in 0..max_len {
@@ -382,19 +389,27 @@ fn patterns_agree_with_the_parser_exhaustively() {
         let mut disagree = Vec::new();
         for s in &strings {
             let instance = json!({ field: s });
-            let (schema, parser) = (compact.is_valid(&instance), parses(&target, &instance));
+            let (schema, parser) = (validator.is_valid(&instance), parses(&target, &instance));
             if schema != parser {
                 disagree.push(format!("{s:?}: schema {schema}, parser {parser}"));
             }
         }
         assert!(disagree.is_empty(), "{field}: {} of {}:\n{}", disagree.len(), strings.len(), disagree.join("\n"));
     };
-    check("fBytes", &['A', 'b', '+', '/', '-', '_', '=', '.'], 6);
-    check("fInt64", &['1', '0', '+', '-', ' ', 'e'], 5);
-    check("fUint64", &['9', '0', '+', '-', 'x'], 5);
-    check("fSfixed64", &['3', '-', '+', '.'], 5);
-    check("took", &['1', '0', '.', '-', 's', 'S', ' '], 6);
-    check("took", &['1', '.', 's'], 13); // ten decimals and more
+    // Full: both alphabets, exactly. Compact: the standard one, exactly.
+    check(&full, "fBytes", &['A', 'b', '+', '/', '-', '_', '=', '.'], 6);
+    check(&compact, "fBytes", &['A', 'b', '+', '/', '=', '.'], 6);
+    for style in [&compact, &full] {
+        check(style, "fInt64", &['1', '0', '+', '-', ' ', 'e'], 5);
+        check(style, "fUint64", &['9', '0', '+', '-', 'x'], 5);
+        check(style, "fSfixed64", &['3', '-', '+', '.'], 5);
+        check(style, "took", &['1', '0', '.', '-', 's', 'S', ' '], 6);
+        // Any number of decimals (the parser takes ten and more).
+        for decimals in 0..16 {
+            let took = json!({ "took": format!("1.{}s", "7".repeat(decimals)) });
+            assert_eq!(style.is_valid(&took), parses(&target, &took), "{took}");
+        }
+    }
 }
 
 #[test]
