@@ -25,7 +25,7 @@
 //! | `repeated` | `array` of the element | — |
 //! | `map<K, V>` | `object`, `additionalProperties` is V; integer and bool keys are constrained by `propertyNames` | — |
 //! | `oneof` | members are ordinary, not required, properties; a `not` (few members) or `oneOf` (many) forbids two at once | — |
-//! | messages | `object` with `properties`, inlined where used once, in `$defs` behind a `$ref` where used twice or recursive; a message that contains itself refers to the root as `"#"` | `null` for any field (taken as absent) |
+//! | messages | `object` with `properties`, inlined where used once, in `$defs` behind a `$ref` where used twice, recursive or nested more than 16 deep; a message that contains itself refers to the root as `"#"` | `null` for any field (taken as absent) |
 //! | `google.protobuf.Timestamp` | RFC 3339 string, `format: date-time` | — |
 //! | `google.protobuf.Duration` | `"1.5s"` (`pattern`) | — |
 //! | wrappers (`Int64Value`, ...) | the schema of their scalar | — |
@@ -77,6 +77,14 @@
 //! unknown keys; Full exists to measure what Compact saves (BENCHMARKS.md,
 //! "Bridge: tool schema size").
 //!
+//! # Bounds
+//!
+//! Descriptor sets come from peers. Generating a schema takes time and
+//! memory linear in the messages reachable from the intent (cycles are found
+//! with an iterative Tarjan pass, comments indexed once per file), and its
+//! recursion is bounded: past 16 levels of inline nesting a message goes to
+//! `$defs`, rendered from the top.
+//!
 //! # Descriptions
 //!
 //! Leading (else trailing) `.proto` comments of messages and fields become
@@ -85,7 +93,7 @@
 //! (not of its imports), so schemas fetched from a peer with
 //! `Peer::describe` carry them too.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use prost_reflect::prost_types::FileDescriptorProto;
 use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
@@ -131,6 +139,7 @@ pub fn schema(message: &MessageDescriptor, direction: Direction, style: Style) -
     let mut generator = Generator::new(message, direction, style);
     // A well-known type as the intent itself (an `Empty` ask, say) has its JSON form.
     let mut root = generator.well_known(message).unwrap_or_else(|| generator.message(message));
+    generator.render_defs();
     if let Value::Object(object) = &mut root {
         if !generator.defs.is_empty() {
             let defs = std::mem::take(&mut generator.defs);
@@ -262,49 +271,54 @@ fn children(message: &MessageDescriptor) -> impl Iterator<Item = MessageDescript
     })
 }
 
+/// How deep messages nest inline before the next one goes to `$defs`: keeps
+/// the generator's recursion (and the schema's nesting) bounded whatever
+/// descriptor set a peer serves.
+const MAX_INLINE_DEPTH: usize = 16;
+
 struct Generator {
     root: String,
     direction: Direction,
     style: Style,
     /// Messages rendered in `$defs`, by full name, with their key there.
     in_defs: HashMap<String, String>,
-    /// Rendered definitions, by key (`Value::Null` while being rendered).
+    /// Messages referred to but not yet rendered in `$defs`.
+    queued: Vec<MessageDescriptor>,
+    /// Rendered definitions, by key.
     defs: BTreeMap<String, Value>,
+    /// Comments by file and path, indexed once per file.
+    comments: HashMap<String, HashMap<Vec<i32>, String>>,
+    /// Messages being rendered inline, outermost first.
+    depth: usize,
 }
 
 impl Generator {
     fn new(root: &MessageDescriptor, direction: Direction, style: Style) -> Self {
-        // Every message reachable from the root, and how many fields hold each.
-        let mut uses: HashMap<String, usize> = HashMap::new();
-        let mut reachable: BTreeMap<String, MessageDescriptor> = BTreeMap::new();
-        let mut pending = vec![root.clone()];
-        reachable.insert(root.full_name().to_owned(), root.clone());
-        while let Some(message) = pending.pop() {
-            for child in children(&message) {
-                *uses.entry(child.full_name().to_owned()).or_default() += 1;
-                if !reachable.contains_key(child.full_name()) {
-                    reachable.insert(child.full_name().to_owned(), child.clone());
-                    pending.push(child);
-                }
+        // Every message reachable from the root (its graph: `edges`), and how
+        // many fields hold each.
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut nodes = vec![root.clone()];
+        let mut edges: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut uses = vec![0usize];
+        index.insert(root.full_name().to_owned(), 0);
+        let mut next = 0;
+        while next < nodes.len() {
+            for child in children(&nodes[next].clone()) {
+                let target = *index.entry(child.full_name().to_owned()).or_insert_with(|| {
+                    nodes.push(child.clone());
+                    edges.push(Vec::new());
+                    uses.push(0);
+                    nodes.len() - 1
+                });
+                uses[target] += 1;
+                edges[next].push(target);
             }
+            next += 1;
         }
-        let recursive = |message: &MessageDescriptor| {
-            let mut seen = HashSet::new();
-            let mut pending: Vec<MessageDescriptor> = children(message).collect();
-            while let Some(next) = pending.pop() {
-                if next.full_name() == message.full_name() {
-                    return true;
-                }
-                if seen.insert(next.full_name().to_owned()) {
-                    pending.extend(children(&next));
-                }
-            }
-            false
-        };
-        let chosen: Vec<&MessageDescriptor> = reachable
-            .values()
-            .filter(|m| m.full_name() != root.full_name())
-            .filter(|m| style == Style::Full || uses.get(m.full_name()).copied().unwrap_or(0) >= 2 || recursive(m))
+        let recursive = in_cycles(&edges);
+        let chosen: Vec<&MessageDescriptor> = (1..nodes.len())
+            .filter(|&n| style == Style::Full || uses[n] >= 2 || recursive[n])
+            .map(|n| &nodes[n])
             .collect();
         // Compact keys: the short name where no other chosen message shares it.
         let mut short: HashMap<&str, usize> = HashMap::new();
@@ -314,11 +328,43 @@ impl Generator {
         let in_defs = chosen
             .iter()
             .map(|m| {
-                let key = if style == Style::Compact && short[m.name()] == 1 { m.name() } else { m.full_name() };
+                let unique = short.get(m.name()) == Some(&1);
+                let key = if style == Style::Compact && unique { m.name() } else { m.full_name() };
                 (m.full_name().to_owned(), key.to_owned())
             })
             .collect();
-        Self { root: root.full_name().to_owned(), direction, style, in_defs, defs: BTreeMap::new() }
+        Self {
+            root: root.full_name().to_owned(),
+            direction,
+            style,
+            in_defs,
+            queued: Vec::new(),
+            defs: BTreeMap::new(),
+            comments: HashMap::new(),
+            depth: 0,
+        }
+    }
+
+    /// Renders the definitions referred to, each once, until none is left.
+    fn render_defs(&mut self) {
+        while let Some(message) = self.queued.pop() {
+            let schema = self.message(&message);
+            self.defs.insert(self.in_defs[message.full_name()].clone(), schema);
+        }
+    }
+
+    /// The comment at `path` of `file`, from an index built once per file.
+    fn comment(&mut self, file: &FileDescriptorProto, path: &[i32]) -> Option<String> {
+        let by_path = self.comments.entry(file.name().to_owned()).or_insert_with(|| {
+            let locations = file.source_code_info.iter().flat_map(|info| &info.location);
+            locations
+                .filter_map(|l| {
+                    let text = l.leading_comments.as_deref().or(l.trailing_comments.as_deref())?;
+                    Some((l.path.clone(), tidy(text)?))
+                })
+                .collect()
+        });
+        by_path.get(path).cloned()
     }
 
     fn full(&self) -> bool {
@@ -332,14 +378,16 @@ impl Generator {
         if self.full() {
             object.insert("title".into(), json!(message.full_name()));
         }
-        if let Some(text) = description(message) {
+        if let Some(text) = self.comment(message.parent_file().file_descriptor_proto(), message.path()) {
             object.insert("description".into(), json!(text));
         }
         let mut properties = Map::new();
+        self.depth += 1;
         for field in message.fields() {
             let schema = self.field(&field);
             properties.insert(field.json_name().to_owned(), schema);
         }
+        self.depth -= 1;
         if !properties.is_empty() {
             object.insert("properties".into(), Value::Object(properties));
         }
@@ -397,7 +445,8 @@ impl Generator {
     /// The schema of one field, with its `.proto` comment.
     fn field(&mut self, field: &FieldDescriptor) -> Value {
         let mut schema = if field.is_map() {
-            let Kind::Message(entry) = field.kind() else { unreachable!("a map field's kind is its entry") };
+            // A map field's kind is always its entry message.
+            let Kind::Message(entry) = field.kind() else { return json!({ "type": "object" }) };
             let key = entry.map_entry_key_field().kind();
             let value = self.kind(&entry.map_entry_value_field().kind());
             let mut object = Map::new();
@@ -426,7 +475,7 @@ impl Generator {
             if self.full() {
                 object.insert("title".into(), json!(field.name()));
             }
-            if let Some(text) = comment(field.parent_file().file_descriptor_proto(), field.path()) {
+            if let Some(text) = self.comment(field.parent_file().file_descriptor_proto(), field.path()) {
                 object.insert("description".into(), json!(text));
             }
         }
@@ -508,14 +557,21 @@ impl Generator {
         if message.full_name() == self.root {
             return json!({ "$ref": "#" });
         }
-        let Some(key) = self.in_defs.get(message.full_name()).cloned() else {
-            return self.message(message);
+        let key = match self.in_defs.get(message.full_name()) {
+            Some(key) => key.clone(),
+            None if self.depth < MAX_INLINE_DEPTH => return self.message(message),
+            None => {
+                // Nested too deep to inline: a definition of its own.
+                let key = message.full_name().to_owned();
+                self.in_defs.insert(key.clone(), key.clone());
+                key
+            }
         };
+        // Rendered later, at the top (render_defs), once: the placeholder
+        // marks it as queued.
         if !self.defs.contains_key(&key) {
-            // Reserve the slot first: a recursive message refers to itself.
             self.defs.insert(key.clone(), Value::Null);
-            let schema = self.message(message);
-            self.defs.insert(key.clone(), schema);
+            self.queued.push(message.clone());
         }
         json!({ "$ref": format!("#/$defs/{key}") })
     }
@@ -546,5 +602,72 @@ impl Generator {
             "google.protobuf.BytesValue" => scalar(self, Kind::Bytes),
             _ => None,
         }
+    }
+}
+
+/// Which nodes of a graph lie on a cycle (an SCC of two or more nodes, or a
+/// node with an edge to itself): Tarjan's algorithm, iterative, linear.
+fn in_cycles(edges: &[Vec<usize>]) -> Vec<bool> {
+    const UNSEEN: usize = usize::MAX;
+    let n = edges.len();
+    let (mut index, mut low, mut on_stack) = (vec![UNSEEN; n], vec![0; n], vec![false; n]);
+    let (mut stack, mut cyclic, mut counter) = (Vec::new(), vec![false; n], 0);
+    for start in 0..n {
+        if index[start] != UNSEEN {
+            continue;
+        }
+        // (node, next edge to look at)
+        let mut work = vec![(start, 0)];
+        while let Some(&mut (node, ref mut next)) = work.last_mut() {
+            if *next == 0 && index[node] == UNSEEN {
+                index[node] = counter;
+                low[node] = counter;
+                counter += 1;
+                stack.push(node);
+                on_stack[node] = true;
+            }
+            if let Some(&target) = edges[node].get(*next) {
+                *next += 1;
+                if index[target] == UNSEEN {
+                    work.push((target, 0));
+                } else if on_stack[target] {
+                    low[node] = low[node].min(index[target]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[node]);
+            }
+            if low[node] == index[node] {
+                let mut members = Vec::new();
+                while let Some(member) = stack.pop() {
+                    on_stack[member] = false;
+                    members.push(member);
+                    if member == node {
+                        break;
+                    }
+                }
+                let looped = members.len() > 1 || edges[node].contains(&node);
+                for member in members {
+                    cyclic[member] = looped;
+                }
+            }
+        }
+    }
+    cyclic
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_cycles;
+
+    #[test]
+    fn cycles_are_found_and_chains_are_not() {
+        // 0 → 1 → 2 → 1, 0 → 3 → 3, 3 → 4
+        let edges = vec![vec![1, 3], vec![2], vec![1], vec![3, 4], vec![]];
+        assert_eq!(in_cycles(&edges), [false, true, true, true, false]);
+        let chain: Vec<Vec<usize>> = (0..100_000).map(|n| if n + 1 < 100_000 { vec![n + 1] } else { vec![] }).collect();
+        assert!(in_cycles(&chain).iter().all(|c| !c));
     }
 }

@@ -512,3 +512,69 @@ fn a_well_known_type_at_the_root_has_its_json_form() {
     assert!(v.is_valid(&json!({})) && parses(&empty, &json!({})));
     assert!(!v.is_valid(&json!({ "a": 1 })) && !parses(&empty, &json!({ "a": 1 })));
 }
+
+/// A peer's descriptor set may nest thousands of messages: the schema
+/// stays bounded in stack (a small thread) and nesting, and still validates.
+#[test]
+fn deep_chains_of_messages_go_to_defs_past_a_depth() {
+    const DEPTH: usize = 3000;
+    // Built as descriptors (protox itself recurses too deep on such a file).
+    use prost_types::field_descriptor_proto::{Label, Type};
+    let field = |name: &str, number, kind: Type, type_name: Option<String>| prost_types::FieldDescriptorProto {
+        name: Some(name.into()),
+        json_name: Some(name.into()),
+        number: Some(number),
+        label: Some(Label::Optional as i32),
+        r#type: Some(kind as i32),
+        type_name,
+        ..Default::default()
+    };
+    let message_type = (0..=DEPTH)
+        .map(|i| {
+            let mut fields = vec![field("n", 1, Type::Int32, None)];
+            if i < DEPTH {
+                fields.push(field("next", 2, Type::Message, Some(format!(".deep.v1.M{}", i + 1))));
+            }
+            prost_types::DescriptorProto { name: Some(format!("M{i}")), field: fields, ..Default::default() }
+        })
+        .collect();
+    let file = prost_types::FileDescriptorProto {
+        name: Some("deep.proto".into()),
+        package: Some("deep.v1".into()),
+        syntax: Some("proto3".into()),
+        message_type,
+        ..Default::default()
+    };
+    let set = prost_types::FileDescriptorSet { file: vec![file] };
+    let pool = DescriptorPool::decode(set.encode_to_vec().as_slice()).unwrap();
+    let root = pool.get_message_by_name("deep.v1.M0").unwrap();
+    let schema = std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(move || input_schema(&root))
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    let defs = schema["$defs"].as_object().unwrap();
+    assert!(defs.len() >= DEPTH / 20 && defs.len() <= DEPTH / 10, "{}", defs.len());
+    // Nesting inside any one definition stays within the inline depth.
+    fn depth(value: &Json) -> usize {
+        match value {
+            Json::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+            Json::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    assert!(defs.values().all(|d| depth(d) <= 2 * 16 + 2), "too deep");
+    // jsonschema compiles `$ref`s recursively: its own stack needs room.
+    let check = move || {
+        let v = validator(&schema);
+        let mut instance = json!({ "n": 1 });
+        for _ in 0..40 {
+            instance = json!({ "next": instance, "n": 2 });
+        }
+        assert!(v.is_valid(&instance));
+        instance["next"]["next"]["next"]["n"] = json!("x");
+        assert!(!v.is_valid(&instance));
+    };
+    std::thread::Builder::new().stack_size(256 << 20).spawn(check).unwrap().join().unwrap();
+}
