@@ -6,7 +6,7 @@
 //! `tacit ask` already uses). `tacit mcp` and `tacit a2a serve` build their
 //! tool and skill definitions from it.
 //!
-//! With the `tokens` feature, [`tokens`] counts what those definitions cost
+//! With the `tokens` feature, the `tokens` module counts what those definitions cost
 //! in an LLM's context (tiktoken's `o200k_base`).
 
 pub mod schema;
