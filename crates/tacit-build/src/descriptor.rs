@@ -12,9 +12,13 @@ use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage as _};
 /// packages, and to decode them without their Rust types. Files come in the
 /// pool's order (each after the files it imports).
 ///
-/// Source info (comments and spans) is left out to keep the set small;
-/// everything else, custom options such as `(tacit.v1.reply)` included, is
-/// kept.
+/// Of the source info of the files of `packages` (not of their imports),
+/// only the locations that carry a leading or trailing
+/// comment are kept (with their path and span, without detached comments):
+/// the comments are what bridges show as descriptions of intents and their
+/// fields (MCP tools, A2A skills). Everything else, custom options such as
+/// `(tacit.v1.reply)` included, is kept. Comments do not enter IntentIds, so
+/// editing one changes the set's bytes but no id.
 pub(crate) fn package_descriptor_set(
     pool: &DescriptorPool,
     packages: &BTreeSet<&str>,
@@ -34,8 +38,28 @@ pub(crate) fn package_descriptor_set(
         // (prost-types would drop them as unknown fields).
         let mut proto = DynamicMessage::decode(file_type.clone(), file.encode_to_vec().as_slice())?;
         proto.clear_field_by_name("source_code_info");
+        let mut encoded = proto.encode_to_vec();
+        // Comments of the package's own files only: those of imports (such as
+        // google/protobuf/descriptor.proto) would multiply the size.
+        let own = packages.contains(file.package_name());
+        if own && let Some(comments) = comments_only(file.file_descriptor_proto().source_code_info.as_ref()) {
+            // FileDescriptorProto { optional SourceCodeInfo source_code_info = 9; }
+            prost::encoding::message::encode(9, &comments, &mut encoded);
+        }
         // FileDescriptorSet { repeated FileDescriptorProto file = 1; }
-        prost::encoding::bytes::encode(1, &proto.encode_to_vec(), &mut set);
+        prost::encoding::bytes::encode(1, &encoded, &mut set);
     }
     Ok(set)
+}
+
+/// The locations of `info` that carry a comment, without their detached
+/// comments; `None` if none does.
+fn comments_only(info: Option<&prost_types::SourceCodeInfo>) -> Option<prost_types::SourceCodeInfo> {
+    let location = info?
+        .location
+        .iter()
+        .filter(|l| l.leading_comments.is_some() || l.trailing_comments.is_some())
+        .map(|l| prost_types::source_code_info::Location { leading_detached_comments: Vec::new(), ..l.clone() })
+        .collect::<Vec<_>>();
+    (!location.is_empty()).then_some(prost_types::SourceCodeInfo { location })
 }

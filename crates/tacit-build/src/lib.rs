@@ -80,7 +80,8 @@
 //!   `Subscription` impls;
 //! - `<package>.tacit.bin`: the encoded `google.protobuf.FileDescriptorSet`
 //!   behind `FILE_DESCRIPTOR_SET` and every `Intent::DESCRIPTOR_SET` of the
-//!   package: its files and all they import, without source info.
+//!   package: its files and all they import; of the source info, only the
+//!   comments of the package's own files (what bridges show as descriptions).
 //!
 //! Every message is an intent, nested messages included; map entries are
 //! not. Files of the well-known `google.protobuf` package are not generated:

@@ -153,7 +153,7 @@ fn unknown_reply_names_the_message_and_the_value() {
             other => panic!("{why}: expected UnknownReply, got {other:?}"),
         }
     }
-    let source = "syntax = \"proto3\";\npackage p;\nimport \"tacit/v1/options.proto\";\n\
+    let source = "syntax = \"proto3\";\npackage p;\nimport \"tacit/v1/options.proto\";\n\n\
                   message Ask { option (tacit.v1.reply) = \"Nope\"; }\n";
     let (_dir, result) = compile(&[("p.proto", source)], |b| b);
     let message = result.unwrap_err().to_string();
@@ -223,7 +223,7 @@ message AskAndWatch {
 fn unknown_stream_types_name_the_option() {
     for option in ["stream_item", "stream_send"] {
         let source = format!(
-            "syntax = \"proto3\";\npackage p;\nimport \"tacit/v1/options.proto\";\n\
+            "syntax = \"proto3\";\npackage p;\nimport \"tacit/v1/options.proto\";\n\n\
              message Watch {{ option (tacit.v1.{option}) = \"Nowhere\"; }}\n"
         );
         let (_dir, result) = compile(&[("p.proto", &source)], |b| b);
@@ -297,4 +297,38 @@ fn without_out_dir_needs_the_out_dir_variable() {
     }
     let result = tacit_build::configure().compile(&["x.proto"], &["."]);
     assert!(matches!(result, Err(Error::OutDirNotSet)), "{result:?}");
+}
+
+#[test]
+fn the_set_keeps_the_comments_of_its_own_files_only() {
+    let source = "syntax = \"proto3\";\npackage talk.v1;\nimport \"tacit/v1/options.proto\";\n\n\
+                  // detached\n\n// Say something.\nmessage Say {\n  string text = 1; // What to say.\n  uint32 times = 2;\n}\n";
+    let (dir, result) = compile(&[("talk.proto", source)], |b| b);
+    result.unwrap();
+    let set = fs::read(dir.path().join("out/talk.v1.tacit.bin")).unwrap();
+    let pool = DescriptorPool::decode(set.as_slice()).unwrap();
+    let say = pool.get_message_by_name("talk.v1.Say").unwrap();
+    let file = say.parent_file();
+    let locations = &file.file_descriptor_proto().source_code_info.as_ref().unwrap().location;
+    let at = |path: &[i32]| locations.iter().find(|l| l.path == path);
+    assert_eq!(at(say.path()).unwrap().leading_comments.as_deref(), Some(" Say something.\n"));
+    let text = say.get_field_by_name("text").unwrap();
+    assert_eq!(at(text.path()).unwrap().trailing_comments.as_deref(), Some(" What to say.\n"));
+    // Only locations with comments, and no detached comments.
+    assert_eq!(locations.len(), 2, "{locations:?}");
+    assert!(locations.iter().all(|l| l.leading_detached_comments.is_empty()));
+    // Imports (options.proto, descriptor.proto) carry no source info.
+    for other in pool.files().filter(|f| f.package_name() != "talk.v1") {
+        assert!(other.file_descriptor_proto().source_code_info.is_none(), "{}", other.name());
+    }
+    // Comments do not enter the id.
+    let bare = source.replace("// Say something.\n", "").replace(" // What to say.", "");
+    let (bare_dir, result) = compile(&[("talk.proto", &bare)], |b| b);
+    result.unwrap();
+    let bare_set = fs::read(bare_dir.path().join("out/talk.v1.tacit.bin")).unwrap();
+    assert!(bare_set.len() < set.len());
+    assert_eq!(
+        IntentId::of_message_in_encoded_set(&bare_set, "talk.v1.Say").unwrap(),
+        IntentId::of_message_in_encoded_set(&set, "talk.v1.Say").unwrap()
+    );
 }

@@ -132,7 +132,7 @@ fn descriptor_sets_hash_to_the_ids() {
 }
 
 #[test]
-fn descriptor_sets_hold_the_package_and_its_imports_without_source_info() {
+fn descriptor_sets_hold_the_package_and_its_imports_with_comments_of_their_own_only() {
     let set = prost_types::FileDescriptorSet::decode(market::FILE_DESCRIPTOR_SET).unwrap();
     let files: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
     for needed in [
@@ -145,7 +145,21 @@ fn descriptor_sets_hold_the_package_and_its_imports_without_source_info() {
         assert!(files.contains(&needed), "{needed} missing from {files:?}");
     }
     assert!(!files.contains(&"acme/billing/v1/billing.proto"), "another package's file: {files:?}");
-    assert!(set.file.iter().all(|f| f.source_code_info.is_none()));
+    // Source info (comments only) for the package's own files, none for imports.
+    for file in &set.file {
+        let own = file.package() == "acme.market.v1";
+        let locations = file.source_code_info.as_ref().map_or(&[][..], |info| &info.location[..]);
+        assert!(own || locations.is_empty(), "{} has source info", file.name());
+        assert!(
+            locations.iter().all(|l| (l.leading_comments.is_some() || l.trailing_comments.is_some())
+                && l.leading_detached_comments.is_empty()),
+            "{}: locations without comments",
+            file.name()
+        );
+    }
+    let market = set.file.iter().find(|f| f.name() == "acme/market/v1/market.proto").unwrap();
+    let kept = &market.source_code_info.as_ref().expect("the package's comments are kept").location;
+    assert!(kept.iter().any(|l| l.leading_comments.as_deref() == Some(" Reserve a slot of a resource.\n")));
 
     let billing_set = prost_types::FileDescriptorSet::decode(billing::FILE_DESCRIPTOR_SET).unwrap();
     let files: Vec<&str> = billing_set.file.iter().map(|f| f.name()).collect();
