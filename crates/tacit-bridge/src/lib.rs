@@ -1,14 +1,21 @@
 //! Bridges between [Tacit](https://docs.rs/tacit) agents and the protocols
 //! today's LLM agents speak (MCP tools, A2A skills).
 //!
-//! For now one piece, [`schema`]: the JSON Schema of an intent, following the
-//! proto3 JSON mapping that `prost-reflect` reads and writes (the mapping
-//! `tacit ask` already uses). `tacit mcp` and `tacit a2a serve` build their
-//! tool and skill definitions from it.
+//! - [`schema`]: the JSON Schema of an intent, following the proto3 JSON
+//!   mapping that `prost-reflect` reads and writes (the mapping `tacit ask`
+//!   already uses). `tacit mcp` and `tacit a2a serve` build their tool and
+//!   skill definitions from it.
+//! - [`json`]: JSON to and from messages through descriptors, with errors
+//!   that name the field, and the reply and stream types an intent declares.
+//! - `mcp` (feature `mcp`): an MCP server, on the official SDK `rmcp`, whose
+//!   tools are the intents of Tacit peers (`tacit mcp`).
 //!
 //! With the `tokens` feature, the `tokens` module counts what those definitions cost
 //! in an LLM's context (tiktoken's `o200k_base`).
 
+pub mod json;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod schema;
 #[cfg(feature = "tokens")]
 pub mod tokens;

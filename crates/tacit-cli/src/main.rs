@@ -26,6 +26,8 @@
 //! tacit conformance --serve ADDR [--once] [--json]
 //!                                           play the acceptor and check the implementations that dial it
 //! tacit verify FILE                         check a signed receipt offline; exit 1 if it does not verify
+//! tacit mcp --peer ADDR[=ID]... [--key FILE] [--credential FILE]...
+//!                                           serve MCP on stdio: the peers' intents as tools, their cards as resources
 //! ```
 //!
 //! # A session
@@ -69,6 +71,7 @@ mod inspect;
 mod json;
 mod keys;
 mod listen;
+mod mcp;
 mod org;
 mod ping;
 mod record;
@@ -140,6 +143,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Check an implementation against docs/PROTOCOL.md: dial it (or, with --serve, be dialed) and run named checks.
     Conformance(conformance::Args),
+    /// Serve MCP on stdio: every intent the peers handle is a tool (asks answer with the reply, tells once sent).
+    Mcp(mcp::Args),
     /// Organisation keys, credentials and revocation lists.
     #[command(subcommand)]
     Org(org::Command),
@@ -184,6 +189,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Ping(args) => ping::run(args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Conformance(args) => conformance::run(args).await,
+        Command::Mcp(args) => mcp::run(args).await,
         Command::Org(command) => org::run(command).await,
         Command::Verify { file } => verify::run(&file),
     }

@@ -1,0 +1,219 @@
+//! `tacit mcp` end to end: the real binary as a child process over stdio,
+//! driven by rmcp's client (the official MCP SDK), in front of real Tacit
+//! agents on 127.0.0.1. Every wait is bounded; the child is killed when the
+//! client's transport is dropped.
+
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, ClientInfo, ReadResourceRequestParams, ResourceContents};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::{ConfigureCommandExt as _, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
+use serde_json::{Value, json};
+use tacit::intents::{DelegateTask, TaskState, TaskStatus, TaskUpdate};
+use tacit::{Agent, AgentCard, Context, ErrorCode, Rejection};
+use tokio::sync::mpsc;
+
+const TACIT: &str = env!("CARGO_BIN_EXE_tacit");
+/// The longest one test may run.
+const TEST_LIMIT: Duration = Duration::from_secs(60);
+/// The longest to wait for one thing (a reply, a notification, a told message).
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An MCP client that forwards `notifications/tools/list_changed`.
+struct Client {
+    tools_changed: mpsc::UnboundedSender<()>,
+}
+
+impl ClientHandler for Client {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.tools_changed.send(());
+    }
+
+    fn get_info(&self) -> ClientInfo {
+        ClientInfo::default()
+    }
+}
+
+/// An agent named `name` that answers `DelegateTask` (refusing task
+/// `refuse`) and takes `TaskUpdate` tells, forwarding them to `told`.
+async fn worker(name: &str, addr: &str, told: mpsc::UnboundedSender<TaskUpdate>) -> Agent {
+    Agent::builder()
+        .card(AgentCard::new(name))
+        .on_ask(|_: Context, task: DelegateTask| async move {
+            match task.task_id.as_str() {
+                "refuse" => Err(Rejection::refuse(ErrorCode::Declined, "out of stock")),
+                _ => Ok(TaskStatus {
+                    task_id: task.task_id,
+                    state: TaskState::Working as i32,
+                    message: task.description,
+                    updated_at_micros: 1 << 60,
+                    ..Default::default()
+                }),
+            }
+        })
+        .on_tell(move |_: Context, update: TaskUpdate| {
+            let told = told.clone();
+            async move {
+                let _ = told.send(update);
+            }
+        })
+        .bind(addr.parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `tacit mcp` with these `--peer`s, and an rmcp client connected to it.
+async fn bridge(peers: &[String]) -> (RunningService<RoleClient, Client>, mpsc::UnboundedReceiver<()>) {
+    let command = tokio::process::Command::new(TACIT).configure(|command| {
+        command.arg("mcp").arg("--connect-timeout").arg("2").arg("--timeout").arg("5");
+        for peer in peers {
+            command.arg("--peer").arg(peer);
+        }
+    });
+    let (transport, _) =
+        TokioChildProcess::builder(command).stderr(std::process::Stdio::inherit()).spawn().expect("spawn tacit mcp");
+    let (tools_changed, changes) = mpsc::unbounded_channel();
+    let client = tokio::time::timeout(WAIT, Client { tools_changed }.serve(transport))
+        .await
+        .expect("initialize in time")
+        .expect("initialize");
+    (client, changes)
+}
+
+fn unused_port() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().to_string()
+}
+
+fn arguments(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => panic!("not an object"),
+    }
+}
+
+fn text(result: &rmcp::model::CallToolResult) -> String {
+    result.content.iter().filter_map(|content| content.as_text().map(|text| text.text.clone())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_of_a_peer_over_stdio() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (told, mut updates) = mpsc::unbounded_channel();
+        let agent = worker("worker", "127.0.0.1:0", told).await;
+        let addr = agent.local_addr().unwrap().to_string();
+        let (client, _changes) = bridge(&[format!("{addr}={}", agent.id())]).await;
+
+        let info = client.peer_info().expect("server info");
+        assert_eq!(info.server_info.name, "tacit-mcp");
+        assert!(info.capabilities.tools.as_ref().and_then(|tools| tools.list_changed).unwrap_or(false));
+
+        // tools/list: one ask and one tell, named after the peer, with schemas and descriptions.
+        let tools = client.list_all_tools().await.unwrap();
+        let mut names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["worker_DelegateTask", "worker_TaskUpdate"], "{tools:#?}");
+        let ask = tools.iter().find(|tool| tool.name == "worker_DelegateTask").unwrap();
+        let description = ask.description.as_deref().unwrap_or_default();
+        assert!(description.starts_with("Asks an agent to carry out a task"), "{description}");
+        assert_eq!(ask.input_schema["type"], "object");
+        assert!(ask.input_schema["properties"]["taskId"].is_object(), "{:#?}", ask.input_schema);
+        let output = ask.output_schema.as_ref().expect("an output schema from (tacit.v1.reply)");
+        assert!(output["properties"]["updatedAtMicros"].is_object(), "{output:#?}");
+        let tell = tools.iter().find(|tool| tool.name == "worker_TaskUpdate").unwrap();
+        assert!(tell.output_schema.is_none());
+
+        // An ask: the reply as structured content, and the same JSON as text.
+        let call = CallToolRequestParams::new("worker_DelegateTask")
+            .with_arguments(arguments(json!({"taskId": "t1", "description": "work"})));
+        let result = client.call_tool(call).await.unwrap();
+        assert_eq!(result.is_error, Some(false), "{result:#?}");
+        let structured = result.structured_content.clone().expect("structured content");
+        assert_eq!(structured["taskId"], "t1");
+        assert_eq!(structured["state"], "TASK_STATE_WORKING");
+        assert_eq!(structured["message"], "work");
+        assert_eq!(structured["updatedAtMicros"], (1u64 << 60).to_string());
+        assert_eq!(serde_json::from_str::<Value>(&text(&result)).unwrap(), structured);
+
+        // A rejection: a tool error with the act, the code and the reason.
+        let call = CallToolRequestParams::new("worker_DelegateTask").with_arguments(arguments(json!({"taskId": "refuse"})));
+        let refused = client.call_tool(call).await.unwrap();
+        assert_eq!(refused.is_error, Some(true), "{refused:#?}");
+        assert_eq!(text(&refused), "REFUSE DECLINED: out of stock");
+
+        // Bad arguments: invalid params, naming the field.
+        let call = CallToolRequestParams::new("worker_DelegateTask")
+            .with_arguments(arguments(json!({"taskId": "t2", "payload": "%%"})));
+        let error = client.call_tool(call).await.unwrap_err();
+        let rmcp::ServiceError::McpError(error) = error else { panic!("not a JSON-RPC error: {error:?}") };
+        assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+        assert!(error.message.contains("field `payload`"), "{error:?}");
+        assert_eq!(error.data.as_ref().unwrap()["field"], "payload");
+        let call = CallToolRequestParams::new("worker_DelegateTask").with_arguments(arguments(json!({"taskid": "t"})));
+        let error = client.call_tool(call).await.unwrap_err();
+        assert!(error.to_string().contains("did you mean \\\"taskId\\\"") || error.to_string().contains("taskId"), "{error}");
+        let error = client.call_tool(CallToolRequestParams::new("worker_Nothing")).await.unwrap_err();
+        assert!(error.to_string().contains("no tool named"), "{error}");
+
+        // A tell: returns once sent, and the agent gets it.
+        let call = CallToolRequestParams::new("worker_TaskUpdate")
+            .with_arguments(arguments(json!({"status": {"taskId": "t1", "state": "TASK_STATE_COMPLETED"}})));
+        let sent = client.call_tool(call).await.unwrap();
+        assert_eq!(sent.is_error, Some(false), "{sent:#?}");
+        let update = tokio::time::timeout(WAIT, updates.recv()).await.expect("the tell in time").unwrap();
+        let status = update.status.unwrap();
+        assert_eq!((status.task_id.as_str(), status.state), ("t1", TaskState::Completed as i32));
+
+        // The peer's card as a resource.
+        let resources = client.list_all_resources().await.unwrap();
+        assert_eq!(resources.len(), 1, "{resources:#?}");
+        let uri = format!("tacit://peer/{}", agent.id());
+        assert_eq!(resources[0].uri, uri);
+        let read = client.read_resource(ReadResourceRequestParams::new(uri)).await.unwrap();
+        let ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else { panic!("{read:#?}") };
+        let card: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(card["card"]["name"], "worker");
+        assert!(card["intents"].as_array().unwrap().iter().any(|i| i["tool"] == "worker_DelegateTask"), "{card:#}");
+
+        client.cancel().await.unwrap();
+        agent.shutdown(Duration::from_millis(100)).await;
+    })
+    .await
+    .expect("the test took over 60 s");
+}
+
+/// A peer that is not up at the start joins later, then leaves: each time the
+/// client is told the tool list changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_list_follows_the_peers() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (told, _updates) = mpsc::unbounded_channel();
+        let first = worker("first", "127.0.0.1:0", told.clone()).await;
+        let later = unused_port();
+        let (client, mut changes) = bridge(&[first.local_addr().unwrap().to_string(), later.clone()]).await;
+        let names = |tools: Vec<rmcp::model::Tool>| {
+            let mut names: Vec<String> = tools.into_iter().map(|tool| tool.name.into_owned()).collect();
+            names.sort_unstable();
+            names
+        };
+        assert_eq!(names(client.list_all_tools().await.unwrap()), ["first_DelegateTask", "first_TaskUpdate"]);
+
+        let second = worker("second", &later, told).await;
+        tokio::time::timeout(WAIT, changes.recv()).await.expect("list_changed when the peer joins").unwrap();
+        assert_eq!(
+            names(client.list_all_tools().await.unwrap()),
+            ["first_DelegateTask", "first_TaskUpdate", "second_DelegateTask", "second_TaskUpdate"]
+        );
+
+        second.shutdown(Duration::from_millis(100)).await;
+        drop(second);
+        tokio::time::timeout(WAIT, changes.recv()).await.expect("list_changed when the peer leaves").unwrap();
+        assert_eq!(names(client.list_all_tools().await.unwrap()), ["first_DelegateTask", "first_TaskUpdate"]);
+
+        client.cancel().await.unwrap();
+        first.shutdown(Duration::from_millis(100)).await;
+    })
+    .await
+    .expect("the test took over 60 s");
+}
