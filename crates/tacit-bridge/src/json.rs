@@ -55,10 +55,9 @@ pub fn from_value(descriptor: &MessageDescriptor, value: &Value) -> Result<Dynam
         Ok(message) => Ok(message),
         Err(error) => Err(match locate(descriptor, value, "") {
             Some((field, message)) => JsonError { field, message },
-            None => JsonError {
-                field: None,
-                message: format!("the JSON does not fit {}: {error}", descriptor.full_name()),
-            },
+            None => {
+                JsonError { field: None, message: format!("the JSON does not fit {}: {error}", descriptor.full_name()) }
+            }
         }),
     }
 }
@@ -280,3 +279,40 @@ fn string_field_value(mut encoded: &[u8]) -> Option<String> {
     String::from_utf8(bytes.to_vec()).ok()
 }
 
+#[cfg(test)]
+mod tests {
+    use prost_reflect::DescriptorPool;
+    use serde_json::json;
+
+    use super::*;
+
+    fn message(name: &str) -> MessageDescriptor {
+        let pool = DescriptorPool::decode(tacit::intents::FILE_DESCRIPTOR_SET).unwrap();
+        pool.get_message_by_name(name).unwrap()
+    }
+
+    #[test]
+    fn errors_carry_the_field_path() {
+        let update = message("tacit.intents.v1.TaskUpdate");
+        let error = from_value(&update, &json!({"status": {"taskId": "t", "state": "NAPPING"}})).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("status.state"));
+        assert!(error.message.contains("field `status.state`"), "{error}");
+        let error = from_value(&update, &json!({"status": 3})).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("status"));
+        let error = from_value(&update, &json!([1])).unwrap_err();
+        assert_eq!(error.field, None);
+        assert!(error.message.contains("expected a JSON object"), "{error}");
+    }
+
+    #[test]
+    fn values_round_trip_in_camel_case() {
+        let status = message("tacit.intents.v1.TaskStatus");
+        let decoded = from_value(&status, &json!({"task_id": "t", "updatedAtMicros": 5})).unwrap();
+        let value = to_value(&decoded);
+        assert_eq!(value["taskId"], "t");
+        assert_eq!(value["updatedAtMicros"], "5");
+        assert_eq!(value["message"], "", "defaults are written");
+        assert_eq!(reply_type(&message("tacit.intents.v1.DelegateTask")).unwrap().full_name(), status.full_name());
+        assert!(reply_type(&status).is_none());
+    }
+}

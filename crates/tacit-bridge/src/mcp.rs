@@ -32,6 +32,12 @@
 //! capabilities shows), and every change sends
 //! `notifications/tools/list_changed` and `notifications/resources/list_changed`.
 //!
+//! At most 256 intents of one peer become tools.
+//!
+//! A `traceparent` (W3C trace context) in a `tools/call`'s `_meta` is carried
+//! to the peer in the ask's or tell's trace context, so one trace spans the
+//! MCP call, the bridge and the Tacit agent.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use tacit_bridge::mcp::Bridge;
@@ -52,7 +58,7 @@ use prost::Message as _;
 use prost_reflect::MessageDescriptor;
 use rmcp::model::{
     AnnotateAble as _, CallToolRequestParams, CallToolResult, Content, Implementation, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, RawResource, ReadResourceRequestParams, ReadResourceResult,
+    ListToolsResult, Meta, PaginatedRequestParams, RawResource, ReadResourceRequestParams, ReadResourceResult,
     ResourceContents, ServerCapabilities, ServerInfo, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
@@ -62,16 +68,21 @@ use tacit::credential::SignedCredential;
 use tacit::intents::{AgentDescription, DescribeAgent, HealthCheck, Ping, RejectProposal, Revocations};
 use tacit::{
     Act, Agent, AgentCard, AgentId, AskOptions, ErrorCode, Identity, Intent, IntentId, Lane, LinkState, Peer,
-    ReconnectPolicy, Schema, TellOptions,
+    ReconnectPolicy, Schema, TellOptions, TraceContext,
 };
 
 use crate::{json, schema};
 
 /// The standard intents the library answers itself: not tools.
-const BUILTIN: [&str; 5] = [Ping::NAME, HealthCheck::NAME, DescribeAgent::NAME, RejectProposal::NAME, Revocations::NAME];
+const BUILTIN: [&str; 5] =
+    [Ping::NAME, HealthCheck::NAME, DescribeAgent::NAME, RejectProposal::NAME, Revocations::NAME];
 
 /// The longest tool name MCP allows.
 const MAX_TOOL_NAME: usize = 128;
+
+/// The most intents of one peer that become tools (each costs a schema
+/// fetch, and every tool costs the LLM context).
+const MAX_TOOLS_PER_PEER: usize = 256;
 
 /// The longest wait between two dials of a peer that is not there.
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -286,7 +297,8 @@ impl Bridge {
 
     /// Serves MCP on stdin and stdout until the client closes them.
     pub async fn serve_stdio(self) -> Result<(), BridgeError> {
-        let service = self.serve(rmcp::transport::stdio()).await.map_err(|e| BridgeError(format!("MCP over stdio: {e}")))?;
+        let service =
+            self.serve(rmcp::transport::stdio()).await.map_err(|e| BridgeError(format!("MCP over stdio: {e}")))?;
         service.waiting().await.map_err(|e| BridgeError(format!("MCP over stdio: {e}")))?;
         Ok(())
     }
@@ -295,13 +307,17 @@ impl Bridge {
         lock(&self.inner.state).tools.get(name).cloned()
     }
 
-    async fn call(&self, entry: &Entry, payload: Bytes) -> CallToolResult {
+    async fn call(&self, entry: &Entry, payload: Bytes, trace: Option<TraceContext>) -> CallToolResult {
         let timeout = self.inner.config.ask_timeout;
         let id = entry.schema.id();
         let intent = entry.schema.name();
         match entry.lane {
             ToolLane::Ask => {
-                let asking = entry.peer.ask_raw(id, payload, AskOptions::default().deadline(timeout));
+                let mut options = AskOptions::default().deadline(timeout);
+                if let Some(trace) = trace {
+                    options = options.trace(trace);
+                }
+                let asking = entry.peer.ask_raw(id, payload, options);
                 let reply = match tokio::time::timeout(timeout + Duration::from_millis(500), asking).await {
                     Err(_) => return failed(ErrorCode::DeadlineExceeded, &format!("no reply to {intent} in time")),
                     Ok(Err(e)) => return tacit_error(&e),
@@ -328,7 +344,11 @@ impl Bridge {
                 }
             }
             ToolLane::Tell => {
-                let telling = entry.peer.tell_raw(id, payload, TellOptions::default());
+                let mut options = TellOptions::default();
+                if let Some(trace) = trace {
+                    options = options.trace(trace);
+                }
+                let telling = entry.peer.tell_raw(id, payload, options);
                 match tokio::time::timeout(timeout, telling).await {
                     Err(_) => failed(ErrorCode::DeadlineExceeded, &format!("{intent} could not be sent in time")),
                     Ok(Err(e)) => tacit_error(&e),
@@ -446,8 +466,9 @@ impl ServerHandler for Bridge {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
+        let trace = traceparent(request.meta.as_ref()).or_else(|| traceparent(Some(&context.meta)));
         let name = request.name.as_ref();
         let Some(entry) = self.entry(name) else {
             return Err(McpError::invalid_params(
@@ -459,7 +480,7 @@ impl ServerHandler for Bridge {
         let message = json::from_value(entry.schema.message_descriptor(), &arguments).map_err(|error| {
             McpError::invalid_params(error.message.clone(), Some(json!({ "tool": name, "field": error.field })))
         })?;
-        Ok(self.call(&entry, message.encode_to_vec().into()).await)
+        Ok(self.call(&entry, message.encode_to_vec().into(), trace).await)
     }
 
     async fn list_resources(
@@ -486,6 +507,34 @@ impl ServerHandler for Bridge {
             )),
         }
     }
+}
+
+/// The W3C trace context in `_meta.traceparent` (`00-<trace id>-<span id>-<flags>`),
+/// if there is a well-formed one (a malformed one is ignored, as the W3C
+/// recommendation asks).
+fn traceparent(meta: Option<&Meta>) -> Option<TraceContext> {
+    let text = meta?.get("traceparent")?.as_str()?;
+    let mut parts = text.split('-');
+    let (version, trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+        return None;
+    }
+    u8::from_str_radix(version, 16).ok()?;
+    let trace_id: [u8; 16] = hex(trace_id)?.try_into().ok()?;
+    let span_id: [u8; 8] = hex(span_id)?.try_into().ok()?;
+    let [flags] = <[u8; 1]>::try_from(hex(flags)?).ok()?;
+    if trace_id == [0; 16] || span_id == [0; 8] {
+        return None;
+    }
+    Some(TraceContext { trace_id, span_id, flags })
+}
+
+/// Lowercase hex to bytes.
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
 }
 
 /// A tool error: `CODE: message`.
@@ -744,7 +793,8 @@ async fn describe(peer: &Peer, limit: Duration) -> Result<(AgentDescription, Vec
         Err(_) => return Err("no answer to DescribeAgent in time".into()),
     };
     let mut schemas = Vec::new();
-    for info in description.intents.iter().filter(|info| info.handles && !BUILTIN.contains(&info.name.as_str())) {
+    let handled = description.intents.iter().filter(|info| info.handles && !BUILTIN.contains(&info.name.as_str()));
+    for info in handled.take(MAX_TOOLS_PER_PEER) {
         let Ok(id) = IntentId::try_from(&info.intent_id[..]) else { continue };
         let standard = Schema::new(id, info.name.clone(), Bytes::from_static(tacit::intents::FILE_DESCRIPTOR_SET));
         let schema = match standard {
@@ -781,6 +831,32 @@ mod tests {
         assert!("127.0.0.1".parse::<PeerAddr>().is_err());
         assert!("127.0.0.1:4433=nope".parse::<PeerAddr>().is_err());
         assert!(":4433".parse::<PeerAddr>().is_err());
+    }
+
+    #[test]
+    fn traceparents_parse() {
+        let meta = |text: &str| {
+            let mut meta = Meta::new();
+            meta.insert("traceparent".into(), json!(text));
+            meta
+        };
+        let trace = traceparent(Some(&meta("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))).unwrap();
+        assert_eq!(trace.trace_id[..2], [0x4b, 0xf9]);
+        assert_eq!(trace.span_id[7], 0xb7);
+        assert_eq!(trace.flags, 1);
+        for bad in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(traceparent(Some(&meta(bad))), None, "{bad}");
+        }
+        assert_eq!(traceparent(None), None);
     }
 
     #[test]

@@ -11,7 +11,6 @@ use tacit_bridge::json as bridge;
 
 use crate::error::{CliError, Exit};
 
-
 /// A decoded message as JSON: field names as in the `.proto`, every field
 /// (defaults included), 64-bit integers as strings, bytes as base64.
 pub(crate) fn to_json(message: &DynamicMessage) -> Value {

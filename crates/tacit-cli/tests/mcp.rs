@@ -40,9 +40,13 @@ impl ClientHandler for Client {
 async fn worker(name: &str, addr: &str, told: mpsc::UnboundedSender<TaskUpdate>) -> Agent {
     Agent::builder()
         .card(AgentCard::new(name))
-        .on_ask(|_: Context, task: DelegateTask| async move {
+        .on_ask(|cx: Context, task: DelegateTask| async move {
             match task.task_id.as_str() {
                 "refuse" => Err(Rejection::refuse(ErrorCode::Declined, "out of stock")),
+                "trace" => Ok(TaskStatus {
+                    message: cx.trace().map(|trace| format!("{:02x?}", trace.trace_id)).unwrap_or_default(),
+                    ..Default::default()
+                }),
                 _ => Ok(TaskStatus {
                     task_id: task.task_id,
                     state: TaskState::Working as i32,
@@ -136,8 +140,20 @@ async fn tools_of_a_peer_over_stdio() {
         assert_eq!(structured["updatedAtMicros"], (1u64 << 60).to_string());
         assert_eq!(serde_json::from_str::<Value>(&text(&result)).unwrap(), structured);
 
+        // `traceparent` in `_meta` reaches the agent as the ask's trace context.
+        let mut call =
+            CallToolRequestParams::new("worker_DelegateTask").with_arguments(arguments(json!({"taskId": "trace"})));
+        let mut meta = rmcp::model::Meta::new();
+        meta.insert("traceparent".into(), json!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        call.meta = Some(meta);
+        let traced = client.call_tool(call).await.unwrap();
+        let trace_id: [u8; 16] =
+            [0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c];
+        assert_eq!(traced.structured_content.unwrap()["message"], format!("{trace_id:02x?}"));
+
         // A rejection: a tool error with the act, the code and the reason.
-        let call = CallToolRequestParams::new("worker_DelegateTask").with_arguments(arguments(json!({"taskId": "refuse"})));
+        let call =
+            CallToolRequestParams::new("worker_DelegateTask").with_arguments(arguments(json!({"taskId": "refuse"})));
         let refused = client.call_tool(call).await.unwrap();
         assert_eq!(refused.is_error, Some(true), "{refused:#?}");
         assert_eq!(text(&refused), "REFUSE DECLINED: out of stock");
@@ -152,7 +168,10 @@ async fn tools_of_a_peer_over_stdio() {
         assert_eq!(error.data.as_ref().unwrap()["field"], "payload");
         let call = CallToolRequestParams::new("worker_DelegateTask").with_arguments(arguments(json!({"taskid": "t"})));
         let error = client.call_tool(call).await.unwrap_err();
-        assert!(error.to_string().contains("did you mean \\\"taskId\\\"") || error.to_string().contains("taskId"), "{error}");
+        assert!(
+            error.to_string().contains("did you mean \\\"taskId\\\"") || error.to_string().contains("taskId"),
+            "{error}"
+        );
         let error = client.call_tool(CallToolRequestParams::new("worker_Nothing")).await.unwrap_err();
         assert!(error.to_string().contains("no tool named"), "{error}");
 
