@@ -84,6 +84,9 @@ const MAX_TOOL_NAME: usize = 128;
 /// fetch, and every tool costs the LLM context).
 const MAX_TOOLS_PER_PEER: usize = 256;
 
+/// The longest line (one JSON-RPC message) [`Bridge::serve_stdio`] reads: 4 MiB.
+pub const MAX_LINE_LEN: usize = 4 << 20;
+
 /// The longest wait between two dials of a peer that is not there.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
@@ -295,10 +298,13 @@ impl Bridge {
         lock(&self.inner.state).tools.values().map(|entry| entry.tool.clone()).collect()
     }
 
-    /// Serves MCP on stdin and stdout until the client closes them.
+    /// Serves MCP on stdin and stdout until the client closes them. A line
+    /// (one JSON-RPC message) longer than [`MAX_LINE_LEN`] ends the session:
+    /// what comes in is bounded before it is parsed.
     pub async fn serve_stdio(self) -> Result<(), BridgeError> {
+        let stdin = LineLimit { inner: tokio::io::stdin(), since_newline: 0, max: MAX_LINE_LEN };
         let service =
-            self.serve(rmcp::transport::stdio()).await.map_err(|e| BridgeError(format!("MCP over stdio: {e}")))?;
+            self.serve((stdin, tokio::io::stdout())).await.map_err(|e| BridgeError(format!("MCP over stdio: {e}")))?;
         service.waiting().await.map_err(|e| BridgeError(format!("MCP over stdio: {e}")))?;
         Ok(())
     }
@@ -506,6 +512,39 @@ impl ServerHandler for Bridge {
                 Some(json!({ "uri": request.uri })),
             )),
         }
+    }
+}
+
+/// A reader that fails once a line runs past `max` bytes, so that a
+/// line-delimited transport never buffers more than that.
+struct LineLimit<R> {
+    inner: R,
+    since_newline: usize,
+    max: usize,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for LineLimit<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        for &byte in &buf.filled()[before..] {
+            if byte == b'\n' {
+                this.since_newline = 0;
+                continue;
+            }
+            this.since_newline += 1;
+            if this.since_newline > this.max {
+                let message = format!("a JSON-RPC message longer than {} bytes; closing the session", this.max);
+                eprintln!("tacit mcp: {message}");
+                return std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message)));
+            }
+        }
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -857,6 +896,19 @@ mod tests {
             assert_eq!(traceparent(Some(&meta(bad))), None, "{bad}");
         }
         assert_eq!(traceparent(None), None);
+    }
+
+    #[tokio::test]
+    async fn long_lines_fail_the_reader() {
+        use tokio::io::AsyncReadExt as _;
+        let text = b"12345\n123456\n".to_vec();
+        let mut ok = LineLimit { inner: &text[..6], since_newline: 0, max: 5 };
+        let mut read = Vec::new();
+        ok.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, b"12345\n");
+        let mut long = LineLimit { inner: &text[..], since_newline: 0, max: 5 };
+        let error = long.read_to_end(&mut Vec::new()).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[test]

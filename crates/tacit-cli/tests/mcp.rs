@@ -236,3 +236,43 @@ async fn the_tool_list_follows_the_peers() {
     .await
     .expect("the test took over 60 s");
 }
+
+/// Malformed and oversized input on stdin: a line that is not JSON gets a
+/// JSON-RPC parse error and the server goes on; a line past
+/// `MAX_LINE_LEN` (4 MiB) ends the session instead of growing a buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_input() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
+    tokio::time::timeout(TEST_LIMIT, async {
+        let mut child = tokio::process::Command::new(TACIT)
+            .args(["mcp", "--connect-timeout", "0.3", "--peer", &unused_port()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        stdin.write_all(b"{not json\n").await.unwrap();
+        let line = tokio::time::timeout(WAIT, stdout.next_line()).await.expect("an answer in time").unwrap().unwrap();
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(answer["error"]["code"], -32700, "{answer}");
+
+        // 5 MiB without a newline: the server stops reading and exits (the
+        // write may fail once it has).
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..5 {
+            if stdin.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let status = tokio::time::timeout(WAIT, child.wait()).await.expect("the server exits in time").unwrap();
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).await.unwrap();
+        assert!(stderr.contains("a JSON-RPC message longer than 4194304 bytes"), "{status}: {stderr}");
+    })
+    .await
+    .expect("the test took over 60 s");
+}
