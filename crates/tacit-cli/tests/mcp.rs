@@ -43,6 +43,10 @@ async fn worker(name: &str, addr: &str, told: mpsc::UnboundedSender<TaskUpdate>)
         .on_ask(|cx: Context, task: DelegateTask| async move {
             match task.task_id.as_str() {
                 "refuse" => Err(Rejection::refuse(ErrorCode::Declined, "out of stock")),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(TaskStatus::default())
+                }
                 "trace" => Ok(TaskStatus {
                     message: cx.trace().map(|trace| format!("{:02x?}", trace.trace_id)).unwrap_or_default(),
                     ..Default::default()
@@ -70,7 +74,7 @@ async fn worker(name: &str, addr: &str, told: mpsc::UnboundedSender<TaskUpdate>)
 /// `tacit mcp` with these `--peer`s, and an rmcp client connected to it.
 async fn bridge(peers: &[String]) -> (RunningService<RoleClient, Client>, mpsc::UnboundedReceiver<()>) {
     let command = tokio::process::Command::new(TACIT).configure(|command| {
-        command.arg("mcp").arg("--connect-timeout").arg("2").arg("--timeout").arg("5");
+        command.arg("mcp").arg("--connect-timeout").arg("2").arg("--timeout").arg("2");
         for peer in peers {
             command.arg("--peer").arg(peer);
         }
@@ -139,6 +143,11 @@ async fn tools_of_a_peer_over_stdio() {
         assert_eq!(structured["message"], "work");
         assert_eq!(structured["updatedAtMicros"], (1u64 << 60).to_string());
         assert_eq!(serde_json::from_str::<Value>(&text(&result)).unwrap(), structured);
+        let validator = jsonschema::validator_for(&Value::Object((**output).clone())).unwrap();
+        assert!(validator.is_valid(&structured), "{structured:#} does not fit {output:#?}");
+        let input = jsonschema::validator_for(&Value::Object((*ask.input_schema).clone())).unwrap();
+        assert!(input.is_valid(&json!({"taskId": "t1", "description": "work"})));
+        assert!(!input.is_valid(&json!({"taskId": 1})));
 
         // `traceparent` in `_meta` reaches the agent as the ask's trace context.
         let mut call =
@@ -157,6 +166,15 @@ async fn tools_of_a_peer_over_stdio() {
         let refused = client.call_tool(call).await.unwrap();
         assert_eq!(refused.is_error, Some(true), "{refused:#?}");
         assert_eq!(text(&refused), "REFUSE DECLINED: out of stock");
+
+        // No reply within --timeout: a tool error, not a hung request.
+        let call =
+            CallToolRequestParams::new("worker_DelegateTask").with_arguments(arguments(json!({"taskId": "slow"})));
+        let started = std::time::Instant::now();
+        let slow = client.call_tool(call).await.unwrap();
+        assert_eq!(slow.is_error, Some(true), "{slow:#?}");
+        assert!(text(&slow).starts_with("DEADLINE_EXCEEDED"), "{slow:#?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 
         // Bad arguments: invalid params, naming the field.
         let call = CallToolRequestParams::new("worker_DelegateTask")
