@@ -8,7 +8,8 @@
 //! - [`json`]: JSON to and from messages through descriptors, with errors
 //!   that name the field, and the reply and stream types an intent declares.
 //! - `mcp` (feature `mcp`): an MCP server, on the official SDK `rmcp`, whose
-//!   tools are the intents of Tacit peers (`tacit mcp`).
+//!   tools are the intents of Tacit peers (`tacit mcp`), on stdio or (feature
+//!   `http`) streamable HTTP.
 //!
 //! With the `tokens` feature, the `tokens` module counts what those definitions cost
 //! in an LLM's context (tiktoken's `o200k_base`).

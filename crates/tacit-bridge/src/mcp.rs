@@ -9,7 +9,7 @@
 //! | tool | from |
 //! | --- | --- |
 //! | `name` | `<peer name>_<Message>`, sanitized to MCP's rules (`[A-Za-z0-9_.-]`, at most 128), made unique with `_2`, `_3`, ... |
-//! | `title` | `<Message> (<peer name>)` |
+//! | `title` | `<Message> (<sanitized peer name>)` |
 //! | `description` | the intent's `.proto` comment ([`crate::schema::description`]), else its full name |
 //! | `inputSchema` | [`crate::schema::input_schema`] of the intent |
 //! | `outputSchema` | [`crate::schema::output_schema`] of its reply (`(tacit.v1.reply)`), for an ask |
@@ -37,6 +37,10 @@
 //! A `traceparent` (W3C trace context) in a `tools/call`'s `_meta` is carried
 //! to the peer in the ask's or tell's trace context, so one trace spans the
 //! MCP call, the bridge and the Tacit agent.
+//!
+//! With the `http` feature, `Bridge::serve_http` serves MCP's streamable
+//! HTTP transport instead (`tacit mcp --http ADDR`): on loopback by default,
+//! elsewhere only behind a bearer token.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -416,6 +420,132 @@ impl Bridge {
     }
 }
 
+/// Options of [`Bridge::serve_http`] (feature `http`).
+#[cfg(feature = "http")]
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HttpOptions {
+    bearer_token: Option<String>,
+    max_body_len: usize,
+}
+
+#[cfg(feature = "http")]
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self { bearer_token: None, max_body_len: MAX_LINE_LEN }
+    }
+}
+
+#[cfg(feature = "http")]
+impl HttpOptions {
+    /// Requires `Authorization: Bearer <token>` on every request (required
+    /// to serve on an address that is not loopback).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// The longest request body (default [`MAX_LINE_LEN`], 4 MiB); longer is
+    /// answered 413.
+    pub fn max_body_len(mut self, bytes: usize) -> Self {
+        self.max_body_len = bytes;
+        self
+    }
+}
+
+#[cfg(feature = "http")]
+impl Bridge {
+    /// Serves MCP's streamable HTTP transport (HTTP/1.1) on `listener` until
+    /// the listener fails. On a loopback address by default; on any other
+    /// only with a bearer token ([`HttpOptions::bearer_token`]), and then
+    /// any `Host` is accepted (the token guards instead of rmcp's
+    /// loopback-only `Host` check against DNS rebinding). Bodies are
+    /// bounded, request heads must arrive within 10 s, and every ask has
+    /// its deadline.
+    pub async fn serve_http(self, listener: tokio::net::TcpListener, options: HttpOptions) -> Result<(), BridgeError> {
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+
+        let local = listener.local_addr().map_err(|e| BridgeError(format!("MCP over HTTP: {e}")))?;
+        let loopback = local.ip().is_loopback();
+        if !loopback && options.bearer_token.is_none() {
+            return Err(BridgeError(format!(
+                "refusing to serve MCP on {local}, which is not a loopback address, without a bearer token"
+            )));
+        }
+        let mut config = StreamableHttpServerConfig::default();
+        if !loopback {
+            config = config.disable_allowed_hosts();
+        }
+        let bridge = self.clone();
+        let service =
+            StreamableHttpService::new(move || Ok(bridge.clone()), Arc::new(LocalSessionManager::default()), config);
+        let expected: Option<Arc<[u8]>> =
+            options.bearer_token.map(|token| format!("Bearer {token}").into_bytes().into());
+        let max = options.max_body_len;
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    eprintln!("tacit mcp: accepting an HTTP connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let service = service.clone();
+            let expected = expected.clone();
+            tokio::spawn(async move {
+                let handler = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let mut service = service.clone();
+                    let expected = expected.clone();
+                    async move {
+                        if let Some(expected) = &expected {
+                            let given = request.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes());
+                            if !given.is_some_and(|given| same(given, expected)) {
+                                return Ok(plain(hyper::StatusCode::UNAUTHORIZED, "a bearer token is required"));
+                            }
+                        }
+                        let declared = request
+                            .headers()
+                            .get(hyper::header::CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok());
+                        if declared.is_some_and(|len| len > max as u64) {
+                            return Ok(plain(hyper::StatusCode::PAYLOAD_TOO_LARGE, "the request body is too long"));
+                        }
+                        let request = request.map(|body| http_body_util::Limited::new(body, max));
+                        tower_service::Service::call(&mut service, request).await
+                    }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler);
+                let _ = connection.await;
+            });
+        }
+    }
+}
+
+/// A plain-text HTTP answer.
+#[cfg(feature = "http")]
+fn plain(
+    status: hyper::StatusCode,
+    text: &'static str,
+) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+    use http_body_util::BodyExt as _;
+    let mut response = hyper::Response::new(http_body_util::Full::new(Bytes::from_static(text.as_bytes())).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+#[cfg(feature = "http")]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The bridge could not start (no identity) or serve MCP (the transport failed).
 #[derive(Debug, Clone)]
 pub struct BridgeError(String);
@@ -454,7 +584,10 @@ impl ServerHandler for Bridge {
                 }
             }
         });
-        lock(&self.inner.tasks).push(task);
+        let mut tasks = lock(&self.inner.tasks);
+        // One notifier a client session: over HTTP, sessions come and go.
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(task);
     }
 
     async fn list_tools(
@@ -682,7 +815,7 @@ fn install(inner: &Inner, index: usize, mut connected: Connected, tools: Vec<Ent
             n += 1;
         }
         entry.tool.name = name.clone().into();
-        entry.tool.title = Some(format!("{short} ({})", connected.description.name));
+        entry.tool.title = Some(format!("{short} ({prefix})"));
         connected.tools.push((name.clone(), entry.schema.name().to_owned()));
         state.tools.insert(name, Arc::new(entry));
     }

@@ -26,8 +26,9 @@
 //! tacit conformance --serve ADDR [--once] [--json]
 //!                                           play the acceptor and check the implementations that dial it
 //! tacit verify FILE                         check a signed receipt offline; exit 1 if it does not verify
-//! tacit mcp --peer ADDR[=ID]... [--key FILE] [--credential FILE]...
-//!                                           serve MCP on stdio: the peers' intents as tools, their cards as resources
+//! tacit mcp --peer ADDR[=ID]... [--key FILE] [--credential FILE]... [--http ADDR [--bearer-token-file FILE]]
+//!                                           serve MCP on stdio (or streamable HTTP): the peers' intents as tools,
+//!                                           their cards as resources
 //! ```
 //!
 //! # A session
@@ -143,7 +144,7 @@ enum Command {
     Inspect(inspect::Args),
     /// Check an implementation against docs/PROTOCOL.md: dial it (or, with --serve, be dialed) and run named checks.
     Conformance(conformance::Args),
-    /// Serve MCP on stdio: every intent the peers handle is a tool (asks answer with the reply, tells once sent).
+    /// Serve MCP on stdio or HTTP: every intent the peers handle is a tool (asks answer with the reply, tells once sent).
     Mcp(mcp::Args),
     /// Organisation keys, credentials and revocation lists.
     #[command(subcommand)]

@@ -294,3 +294,82 @@ async fn malformed_and_oversized_input() {
     .await
     .expect("the test took over 60 s");
 }
+
+/// `tacit mcp --http`: rmcp's streamable HTTP client lists and calls the
+/// tools with the bearer token; without it, it is turned away; a
+/// non-loopback address without a token is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamable_http_with_a_bearer_token() {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (told, _updates) = mpsc::unbounded_channel();
+        let agent = worker("worker", "127.0.0.1:0", told).await;
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "s3cret-token\n").unwrap();
+        let mut child = tokio::process::Command::new(TACIT)
+            .args(["mcp", "--http", "127.0.0.1:0", "--bearer-token-file"])
+            .arg(&token_file)
+            .args(["--peer", &agent.local_addr().unwrap().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = tokio::time::timeout(WAIT, async {
+            while let Some(line) = stderr.next_line().await.unwrap() {
+                eprintln!("{line}");
+                if let Some(rest) = line.split_once("streamable HTTP at ").map(|(_, rest)| rest) {
+                    return rest.split_once(' ').unwrap().0.to_owned();
+                }
+            }
+            panic!("tacit mcp exited before serving");
+        })
+        .await
+        .expect("tacit mcp serves in time");
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+        let config = StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header("s3cret-token");
+        let client =
+            tokio::time::timeout(WAIT, ClientInfo::default().serve(StreamableHttpClientTransport::from_config(config)))
+                .await
+                .expect("initialize in time")
+                .expect("initialize with the token");
+        let tools = client.list_all_tools().await.unwrap();
+        assert_eq!(tools.len(), 2, "{tools:#?}");
+        let call = CallToolRequestParams::new("worker_DelegateTask").with_arguments(arguments(json!({"taskId": "h1"})));
+        let result = client.call_tool(call).await.unwrap();
+        assert_eq!(result.structured_content.unwrap()["taskId"], "h1");
+        client.cancel().await.unwrap();
+
+        let config = StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header("wrong");
+        let refused =
+            tokio::time::timeout(WAIT, ClientInfo::default().serve(StreamableHttpClientTransport::from_config(config)))
+                .await
+                .expect("an answer in time");
+        assert!(refused.is_err(), "a wrong token is turned away");
+        let refused =
+            tokio::time::timeout(WAIT, ClientInfo::default().serve(StreamableHttpClientTransport::from_uri(url)))
+                .await
+                .expect("an answer in time");
+        assert!(refused.is_err(), "no token is turned away");
+
+        let open = tokio::process::Command::new(TACIT)
+            .args(["mcp", "--http", "0.0.0.0:0", "--peer", "127.0.0.1:9"])
+            .stdin(std::process::Stdio::null())
+            .output();
+        let open = tokio::time::timeout(WAIT, open).await.expect("exits in time").unwrap();
+        assert_eq!(open.status.code(), Some(1), "{open:?}");
+        assert!(String::from_utf8_lossy(&open.stderr).contains("needs --bearer-token-file"), "{open:?}");
+
+        child.kill().await.unwrap();
+        agent.shutdown(Duration::from_millis(100)).await;
+    })
+    .await
+    .expect("the test took over 60 s");
+}
