@@ -674,6 +674,8 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for LineLimit<R> {
             if this.since_newline > this.max {
                 let message = format!("a JSON-RPC message longer than {} bytes; closing the session", this.max);
                 eprintln!("tacit mcp: {message}");
+                // A failed read reads nothing (the `AsyncRead` contract).
+                buf.set_filled(before);
                 return std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message)));
             }
         }
