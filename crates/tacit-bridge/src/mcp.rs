@@ -13,6 +13,7 @@
 //! | `description` | the intent's `.proto` comment ([`crate::schema::description`]), else its full name |
 //! | `inputSchema` | [`crate::schema::input_schema`] of the intent |
 //! | `outputSchema` | [`crate::schema::output_schema`] of its reply (`(tacit.v1.reply)`), for an ask |
+//! | `_meta` | `tacit/agentId`, `tacit/intent` (full name), `tacit/intentId` (hex), `tacit/lane` (`ask` or `tell`) |
 //!
 //! An intent negotiated on the ask lane is asked (with a deadline) and
 //! answered with the reply as `structuredContent` and the same JSON as text;
@@ -881,7 +882,15 @@ async fn connect(config: &Config, spec: &PeerAddr) -> Result<(Connected, Vec<Ent
         };
         let reply = if lane == ToolLane::Ask { reply } else { None };
         match tool(&schema, &descriptor, reply.as_ref()) {
-            Some(tool) => tools.push(Entry { tool, peer: peer.clone(), schema, lane }),
+            Some(mut tool) => {
+                let mut meta = Meta::new();
+                meta.insert("tacit/agentId".into(), json!(peer.id().to_string()));
+                meta.insert("tacit/intent".into(), json!(schema.name()));
+                meta.insert("tacit/intentId".into(), json!(schema.id().to_string()));
+                meta.insert("tacit/lane".into(), json!(if lane == ToolLane::Ask { "ask" } else { "tell" }));
+                tool.meta = Some(meta);
+                tools.push(Entry { tool, peer: peer.clone(), schema, lane });
+            }
             None => eprintln!("tacit mcp: {spec}: {} has no object schema; not a tool", schema.name()),
         }
     }

@@ -129,8 +129,13 @@ async fn tools_of_a_peer_over_stdio() {
         assert!(ask.input_schema["properties"]["taskId"].is_object(), "{:#?}", ask.input_schema);
         let output = ask.output_schema.as_ref().expect("an output schema from (tacit.v1.reply)");
         assert!(output["properties"]["updatedAtMicros"].is_object(), "{output:#?}");
+        let meta = ask.meta.as_ref().expect("the tool's _meta");
+        assert_eq!(meta.get("tacit/agentId"), Some(&json!(agent.id().to_string())));
+        assert_eq!(meta.get("tacit/intent"), Some(&json!("tacit.intents.v1.DelegateTask")));
+        assert_eq!(meta.get("tacit/lane"), Some(&json!("ask")));
         let tell = tools.iter().find(|tool| tool.name == "worker_TaskUpdate").unwrap();
         assert!(tell.output_schema.is_none());
+        assert_eq!(tell.meta.as_ref().unwrap().get("tacit/lane"), Some(&json!("tell")));
 
         // An ask: the reply as structured content, and the same JSON as text.
         let call = CallToolRequestParams::new("worker_DelegateTask")
