@@ -421,8 +421,9 @@ pub struct TextResult {
     /// id); empty when it answered with a message alone.
     #[prost(string, tag = "3")]
     pub task_id: ::prost::alloc::string::String,
-    /// Where that task is, in A2A's lowercase words ("completed",
-    /// "input-required", ...); empty when there is no task.
+    /// Where that task is, by A2A v1.0's name of the state
+    /// ("TASK_STATE_COMPLETED", "TASK_STATE_INPUT_REQUIRED", ...); empty when
+    /// there is no task.
     #[prost(string, tag = "4")]
     pub state: ::prost::alloc::string::String,
     /// The conversation the agent put the task in (A2A's context id), to pass
