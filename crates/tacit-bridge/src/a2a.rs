@@ -321,7 +321,7 @@ impl A2aRemote {
 }
 
 /// The Tacit card of an A2A agent, within the limits of
-/// [`AgentCard`](tacit::AgentCard) (longer values are cut at a character
+/// [`AgentCard`] (longer values are cut at a character
 /// boundary; skills past the limits are left out of roles and metadata):
 ///
 /// - name, description: the A2A card's;
