@@ -72,14 +72,26 @@
 //! (they take no size limit), so there the bound is the deadline alone; the
 //! result passed on to Tacit is bounded by [`MAX_RESULT_BYTES`].
 //!
-//! Not done yet: A2A streaming (`SendStreamingMessage` as a Tacit stream
-//! lane), task cancellation (`CANCEL` → `CancelTask`), and skills with
-//! schemas of their own as typed intents.
+//! # Streaming
+//!
+//! When the A2A card says `capabilities.streaming`, `TextTask` is offered on
+//! the stream lane too (its `.proto` names `TextResult` as the stream item):
+//! opening a stream becomes `SendStreamingMessage`, and each A2A event — a
+//! task, a status update (its message), an artifact update (its parts), a
+//! message — is one `TextResult` item, until a final state or the end of the
+//! A2A stream. A stream lane carries no rejection: a failed, rejected or
+//! canceled task, or an error of the table above, ends the stream with an
+//! item whose `state` says so (`TASK_STATE_FAILED` for the bridge's own
+//! errors) and whose `text` is the reason.
+//!
+//! Not done yet: task cancellation (a Tacit `CANCEL` → A2A `CancelTask`),
+//! and skills with schemas of their own as typed intents.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::a2a::event::StreamResponse;
 use ::a2a::{
     AgentCard as A2aCard, Message, Part, PartContent, Role, SendMessageConfiguration, SendMessageRequest,
     SendMessageResponse, Task, TaskState, error_code,
@@ -87,9 +99,10 @@ use ::a2a::{
 use a2a_client::{
     A2AClient, A2AClientFactory, Transport, jsonrpc::JsonRpcTransportFactory, rest::RestTransportFactory,
 };
+use futures_util::StreamExt as _;
 use serde_json::Value;
 use tacit::intents::{TextResult, TextTask};
-use tacit::{AgentBuilder, AgentCard, Context, ErrorCode, Rejection};
+use tacit::{AgentBuilder, AgentCard, Context, ErrorCode, Rejection, StreamReceiver, StreamSender};
 
 /// The A2A SDK's types (crate `a2a-lf`), as they appear in this module's API.
 pub use ::a2a as types;
@@ -245,18 +258,74 @@ impl A2aRemote {
         tacit_card(&self.card, &self.card_url)
     }
 
-    /// Gives `builder` the derived card and a [`TextTask`] handler that
-    /// forwards each ask to the A2A agent (see the module docs).
+    /// Gives `builder` the derived card and handlers of [`TextTask`] that
+    /// forward it to the A2A agent (see the module docs): asked, through
+    /// `SendMessage`; on a stream lane, when the A2A card says it streams,
+    /// through `SendStreamingMessage`.
     pub fn install(self, builder: AgentBuilder) -> AgentBuilder {
         let card = self.tacit_card();
+        let streams = self.card.capabilities.streaming == Some(true);
         let remote = Arc::new(self);
-        builder.card(card).on_ask(move |cx: Context, task: TextTask| {
-            let remote = remote.clone();
-            async move {
-                let limit = cx.remaining().map_or(remote.call_timeout, |left| left.min(remote.call_timeout));
-                remote.perform(task, limit).await
+        let asked = remote.clone();
+        let builder = builder.card(card).on_ask(move |cx: Context, task: TextTask| {
+            let remote = asked.clone();
+            async move { remote.perform(task, remote.limit(&cx)).await }
+        });
+        if !streams {
+            return builder;
+        }
+        builder.on_stream(
+            move |cx: Context, task: TextTask, mut items: StreamSender<TextResult>, _: StreamReceiver<()>| {
+                let remote = remote.clone();
+                async move {
+                    let limit = remote.limit(&cx);
+                    if let Err(rejection) = remote.perform_streaming(task, limit, &mut items).await {
+                        // A stream lane carries no rejection: its last item says why it ended.
+                        let last =
+                            TextResult { text: rejection.reason, state: FAILED.to_owned(), ..TextResult::default() };
+                        let _ = items.send(&last).await;
+                    }
+                    let _ = items.finish().await;
+                }
+            },
+        )
+    }
+
+    fn limit(&self, cx: &Context) -> Duration {
+        cx.remaining().map_or(self.call_timeout, |left| left.min(self.call_timeout))
+    }
+
+    /// Performs one `TextTask` on the A2A agent with `SendStreamingMessage`,
+    /// within `timeout`: each event (task, status update, artifact update,
+    /// message) is sent on `items` as a `TextResult`, until the task reaches
+    /// a final state or the A2A agent ends the stream. A failed, rejected or
+    /// canceled task is an item with that state and the reason as text; the
+    /// errors of the table in the module docs are returned.
+    pub async fn perform_streaming(
+        &self,
+        task: TextTask,
+        timeout: Duration,
+        items: &mut StreamSender<TextResult>,
+    ) -> Result<(), Rejection> {
+        let request = self.request(task)?;
+        let run = async {
+            let mut events = self.client.send_streaming_message(&request).await.map_err(|e| rejection_of_error(&e))?;
+            while let Some(event) = events.next().await {
+                let (item, last) = item_of_event(event.map_err(|e| rejection_of_error(&e))?)?;
+                items.send(&item).await.map_err(|e| Rejection::failure(ErrorCode::Cancelled, e.to_string()))?;
+                if last {
+                    break;
+                }
             }
-        })
+            Ok(())
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Rejection::failure(
+                ErrorCode::DeadlineExceeded,
+                format!("the A2A agent did not finish within {} ms", timeout.as_millis()),
+            )),
+        }
     }
 
     /// Performs one `TextTask` on the A2A agent: `SendMessage`, within `timeout`.
@@ -423,11 +492,66 @@ fn result_of_task(task: Task) -> Result<TextResult, Rejection> {
             data_json = status_data;
         }
     }
-    let state = match serde_json::to_value(&task.status.state) {
+    let state = state_name(&task.status.state);
+    Ok(TextResult { text, data_json, task_id: task.id, state, context_id: task.context_id })
+}
+
+/// A2A v1.0's name of a task state (`TASK_STATE_COMPLETED`).
+fn state_name(state: &TaskState) -> String {
+    match serde_json::to_value(state) {
         Ok(Value::String(state)) => state,
         _ => String::new(),
+    }
+}
+
+const FAILED: &str = "TASK_STATE_FAILED";
+
+/// The stream item of an A2A stream event, and whether it is the last.
+fn item_of_event(event: StreamResponse) -> Result<(TextResult, bool), Rejection> {
+    let status_item = |task_id: String, context_id: String, status: &::a2a::TaskStatus| {
+        let (text, data_json) = match &status.message {
+            Some(message) => collect(message.parts.iter())?,
+            None => (String::new(), String::new()),
+        };
+        let result = TextResult { text, data_json, task_id, state: state_name(&status.state), context_id };
+        Ok::<_, Rejection>((result, status.state.is_terminal()))
     };
-    Ok(TextResult { text, data_json, task_id: task.id, state, context_id: task.context_id })
+    match event {
+        StreamResponse::Message(message) => {
+            let (text, data_json) = collect(message.parts.iter())?;
+            let context_id = message.context_id.unwrap_or_default();
+            Ok((TextResult { text, data_json, context_id, ..TextResult::default() }, true))
+        }
+        StreamResponse::StatusUpdate(update) => status_item(update.task_id, update.context_id, &update.status),
+        StreamResponse::ArtifactUpdate(update) => {
+            let (text, data_json) = collect(update.artifact.parts.iter())?;
+            let result = TextResult {
+                text,
+                data_json,
+                task_id: update.task_id,
+                state: String::new(),
+                context_id: update.context_id,
+            };
+            Ok((result, false))
+        }
+        StreamResponse::Task(task) => {
+            let last = task.status.state.is_terminal();
+            match result_of_task(task.clone()) {
+                Ok(result) => Ok((result, last)),
+                Err(rejection) => {
+                    let state = state_name(&task.status.state);
+                    let result = TextResult {
+                        text: rejection.reason,
+                        data_json: String::new(),
+                        task_id: task.id,
+                        state,
+                        context_id: task.context_id,
+                    };
+                    Ok((result, true))
+                }
+            }
+        }
+    }
 }
 
 /// Text parts joined by newlines; the data part as JSON, several as an array.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use a2a::event::StreamResponse;
+use a2a::event::{StreamResponse, TaskArtifactUpdateEvent, TaskStatusUpdateEvent};
 use a2a::{A2AError, AgentCard, Artifact, Message, Part, PartContent, Role, Task, TaskState, TaskStatus};
 use a2a_server::{AgentExecutor, DefaultRequestHandler, ExecutorContext, InMemoryTaskStore, StaticAgentCard};
 use futures::stream::{self, BoxStream};
@@ -69,6 +69,31 @@ impl AgentExecutor for Executor {
             "unsupported" => Err(A2AError::unsupported_operation("no such operation here")),
             _ => Err(A2AError::invalid_params(format!("unknown skill {skill}"))),
         };
+        if skill == "steps" {
+            let working = StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
+                task_id: ctx.task_id.clone(),
+                context_id: ctx.context_id.clone(),
+                status: TaskStatus { state: TaskState::Working, message: note("thinking"), timestamp: None },
+                metadata: None,
+            });
+            let partial = StreamResponse::ArtifactUpdate(TaskArtifactUpdateEvent {
+                task_id: ctx.task_id.clone(),
+                context_id: ctx.context_id.clone(),
+                artifact: Artifact {
+                    artifact_id: "a1".into(),
+                    name: None,
+                    description: None,
+                    parts: vec![Part::text(format!("step for {}", text.join(" "))), Part::data(json!({"step": 1}))],
+                    metadata: None,
+                    extensions: None,
+                },
+                append: None,
+                last_chunk: Some(true),
+                metadata: None,
+            });
+            let done = StreamResponse::Task(task(&ctx, TaskState::Completed, note("done"), None));
+            return Box::pin(stream::iter([Ok(working), Ok(partial), Ok(done)]));
+        }
         if skill == "slow" {
             let done = task(&ctx, TaskState::Completed, note("late"), None);
             return Box::pin(stream::once(async move {
@@ -106,7 +131,7 @@ async fn a2a_server() -> String {
         "description": "echoes text and data",
         "version": "1.2.3",
         "supportedInterfaces": [{ "url": format!("http://{addr}/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0" }],
-        "capabilities": {},
+        "capabilities": { "streaming": true },
         "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": ["text/plain", "application/json"],
         "skills": [
@@ -115,10 +140,13 @@ async fn a2a_server() -> String {
             skill("reject", "always rejects"),
             skill("unsupported", "answers with an A2A error"),
             skill("slow", "takes 5 seconds"),
+            skill("steps", "streams its steps"),
         ],
     }))
     .unwrap();
-    let handler = Arc::new(DefaultRequestHandler::new(Executor, InMemoryTaskStore::new()));
+    let handler = Arc::new(
+        DefaultRequestHandler::new(Executor, InMemoryTaskStore::new()).with_capabilities(card.capabilities.clone()),
+    );
     let router = a2a_server::jsonrpc::jsonrpc_router(handler)
         .merge(a2a_server::agent_card::agent_card_router(Arc::new(StaticAgentCard::new(card))));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -157,7 +185,7 @@ async fn a_tacit_agent_asks_an_a2a_agent() {
         assert_eq!(card.name, "echo-agent");
         assert_eq!(card.description, "echoes text and data");
         assert_eq!(card.software_version, "a2a:1.2.3");
-        assert_eq!(card.roles, ["a2a", "echo", "fail", "reject", "unsupported", "slow"]);
+        assert_eq!(card.roles, ["a2a", "echo", "fail", "reject", "unsupported", "slow", "steps"]);
         assert_eq!(card.metadata["a2a.skill.echo"], "echo: answers with what it got");
         assert_eq!(card.metadata["a2a.protocol"], "JSONRPC 1.0");
 
@@ -273,6 +301,47 @@ async fn bad_urls_and_servers_that_are_not_a2a_get_clear_errors() {
         short.card_timeout = Duration::from_millis(300);
         let err = A2aRemote::connect(&format!("{url}/e"), &short).await.unwrap_err();
         assert!(matches!(err, ConnectError::Timeout { .. }), "{err}");
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_lane_carries_the_a2a_events() {
+    tokio::time::timeout(BOUND, async {
+        let (_bridge, _client, peer) = bridge_and_client().await;
+        let (_send, mut items) = peer.stream(ask("steps", "the plan", "")).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(item) = items.recv().await.unwrap() {
+            seen.push(item);
+        }
+        let summary: Vec<(&str, &str, &str)> =
+            seen.iter().map(|i| (i.text.as_str(), i.data_json.as_str(), i.state.as_str())).collect();
+        assert_eq!(
+            summary,
+            [
+                ("thinking", "", "TASK_STATE_WORKING"),
+                ("step for the plan", r#"{"step":1}"#, ""),
+                ("done", "", "TASK_STATE_COMPLETED"),
+            ]
+        );
+        assert!(seen.iter().all(|i| !i.task_id.is_empty() && i.task_id == seen[0].task_id));
+
+        // A failed task ends the stream with an item that says so.
+        let (_send, mut items) = peer.stream(ask("fail", "go", "")).await.unwrap();
+        let mut last = None;
+        while let Some(item) = items.recv().await.unwrap() {
+            last = Some(item);
+        }
+        let last = last.expect("an item");
+        assert_eq!((last.state.as_str(), last.text.as_str()), ("TASK_STATE_FAILED", "the tool broke"));
+
+        // An unknown skill too, without reaching the A2A agent.
+        let (_send, mut items) = peer.stream(ask("nope", "go", "")).await.unwrap();
+        let only = items.recv().await.unwrap().expect("an item");
+        assert_eq!(only.state, "TASK_STATE_FAILED");
+        assert!(only.text.starts_with("skill:"), "{}", only.text);
+        assert!(items.recv().await.unwrap().is_none());
     })
     .await
     .expect("bounded");

@@ -389,7 +389,10 @@ pub mod revocations_applied {
         }
     }
 }
-/// Asks an agent to perform one of its skills on some text and data.
+/// Asks an agent to perform one of its skills on some text and data. Asked,
+/// it is answered with one TextResult; opening a stream lane, it is answered
+/// with a TextResult per step (status changes and partial results) until the
+/// task ends.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TextTask {
     /// The skill to perform, by the id the agent lists (in its card's roles);
@@ -689,4 +692,9 @@ impl crate::Intent for TextTask {
 }
 impl crate::Request for TextTask {
     type Reply = TextResult;
+}
+impl crate::Subscription for TextTask {
+    type Send = ();
+    type Item = TextResult;
+    const ITEM_TYPE: Option<crate::IntentType> = Some(crate::IntentType::of::<TextResult>());
 }
