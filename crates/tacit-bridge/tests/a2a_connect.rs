@@ -124,13 +124,18 @@ async fn serve(router: axum::Router) -> (String, SocketAddr) {
 
 /// A real A2A server (JSON-RPC binding at `/`, card at the well-known path).
 async fn a2a_server() -> String {
+    a2a_server_with("JSONRPC").await
+}
+
+/// A real A2A server with one binding, `JSONRPC` or `HTTP+JSON`, at `/`.
+async fn a2a_server_with(binding: &str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let card: AgentCard = serde_json::from_value(json!({
         "name": "echo-agent",
         "description": "echoes text and data",
         "version": "1.2.3",
-        "supportedInterfaces": [{ "url": format!("http://{addr}/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0" }],
+        "supportedInterfaces": [{ "url": format!("http://{addr}/"), "protocolBinding": binding, "protocolVersion": "1.0" }],
         "capabilities": { "streaming": true },
         "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": ["text/plain", "application/json"],
@@ -147,8 +152,11 @@ async fn a2a_server() -> String {
     let handler = Arc::new(
         DefaultRequestHandler::new(Executor, InMemoryTaskStore::new()).with_capabilities(card.capabilities.clone()),
     );
-    let router = a2a_server::jsonrpc::jsonrpc_router(handler)
-        .merge(a2a_server::agent_card::agent_card_router(Arc::new(StaticAgentCard::new(card))));
+    let binding = match binding {
+        "JSONRPC" => a2a_server::jsonrpc::jsonrpc_router(handler),
+        _ => a2a_server::rest::rest_router(handler),
+    };
+    let router = binding.merge(a2a_server::agent_card::agent_card_router(Arc::new(StaticAgentCard::new(card))));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     format!("http://{addr}")
 }
@@ -229,6 +237,21 @@ async fn a2a_failures_become_mapped_rejections() {
         assert!(bad_json.reason.starts_with("data_json:"), "{}", bad_json.reason);
         let empty = rejected(peer.ask(ask("echo", "", "")).await.unwrap_err());
         assert_eq!(empty.code, ErrorCode::InvalidPayload);
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_json_binding_serves_as_well() {
+    tokio::time::timeout(BOUND, async {
+        let url = a2a_server_with("HTTP+JSON").await;
+        let remote = A2aRemote::connect(&url, &ConnectOptions::default()).await.unwrap();
+        let result = remote.perform(ask("echo", "over rest", r#"[1,2]"#), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(result.text, "echo: over rest");
+        assert_eq!(serde_json::from_str::<Value>(&result.data_json).unwrap()["received"], json!([1, 2]));
+        let failed = remote.perform(ask("fail", "go", ""), Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!((failed.act, failed.code), (Act::Failure, ErrorCode::HandlerFailed));
     })
     .await
     .expect("bounded");
