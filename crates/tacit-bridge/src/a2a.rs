@@ -72,6 +72,12 @@
 //! (they take no size limit), so there the bound is the deadline alone; the
 //! result passed on to Tacit is bounded by [`MAX_RESULT_BYTES`].
 //!
+//! The SDK's client sends `SendMessage` to the URL of the interface the card
+//! declares, which A2A lets differ from the card's own host: the bridge
+//! trusts the card it was pointed at, as any A2A client does. A Tacit ask
+//! that is cancelled or runs out of time drops its HTTP request; the A2A
+//! agent is not told to cancel its task.
+//!
 //! # Streaming
 //!
 //! When the A2A card says `capabilities.streaming`, `TextTask` is offered on
@@ -717,6 +723,34 @@ mod tests {
         let message = Message::new(Role::Agent, vec![Part::text(big)]);
         let error = result_of_response(SendMessageResponse::Message(message)).unwrap_err();
         assert_eq!(error.code, ErrorCode::FieldTooLarge);
+    }
+
+    #[tokio::test]
+    async fn a_card_over_every_limit_is_accepted_by_an_agent() {
+        let tacit = tacit_card(&oversized_card(), "http://127.0.0.1:1");
+        let agent = tacit::Agent::builder().card(tacit).bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        agent.shutdown(Duration::from_millis(10)).await;
+    }
+
+    fn oversized_card() -> A2aCard {
+        let mut card: A2aCard = serde_json::from_value(serde_json::json!({
+            "name": "n".repeat(500),
+            "description": "d".repeat(5000),
+            "version": "v".repeat(100),
+            "supportedInterfaces": [{ "url": "u".repeat(300), "protocolBinding": "b".repeat(300), "protocolVersion": "1.0" }],
+            "capabilities": {},
+            "skills": [],
+        }))
+        .unwrap();
+        for i in 0..100 {
+            card.skills.push(
+                serde_json::from_value(serde_json::json!({
+                    "id": format!("skill-{i}-{}", "i".repeat(40)), "name": "s", "description": "é".repeat(400), "tags": []
+                }))
+                .unwrap(),
+            );
+        }
+        card
     }
 
     #[test]
