@@ -349,6 +349,7 @@ async fn a_stream_lane_carries_the_a2a_events() {
             ]
         );
         assert!(seen.iter().all(|i| !i.task_id.is_empty() && i.task_id == seen[0].task_id));
+        assert!(seen.iter().all(|i| !i.context_id.is_empty() && i.context_id == seen[0].context_id), "{seen:#?}");
 
         // A failed task ends the stream with an item that says so.
         let (_send, mut items) = peer.stream(ask("fail", "go", "")).await.unwrap();
