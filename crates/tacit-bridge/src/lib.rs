@@ -14,6 +14,8 @@
 //! With the `tokens` feature, the `tokens` module counts what those definitions cost
 //! in an LLM's context (tiktoken's `o200k_base`).
 
+#[cfg(feature = "a2a")]
+pub mod a2a;
 pub mod json;
 #[cfg(feature = "mcp")]
 pub mod mcp;

@@ -29,6 +29,8 @@
 //! tacit mcp --peer ADDR[=ID]... [--key FILE] [--credential FILE]... [--http ADDR [--bearer-token-file FILE]]
 //!                                           serve MCP on stdio (or streamable HTTP): the peers' intents as tools,
 //!                                           their cards as resources
+//! tacit a2a connect URL [--addr A] [--key FILE] [--credential FILE]
+//!                                           put the A2A agent at URL on the Tacit network (TextTask asks)
 //! ```
 //!
 //! # A session
@@ -64,6 +66,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod a2a;
 mod conformance;
 mod connect;
 mod describe;
@@ -149,6 +152,9 @@ enum Command {
     /// Organisation keys, credentials and revocation lists.
     #[command(subcommand)]
     Org(org::Command),
+    /// Bridges to A2A agents: `tacit a2a connect URL` puts an A2A agent on the Tacit network.
+    #[command(subcommand)]
+    A2a(a2a::Command),
     /// Check a signed receipt file offline: print its sender, receiver, intent, ids and time, then OK or the failure.
     Verify {
         /// The receipt file (a `tacit.v1.Receipt`).
@@ -192,6 +198,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Conformance(args) => conformance::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
         Command::Org(command) => org::run(command).await,
+        Command::A2a(command) => a2a::run(command).await,
         Command::Verify { file } => verify::run(&file),
     }
 }

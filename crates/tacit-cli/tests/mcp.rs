@@ -308,6 +308,10 @@ async fn streamable_http_with_a_bearer_token() {
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
     use tokio::io::{AsyncBufReadExt as _, BufReader};
+    // The workspace's reqwest has no crypto provider of its own (tacit-bridge's
+    // `a2a` feature asks for `rustls-no-provider`): give it the ring provider
+    // the rest of Tacit uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 
     tokio::time::timeout(TEST_LIMIT, async {
         let (told, _updates) = mpsc::unbounded_channel();

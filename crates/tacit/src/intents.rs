@@ -69,6 +69,15 @@
 //!   outcome of the accepted task.
 //! - [`RejectProposal`] (act REJECT): told, not answered.
 //!
+//! # Text and data (`text.proto`)
+//!
+//! For skills without a schema of their own (LLM agents, and A2A agents
+//! reached through `tacit a2a connect`):
+//!
+//! - [`TextTask`] → [`TextResult`]: text for a named skill, with optional
+//!   structured data as JSON and a context id; answered with text, optional
+//!   data as JSON, and the task id, state and context the agent kept.
+//!
 //! # Schemas
 //!
 //! [`FILE_DESCRIPTOR_SET`] (also each intent's
@@ -112,6 +121,8 @@ mod tests {
             entry::<RejectProposal>(),
             entry::<Revocations>(),
             entry::<RevocationsApplied>(),
+            entry::<TextTask>(),
+            entry::<TextResult>(),
         ]
     }
 
@@ -165,6 +176,8 @@ mod tests {
         tacit.intents.v1.RevocationsApplied 3529d848291423bf3c37234f0061958073b3fbe2ff5f7892141578a574be75d4
         tacit.intents.v1.TaskStatus 165a671ffc013ab0a45652bc04094124c9030148ac8ad2f1a1fdf098bc7d1da8
         tacit.intents.v1.TaskUpdate 9a3491797eab9eadd7fabb0bf6183e4f3d5952402f008c153d368b571ad3bdf1
+        tacit.intents.v1.TextResult 8ca56639e6fe491f4562ab9f950a07fc0b0c2d1f1a454d38aebf1ed75f07f406
+        tacit.intents.v1.TextTask cb13c14e651dd4be2e591bbad3f72c73e530ae41ce0d02716684af858df63499
     ";
 
     #[test]
@@ -182,5 +195,6 @@ mod tests {
         let _: Proposal = reply::<CallForProposals>(Proposal::default());
         let _: ContractResult = reply::<AcceptProposal>(ContractResult::default());
         let _: RevocationsApplied = reply::<Revocations>(RevocationsApplied::default());
+        let _: TextResult = reply::<TextTask>(TextResult::default());
     }
 }

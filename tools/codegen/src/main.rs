@@ -69,6 +69,7 @@ const TARGETS: &[Target] = &[
             "tacit/intents/v1/task.proto",
             "tacit/intents/v1/contract_net.proto",
             "tacit/intents/v1/revocation.proto",
+            "tacit/intents/v1/text.proto",
         ],
         out_dir: "crates/tacit/src/generated",
         // The tacit crate generates its own standard intents.
