@@ -85,12 +85,7 @@ async fn connect(args: ConnectArgs) -> Result<(), CliError> {
     for org in &args.trust {
         builder = builder.trust(*org);
     }
-    for path in &args.credentials {
-        let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
-        let credential = tacit::credential::SignedCredential::decode(&bytes)
-            .map_err(|e| CliError::failure(format!("{} is not a credential: {e}", path.display())))?;
-        builder = builder.credential(credential);
-    }
+    let builder = crate::org::with_credentials(builder, &args.credentials)?;
     let agent = remote.install(builder).bind(args.addr).await.map_err(|e| {
         CliError::failure(format!("cannot listen on {}: {e}", args.addr))
             .hint("pick another --addr (port 0 picks a free port)")

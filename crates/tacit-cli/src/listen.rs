@@ -88,12 +88,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     for org in &args.trust {
         builder = builder.trust(*org);
     }
-    for path in &args.credentials {
-        let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
-        let credential = tacit::credential::SignedCredential::decode(&bytes)
-            .map_err(|e| CliError::failure(format!("{} is not a credential: {e}", path.display())))?;
-        builder = builder.credential(credential);
-    }
+    let builder = crate::org::with_credentials(builder, &args.credentials)?;
     let agent = builder
         .identity(identity)
         .card(

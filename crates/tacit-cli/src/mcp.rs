@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tacit::Identity;
-use tacit::credential::SignedCredential;
 use tacit_bridge::mcp::{Bridge, HttpOptions, PeerAddr};
 
 use crate::connect;
@@ -47,10 +46,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         builder = builder.identity(identity);
     }
     for path in &args.credentials {
-        let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
-        let credential = SignedCredential::decode(&bytes)
-            .map_err(|e| CliError::failure(format!("{} is not a credential: {e}", path.display())))?;
-        builder = builder.credential(credential);
+        builder = builder.credential(crate::org::read_credential(path)?);
     }
     for peer in args.peers {
         builder = builder.peer(peer);

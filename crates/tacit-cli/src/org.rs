@@ -168,13 +168,7 @@ async fn publish(
     org_key: &Path,
     signed: &SignedRevocationList,
 ) -> Result<Value, CliError> {
-    let mut builder = tacit::Agent::builder();
-    for path in &send.credentials {
-        let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
-        let credential = SignedCredential::decode(&bytes)
-            .map_err(|e| CliError::failure(format!("{} is not a credential: {e}", path.display())))?;
-        builder = builder.credential(credential);
-    }
+    let builder = with_credentials(tacit::Agent::builder(), &send.credentials)?;
     let connect = ConnectArgs {
         addr: addr.to_owned(),
         expect: send.expect,
@@ -201,6 +195,25 @@ async fn publish(
         "issued_at_unix_s": answer.issued_at_unix_s,
         "serials": answer.serials,
     }))
+}
+
+/// Adds the credentials in `paths` (`tacit org issue` files) to `builder`,
+/// for an agent to present in its handshakes.
+pub(crate) fn with_credentials(
+    mut builder: tacit::AgentBuilder,
+    paths: &[PathBuf],
+) -> Result<tacit::AgentBuilder, CliError> {
+    for path in paths {
+        builder = builder.credential(read_credential(path)?);
+    }
+    Ok(builder)
+}
+
+/// Reads a credential file (`tacit org issue` output).
+pub(crate) fn read_credential(path: &Path) -> Result<SignedCredential, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
+    SignedCredential::decode(&bytes)
+        .map_err(|e| CliError::failure(format!("{} is not a credential: {e}", path.display())))
 }
 
 fn keygen(out: &Path) -> Result<(), CliError> {
