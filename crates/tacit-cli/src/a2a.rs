@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tacit::{Agent, Identity};
+use tacit::Agent;
 use tacit_bridge::a2a::{A2aRemote, ConnectError, ConnectOptions};
-use tacit_handshake::KeyFileStatus;
 
 use crate::error::{CliError, Exit};
 use crate::listen::stopped;
@@ -55,16 +54,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
 }
 
 async fn connect(args: ConnectArgs) -> Result<(), CliError> {
-    let identity = match &args.key {
-        None => Identity::generate().map_err(|e| CliError::failure(e.to_string()))?,
-        Some(path) => {
-            let (identity, status) = Identity::load_or_create(path).map_err(|e| CliError::failure(e.to_string()))?;
-            if status == KeyFileStatus::Created {
-                eprintln!("created a new key file {}", path.display());
-            }
-            identity
-        }
-    };
+    let identity = crate::keys::identity_or_new(args.key.as_deref())?;
     if let Some(path) = &args.policy {
         tacit::Policy::load(path).map_err(|e| CliError::failure(e.to_string()))?;
     }

@@ -8,6 +8,18 @@ use tacit_handshake::{IdentityError, KeyFileStatus};
 
 use crate::error::CliError;
 
+/// The identity in the key file at `key` (created, and said so on stderr,
+/// if missing), or a fresh one without a key file: what an agent the CLI
+/// runs (`listen`, `a2a connect`) is.
+pub(crate) fn identity_or_new(key: Option<&Path>) -> Result<Identity, CliError> {
+    let Some(path) = key else { return Identity::generate().map_err(|e| CliError::failure(e.to_string())) };
+    let (identity, status) = Identity::load_or_create(path).map_err(|e| CliError::failure(e.to_string()))?;
+    if status == KeyFileStatus::Created {
+        eprintln!("created a new key file {}", path.display());
+    }
+    Ok(identity)
+}
+
 /// Makes a new key file at `out`, never replacing one, and prints its AgentId.
 pub(crate) fn keygen(out: &Path) -> Result<(), CliError> {
     let exists = || {

@@ -14,8 +14,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use serde_json::Value;
 use tacit::intents::{Ping, Pong, RejectProposal};
-use tacit::{Agent, AgentCard, Context, ErrorCode, Identity, IntentId, Rejection, Schema};
-use tacit_handshake::KeyFileStatus;
+use tacit::{Agent, AgentCard, Context, ErrorCode, IntentId, Rejection, Schema};
 use tacit_wire::{Envelope, FrameEncoder, IntentRef};
 
 use crate::error::CliError;
@@ -55,16 +54,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), CliError> {
-    let identity = match &args.key {
-        None => Identity::generate().map_err(|e| CliError::failure(e.to_string()))?,
-        Some(path) => {
-            let (identity, status) = Identity::load_or_create(path).map_err(|e| CliError::failure(e.to_string()))?;
-            if status == KeyFileStatus::Created {
-                eprintln!("created a new key file {}", path.display());
-            }
-            identity
-        }
-    };
+    let identity = crate::keys::identity_or_new(args.key.as_deref())?;
     let capture = match &args.capture {
         None => None,
         Some(path) => Some(Mutex::new(Capture { file: open_capture(path)?, schemas: HashSet::new() })),
