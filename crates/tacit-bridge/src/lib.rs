@@ -19,6 +19,8 @@ pub mod a2a;
 pub mod json;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+#[cfg(feature = "mcp")]
+pub mod peers;
 pub mod schema;
 #[cfg(feature = "tokens")]
 pub mod tokens;

@@ -456,6 +456,21 @@ impl Peer {
         Ok((StreamSender::new(sender), StreamReceiver::new(receiver, I::NAME)))
     }
 
+    /// Opens a stream lane of an intent known only by id (a bridge's, whose
+    /// types come from a fetched [`Schema`]); `payload` is the encoded
+    /// opening. The halves are untyped: send with
+    /// [`StreamSender::send_raw`], receive with [`StreamReceiver::recv_raw`].
+    /// The intent must have been negotiated (this agent emits it).
+    pub async fn stream_raw(&self, intent: IntentId, payload: Bytes) -> Result<(StreamSender<()>, StreamReceiver<()>)> {
+        self.metrics().sent(Counter::StreamsOpened, payload.len());
+        let (sender, receiver) = match &self.inner.conn {
+            Conn::Link(link) => link.open_stream(intent, payload).await,
+            Conn::Session(session) => session.open_stream(intent, payload).await,
+        }
+        .map_err(|e| Error::from_stream("a dynamic intent", e))?;
+        Ok((StreamSender::new(sender), StreamReceiver::new(receiver, "a dynamic intent")))
+    }
+
     /// Fetches the schema of an intent the peer offers, verified against its
     /// id, for decoding messages of a type this agent was not built with.
     pub async fn describe(&self, intent: IntentId) -> Result<Schema> {

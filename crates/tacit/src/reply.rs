@@ -62,6 +62,12 @@ impl<T: prost::Message> StreamSender<T> {
         Ok(self.inner.send(message.encode_to_vec().into()).await?)
     }
 
+    /// Sends one already encoded message (for the untyped halves of
+    /// [`Peer::stream_raw`](crate::Peer::stream_raw)).
+    pub async fn send_raw(&mut self, payload: bytes::Bytes) -> Result<()> {
+        Ok(self.inner.send(payload).await?)
+    }
+
     /// Ends this direction with the explicit end marker.
     pub async fn finish(self) -> Result<()> {
         Ok(self.inner.finish().await?)
@@ -91,5 +97,11 @@ impl<T: prost::Message + Default> StreamReceiver<T> {
                 .map(Some)
                 .map_err(|e| Error::Decode { intent: self.intent, reason: e.to_string() }),
         }
+    }
+
+    /// The next message still encoded; `Ok(None)` at the peer's explicit
+    /// end (for the untyped halves of [`Peer::stream_raw`](crate::Peer::stream_raw)).
+    pub async fn recv_raw(&mut self) -> Result<Option<bytes::Bytes>> {
+        Ok(self.inner.recv().await?.map(|envelope| envelope.payload))
     }
 }
