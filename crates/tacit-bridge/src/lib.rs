@@ -16,10 +16,14 @@
 
 #[cfg(feature = "a2a")]
 pub mod a2a;
+#[cfg(feature = "a2a-server")]
+pub mod a2a_server;
+#[cfg(feature = "front")]
+pub mod http;
 pub mod json;
 #[cfg(feature = "mcp")]
 pub mod mcp;
-#[cfg(feature = "mcp")]
+#[cfg(feature = "peers")]
 pub mod peers;
 pub mod schema;
 #[cfg(feature = "tokens")]

@@ -279,130 +279,76 @@ impl Bridge {
     }
 }
 
-/// Options of [`Bridge::serve_http`] (feature `http`).
 #[cfg(feature = "http")]
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct HttpOptions {
-    bearer_token: Option<String>,
-    max_body_len: usize,
-}
-
-#[cfg(feature = "http")]
-impl Default for HttpOptions {
-    fn default() -> Self {
-        Self { bearer_token: None, max_body_len: MAX_LINE_LEN }
-    }
-}
-
-#[cfg(feature = "http")]
-impl HttpOptions {
-    /// Requires `Authorization: Bearer <token>` on every request (required
-    /// to serve on an address that is not loopback).
-    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.bearer_token = Some(token.into());
-        self
-    }
-
-    /// The longest request body (default [`MAX_LINE_LEN`], 4 MiB); longer is
-    /// answered 413.
-    pub fn max_body_len(mut self, bytes: usize) -> Self {
-        self.max_body_len = bytes;
-        self
-    }
-}
+pub use crate::http::HttpOptions;
 
 #[cfg(feature = "http")]
 impl Bridge {
     /// Serves MCP's streamable HTTP transport (HTTP/1.1) on `listener` until
-    /// the listener fails. On a loopback address by default; on any other
-    /// only with a bearer token ([`HttpOptions::bearer_token`]), and then
-    /// any `Host` is accepted (the token guards instead of rmcp's
-    /// loopback-only `Host` check against DNS rebinding). Bodies are
-    /// bounded, request heads must arrive within 10 s, and every ask has
-    /// its deadline.
+    /// the listener fails, behind the bounds of [`crate::http`]: on a
+    /// loopback address by default, on any other only with a bearer token
+    /// ([`HttpOptions::bearer_token`]), and then any `Host` is accepted (the
+    /// token guards instead of rmcp's loopback-only `Host` check against DNS
+    /// rebinding); bounded bodies, per-client rates and connections, at most
+    /// [`HttpOptions::max_sessions`] MCP sessions; every ask has its deadline.
     pub async fn serve_http(self, listener: tokio::net::TcpListener, options: HttpOptions) -> Result<(), BridgeError> {
         use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
         use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
         let local = listener.local_addr().map_err(|e| BridgeError(format!("MCP over HTTP: {e}")))?;
-        let loopback = local.ip().is_loopback();
-        if !loopback && options.bearer_token.is_none() {
-            return Err(BridgeError(format!(
-                "refusing to serve MCP on {local}, which is not a loopback address, without a bearer token"
-            )));
-        }
         let mut config = StreamableHttpServerConfig::default();
-        if !loopback {
+        if !local.ip().is_loopback() {
             config = config.disable_allowed_hosts();
         }
         let bridge = self.clone();
-        let service =
-            StreamableHttpService::new(move || Ok(bridge.clone()), Arc::new(LocalSessionManager::default()), config);
-        let expected: Option<Arc<[u8]>> =
-            options.bearer_token.map(|token| format!("Bearer {token}").into_bytes().into());
-        let max = options.max_body_len;
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    eprintln!("tacit mcp: accepting an HTTP connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let service = service.clone();
-            let expected = expected.clone();
-            tokio::spawn(async move {
-                let handler = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let mut service = service.clone();
-                    let expected = expected.clone();
-                    async move {
-                        if let Some(expected) = &expected {
-                            let given = request.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes());
-                            if !given.is_some_and(|given| same(given, expected)) {
-                                return Ok(plain(hyper::StatusCode::UNAUTHORIZED, "a bearer token is required"));
-                            }
-                        }
-                        let declared = request
-                            .headers()
-                            .get(hyper::header::CONTENT_LENGTH)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u64>().ok());
-                        if declared.is_some_and(|len| len > max as u64) {
-                            return Ok(plain(hyper::StatusCode::PAYLOAD_TOO_LARGE, "the request body is too long"));
-                        }
-                        let request = request.map(|body| http_body_util::Limited::new(body, max));
-                        tower_service::Service::call(&mut service, request).await
-                    }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler);
-                let _ = connection.await;
-            });
-        }
+        let sessions = Arc::new(LocalSessionManager::default());
+        let service = StreamableHttpService::new(move || Ok(bridge.clone()), sessions.clone(), config);
+        let capped = SessionCap { service, sessions, max: options.max_sessions };
+        crate::http::serve("tacit mcp", listener, &options, capped).await
     }
 }
 
-/// A plain-text HTTP answer.
+/// rmcp's HTTP service, refusing a new session once there are `max`.
 #[cfg(feature = "http")]
-fn plain(
-    status: hyper::StatusCode,
-    text: &'static str,
-) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
-    use http_body_util::BodyExt as _;
-    let mut response = hyper::Response::new(http_body_util::Full::new(Bytes::from_static(text.as_bytes())).boxed());
-    *response.status_mut() = status;
-    response
+#[derive(Clone)]
+struct SessionCap<S> {
+    service: S,
+    sessions: Arc<rmcp::transport::streamable_http_server::session::local::LocalSessionManager>,
+    max: usize,
 }
 
-/// Compares two byte strings in time that depends on their lengths only.
 #[cfg(feature = "http")]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+impl<S, B, R> tower_service::Service<hyper::Request<B>> for SessionCap<S>
+where
+    S: tower_service::Service<hyper::Request<B>, Response = hyper::Response<R>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    R: hyper::body::Body<Data = Bytes> + Send + 'static,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = hyper::Response<crate::http::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: hyper::Request<B>) -> Self::Future {
+        let mut service = self.service.clone();
+        let (sessions, max) = (self.sessions.clone(), self.max);
+        Box::pin(async move {
+            let opens = request.method() == hyper::Method::POST && !request.headers().contains_key("mcp-session-id");
+            if opens && sessions.sessions.read().await.len() >= max {
+                return Ok(crate::http::plain(hyper::StatusCode::SERVICE_UNAVAILABLE, "too many MCP sessions"));
+            }
+            use http_body_util::BodyExt as _;
+            Ok(service.call(request).await?.map(|body| body.map_err(Into::into).boxed_unsync()))
+        })
+    }
 }
 
 impl ServerHandler for Bridge {

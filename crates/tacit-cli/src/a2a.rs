@@ -1,6 +1,7 @@
 //! `tacit a2a connect URL`: an A2A agent on the Tacit network, as a Tacit
 //! agent with its own identity that answers the standard `TextTask` by
-//! forwarding it to the A2A agent (`tacit_bridge::a2a`).
+//! forwarding it to the A2A agent (`tacit_bridge::a2a`); `tacit a2a serve`:
+//! an A2A server in front of Tacit peers (`tacit_bridge::a2a_server`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +9,11 @@ use std::time::Duration;
 
 use tacit::Agent;
 use tacit_bridge::a2a::{A2aRemote, ConnectError, ConnectOptions};
+use tacit_bridge::a2a_server::Gateway;
+use tacit_bridge::peers::PeerAddr;
 
+use crate::bridge::{FrontArgs, IdentityArgs};
+use crate::connect;
 use crate::error::{CliError, Exit};
 use crate::listen::stopped;
 
@@ -19,6 +24,41 @@ pub(crate) enum Command {
     /// card from the A2A card, its skills as roles) whose `tacit.intents.v1.TextTask` asks become A2A
     /// SendMessage calls. Prints `listening on ADDR as AGENT_ID` on stderr.
     Connect(ConnectArgs),
+    /// Serve Tacit peers to A2A clients: an A2A 1.0 server (JSON-RPC at /, HTTP+JSON beside it, the agent card
+    /// at /.well-known/agent-card.json) whose skills are the peers' intents. A message with a data part
+    /// {"intent": SKILL, "message": {...}} asks (or streams, or tells) that intent; text goes to a peer that
+    /// takes tacit.intents.v1.TextTask.
+    Serve(Box<ServeArgs>),
+}
+
+/// Arguments of `tacit a2a serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// A peer whose intents become skills: HOST:PORT, or HOST:PORT=AGENT_ID to insist on its AgentId (repeatable).
+    #[arg(long = "peer", value_name = "ADDR[=ID]", required = true)]
+    peers: Vec<PeerAddr>,
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// Serve A2A over HTTP on ADDR (HOST:PORT). Loopback only, unless --bearer-token-file is given.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: String,
+    #[command(flatten)]
+    front: FrontArgs,
+    /// The base URL the agent card declares (default: http://ADDR/ of --http), e.g. behind a proxy.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// The agent card's name.
+    #[arg(long, value_name = "NAME", default_value = "tacit-a2a")]
+    name: String,
+    /// The agent card's description (default: one naming the connected peers).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    description: String,
+    /// Seconds each call waits for the agent's reply (or for a stream to open).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = connect::parse_secs)]
+    timeout: Duration,
+    /// Seconds to wait for a peer to answer the connection, the handshake and each schema fetch.
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = connect::parse_secs)]
+    connect_timeout: Duration,
 }
 
 /// Arguments of `tacit a2a connect`.
@@ -50,6 +90,44 @@ pub(crate) struct ConnectArgs {
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Connect(args) => connect(args).await,
+        Command::Serve(args) => serve(*args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let mut builder = Gateway::builder()
+        .ask_timeout(args.timeout)
+        .connect_timeout(args.connect_timeout)
+        .name(args.name.clone(), args.description.clone());
+    if let Some(identity) = args.identity.identity()? {
+        builder = builder.identity(identity);
+    }
+    for credential in args.identity.credentials()? {
+        builder = builder.credential(credential);
+    }
+    if let Some(url) = &args.public_url {
+        builder = builder.public_url(url.clone());
+    }
+    for peer in args.peers {
+        builder = builder.peer(peer);
+    }
+    let options = args.front.options()?;
+    // Bind before dialing the peers, so that a bad address fails at once.
+    let listener = args.front.bind("A2A", &args.http).await?;
+    let local = listener.local_addr().map_err(|e| CliError::failure(e.to_string()))?;
+    let gateway = builder.start().await.map_err(|e| CliError::failure(e.to_string()))?;
+    eprintln!(
+        "tacit a2a: serving A2A at http://{local}/ as {} with {} skills{}",
+        gateway.id(),
+        gateway.card().skills.len(),
+        args.front.guarded()
+    );
+    tokio::select! {
+        served = gateway.serve(listener, options) => served.map_err(|e| CliError::failure(e.to_string())),
+        () = stopped() => {
+            eprintln!("stopping");
+            Ok(())
+        }
     }
 }
 

@@ -31,6 +31,8 @@
 //!                                           their cards as resources
 //! tacit a2a connect URL [--addr A] [--key FILE] [--credential FILE]
 //!                                           put the A2A agent at URL on the Tacit network (TextTask asks)
+//! tacit a2a serve --peer ADDR[=ID]... [--http ADDR] [--key FILE] [--credential FILE]... [--bearer-token-file FILE]
+//!                                           serve the peers to A2A clients: their intents as skills
 //! ```
 //!
 //! # A session
@@ -67,6 +69,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod a2a;
+mod bridge;
 mod conformance;
 mod connect;
 mod describe;
