@@ -146,7 +146,7 @@ impl GatewayBuilder {
         self
     }
 
-    /// How long a dial, a handshake, `DescribeAgent` and each schema fetch
+    /// How long a dial, a handshake and each schema fetch
     /// may take (default 3 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.peers = self.peers.connect_timeout(timeout);

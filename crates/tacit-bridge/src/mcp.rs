@@ -1,7 +1,7 @@
 //! An MCP server whose tools are the intents of Tacit peers (feature `mcp`,
 //! on [`rmcp`], the official Rust SDK).
 //!
-//! A [`Bridge`] dials each peer it is given, asks it `DescribeAgent`,
+//! A [`Bridge`] follows its peers ([`crate::peers`]): it dials each, reads its card and intents from the handshake,
 //! fetches the schema of every intent it handles, and dials it again from an
 //! agent that emits those intents (intents are negotiated in the capability
 //! handshake). Each intent the peer takes becomes a **tool**:
@@ -110,7 +110,7 @@ impl BridgeBuilder {
         self
     }
 
-    /// How long a dial, a handshake, `DescribeAgent` and each schema fetch
+    /// How long a dial, a handshake and each schema fetch
     /// may take (default 3 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.peers = self.peers.connect_timeout(timeout);

@@ -3,12 +3,15 @@
 //! take, each under a unique handle that both bridges use (an MCP tool's
 //! name, an A2A skill's id).
 //!
-//! [`Peers`] dials each peer it is given, asks it `DescribeAgent`, fetches
-//! the schema of every intent it handles, and dials it again from an agent
+//! [`Peers`] dials each peer it is given, reads what it offers the bridge in
+//! the capability handshake (its card and the intents it handles, as its
+//! policy lets the bridge use them), fetches the schema of each, and dials it again from an agent
 //! that emits those intents (intents are negotiated in the capability
 //! handshake). A peer that cannot be reached is dialed again (backing off up
 //! to 5 s); a peer whose session ends loses its intents until it is back,
-//! and is described anew then, so a restart with other capabilities shows.
+//! and is described anew then, so a restart with other capabilities shows;
+//! a peer that offers other intents in a capability update within the
+//! session is described anew and dialed again at once.
 //! Every change bumps [`Peers::changes`].
 //!
 //! The bridge is one Tacit agent to each peer, with its own identity
@@ -134,7 +137,7 @@ impl PeersBuilder {
         self
     }
 
-    /// How long a dial, a handshake, `DescribeAgent` and each schema fetch
+    /// How long a dial, a handshake and each schema fetch
     /// may take (default 3 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -230,7 +233,7 @@ pub struct Connected {
     pub peer: Peer,
     /// The address it was dialed at.
     pub addr: String,
-    /// What it said of itself (`DescribeAgent`).
+    /// What it offered in the handshake: its card and intents (as `DescribeAgent` would answer).
     pub description: AgentDescription,
     /// Handle → intent name, of its bridged intents.
     pub intents: Vec<(String, String)>,
@@ -488,6 +491,7 @@ async fn follow(inner: Weak<Inner>, index: usize, spec: PeerAddr, tried: tokio::
             Ok((connected, intents)) => {
                 delay = Duration::from_millis(200);
                 let watch = connected.peer.watch();
+                let session = connected.peer.session();
                 let peer_id = connected.peer.id();
                 {
                     let Some(strong) = inner.upgrade() else { return };
@@ -498,14 +502,38 @@ async fn follow(inner: Weak<Inner>, index: usize, spec: PeerAddr, tried: tokio::
                     let _ = tried.send(());
                 }
                 if let Some(mut watch) = watch {
+                    let session = session.clone();
+                    let mut seen = session.negotiated();
                     loop {
-                        match watch.changed().await {
-                            Some(LinkState::Up { .. }) => continue,
-                            Some(state) => {
-                                eprintln!("{label}: {spec}: {peer_id} left ({state:?})");
-                                break;
+                        let updated = async {
+                            match &seen {
+                                Some(negotiated) => match session.negotiated_after(negotiated).await {
+                                    Some(now) => now,
+                                    // The session ended: the link's watch says so.
+                                    None => std::future::pending().await,
+                                },
+                                None => std::future::pending().await,
                             }
-                            None => break,
+                        };
+                        tokio::select! {
+                            change = watch.changed() => match change {
+                                Some(LinkState::Up { .. }) => continue,
+                                Some(state) => {
+                                    eprintln!("{label}: {spec}: {peer_id} left ({state:?})");
+                                    break;
+                                }
+                                None => break,
+                            },
+                            now = updated => {
+                                let before = seen.as_deref().map(handled_ids);
+                                if before.as_ref() != Some(&handled_ids(&now)) {
+                                    // New intents need a new description, and a session
+                                    // that emits them: dial again.
+                                    eprintln!("{label}: {spec}: {peer_id} updated its capabilities; describing it again");
+                                    break;
+                                }
+                                seen = Some(now);
+                            }
                         }
                     }
                 }
@@ -526,6 +554,11 @@ async fn follow(inner: Weak<Inner>, index: usize, spec: PeerAddr, tried: tokio::
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(MAX_RETRY);
     }
+}
+
+/// The intents the peer handles, by id.
+fn handled_ids(negotiated: &tacit::transport::Negotiated) -> std::collections::BTreeSet<IntentId> {
+    negotiated.peer_offers.iter().filter(|offer| offer.handles).map(|offer| offer.id).collect()
 }
 
 /// Adds a peer's intents, giving them unique handles; returns how many.
@@ -677,29 +710,51 @@ async fn dial(
     }
 }
 
-/// `DescribeAgent`, then the schema of every intent the peer handles (but the builtins).
+/// What the peer offered this bridge in the handshake — its card, and the
+/// intents it handles, as its policy lets the bridge use them — then the
+/// schema of each (but the builtins), fetched and verified against its id.
+/// The handshake rather than `DescribeAgent`: a policy may deny the bridge
+/// `DescribeAgent` and still allow it intents.
 async fn describe(label: &str, peer: &Peer, limit: Duration) -> Result<(AgentDescription, Vec<Schema>), String> {
-    let asking = peer.ask_with(DescribeAgent {}, AskOptions::default().deadline(limit));
-    let description = match tokio::time::timeout(limit + Duration::from_millis(500), asking).await {
-        Ok(Ok(reply)) => reply.message,
-        Ok(Err(e)) => return Err(format!("DescribeAgent failed: {e}")),
-        Err(_) => return Err("no answer to DescribeAgent in time".into()),
+    let negotiated = match tokio::time::timeout(limit, peer.ready()).await {
+        Ok(Ok(negotiated)) => negotiated,
+        Ok(Err(e)) => return Err(format!("no handshake: {e}")),
+        Err(_) => return Err("no handshake in time".into()),
+    };
+    let card = &negotiated.peer_card;
+    let description = AgentDescription {
+        name: card.name.clone(),
+        description: card.description.clone(),
+        roles: card.roles.clone(),
+        software_version: card.software_version.clone(),
+        metadata: card.metadata.clone(),
+        intents: negotiated
+            .peer_offers
+            .iter()
+            .map(|offer| tacit::intents::IntentInfo {
+                intent_id: Bytes::copy_from_slice(offer.id.as_bytes()),
+                name: offer.name.clone(),
+                handles: offer.handles,
+                emits: offer.emits,
+            })
+            .collect(),
     };
     let mut schemas = Vec::new();
-    let handled = description.intents.iter().filter(|info| info.handles && !BUILTIN.contains(&info.name.as_str()));
-    for info in handled.take(MAX_INTENTS_PER_PEER) {
-        let Ok(id) = IntentId::try_from(&info.intent_id[..]) else { continue };
-        let standard = Schema::new(id, info.name.clone(), Bytes::from_static(tacit::intents::FILE_DESCRIPTOR_SET));
+    let handled =
+        negotiated.peer_offers.iter().filter(|offer| offer.handles && !BUILTIN.contains(&offer.name.as_str()));
+    for offer in handled.take(MAX_INTENTS_PER_PEER) {
+        let standard =
+            Schema::new(offer.id, offer.name.clone(), Bytes::from_static(tacit::intents::FILE_DESCRIPTOR_SET));
         let schema = match standard {
             Ok(schema) => schema,
-            Err(_) => match tokio::time::timeout(limit, peer.describe(id)).await {
+            Err(_) => match tokio::time::timeout(limit, peer.describe(offer.id)).await {
                 Ok(Ok(schema)) => schema,
                 Ok(Err(e)) => {
-                    eprintln!("{label}: no usable schema of {}: {e}; not bridged", info.name);
+                    eprintln!("{label}: no usable schema of {}: {e}; not bridged", offer.name);
                     continue;
                 }
                 Err(_) => {
-                    eprintln!("{label}: no schema of {} in time; not bridged", info.name);
+                    eprintln!("{label}: no schema of {} in time; not bridged", offer.name);
                     continue;
                 }
             },

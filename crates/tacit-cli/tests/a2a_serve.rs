@@ -126,11 +126,16 @@ fn serve(peer: &str, extra: &[&str]) -> (ChildGuard, String) {
     }
 }
 
-/// The SDK's client for the card at `url`, preferring `binding`.
-async fn client(url: &str, binding: &str) -> (AgentCard, A2AClient<Box<dyn Transport>>) {
+/// The agent card at `url`, through the SDK's resolver.
+async fn card_of(url: &str) -> AgentCard {
     // The workspace's reqwest has no crypto provider of its own.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let card = AgentCardResolver::new(None).resolve(url).await.expect("the agent card");
+    AgentCardResolver::new(None).resolve(url).await.expect("the agent card")
+}
+
+/// The SDK's client for the card at `url`, preferring `binding`.
+async fn client(url: &str, binding: &str) -> (AgentCard, A2AClient<Box<dyn Transport>>) {
+    let card = card_of(url).await;
     let client = A2AClientFactory::builder()
         .preferred_bindings(vec![binding.to_owned()])
         .build()
@@ -360,7 +365,7 @@ async fn text_without_a_text_peer_and_peers_that_leave() {
         agent.shutdown(Duration::from_millis(100)).await;
         let started = tokio::time::Instant::now();
         loop {
-            let card = AgentCardResolver::new(None).resolve(&url).await.unwrap();
+            let card = card_of(&url).await;
             if card.skills.is_empty() {
                 break;
             }
@@ -428,6 +433,71 @@ async fn malformed_oversized_and_flooding_requests() {
             .unwrap();
         assert!(!open.status.success());
         assert!(String::from_utf8_lossy(&open.stderr).contains("needs --bearer-token-file"), "{open:?}");
+        agent.shutdown(Duration::from_millis(100)).await;
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+/// Runs `tacit ARGS` to success and gives its stdout.
+fn tacit_ok(args: &[&str]) -> String {
+    let out = Command::new(TACIT).args(args).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "tacit {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The gateway is one Tacit agent to its peers, with its own AgentId: a
+/// peer whose policy serves only members of an organisation gives the
+/// gateway nothing without the organisation's credential (no skills), and
+/// with it only what the policy lets members use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_can_do_no_more_than_its_credential_allows() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+        let org: tacit::credential::OrgKey =
+            tacit_ok(&["org", "keygen", "--out", &path("org.key")]).trim().parse().unwrap();
+        let gateway_id = tacit_ok(&["keygen", "--out", &path("gateway.key")]).trim().to_owned();
+        let org_key = path("org.key");
+        let credential = path("gateway.cred");
+        tacit_ok(&["org", "issue", "--org-key", &org_key, "--subject", &gateway_id, "--role", "buyer", "--expires", "1h", "--out", &credential]);
+
+        let policy = tacit::Policy::from_toml_str(&format!(
+            "default = \"deny\"\n[[rule]]\neffect = \"allow\"\norgs = [\"{org}\"]\nroles = [\"buyer\"]\nintents = [\"{}\"]\n",
+            DelegateTask::NAME
+        ))
+        .unwrap();
+        let agent = Agent::builder()
+            .card(TacitCard::new("seller"))
+            .trust(org)
+            .policy(policy)
+            .on_ask(|_: Context, task: DelegateTask| async move {
+                Ok::<_, Rejection>(TaskStatus { task_id: task.task_id, ..Default::default() })
+            })
+            .on_ask(|_: Context, task: TextTask| async move {
+                Ok::<_, Rejection>(TextResult { text: task.text, ..Default::default() })
+            })
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let peer = format!("{}={}", agent.local_addr().unwrap(), agent.id());
+
+        // Without the credential: refused at the handshake, no skills.
+        let (_outsider, url) = serve(&peer, &["--key", &path("gateway.key"), "--connect-timeout", "1"]);
+        let card = card_of(&url).await;
+        assert!(card.skills.is_empty(), "{:?}", card.skills);
+
+        // With it: DelegateTask only (TextTask is not for buyers), and it works.
+        let (_member, url) = serve(&peer, &["--key", &path("gateway.key"), "--credential", &credential]);
+        let (card, client) = client(&url, "JSONRPC").await;
+        let ids: Vec<&str> = card.skills.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["seller_DelegateTask"]);
+        let params = serde_json::to_value(&card.capabilities.extensions.as_ref().unwrap()[0].params).unwrap();
+        assert_eq!(params["gatewayAgentId"], gateway_id);
+        let done = task(client.send_message(&request(data("seller_DelegateTask", json!({ "taskId": "m1" })))).await.unwrap());
+        assert_eq!(done.status.state, TaskState::Completed, "{done:#?}");
+        let text = client.send_message(&request(Message::new(Role::User, vec![Part::text("hi")]))).await.unwrap_err();
+        assert_eq!(text.code, -32005, "TextTask was not offered to the gateway: {text:?}");
         agent.shutdown(Duration::from_millis(100)).await;
     })
     .await

@@ -260,6 +260,76 @@ async fn the_tool_list_follows_the_peers() {
     .expect("the test took over 60 s");
 }
 
+/// A peer that offers more intents in a capability update within its
+/// session (a transport-level peer here: Rust agents fix their handlers at
+/// bind, other implementations need not): the client is told the tool list
+/// changed, and the new intent is a tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capability_update_changes_the_tools() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tacit::Intent as _;
+    use tacit::intents::TextTask;
+    use tacit_handshake::{Capabilities, IntentOffer};
+
+    tokio::time::timeout(TEST_LIMIT, async {
+        // Handles DelegateTask; once `grown`, TextTask too, in new sessions
+        // (the offer filter) and in live ones (a capability update).
+        let grown = Arc::new(AtomicBool::new(false));
+        let text = || IntentOffer::handles(TextTask::ID, TextTask::NAME);
+        let filter_grown = grown.clone();
+        let filter: tacit_handshake::OfferFilter = Arc::new(move |_, _, offered: &Capabilities| {
+            Ok(filter_grown.load(Ordering::SeqCst).then(|| offered.clone().with_intent(text())))
+        });
+        let endpoint = tacit_quic::Endpoint::builder()
+            .identity(tacit_handshake::Identity::generate().unwrap())
+            .card(AgentCard::new("growing"))
+            .capabilities(
+                Capabilities::default().with_intent(IntentOffer::handles(DelegateTask::ID, DelegateTask::NAME)),
+            )
+            .offer_filter(filter)
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let (sessions_tx, mut sessions) = mpsc::unbounded_channel();
+        let accepting = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(session)) = accepting.accept().await {
+                let _ = sessions_tx.send(session);
+            }
+        });
+        let peer = format!("{}={}", endpoint.local_addr().unwrap(), endpoint.agent_id());
+        let (client, mut changes) = bridge(&[peer]).await;
+        let names =
+            |tools: Vec<rmcp::model::Tool>| tools.into_iter().map(|tool| tool.name.into_owned()).collect::<Vec<_>>();
+        assert_eq!(names(client.list_all_tools().await.unwrap()), ["growing_DelegateTask"]);
+
+        grown.store(true, Ordering::SeqCst);
+        let mut live = Vec::new();
+        while let Ok(session) = sessions.try_recv() {
+            live.push(session);
+        }
+        for session in &live {
+            let _ = session.add_intents(vec![text()]);
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            tokio::time::timeout(WAIT, changes.recv()).await.expect("list_changed after the update").unwrap();
+            let now = names(client.list_all_tools().await.unwrap());
+            if now.contains(&"growing_TextTask".to_owned()) {
+                assert!(now.contains(&"growing_DelegateTask".to_owned()), "{now:?}");
+                break;
+            }
+            assert!(started.elapsed() < WAIT, "the new intent never became a tool: {now:?}");
+        }
+        client.cancel().await.unwrap();
+        drop(live);
+    })
+    .await
+    .expect("the test took over 60 s");
+}
+
 /// Malformed and oversized input on stdin: a line that is not JSON gets a
 /// JSON-RPC parse error and the server goes on; a line past
 /// `MAX_LINE_LEN` (4 MiB) ends the session instead of growing a buffer.

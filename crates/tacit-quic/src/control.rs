@@ -87,6 +87,23 @@ impl Control {
         }
     }
 
+    /// Waits until what is negotiated is no longer `seen` (a capability
+    /// update), and returns what is; `None` once the session has failed or
+    /// its driver stopped.
+    pub(crate) async fn negotiated_after(&self, seen: &Arc<Negotiated>) -> Option<Arc<Negotiated>> {
+        let mut state = self.state.clone();
+        let outcome = state
+            .wait_for(|s| match s {
+                State::Ready(negotiated) => !Arc::ptr_eq(negotiated, seen),
+                _ => true,
+            })
+            .await;
+        match outcome.as_deref() {
+            Ok(State::Ready(negotiated)) => Some(negotiated.clone()),
+            _ => None,
+        }
+    }
+
     /// What is negotiated now, if the handshake has finished.
     pub(crate) fn negotiated(&self) -> Option<Arc<Negotiated>> {
         match &*self.state.borrow() {

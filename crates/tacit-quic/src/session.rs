@@ -415,6 +415,13 @@ impl Session {
         self.inner.control.negotiated()
     }
 
+    /// Waits until what is negotiated is no longer `seen` — a capability
+    /// update, by either side, added intents — and returns what is now;
+    /// `None` once the session has ended.
+    pub async fn negotiated_after(&self, seen: &Arc<Negotiated>) -> Option<Arc<Negotiated>> {
+        self.inner.control.negotiated_after(seen).await
+    }
+
     /// The peer's credentials verified in the handshake (empty before it
     /// ends, when the peer presented none, or when this endpoint has no
     /// trust store).
