@@ -268,6 +268,9 @@ pub struct Remote {
     pub stream: bool,
     /// Its reply (`(tacit.v1.reply)`), for an ask.
     pub reply: Option<MessageDescriptor>,
+    /// The reply's schema, resolved once (hashing a descriptor set's
+    /// messages on every call would cost milliseconds).
+    reply_schema: Option<Schema>,
     /// What the peer streams back (`(tacit.v1.stream_item)`), for a stream.
     pub stream_item: Option<MessageDescriptor>,
 }
@@ -345,7 +348,8 @@ impl Remote {
                 "the reply names an intent this bridge cannot resolve",
             ));
         };
-        let Some(reply_schema) = self.related(reply_id) else {
+        let cached = self.reply_schema.as_ref().filter(|schema| schema.id() == reply_id).cloned();
+        let Some(reply_schema) = cached.or_else(|| self.related(reply_id)) else {
             return Err(CallError::bridge(
                 ErrorCode::InvalidPayload,
                 format!("the reply's intent {reply_id} is not in {intent}'s schema"),
@@ -640,6 +644,7 @@ async fn connect(config: &Config, spec: &PeerAddr) -> Result<(Connected, Vec<Rem
         }
         let descriptor = schema.message_descriptor().clone();
         let reply = json::reply_type(&descriptor).filter(|_| ask);
+        let reply_schema = reply.as_ref().and_then(|reply| schema.related_by_name(reply.full_name()));
         let stream_item = json::stream_types(&descriptor).item.filter(|_| stream);
         intents.push(Remote {
             handle: String::new(),
@@ -650,6 +655,7 @@ async fn connect(config: &Config, spec: &PeerAddr) -> Result<(Connected, Vec<Rem
             tell,
             stream,
             reply,
+            reply_schema,
             stream_item,
         });
     }

@@ -77,14 +77,28 @@ impl Schema {
     /// Another intent defined in the same descriptor set, found by its id
     /// (e.g. the reply of a request, which usually shares its file), verified
     /// like [`new`](Self::new).
+    ///
+    /// This hashes the set's messages until one matches: resolve a type
+    /// used on every message once (e.g. when a peer connects), or by name
+    /// with [`related_by_name`](Self::related_by_name).
     pub fn related(&self, id: IntentId) -> Option<Schema> {
+        use prost::Message as _;
+        // Decoded once for all the messages it hashes.
+        let set = prost_types::FileDescriptorSet::decode(&self.descriptor_set[..]).ok()?;
         let pool = self.message.parent_pool();
         pool.all_messages()
             .filter(|message| !message.is_map_entry())
-            .find(|message| {
-                IntentId::of_message_in_encoded_set(&self.descriptor_set, message.full_name()).ok() == Some(id)
-            })
+            .find(|message| IntentId::of_message(&set, message.full_name()).ok() == Some(id))
             .map(|message| Self { id, descriptor_set: self.descriptor_set.clone(), message })
+    }
+
+    /// Another message of the same descriptor set, by its fully qualified
+    /// name (e.g. the reply a request's `(tacit.v1.reply)` names), with its
+    /// IntentId computed.
+    pub fn related_by_name(&self, name: &str) -> Option<Schema> {
+        let message = self.message.parent_pool().get_message_by_name(name)?;
+        let id = IntentId::of_message_in_encoded_set(&self.descriptor_set, name).ok()?;
+        Some(Self { id, descriptor_set: self.descriptor_set.clone(), message })
     }
 
     /// Decodes an encoded message of this intent.
