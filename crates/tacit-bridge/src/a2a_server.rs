@@ -45,6 +45,15 @@
 //!   context; the `TextResult`'s text and data become the artifact's parts.
 //!   Without such a peer the answer is `ContentTypeNotSupportedError`.
 //!
+//! Tasks are kept in the SDK's in-memory store in two generations of at
+//! most 10,000 tasks or 64 MiB each: once a generation is full the one
+//! before it is forgotten (`GetTask` of a forgotten task is
+//! `TaskNotFoundError`; working tasks move forward and are kept), so memory
+//! stays bounded whatever clients send. The request message is not kept in
+//! a task's history. A stream lane is ended after [`MAX_STREAM_ITEMS`]
+//! items or [`MAX_STREAM_BYTES`] of them, with the task completed and a
+//! status message saying so.
+//!
 //! Each call runs as an A2A task: `TASK_STATE_WORKING` first (so
 //! `returnImmediately` gives the task id at once), then the artifact, then
 //! a final state. `GetTask` and `ListTasks` read the SDK's task store.
@@ -88,7 +97,10 @@ use std::time::Duration;
 
 use ::a2a::event::{StreamResponse, TaskArtifactUpdateEvent, TaskStatusUpdateEvent};
 use ::a2a::{A2AError, AgentCard as A2aCard, Artifact, Message, Part, PartContent, Role, Task, TaskState, TaskStatus};
-use a2a_server::{AgentCardProducer, AgentExecutor, DefaultRequestHandler, ExecutorContext, InMemoryTaskStore};
+use a2a_server::task_store::TaskVersion;
+use a2a_server::{
+    AgentCardProducer, AgentExecutor, DefaultRequestHandler, ExecutorContext, InMemoryTaskStore, TaskStore,
+};
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use prost::Message as _;
@@ -107,6 +119,19 @@ pub const EXTENSION_URI: &str = "https://tacit.dev/a2a/intents/v1";
 
 /// The most parts of one message the gateway reads.
 const MAX_PARTS: usize = 64;
+
+/// The most items of one stream lane kept in a task's artifact: the stream
+/// is ended (its receiving half dropped) after them.
+pub const MAX_STREAM_ITEMS: usize = 1024;
+
+/// The most bytes (of JSON) of one stream lane's items kept in a task.
+pub const MAX_STREAM_BYTES: usize = 8 << 20;
+
+/// Tasks of one generation of the task store ([`Generations`]).
+const GENERATION_TASKS: usize = 10_000;
+
+/// Bytes (of JSON, roughly: every write counts) of one generation.
+const GENERATION_BYTES: usize = 64 << 20;
 
 /// Builds a [`Gateway`].
 #[derive(Debug)]
@@ -247,7 +272,7 @@ impl Gateway {
     pub fn router(&self) -> axum::Router {
         let capabilities = self.card().capabilities;
         let handler = Arc::new(
-            DefaultRequestHandler::new(Executor { gateway: self.clone() }, InMemoryTaskStore::new())
+            DefaultRequestHandler::new(Executor { gateway: self.clone() }, Generations::default())
                 .with_capabilities(capabilities),
         );
         a2a_server::jsonrpc::jsonrpc_router(handler.clone())
@@ -481,7 +506,8 @@ impl AgentExecutor for Executor {
             context_id: ids.context.clone(),
             status: TaskStatus { state: TaskState::Working, message: None, timestamp: None },
             artifacts: None,
-            history: Some(vec![message]),
+            // Not kept: a message is up to the body limit, and tasks are many.
+            history: None,
             metadata: None,
         };
         tokio::spawn(async move {
@@ -535,12 +561,19 @@ async fn run(plan: Plan, ids: &Ids, events: &Events, timeout: Duration, trace: O
         },
         Kind::Stream => match remote.open_stream(plan.payload, timeout).await {
             Ok(mut items) => {
-                let mut first = true;
+                let (mut count, mut bytes) = (0usize, 0usize);
                 loop {
+                    if count >= MAX_STREAM_ITEMS || bytes >= MAX_STREAM_BYTES {
+                        // Dropping the receiver ends the stream on the wire.
+                        let note = format!("stopped after {count} items ({bytes} bytes): the gateway keeps no more");
+                        let _ = events.send(Ok(status(ids, TaskState::Completed, Some(note), None))).await;
+                        return;
+                    }
                     match items.next().await {
                         Ok(Some(item)) => {
-                            let event = artifact(ids, "items", None, vec![Part::data(item)], !first);
-                            first = false;
+                            bytes += item.to_string().len();
+                            let event = artifact(ids, "items", None, vec![Part::data(item)], count > 0);
+                            count += 1;
                             if events.send(Ok(event)).await.is_err() {
                                 return;
                             }
@@ -640,4 +673,192 @@ fn trace_of(ctx: &ExecutorContext, message: &Message) -> Option<TraceContext> {
             .and_then(|values| values.first())
             .and_then(|v| crate::peers::traceparent(v))
     })
+}
+
+/// The gateway's task store: the SDK's in-memory store in two generations.
+/// New tasks go to the current one; once it holds [`GENERATION_TASKS`]
+/// tasks or about [`GENERATION_BYTES`] of them, the previous generation is
+/// forgotten and the current one becomes it. A task of the previous
+/// generation that is read moves back into the current one when it
+/// changes, so working tasks are kept; memory stays bounded by two
+/// generations. `GetTask` of a forgotten task is `TaskNotFoundError`;
+/// `ListTasks` lists the current generation.
+struct Generations {
+    state: Mutex<Stores>,
+    max_tasks: usize,
+    max_bytes: usize,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Self { state: Mutex::default(), max_tasks: GENERATION_TASKS, max_bytes: GENERATION_BYTES }
+    }
+}
+
+#[derive(Default)]
+struct Stores {
+    current: Arc<InMemoryTaskStore>,
+    previous: Arc<InMemoryTaskStore>,
+    tasks: usize,
+    bytes: usize,
+    /// Tasks not in a final state: carried into the next generation.
+    working: std::collections::HashSet<String>,
+}
+
+impl Generations {
+    /// The two stores now, counting a write of `task` to the current one.
+    /// When the current one is full, it becomes the previous one, and the
+    /// working tasks of the forgotten one are returned to be carried over.
+    fn for_write(&self, task: Option<&Task>) -> (Arc<InMemoryTaskStore>, Arc<InMemoryTaskStore>, Carry) {
+        let mut stores = lock(&self.state);
+        let mut carry = None;
+        if let Some(task) = task {
+            if stores.tasks >= self.max_tasks || stores.bytes >= self.max_bytes {
+                let stores = &mut *stores;
+                let forgotten = std::mem::replace(&mut stores.previous, std::mem::take(&mut stores.current));
+                carry = Some((forgotten, stores.working.iter().filter(|id| **id != task.id).cloned().collect()));
+                stores.tasks = 0;
+                stores.bytes = 0;
+            }
+            stores.bytes += serde_json::to_vec(task).map_or(0, |json| json.len());
+            if task.status.state.is_terminal() {
+                stores.working.remove(&task.id);
+            } else {
+                stores.working.insert(task.id.clone());
+            }
+        }
+        (stores.current.clone(), stores.previous.clone(), carry)
+    }
+
+    fn created(&self) {
+        lock(&self.state).tasks += 1;
+    }
+
+    /// Moves the working tasks of a forgotten generation that the newer
+    /// ones do not hold into the current one.
+    async fn carry_over(&self, carry: Carry, current: &InMemoryTaskStore) {
+        let Some((forgotten, working)) = carry else { return };
+        let previous = lock(&self.state).previous.clone();
+        for id in working {
+            if matches!(previous.get(&id).await, Ok(Some(_))) || matches!(current.get(&id).await, Ok(Some(_))) {
+                continue;
+            }
+            if let Ok(Some(task)) = forgotten.get(&id).await
+                && current.create(task).await.is_ok()
+            {
+                self.created();
+            }
+        }
+    }
+}
+
+/// A forgotten generation and the ids of the working tasks to carry from it.
+type Carry = Option<(Arc<InMemoryTaskStore>, Vec<String>)>;
+
+#[async_trait::async_trait]
+impl TaskStore for Generations {
+    async fn create(&self, task: Task) -> Result<TaskVersion, A2AError> {
+        let (current, _, carry) = self.for_write(Some(&task));
+        self.carry_over(carry, &current).await;
+        let version = current.create(task).await?;
+        self.created();
+        Ok(version)
+    }
+
+    async fn update(&self, task: Task) -> Result<TaskVersion, A2AError> {
+        let (current, previous, carry) = self.for_write(Some(&task));
+        self.carry_over(carry, &current).await;
+        match current.update(task.clone()).await {
+            Err(error) if error.code == ::a2a::error_code::TASK_NOT_FOUND => {
+                let Some(old) = previous.get(&task.id).await? else { return Err(error) };
+                if old.status.state.is_terminal() && old.status.state != task.status.state {
+                    return Err(A2AError::invalid_request(format!("task {} is in a terminal state", task.id)));
+                }
+                let version = current.create(task).await?;
+                self.created();
+                Ok(version)
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn get(&self, task_id: &str) -> Result<Option<Task>, A2AError> {
+        let (current, previous, _) = self.for_write(None);
+        match current.get(task_id).await? {
+            Some(task) => Ok(Some(task)),
+            None => previous.get(task_id).await,
+        }
+    }
+
+    async fn list(&self, req: &::a2a::ListTasksRequest) -> Result<::a2a::ListTasksResponse, A2AError> {
+        let (current, _, _) = self.for_write(None);
+        current.list(req).await
+    }
+
+    async fn begin_cancel(&self, task_id: &str) -> Result<Task, A2AError> {
+        let (current, previous, _) = self.for_write(None);
+        let task = match current.begin_cancel(task_id).await {
+            Err(error) if error.code == ::a2a::error_code::TASK_NOT_FOUND => {
+                let Some(old) = previous.get(task_id).await? else { return Err(error) };
+                let (current, _, carry) = self.for_write(Some(&old));
+                self.carry_over(carry, &current).await;
+                current.create(old).await?;
+                self.created();
+                current.begin_cancel(task_id).await?
+            }
+            outcome => outcome?,
+        };
+        lock(&self.state).working.remove(task_id);
+        Ok(task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, state: TaskState) -> Task {
+        Task {
+            id: id.into(),
+            context_id: "c".into(),
+            status: TaskStatus { state, message: None, timestamp: None },
+            artifacts: None,
+            history: None,
+            metadata: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_task_store_forgets_old_generations_and_keeps_working_tasks() {
+        let store = Generations { state: Mutex::default(), max_tasks: 2, max_bytes: usize::MAX };
+        store.create(task("a", TaskState::Working)).await.unwrap();
+        store.create(task("b", TaskState::Completed)).await.unwrap();
+        // A third task starts a generation; a and b are still readable.
+        store.create(task("c", TaskState::Completed)).await.unwrap();
+        assert!(store.get("a").await.unwrap().is_some());
+        // a changes: it moves into the current generation.
+        store.update(task("a", TaskState::Working)).await.unwrap();
+        // A fourth, then a fifth task: the generation of b is forgotten, a is kept.
+        store.create(task("d", TaskState::Completed)).await.unwrap();
+        store.create(task("e", TaskState::Completed)).await.unwrap();
+        assert!(store.get("b").await.unwrap().is_none(), "b was forgotten");
+        assert_eq!(store.get("a").await.unwrap().unwrap().status.state, TaskState::Working);
+        // A terminal task of the previous generation stays terminal.
+        let error = store.update(task("d", TaskState::Working)).await.unwrap_err();
+        assert_eq!(error.code, ::a2a::error_code::INVALID_REQUEST);
+        // Two more generations: a, working, is carried into each; c is forgotten.
+        store.create(task("f", TaskState::Completed)).await.unwrap();
+        store.create(task("g", TaskState::Completed)).await.unwrap();
+        store.create(task("h", TaskState::Completed)).await.unwrap();
+        assert!(store.get("c").await.unwrap().is_none(), "c was forgotten");
+        assert!(store.get("a").await.unwrap().is_some(), "a, working, was carried over");
+        assert_eq!(store.begin_cancel("a").await.unwrap().status.state, TaskState::Canceled);
+        assert_eq!(store.get("a").await.unwrap().unwrap().status.state, TaskState::Canceled);
+        // Bytes count too.
+        let small = Generations { state: Mutex::default(), max_tasks: usize::MAX, max_bytes: 1 };
+        small.create(task("x", TaskState::Completed)).await.unwrap();
+        small.create(task("y", TaskState::Completed)).await.unwrap();
+        small.create(task("z", TaskState::Completed)).await.unwrap();
+        assert!(small.get("x").await.unwrap().is_none());
+    }
 }
