@@ -720,7 +720,7 @@ impl Generations {
                 stores.tasks = 0;
                 stores.bytes = 0;
             }
-            stores.bytes += serde_json::to_vec(task).map_or(0, |json| json.len());
+            stores.bytes += written(task);
             if task.status.state.is_terminal() {
                 stores.working.remove(&task.id);
             } else {
@@ -750,6 +750,16 @@ impl Generations {
             }
         }
     }
+}
+
+/// About what a write of `task` adds, in bytes of JSON: its status message
+/// and the last part of each artifact (what an event changes), so a task
+/// that grows by appends costs no more to count than its appends.
+fn written(task: &Task) -> usize {
+    let message = task.status.message.as_ref().and_then(|m| serde_json::to_vec(m).ok()).map_or(0, |json| json.len());
+    let parts = task.artifacts.iter().flatten().filter_map(|artifact| artifact.parts.last());
+    let parts: usize = parts.filter_map(|part| serde_json::to_vec(part).ok()).map(|json| json.len()).sum();
+    message + parts + 64
 }
 
 /// A forgotten generation and the ids of the working tasks to carry from it.

@@ -81,7 +81,8 @@ async fn worker(cancelled: mpsc::UnboundedSender<()>) -> Agent {
         })
         .on_stream(
             |_: Context, watch: WatchOffers, mut offers: StreamSender<SlotOffer>, _: StreamReceiver<Bid>| async move {
-                for slot_id in 1..=3 {
+                let last = if watch.resource == "forever" { u64::MAX } else { 3 };
+                for slot_id in 1..=last {
                     let offer =
                         SlotOffer { slot_id, resource: watch.resource.clone(), price_cents: 100 * slot_id as u32 };
                     if offers.send(&offer).await.is_err() {
@@ -304,6 +305,24 @@ async fn a2a_clients_call_tacit_agents() {
             })
             .collect();
         assert_eq!(prices, vec![100.0, 200.0, 300.0]);
+
+        // A stream that never ends is cut off after MAX_STREAM_ITEMS items, the task completed.
+        let mut events = client
+            .send_streaming_message(&request(data("worker_WatchOffers", json!({ "resource": "forever" }))))
+            .await
+            .unwrap();
+        let (mut count, mut note) = (0, String::new());
+        while let Some(event) = tokio::time::timeout(WAIT, events.next()).await.expect("an event in time") {
+            match event.unwrap() {
+                StreamResponse::ArtifactUpdate(update) => count += update.artifact.parts.len(),
+                StreamResponse::StatusUpdate(update) if update.status.state == TaskState::Completed => {
+                    note = update.status.message.map(|m| m.parts.iter().filter_map(Part::as_text).collect()).unwrap();
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(count, tacit_bridge::a2a_server::MAX_STREAM_ITEMS);
+        assert!(note.starts_with("stopped after 1024 items"), "{note}");
 
         // CancelTask: a working task is withdrawn on the wire (the handler is dropped).
         let mut slow = request(data("worker_DelegateTask", json!({ "taskId": "slow" })));
