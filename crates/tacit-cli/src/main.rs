@@ -68,7 +68,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[cfg(feature = "a2a")]
 mod a2a;
+#[cfg(any(feature = "mcp", feature = "a2a"))]
 mod bridge;
 mod conformance;
 mod connect;
@@ -78,6 +80,7 @@ mod inspect;
 mod json;
 mod keys;
 mod listen;
+#[cfg(feature = "mcp")]
 mod mcp;
 mod org;
 mod ping;
@@ -151,11 +154,14 @@ enum Command {
     /// Check an implementation against docs/PROTOCOL.md: dial it (or, with --serve, be dialed) and run named checks.
     Conformance(conformance::Args),
     /// Serve MCP on stdio or HTTP: every intent the peers handle is a tool (asks answer with the reply, tells once sent).
+    #[cfg(feature = "mcp")]
     Mcp(mcp::Args),
     /// Organisation keys, credentials and revocation lists.
     #[command(subcommand)]
     Org(org::Command),
-    /// Bridges to A2A agents: `tacit a2a connect URL` puts an A2A agent on the Tacit network.
+    /// Bridges to A2A: `tacit a2a connect URL` puts an A2A agent on the Tacit network, `tacit a2a serve`
+    /// serves Tacit agents to A2A clients.
+    #[cfg(feature = "a2a")]
     #[command(subcommand)]
     A2a(a2a::Command),
     /// Check a signed receipt file offline: print its sender, receiver, intent, ids and time, then OK or the failure.
@@ -199,8 +205,10 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Ping(args) => ping::run(args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Conformance(args) => conformance::run(args).await,
+        #[cfg(feature = "mcp")]
         Command::Mcp(args) => mcp::run(args).await,
         Command::Org(command) => org::run(command).await,
+        #[cfg(feature = "a2a")]
         Command::A2a(command) => a2a::run(command).await,
         Command::Verify { file } => verify::run(&file),
     }
