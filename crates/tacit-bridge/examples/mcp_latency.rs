@@ -180,7 +180,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let bridge_url = format!("http://{}/mcp", listener.local_addr()?);
-    tokio::spawn(bridge.serve_http(listener, HttpOptions::default()));
+    // The rate limiter runs but never trips (the default, 100/s a client, would).
+    tokio::spawn(bridge.serve_http(listener, HttpOptions::default().rate(Some((1_000_000, 1_000_000)))));
 
     // The plain rmcp server.
     let request = Schema::of::<RequestQuote>()?;
