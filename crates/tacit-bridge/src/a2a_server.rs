@@ -61,6 +61,10 @@
 //! sends `CANCEL` on the wire (the peer's handler sees its context
 //! cancelled), and the task ends `TASK_STATE_CANCELED`.
 //!
+//! The A2A context is the Tacit conversation: every call of one
+//! `contextId` carries it as its conversation id (an id over 64 bytes is
+//! shortened, [`CallOptions::conversation`](crate::peers::CallOptions::conversation)).
+//!
 //! A `traceparent` (W3C trace context) in the message's metadata, the
 //! request's metadata or the HTTP header is carried to the peer in the
 //! ask's trace context.
@@ -110,7 +114,7 @@ use tacit::intents::TextTask;
 use tacit::{Act, AgentId, ErrorCode, Identity, Intent as _, TraceContext};
 
 use crate::http::HttpOptions;
-use crate::peers::{BridgeError, CallError, PeerAddr, Peers, PeersBuilder, Remote, act_name, code_name};
+use crate::peers::{BridgeError, CallError, CallOptions, PeerAddr, Peers, PeersBuilder, Remote, act_name, code_name};
 use crate::{json, schema};
 
 /// The URI of the card extension that carries the skills' Tacit intents and
@@ -542,8 +546,10 @@ impl AgentExecutor for Executor {
 /// Carries out a plan, sending its events.
 async fn run(plan: Plan, ids: &Ids, events: &Events, timeout: Duration, trace: Option<TraceContext>) {
     let remote = &plan.remote;
+    // One A2A context is one Tacit conversation.
+    let call = CallOptions::new(timeout).trace(trace).conversation(&ids.context);
     let outcome = match plan.kind {
-        Kind::Ask => match remote.ask(plan.payload, timeout, trace).await {
+        Kind::Ask => match remote.ask(plan.payload, &call).await {
             Ok(reply) => {
                 let parts = if plan.text { text_parts(&reply) } else { vec![Part::data(reply)] };
                 let reply_name = remote.reply.as_ref().map(|r| r.full_name().to_owned());
@@ -552,7 +558,7 @@ async fn run(plan: Plan, ids: &Ids, events: &Events, timeout: Duration, trace: O
             }
             Err(error) => Err(error),
         },
-        Kind::Tell => match remote.tell(plan.payload, timeout, trace).await {
+        Kind::Tell => match remote.tell(plan.payload, &call).await {
             Ok(()) => {
                 let _ = events.send(Ok(artifact(ids, "reply", None, vec![Part::text("sent")], false))).await;
                 Ok(())

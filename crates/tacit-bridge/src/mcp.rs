@@ -69,7 +69,7 @@ use tacit::credential::SignedCredential;
 use tacit::{AgentId, Identity, IntentId, TraceContext};
 
 pub use crate::peers::{BridgeError, PeerAddr};
-use crate::peers::{CallError, Peers, PeersBuilder, Remote};
+use crate::peers::{CallError, CallOptions, Peers, PeersBuilder, Remote};
 use crate::{json, schema};
 
 /// The longest line (one JSON-RPC message) [`Bridge::serve_stdio`] reads: 4 MiB.
@@ -212,13 +212,13 @@ impl Bridge {
     }
 
     async fn call(&self, entry: &Entry, payload: Bytes, trace: Option<TraceContext>) -> CallToolResult {
-        let timeout = self.inner.ask_timeout;
+        let call = CallOptions::new(self.inner.ask_timeout).trace(trace);
         match entry.lane {
-            ToolLane::Ask => match entry.remote.ask(payload, timeout, trace).await {
+            ToolLane::Ask => match entry.remote.ask(payload, &call).await {
                 Ok(reply) => CallToolResult::structured(reply),
                 Err(error) => failed(&error),
             },
-            ToolLane::Tell => match entry.remote.tell(payload, timeout, trace).await {
+            ToolLane::Tell => match entry.remote.tell(payload, &call).await {
                 Ok(()) => CallToolResult::success(vec![Content::text(format!("sent {}", entry.remote.schema.name()))]),
                 Err(error) => failed(&error),
             },

@@ -38,8 +38,8 @@ use serde_json::Value;
 use tacit::credential::SignedCredential;
 use tacit::intents::{AgentDescription, DescribeAgent, HealthCheck, Ping, RejectProposal, Revocations};
 use tacit::{
-    Act, Agent, AgentCard, AgentId, AskOptions, ErrorCode, Identity, Intent, IntentId, Lane, LinkState, Peer,
-    ReconnectPolicy, Schema, StreamReceiver, TellOptions, TraceContext,
+    Act, Agent, AgentCard, AgentId, AskOptions, ConversationId, ErrorCode, Identity, Intent, IntentId, Lane, LinkState,
+    Peer, ReconnectPolicy, Schema, StreamReceiver, TellOptions, TraceContext,
 };
 
 use crate::json;
@@ -314,18 +314,58 @@ impl fmt::Display for CallError {
     }
 }
 
+/// How a bridge calls a [`Remote`]: the deadline, and what the call
+/// carries along from the client's side.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CallOptions {
+    timeout: Duration,
+    trace: Option<TraceContext>,
+    conversation: ConversationId,
+}
+
+impl CallOptions {
+    /// A call that must end within `timeout` (an ask's deadline, a tell's
+    /// wait to be sent).
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, trace: None, conversation: ConversationId::none() }
+    }
+
+    /// The W3C trace context the call continues (MCP `_meta`, A2A metadata).
+    pub fn trace(mut self, trace: Option<TraceContext>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// The Tacit conversation the call belongs to (an A2A context id). An
+    /// id over the wire's 64 bytes becomes its first 40 bytes, `~` and a
+    /// 64-bit hash of the whole, so one client context is still one
+    /// conversation.
+    pub fn conversation(mut self, id: &str) -> Self {
+        self.conversation = ConversationId::new(id).unwrap_or_else(|_| {
+            let mut short: String = id.chars().take(40).collect();
+            while short.len() > 40 {
+                short.pop();
+            }
+            ConversationId::new(&format!("{short}~{:x}", fnv(id.as_bytes()))).unwrap_or(ConversationId::none())
+        });
+        self
+    }
+}
+
+/// FNV-1a, 64 bits: a stable short tag for an over-long id.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3))
+}
+
 impl Remote {
-    /// Asks the intent with `payload` (the encoded message) within
-    /// `timeout`, and gives the reply as proto3 JSON.
-    pub async fn ask(
-        &self,
-        payload: Bytes,
-        timeout: Duration,
-        trace: Option<TraceContext>,
-    ) -> Result<Value, CallError> {
+    /// Asks the intent with `payload` (the encoded message) within the
+    /// call's timeout, and gives the reply as proto3 JSON.
+    pub async fn ask(&self, payload: Bytes, call: &CallOptions) -> Result<Value, CallError> {
         let intent = self.schema.name();
-        let mut options = AskOptions::default().deadline(timeout);
-        if let Some(trace) = trace {
+        let timeout = call.timeout;
+        let mut options = AskOptions::default().deadline(timeout).conversation(call.conversation);
+        if let Some(trace) = call.trace {
             options = options.trace(trace);
         }
         let asking = self.peer.ask_raw(self.schema.id(), payload, options);
@@ -363,14 +403,14 @@ impl Remote {
         })
     }
 
-    /// Tells the intent `payload`, waiting at most `timeout` for it to be sent.
-    pub async fn tell(&self, payload: Bytes, timeout: Duration, trace: Option<TraceContext>) -> Result<(), CallError> {
-        let mut options = TellOptions::default();
-        if let Some(trace) = trace {
+    /// Tells the intent `payload`, waiting at most the call's timeout for it to be sent.
+    pub async fn tell(&self, payload: Bytes, call: &CallOptions) -> Result<(), CallError> {
+        let mut options = TellOptions::default().conversation(call.conversation);
+        if let Some(trace) = call.trace {
             options = options.trace(trace);
         }
         let telling = self.peer.tell_raw(self.schema.id(), payload, options);
-        match tokio::time::timeout(timeout, telling).await {
+        match tokio::time::timeout(call.timeout, telling).await {
             Err(_) => Err(CallError::bridge(
                 ErrorCode::DeadlineExceeded,
                 format!("{} could not be sent in time", self.schema.name()),
@@ -851,6 +891,17 @@ mod tests {
         assert_eq!(sanitize(""), "agent");
         assert_eq!(sanitize("a.b-c_d"), "a.b-c_d");
         assert_eq!(truncate(&"x".repeat(300), 124).len(), 124);
+    }
+
+    #[test]
+    fn conversations_fit_the_wire() {
+        let uuid = "01a23633-787c-77ae-9bc3-bd7fe42960af";
+        assert_eq!(CallOptions::new(Duration::ZERO).conversation(uuid).conversation.as_str(), uuid);
+        let long = "é".repeat(100);
+        let a = CallOptions::new(Duration::ZERO).conversation(&long).conversation;
+        let b = CallOptions::new(Duration::ZERO).conversation(&format!("{long}x")).conversation;
+        assert!(!a.as_str().is_empty() && a.as_str().len() <= 64, "{a:?}");
+        assert_ne!(a.as_str(), b.as_str());
     }
 
     #[test]

@@ -59,6 +59,9 @@ async fn worker(cancelled: mpsc::UnboundedSender<()>) -> Agent {
                         tokio::time::sleep(Duration::from_secs(30)).await;
                         Ok(TaskStatus::default())
                     }
+                    "conversation" => {
+                        Ok(TaskStatus { message: cx.conversation_id().as_str().to_owned(), ..Default::default() })
+                    }
                     "trace" => Ok(TaskStatus {
                         message: cx.trace().map(|trace| format!("{:02x?}", trace.trace_id)).unwrap_or_default(),
                         ..Default::default()
@@ -279,6 +282,13 @@ async fn a2a_clients_call_tacit_agents() {
             artifact_data(&traced, "reply")[0]["message"].as_str().unwrap().starts_with("[4b, f9, 2f"),
             "{traced:#?}"
         );
+
+        // The A2A context is the Tacit conversation.
+        let mut in_context = data("worker_DelegateTask", json!({ "taskId": "conversation" }));
+        in_context.context_id = Some("ctx-42".into());
+        let in_context = task(client.send_message(&request(in_context)).await.unwrap());
+        assert_eq!(in_context.context_id, "ctx-42");
+        assert_eq!(artifact_data(&in_context, "reply")[0]["message"], "ctx-42");
 
         // SendStreamingMessage over the stream lane: each item as it comes.
         let mut events = client
