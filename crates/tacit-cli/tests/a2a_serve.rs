@@ -416,7 +416,14 @@ async fn malformed_oversized_and_flooding_requests() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     async fn post(addr: &str, body: &[u8], declared: Option<usize>) -> String {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        post_from("127.0.0.1", addr, body, declared).await
+    }
+
+    /// POSTs from the loopback address `from` (all of 127/8 is loopback).
+    async fn post_from(from: &str, addr: &str, body: &[u8], declared: Option<usize>) -> String {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
         let head = format!(
             "POST / HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\na2a-version: 1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             declared.unwrap_or(body.len())
@@ -436,7 +443,7 @@ async fn malformed_oversized_and_flooding_requests() {
             .bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        let (_server, url) = serve(&agent.local_addr().unwrap().to_string(), &["--rate", "20"]);
+        let (_server, url) = serve(&agent.local_addr().unwrap().to_string(), &["--rate", "5"]);
         let addr = url.trim_start_matches("http://").to_owned();
 
         let bad = post(&addr, b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ", None).await;
@@ -447,7 +454,7 @@ async fn malformed_oversized_and_flooding_requests() {
         let huge = post(&addr, b"{}", Some(64 << 20)).await;
         assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
 
-        // A flood from one client address: 429 once its bucket (20/s, bursts of 40) is empty.
+        // A flood from one client address: 429 once its bucket (5/s, bursts of 10) is empty.
         let mut limited = 0;
         for _ in 0..80 {
             if post(&addr, b"{}", None).await.starts_with("HTTP/1.1 429") {
@@ -455,6 +462,11 @@ async fn malformed_oversized_and_flooding_requests() {
             }
         }
         assert!(limited > 0, "no request of 80 was rate limited");
+        // Another client address is not affected.
+        let other =
+            post_from("127.0.0.2", &addr, br#"{"jsonrpc": "2.0", "id": 3, "method": "Nope", "params": {}}"#, None)
+                .await;
+        assert!(other.contains("-32601"), "another client was limited too: {other}");
 
         let open = Command::new(TACIT)
             .args(["a2a", "serve", "--peer", "127.0.0.1:9", "--http", "0.0.0.0:0"])
