@@ -69,7 +69,7 @@ pub struct AgentBuilder {
     transport: TransportLimits,
     capabilities: Capabilities,
     handlers: Handlers,
-    names: HashMap<IntentId, &'static str>,
+    names: HashMap<IntentId, Arc<str>>,
     reconnect: ReconnectPolicy,
     states: States,
     socket: Option<Arc<dyn tacit_quic::AsyncUdpSocket>>,
@@ -312,6 +312,72 @@ impl AgentBuilder {
         self
     }
 
+    /// Handles asks of an intent known at run time — from a fetched
+    /// [`Schema`](crate::Schema), or from code generated for another
+    /// language (the Python package) — answered with `reply`. The handler
+    /// gets the encoded request and returns the encoded reply with its act
+    /// (`None`: the default, `INFORM`, or `PROPOSE` to a call for
+    /// proposals). The intent is offered in the handshake with both schemas,
+    /// which peers can fetch, exactly as [`on_ask`](Self::on_ask) offers a
+    /// compiled one. Replaces an earlier handler of the intent.
+    pub fn on_ask_schema<F, Fut>(mut self, request: &crate::Schema, reply: &crate::Schema, handler: F) -> Self
+    where
+        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(Option<Act>, Bytes), Rejection>> + Send + 'static,
+    {
+        self.offer_schema(request, Lanes::ASK, false);
+        self.names.entry(reply.id()).or_insert_with(|| Arc::from(reply.name()));
+        if let Some(offer) = self.capabilities.intents.iter_mut().find(|offer| offer.id == request.id()) {
+            let schema = TypeSchema::new(reply.id(), reply.name(), reply.descriptor_set().clone());
+            *offer = offer.clone().with_reply(reply.id()).with_type_schema(schema);
+        }
+        self.handlers.asks.insert(request.id(), handler::schema_ask_fn(reply.id(), handler));
+        self
+    }
+
+    /// Handles one-way messages (tells and datagrams) of an intent known at
+    /// run time, as encoded bytes, one at a time per session in arrival
+    /// order (see [`on_ask_schema`](Self::on_ask_schema)).
+    pub fn on_tell_schema<F, Fut>(mut self, schema: &crate::Schema, handler: F) -> Self
+    where
+        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.offer_schema(schema, Lanes::ONE_WAY, false);
+        self.handlers.tells.insert(schema.id(), handler::any_tell_fn(handler));
+        self
+    }
+
+    /// Handles stream lanes opened with an intent known at run time: the
+    /// handler gets the encoded opening and untyped halves
+    /// ([`StreamSender::send_raw`], [`StreamReceiver::recv_raw`]); `item`
+    /// and `send` are the schemas of what it streams back and what the
+    /// opener sends (offered as `stream_item` and `stream_send`; `None`
+    /// for nothing, or a type that is not an intent). See
+    /// [`on_stream`](Self::on_stream).
+    pub fn on_stream_schema<F, Fut>(
+        mut self,
+        opening: &crate::Schema,
+        item: Option<&crate::Schema>,
+        send: Option<&crate::Schema>,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Context, Bytes, StreamSender<()>, StreamReceiver<()>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.offer_schema(opening, Lanes::STREAM, false);
+        if let Some(offer) = self.capabilities.intents.iter_mut().find(|offer| offer.id == opening.id()) {
+            let mut named = offer.clone().with_stream_types(item.map(|s| s.id()), send.map(|s| s.id()));
+            for data in [item, send].into_iter().flatten() {
+                named = named.with_type_schema(TypeSchema::new(data.id(), data.name(), data.descriptor_set().clone()));
+            }
+            *offer = named;
+        }
+        self.handlers.streams.insert(opening.id(), handler::raw_stream_fn(handler));
+        self
+    }
+
     /// Handles asks of every intent that has no typed handler, as encoded
     /// bytes: the handler gets the request's payload (its intent is
     /// [`Context::intent`], its name [`Context::intent_name`]) and returns
@@ -363,15 +429,7 @@ impl AgentBuilder {
     /// Like [`emits_raw`](Self::emits_raw), from a fetched or built
     /// [`Schema`](crate::Schema), which peers can then fetch from this agent.
     pub fn emits_schema(mut self, schema: &crate::Schema) -> Self {
-        let intents = &mut self.capabilities.intents;
-        let descriptor_set = schema.descriptor_set().clone();
-        match intents.iter_mut().find(|offer| offer.id == schema.id()) {
-            Some(offer) => {
-                offer.emits = true;
-                offer.descriptor_set.get_or_insert(descriptor_set);
-            }
-            None => intents.push(IntentOffer::emits(schema.id(), schema.name()).with_descriptor_set(descriptor_set)),
-        }
+        self.offer_schema(schema, Lanes::NONE, true);
         self
     }
 
@@ -388,14 +446,33 @@ impl AgentBuilder {
     /// Offers intent `I`: handled on `lanes` (added to those it is already
     /// handled on; none: not handled), and emitted if `emits`.
     fn offer<I: Intent>(&mut self, lanes: Lanes, emits: bool) {
-        self.names.insert(I::ID, I::NAME);
+        self.offer_id(I::ID, I::NAME, || Bytes::from_static(I::DESCRIPTOR_SET), lanes, emits);
+    }
+
+    /// [`offer`](Self::offer) for an intent known at run time.
+    fn offer_schema(&mut self, schema: &crate::Schema, lanes: Lanes, emits: bool) {
+        self.offer_id(schema.id(), schema.name(), || schema.descriptor_set().clone(), lanes, emits);
+    }
+
+    fn offer_id(
+        &mut self,
+        id: IntentId,
+        name: &str,
+        descriptor_set: impl FnOnce() -> Bytes,
+        lanes: Lanes,
+        emits: bool,
+    ) {
+        self.names.entry(id).or_insert_with(|| Arc::from(name));
         let intents = &mut self.capabilities.intents;
-        let offer = match intents.iter_mut().find(|offer| offer.id == I::ID) {
-            Some(offer) => offer,
+        let offer = match intents.iter_mut().find(|offer| offer.id == id) {
+            Some(offer) => {
+                if offer.descriptor_set.is_none() {
+                    offer.descriptor_set = Some(descriptor_set());
+                }
+                offer
+            }
             None => {
-                intents.push(
-                    IntentOffer::handles(I::ID, I::NAME).with_descriptor_set(Bytes::from_static(I::DESCRIPTOR_SET)),
-                );
+                intents.push(IntentOffer::handles(id, name).with_descriptor_set(descriptor_set()));
                 let Some(offer) = intents.last_mut() else { return };
                 offer.handles = false;
                 offer
@@ -731,7 +808,7 @@ fn admit(
     if policy.is_open() {
         return Ok(None);
     }
-    let name = core.names.get(&intent).copied();
+    let name = core.names.get(&intent).map(|name| &**name);
     // Memberships only for policies that name organisations or roles; an
     // accepted peer's are built once per session.
     if policy.uses_memberships() {

@@ -17,7 +17,7 @@ use crate::policy::Policy;
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) endpoint: Endpoint,
-    pub(crate) names: HashMap<IntentId, &'static str>,
+    pub(crate) names: HashMap<IntentId, Arc<str>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) card: AgentCard,

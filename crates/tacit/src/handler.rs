@@ -200,6 +200,36 @@ where
     })
 }
 
+pub(crate) fn schema_ask_fn<F, Fut>(reply: IntentId, handler: F) -> AskFn
+where
+    F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(Option<Act>, Bytes), Rejection>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    Arc::new(move |cx: Context, payload: Bytes| {
+        let handler = handler.clone();
+        Box::pin(async move {
+            let (act, payload) = handler(cx, payload).await?;
+            Ok(Answer { act, intent: reply, payload })
+        })
+    })
+}
+
+pub(crate) fn raw_stream_fn<F, Fut>(handler: F) -> StreamFn
+where
+    F: Fn(Context, Bytes, StreamSender<()>, StreamReceiver<()>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    Arc::new(move |cx: Context, payload: Bytes, sender: FrameSender, receiver: FrameReceiver| {
+        let handler = handler.clone();
+        Box::pin(async move {
+            let receiver = StreamReceiver::new(receiver, "a dynamic intent");
+            handler(cx, payload, StreamSender::new(sender), receiver).await;
+        })
+    })
+}
+
 pub(crate) fn any_ask_fn<F, Fut>(handler: F) -> AskFn
 where
     F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,

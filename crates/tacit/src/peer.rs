@@ -323,30 +323,53 @@ impl Peer {
     /// peer by a capability update on first use, if the peer handles it;
     /// then the ask goes out as if it had been declared.
     async fn offer_on_first_use<I: Intent>(&self, deadline: Option<Instant>) -> Result<()> {
-        if self.inner.core.emits(&I::ID) {
+        self.offer_id(I::ID, I::NAME, || Bytes::from_static(I::DESCRIPTOR_SET), deadline).await
+    }
+
+    /// Offers the peer an intent known at run time (a fetched or built
+    /// [`Schema`]) that this agent sends, as the typed calls do on first
+    /// use: nothing to do if it is negotiated already (declared with
+    /// [`emits_schema`](crate::AgentBuilder::emits_schema) or offered
+    /// before); else a capability update, if the peer handles it
+    /// ([`Error::NotNegotiated`] if not), after which the intent travels by
+    /// its short alias and the peer can fetch its schema from this agent.
+    /// Without it, [`ask_raw`](Self::ask_raw) and the other raw calls send
+    /// an undeclared intent by its full id.
+    pub async fn offer(&self, schema: &Schema) -> Result<()> {
+        self.offer_id(schema.id(), "a dynamic intent", || schema.descriptor_set().clone(), None).await
+    }
+
+    async fn offer_id(
+        &self,
+        id: IntentId,
+        name: &'static str,
+        descriptor_set: impl FnOnce() -> Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        if self.inner.core.emits(&id) {
             return Ok(());
         }
         let ready = async {
             let negotiated = self.ready().await?;
-            if negotiated.send_alias(&I::ID).is_some() {
+            if negotiated.send_alias(&id).is_some() {
                 return Ok(());
             }
-            if !negotiated.peer_offers.iter().any(|offer| offer.id == I::ID && offer.handles) {
-                return Err(Error::NotNegotiated { intent: I::NAME });
-            }
+            let Some(peer_offer) = negotiated.peer_offers.iter().find(|offer| offer.id == id && offer.handles) else {
+                return Err(Error::NotNegotiated { intent: name });
+            };
             let session = self.session();
-            let offer = IntentOffer::emits(I::ID, I::NAME).with_descriptor_set(Bytes::from_static(I::DESCRIPTOR_SET));
+            let offer = IntentOffer::emits(id, peer_offer.name.clone()).with_descriptor_set(descriptor_set());
             session.add_intents(vec![offer]).map_err(Error::Refused)?;
             // The control stream is ordered: once the peer answers a request
             // sent after the update, it has applied the update.
-            let _ = session.describe(I::ID).await;
-            tracing::debug!(peer = %self.inner.id, intent = I::NAME, "offered an intent on first use");
+            let _ = session.describe(id).await;
+            tracing::debug!(peer = %self.inner.id, intent = %id, "offered an intent on first use");
             Ok(())
         };
         match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), ready)
                 .await
-                .unwrap_or(Err(Error::DeadlineExceeded { intent: I::NAME })),
+                .unwrap_or(Err(Error::DeadlineExceeded { intent: name })),
             None => ready.await,
         }
     }
@@ -420,6 +443,19 @@ impl Peer {
             Conn::Session(session) => session.send_datagram(I::ID, payload).await,
         };
         outcome.map_err(|e| Error::from_ask(I::NAME, e))?;
+        self.metrics().sent(Counter::TellsSent, len);
+        Ok(())
+    }
+
+    /// Sends an intent known only by id as one QUIC datagram (see
+    /// [`datagram`](Self::datagram)); `payload` is the encoded message.
+    pub async fn datagram_raw(&self, intent: IntentId, payload: Bytes) -> Result<()> {
+        let len = payload.len();
+        let outcome = match &self.inner.conn {
+            Conn::Link(link) => link.send_datagram(intent, payload).await,
+            Conn::Session(session) => session.send_datagram(intent, payload).await,
+        };
+        outcome.map_err(|e| Error::from_ask("a dynamic intent", e))?;
         self.metrics().sent(Counter::TellsSent, len);
         Ok(())
     }

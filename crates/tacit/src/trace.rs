@@ -97,7 +97,7 @@ pub fn handler_span(
 /// [`handler_span`] for an envelope the agent dispatches; no lookup at all
 /// when `INFO` is off.
 pub(crate) fn incoming_span(
-    names: &HashMap<IntentId, &'static str>,
+    names: &HashMap<IntentId, std::sync::Arc<str>>,
     intent: IntentId,
     envelope: &Envelope,
     sender: AgentId,
@@ -105,7 +105,7 @@ pub(crate) fn incoming_span(
     if !tracing::level_enabled!(tracing::Level::INFO) {
         return Span::none();
     }
-    let name = names.get(&intent).copied().unwrap_or("?");
+    let name = names.get(&intent).map_or("?", |name| &**name);
     handler_span(envelope.trace, name, envelope.act, sender, envelope.conversation_id, envelope.message_id)
 }
 

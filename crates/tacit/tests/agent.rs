@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tacit::intents::{
-    AcceptProposal, AgentDescription, CallForProposals, ContractResult, DelegateTask, DescribeAgent, Health,
+    AcceptProposal, AgentDescription, CallForProposals, ContractResult, DelegateTask, DescribeAgent, GetTask, Health,
     HealthCheck, Ping, Pong, Proposal, RejectProposal, TaskState, TaskStatus, TaskUpdate, health,
 };
 use tacit::{
@@ -607,6 +607,83 @@ async fn accepted_sessions_are_counted_until_they_end() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(server.metrics().sessions_ended, 1);
+    })
+    .await;
+}
+
+/// Handlers registered from schemas known at run time (what the Python
+/// package does): offered in the handshake with their schemas, served to
+/// typed peers exactly like compiled handlers, on every lane.
+#[tokio::test]
+async fn handlers_from_run_time_schemas() {
+    bounded(async {
+        let request = tacit::Schema::of::<DelegateTask>().unwrap();
+        let reply = tacit::Schema::of::<TaskStatus>().unwrap();
+        let update = tacit::Schema::of::<TaskUpdate>().unwrap();
+        let get = tacit::Schema::of::<GetTask>().unwrap();
+        let (told_tx, mut told_rx) = mpsc::unbounded_channel();
+        let server = bind(
+            Agent::builder()
+                .on_ask_schema(&request, &reply, |cx: Context, payload: Bytes| async move {
+                    let task: DelegateTask = prost::Message::decode(payload)
+                        .map_err(|e| Rejection::failure(ErrorCode::InvalidPayload, e.to_string()))?;
+                    let status = status(&task.task_id, TaskState::Completed);
+                    let act = (cx.act() == Act::Cfp).then_some(Act::Propose);
+                    Ok((act, Bytes::from(prost::Message::encode_to_vec(&status))))
+                })
+                .on_tell_schema(&get, move |_: Context, payload: Bytes| {
+                    let told_tx = told_tx.clone();
+                    async move {
+                        told_tx.send(payload).unwrap();
+                    }
+                })
+                .on_stream_schema(&update, Some(&reply), None, |_: Context, opening: Bytes, mut items, _| async move {
+                    for n in 0..3 {
+                        let item = TaskStatus { message: format!("{n} of {}", opening.len()), ..Default::default() };
+                        items.send_raw(prost::Message::encode_to_vec(&item).into()).await.unwrap();
+                    }
+                    items.finish().await.unwrap();
+                }),
+        )
+        .await;
+        let client = bind(Agent::builder()).await;
+        let peer = client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        let negotiated = peer.ready().await.unwrap();
+        let offer = negotiated.peer_offers.iter().find(|offer| offer.id == DelegateTask::ID).unwrap();
+        assert_eq!(offer.reply, Some(TaskStatus::ID), "the offer names the reply");
+        let stream_offer = negotiated.peer_offers.iter().find(|offer| offer.id == TaskUpdate::ID).unwrap();
+        assert_eq!(stream_offer.stream_item, Some(TaskStatus::ID));
+
+        // A typed peer asks it (first use offers the intent), and the schema is served.
+        let done: TaskStatus = peer.ask(DelegateTask { task_id: "t".into(), ..Default::default() }).await.unwrap();
+        assert_eq!((done.task_id.as_str(), done.state), ("t", TaskState::Completed as i32));
+        let fetched = peer.describe(DelegateTask::ID).await.unwrap();
+        assert_eq!(fetched.descriptor_set(), request.descriptor_set());
+        // The act the handler picks goes on the wire.
+        let options = AskOptions::default().act(Act::Cfp);
+        let proposed = peer.ask_with(DelegateTask::default(), options).await.unwrap();
+        assert_eq!(proposed.act, Act::Propose);
+
+        // Raw calls after `offer`.
+        let raw_client = bind(Agent::builder()).await;
+        let raw_peer = raw_client.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        raw_peer.offer(&request).await.unwrap();
+        let answer = raw_peer.ask_raw(DelegateTask::ID, Bytes::new(), AskOptions::default()).await.unwrap();
+        assert_eq!(answer.intent, Some(TaskStatus::ID));
+        raw_peer.offer(&get).await.unwrap();
+        let told = GetTask { task_id: "g".into() };
+        raw_peer.tell_raw(GetTask::ID, prost::Message::encode_to_vec(&told).into(), Default::default()).await.unwrap();
+        assert_eq!(told_rx.recv().await.unwrap(), Bytes::from(prost::Message::encode_to_vec(&told)));
+        raw_peer.offer(&update).await.unwrap();
+        let (_, mut items) = raw_peer.stream_raw(TaskUpdate::ID, Bytes::from_static(b"\x0a\x01x")).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(item) = items.recv_raw().await.unwrap() {
+            got.push(<TaskStatus as prost::Message>::decode(item).unwrap().message);
+        }
+        assert_eq!(got, ["0 of 3", "1 of 3", "2 of 3"]);
+        // An intent the peer does not handle cannot be offered.
+        let ping_reply = tacit::Schema::of::<Proposal>().unwrap();
+        assert!(matches!(raw_peer.offer(&ping_reply).await, Err(Error::NotNegotiated { .. })));
     })
     .await;
 }
