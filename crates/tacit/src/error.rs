@@ -329,6 +329,13 @@ impl Rejection {
         self
     }
 
+    /// Attaches a detail known only by its IntentId and encoding (from a
+    /// schema known at run time; see [`with_detail`](Self::with_detail)).
+    pub fn with_raw_detail(mut self, intent: IntentId, detail: Bytes) -> Self {
+        self.detail = Some((intent, detail));
+        self
+    }
+
     /// The detail, if there is one of type `D` and it decodes.
     pub fn detail<D: Intent>(&self) -> Option<D> {
         match &self.detail {
