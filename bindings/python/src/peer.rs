@@ -13,8 +13,8 @@ use crate::bridge::{BridgeInner, Payload, call};
 use crate::error::{NativeError, value_error};
 use crate::schema::{SchemaArg, schema_arg};
 
-/// What an ask answers: `(act, reply intent id or None, payload, message id)`.
-type Answered = (i32, Option<Payload>, Payload, u64);
+/// What an ask answers: `(act, reply intent id or None, payload, message id, encoded receipt)`.
+type Answered = (i32, Option<Payload>, Payload, u64, Option<Payload>);
 /// One offer: `(intent id, name, handles, lane names, reply id)`.
 type OfferParts = (Payload, String, bool, Vec<String>, Option<Payload>);
 
@@ -115,7 +115,7 @@ impl PyPeer {
     }
 
     #[pyo3(signature = (intent_id, payload, *, timeout = None, act_value = 1, conversation_id = None,
-        in_reply_to = 0, idempotent = false))]
+        in_reply_to = 0, idempotent = false, signed = false, sign_reply = false))]
     #[allow(clippy::too_many_arguments)]
     fn ask(
         &self,
@@ -127,6 +127,8 @@ impl PyPeer {
         conversation_id: Option<&str>,
         in_reply_to: u64,
         idempotent: bool,
+        signed: bool,
+        sign_reply: bool,
     ) -> PyResult<Py<PyAny>> {
         let id = intent(intent_id)?;
         let mut options = AskOptions::default()
@@ -141,12 +143,14 @@ impl PyPeer {
         if idempotent {
             options = options.idempotent();
         }
+        options = options.signed(signed).sign_reply(sign_reply);
         let payload = Bytes::copy_from_slice(payload);
         let peer = self.peer.clone();
         call(py, &self.bridge, async move {
             let reply = peer.ask_raw(id, payload, options).await.map_err(NativeError::from)?;
             let intent = reply.intent.map(|id| Payload(Bytes::copy_from_slice(id.as_bytes())));
-            Ok::<Answered, _>((reply.act as i32, intent, Payload(reply.payload), reply.message_id))
+            let receipt = reply.receipt.map(|receipt| Payload(receipt.encode_to_vec().into()));
+            Ok::<Answered, _>((reply.act as i32, intent, Payload(reply.payload), reply.message_id, receipt))
         })
     }
 

@@ -69,6 +69,10 @@ class Reply(Generic[M]):
     message: M
     act: Act = Act.INFORM
     message_id: int = 0
+    receipt: Optional[bytes] = None
+    """The answer's receipt (encoded, already verified against the peer's
+    AgentId), if the ask asked for a signed answer (``sign_reply``): keep it
+    as evidence; ``tacit verify`` checks it."""
 
 
 @dataclass(frozen=True)
@@ -538,11 +542,16 @@ class Peer:
         conversation: Optional[str] = None,
         in_reply_to: int = 0,
         idempotent: bool = False,
+        signed: bool = False,
+        sign_reply: bool = False,
         reply: Optional[type[R]] = None,
     ) -> Reply[Any]:
         """Like :meth:`ask`, with an act, a conversation, and the answer's act
         and message id (a :class:`Reply`). ``idempotent`` lets the ask be
-        re-sent after a lost connection."""
+        re-sent after a lost connection; ``signed`` signs the request with
+        this agent's key (the handler gets a receipt); ``sign_reply`` asks
+        for a signed answer, whose receipt :attr:`Reply.receipt` holds (an
+        unsigned answer raises :class:`SignatureError`)."""
         t = intent_type(type(request))
         reply_cls = reply or t.reply
         if reply_cls is None:
@@ -550,7 +559,7 @@ class Peer:
         reply_t = intent_type(reply_cls)
         if t.id not in self._offered:
             await self._offer(t)
-        answer_act, reply_id, payload, message_id = await self._native.ask(
+        answer_act, reply_id, payload, message_id, receipt = await self._native.ask(
             t.id,
             request.SerializeToString(),
             timeout=timeout,
@@ -558,6 +567,8 @@ class Peer:
             conversation_id=conversation,
             in_reply_to=in_reply_to,
             idempotent=idempotent,
+            signed=signed,
+            sign_reply=sign_reply,
         )
         if reply_id is not None and reply_id != reply_t.id:
             raise DecodeError(
@@ -568,7 +579,7 @@ class Peer:
             message = reply_t.cls.FromString(payload)
         except Exception as error:
             raise DecodeError(f"cannot decode {reply_t.name}: {error}", ErrorCode.INVALID_PAYLOAD) from error
-        return Reply(message, Act(answer_act), message_id)
+        return Reply(message, Act(answer_act), message_id, receipt)
 
     async def tell(
         self, message: Message, *, act: Act = Act.INFORM, conversation: Optional[str] = None, in_reply_to: int = 0
@@ -760,18 +771,25 @@ class Round(Generic[M]):
             return None
         return min(range(len(self.proposals)), key=lambda i: key(self.proposals[i].proposal))
 
-    async def award(self, winner: int, acceptance: Message, reason: str) -> Any:
+    async def award(self, winner: int, acceptance: Message, reason: str, *, signed: bool = False) -> Any:
         """Accepts proposal ``winner`` with ``acceptance`` (an ``ACCEPT`` ask whose
-        reply is the result) and rejects the others with ``reason``."""
+        reply is the result) and rejects the others with ``reason``. With
+        ``signed``, the award is signed and a signed confirmation is asked
+        for: the result is then a :class:`Reply` carrying its receipt."""
         if not 0 <= winner < len(self.proposals):
             raise IndexError(f"no proposal {winner}")
         chosen = self.proposals[winner]
         others = [bid for i, bid in enumerate(self.proposals) if i != winner]
         accepted = chosen.peer.ask_with(
-            acceptance, act=Act.ACCEPT, conversation=self.conversation_id, in_reply_to=chosen.proposal_id
+            acceptance,
+            act=Act.ACCEPT,
+            conversation=self.conversation_id,
+            in_reply_to=chosen.proposal_id,
+            signed=signed,
+            sign_reply=signed,
         )
         result, _ = await asyncio.gather(accepted, _reject_bids(others, self.conversation_id, reason))
-        return result.message
+        return result if signed else result.message
 
     async def reject_all(self, reason: str) -> None:
         """Rejects every proposal with ``reason``."""

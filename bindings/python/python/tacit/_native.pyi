@@ -76,7 +76,9 @@ class Peer:
         conversation_id: Optional[str] = None,
         in_reply_to: int = 0,
         idempotent: bool = False,
-    ) -> Awaitable[tuple[int, Optional[bytes], bytes, int]]: ...
+        signed: bool = False,
+        sign_reply: bool = False,
+    ) -> Awaitable[tuple[int, Optional[bytes], bytes, int, Optional[bytes]]]: ...
     def tell(
         self,
         intent_id: bytes,
