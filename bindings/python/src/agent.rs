@@ -30,7 +30,7 @@ type StreamArg = (SchemaArg, Option<SchemaArg>, Option<SchemaArg>, Py<PyAny>);
 /// the coroutine settles `slot` ([`PySlot`]) with the answer.
 #[pyfunction]
 #[pyo3(signature = (bridge, addr, *, name, description, roles, key_file, max_message_len, max_concurrent_asks,
-    policy_file, credential_files, trust, asks, tells, streams, emits))]
+    connect_timeout, policy_file, credential_files, trust, asks, tells, streams, emits))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn bind(
     py: Python<'_>,
@@ -42,6 +42,7 @@ pub(crate) fn bind(
     key_file: Option<PathBuf>,
     max_message_len: Option<u32>,
     max_concurrent_asks: Option<u32>,
+    connect_timeout: Option<f64>,
     policy_file: Option<PathBuf>,
     credential_files: Vec<PathBuf>,
     trust: Vec<String>,
@@ -68,6 +69,11 @@ pub(crate) fn bind(
     }
     if let Some(asks) = max_concurrent_asks {
         builder = builder.max_concurrent_asks(asks);
+    }
+    if let Some(seconds) = connect_timeout {
+        let timeout = Duration::try_from_secs_f64(seconds)
+            .map_err(|_| value_error("config", format!("connect_timeout {seconds} is not a duration")))?;
+        builder = builder.connect_timeout(timeout);
     }
     if let Some(path) = policy_file {
         builder = builder.policy_file(path);

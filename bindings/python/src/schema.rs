@@ -30,11 +30,7 @@ type SchemaInfo<'py> = (Bound<'py, PyBytes>, Option<String>, Option<String>, Opt
 /// `(intent id, reply, stream_item, stream_send)`, the last three the full
 /// names the `(tacit.v1.*)` options give, or `None`.
 #[pyfunction]
-pub(crate) fn schema_info<'py>(
-    py: Python<'py>,
-    name: &str,
-    descriptor_set: &[u8],
-) -> PyResult<SchemaInfo<'py>> {
+pub(crate) fn schema_info<'py>(py: Python<'py>, name: &str, descriptor_set: &[u8]) -> PyResult<SchemaInfo<'py>> {
     let schema = schema(name, descriptor_set).map_err(|e| e.into_pyerr(py))?;
     let message = schema.message_descriptor();
     let pool = message.parent_pool();

@@ -219,6 +219,7 @@ class Agent:
         listen: Address = "127.0.0.1:0",
         max_message_len: Optional[int] = None,
         max_concurrent_asks: Optional[int] = None,
+        connect_timeout: Optional[float] = None,
         policy_file: Union[str, os.PathLike[str], None] = None,
         credentials: Iterable[Union[str, os.PathLike[str]]] = (),
         trust: Iterable[str] = (),
@@ -231,6 +232,7 @@ class Agent:
             "key_file": None if key_file is None else os.fspath(key_file),
             "max_message_len": max_message_len,
             "max_concurrent_asks": max_concurrent_asks,
+            "connect_timeout": connect_timeout,
             "policy_file": None if policy_file is None else os.fspath(policy_file),
             "credential_files": [os.fspath(path) for path in credentials],
             "trust": list(trust),
@@ -481,6 +483,13 @@ class Agent:
         return dispatch
 
 
+def _named(error: TacitError, t: IntentType) -> TacitError:
+    """The error with the intent's name where the core knew only its id."""
+    if error.args and isinstance(error.args[0], str) and "a dynamic intent" in error.args[0]:
+        error.args = (error.args[0].replace("a dynamic intent", t.name), *error.args[1:])
+    return error
+
+
 class Peer:
     """A connection to another agent (dialed with :meth:`Agent.connect`, or the
     sender of a message, :attr:`Context.peer`)."""
@@ -522,7 +531,10 @@ class Peer:
 
     async def _offer(self, t: IntentType) -> None:
         if t.id not in self._offered:
-            await self._native.offer(t.schema)
+            try:
+                await self._native.offer(t.schema)
+            except TacitError as error:
+                raise _named(error, t) from None
             self._offered.add(t.id)
 
     async def ask(self, request: Message, *, timeout: Optional[float] = None, reply: Optional[type[R]] = None) -> Any:
@@ -559,17 +571,20 @@ class Peer:
         reply_t = intent_type(reply_cls)
         if t.id not in self._offered:
             await self._offer(t)
-        answer_act, reply_id, payload, message_id, receipt = await self._native.ask(
-            t.id,
-            request.SerializeToString(),
-            timeout=timeout,
-            act_value=int(act),
-            conversation_id=conversation,
-            in_reply_to=in_reply_to,
-            idempotent=idempotent,
-            signed=signed,
-            sign_reply=sign_reply,
-        )
+        try:
+            answer_act, reply_id, payload, message_id, receipt = await self._native.ask(
+                t.id,
+                request.SerializeToString(),
+                timeout=timeout,
+                act_value=int(act),
+                conversation_id=conversation,
+                in_reply_to=in_reply_to,
+                idempotent=idempotent,
+                signed=signed,
+                sign_reply=sign_reply,
+            )
+        except TacitError as error:
+            raise _named(error, t) from None
         if reply_id is not None and reply_id != reply_t.id:
             raise DecodeError(
                 f"expected a {reply_t.name} reply, the peer sent intent {_native.intent_id_str(reply_id)}",
@@ -588,16 +603,22 @@ class Peer:
         t = intent_type(type(message))
         if t.id not in self._offered:
             await self._offer(t)
-        await self._native.tell(
-            t.id, message.SerializeToString(), act_value=int(act), conversation_id=conversation, in_reply_to=in_reply_to
-        )
+        try:
+            await self._native.tell(
+                t.id, message.SerializeToString(), act_value=int(act), conversation_id=conversation, in_reply_to=in_reply_to
+            )
+        except TacitError as error:
+            raise _named(error, t) from None
 
     async def datagram(self, message: Message) -> None:
         """Sends ``message`` as one QUIC datagram: unreliable, unordered, small."""
         t = intent_type(type(message))
         if t.id not in self._offered:
             await self._offer(t)
-        await self._native.datagram(t.id, message.SerializeToString())
+        try:
+            await self._native.datagram(t.id, message.SerializeToString())
+        except TacitError as error:
+            raise _named(error, t) from None
 
     async def stream(
         self,
@@ -612,7 +633,10 @@ class Peer:
         t = intent_type(type(opening))
         if t.id not in self._offered:
             await self._offer(t)
-        sender, receiver = await self._native.stream(t.id, opening.SerializeToString())
+        try:
+            sender, receiver = await self._native.stream(t.id, opening.SerializeToString())
+        except TacitError as error:
+            raise _named(error, t) from None
         return Stream(sender, receiver, send or t.stream_send, item or t.stream_item, t.name)
 
     async def describe(self, intent: Union[str, bytes, type[Message]]) -> Schema:

@@ -113,6 +113,7 @@ def bind(
     key_file: Optional[str],
     max_message_len: Optional[int],
     max_concurrent_asks: Optional[int],
+    connect_timeout: Optional[float],
     policy_file: Optional[str],
     credential_files: list[str],
     trust: list[str],
