@@ -11,8 +11,7 @@
 //! transport.
 //!
 //! (pyo3-async-runtimes does the same with two task spawns and a
-//! `spawn_blocking` hop per call, each of which wakes another thread;
-//! measured here, that added ~60 µs to every ask on this 2-core VM.)
+//! `spawn_blocking` hop per call, which wakes one more thread per call.)
 
 use std::future::Future;
 use std::io::{Read as _, Write as _};
