@@ -288,3 +288,26 @@ async def test_delegate_task_without_reply_option(client: tacit.Agent) -> None:
     async with server:
         peer = await client.connect(server.addr, server.id)
         assert (await peer.ask(DelegateTask(task_id="d"))).task_id == "d"
+
+
+async def test_an_agent_dropped_without_close_is_collected(client: tacit.Agent) -> None:
+    import gc
+    import weakref
+
+    agent = echo_agent("dropped")
+    await agent.start()
+    addr, agent_id = agent.addr, agent.id
+    ref = weakref.ref(agent)
+    del agent
+    gc.collect()
+    # No cycle through the native agent keeps it alive (and serving): once
+    # the loop has let go of the finished bind future, the agent stops.
+    assert ref() is None
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        gc.collect()
+        try:
+            await (await client.connect(addr, agent_id)).ask(Echo(text="x"), timeout=0.5)
+        except (tacit.ConnectError, tacit.ConnectionLost, tacit.DeadlineExceeded):
+            return
+    pytest.fail("the dropped agent still answers after 2 s")

@@ -112,11 +112,10 @@ def _credentials(raw: Sequence[tuple[str, list[str], float]]) -> list[Credential
 class Context:
     """What a handler knows about the message it handles."""
 
-    __slots__ = ("_native", "_agent")
+    __slots__ = ("_native",)
 
-    def __init__(self, native: _native.Context, agent: Agent) -> None:
+    def __init__(self, native: _native.Context) -> None:
         self._native = native
-        self._agent = agent
 
     @property
     def peer_id(self) -> str:
@@ -156,7 +155,7 @@ class Context:
     @property
     def peer(self) -> Peer:
         """The sender, to send it further intents on the same session."""
-        return Peer(self._native.peer, self._agent)
+        return Peer(self._native.peer)
 
     def conversation(self) -> Conversation:
         """Continues this message's conversation with the sender."""
@@ -375,14 +374,16 @@ class Agent:
         """Dials a peer, expecting ``agent_id`` if given (the TLS handshake
         proves it); reconnects by itself after a lost connection."""
         native = await self._started().connect(_address(addr), agent_id)
-        return Peer(native, self)
+        return Peer(native)
 
     def __repr__(self) -> str:
         if self._native is None:
             return f"<tacit Agent {self.name!r} (not started)>"
         return f"<tacit Agent {self.name!r} {self._native.id} at {self._native.addr}>"
 
-    # Dispatch: the native core calls these on the loop's thread ------------
+    # Dispatch: the native core calls these on the loop's thread. They hold
+    # no reference to the agent: the native agent holds them, and a cycle
+    # through Rust is one Python's collector cannot see.
 
     def _ask_dispatch(self, request: IntentType, reply: IntentType, handler: AskHandler) -> Callable[..., Any]:
         decode, reply_cls, name = request.cls.FromString, reply.cls, request.name
@@ -396,7 +397,7 @@ class Agent:
                 slot.reject(int(Act.NOT_UNDERSTOOD), int(ErrorCode.INVALID_PAYLOAD), f"cannot decode {name}: {error}")
                 return
             try:
-                result = await handler(Context(cx, self), message)
+                result = await handler(Context(cx), message)
             except asyncio.CancelledError:
                 raise
             except BaseException as error:
@@ -427,7 +428,7 @@ class Agent:
 
         async def run(cx: _native.Context, payload: bytes, slot: _native.Slot) -> None:
             try:
-                await handler(Context(cx, self), decode(payload))
+                await handler(Context(cx), decode(payload))
             except asyncio.CancelledError:
                 raise
             except BaseException:
@@ -462,7 +463,7 @@ class Agent:
         ) -> None:
             stream: Stream[Any, Any] = Stream(sender, receiver, item_cls, send_cls, name)
             try:
-                await handler(Context(cx, self), decode(payload), stream)
+                await handler(Context(cx), decode(payload), stream)
                 await stream.finish()
             except asyncio.CancelledError:
                 raise
@@ -494,11 +495,10 @@ class Peer:
     """A connection to another agent (dialed with :meth:`Agent.connect`, or the
     sender of a message, :attr:`Context.peer`)."""
 
-    __slots__ = ("_native", "_agent", "_offered", "__weakref__")
+    __slots__ = ("_native", "_offered", "__weakref__")
 
-    def __init__(self, native: _native.Peer, agent: Agent) -> None:
+    def __init__(self, native: _native.Peer) -> None:
         self._native = native
-        self._agent = agent
         self._offered: set[bytes] = set()
 
     @property
