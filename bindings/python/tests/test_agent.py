@@ -311,3 +311,54 @@ async def test_an_agent_dropped_without_close_is_collected(client: tacit.Agent) 
         except (tacit.ConnectError, tacit.ConnectionLost, tacit.DeadlineExceeded):
             return
     pytest.fail("the dropped agent still answers after 2 s")
+
+
+async def test_identity_from_a_key_file(tmp_path: pathlib.Path) -> None:
+    key = tmp_path / "agent.key"
+    async with tacit.Agent("keyed", key_file=key) as first:
+        first_id = first.id
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    async with tacit.Agent("keyed", key_file=key) as second:
+        assert second.id == first_id
+
+
+async def test_dynamic_intents_from_a_fetched_schema(client: tacit.Agent) -> None:
+    async with echo_agent() as server:
+        peer = await client.connect(server.addr, server.id)
+        # A program without the echo classes: it learns them from the peer.
+        schema = await peer.describe(tacit.intent_id(Echo))
+        request_cls = schema.message_class
+        reply_cls = schema.related("echo.v1.Echoed")
+        assert request_cls is not Echo and tacit.intent_id(request_cls) == tacit.intent_id(Echo)
+        request = request_cls()
+        request.text = "dynamic"  # type: ignore[attr-defined]
+        answer = await peer.ask(request, reply=reply_cls)
+        assert answer.text == "dynamic"
+        with pytest.raises(tacit.NotNegotiated):
+            await peer.describe("no.such.Intent")
+
+
+async def test_tells_are_handled_one_at_a_time_in_order(client: tacit.Agent) -> None:
+    seen: list[str] = []
+    running = 0
+    overlapped = False
+    server = tacit.Agent("ordered")
+
+    @server.on_tell(GetTask)
+    async def on_get(ctx: tacit.Context, message: GetTask) -> None:
+        nonlocal running, overlapped
+        running += 1
+        overlapped |= running > 1
+        await asyncio.sleep(0.001)
+        seen.append(message.task_id)
+        running -= 1
+
+    async with server:
+        peer = await client.connect(server.addr, server.id)
+        for n in range(50):
+            await peer.tell(GetTask(task_id=str(n)))
+        for _ in range(200):
+            if len(seen) == 50:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [str(n) for n in range(50)] and not overlapped
