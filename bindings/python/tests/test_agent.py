@@ -362,3 +362,51 @@ async def test_tells_are_handled_one_at_a_time_in_order(client: tacit.Agent) -> 
                 break
             await asyncio.sleep(0.01)
         assert seen == [str(n) for n in range(50)] and not overlapped
+
+
+async def test_more_error_kinds(client: tacit.Agent) -> None:
+    server = echo_agent("more")
+
+    @server.on_stream(TaskUpdate, item=TaskStatus)
+    async def updates(ctx: tacit.Context, opening: TaskUpdate, stream: tacit.Stream[TaskStatus, TaskStatus]) -> None:
+        await stream.send(TaskStatus(task_id="one"))
+
+    async with server:
+        peer = await client.connect(server.addr, server.id)
+        # The reply is not of the class the caller expects.
+        with pytest.raises(tacit.DecodeError, match="expected a market.v1.Quote reply"):
+            await peer.ask(Echo(text="x"), reply=Quote)
+        # A direction used after it finished.
+        stream = await peer.stream(TaskUpdate(), item=TaskStatus)
+        await stream.finish()
+        with pytest.raises(tacit.StreamError):
+            await stream.send(TaskStatus())
+        assert [s.task_id async for s in stream] == ["one"]
+    # The server is gone: a dialed peer redials until the deadline.
+    with pytest.raises(tacit.DeadlineExceeded):
+        await peer.ask(Echo(text="after"), timeout=0.5)
+    # An accepted session does not redial: once its peer closed it, it is lost.
+    callers: list[tacit.Peer] = []
+    keeper = tacit.Agent("keeper")
+
+    @keeper.on_ask(Echo)
+    async def keep(ctx: tacit.Context, message: Echo) -> Echoed:
+        callers.append(ctx.peer)
+        return Echoed(text=message.text)
+
+    async with keeper:
+        caller = await client.connect(keeper.addr, keeper.id)
+        await caller.ask(Echo(text="hello"))
+        caller.close()
+        with pytest.raises(tacit.ConnectionLost):
+            for _ in range(50):
+                await callers[0].ask(Ping(nonce=1), timeout=1)
+                await asyncio.sleep(0.02)
+    # This side shut down.
+    closing = tacit.Agent("closing")
+    await closing.start()
+    other = await client.connect(client.addr, client.id)
+    await closing.close()
+    with pytest.raises(tacit.ConfigError, match="not started"):
+        await closing.connect(client.addr)
+    other.close()
