@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Callable, Generic, Optional, TypeVar, Union, cast
@@ -44,6 +45,15 @@ def _address(addr: Address) -> str:
         host, port = addr
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return addr
+
+
+def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Starts a handler's coroutine. From Python 3.12 it runs at once up to its
+    first suspension (an eager task), so a handler that answers without
+    awaiting costs no turn of the loop."""
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+    return loop.create_task(coro)
 
 
 _BRIDGES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _native.LoopBridge] = weakref.WeakKeyDictionary()
@@ -417,7 +427,7 @@ class Agent:
             slot.reply(act, result.SerializeToString())
 
         def dispatch(cx: _native.Context, payload: bytes, slot: _native.Slot) -> asyncio.Task[None]:
-            return loop.create_task(run(cx, payload, slot))
+            return _start_task(loop, run(cx, payload, slot))
 
         return dispatch
 
@@ -437,7 +447,7 @@ class Agent:
                 slot.done()
 
         def dispatch(cx: _native.Context, payload: bytes, slot: _native.Slot) -> asyncio.Task[None]:
-            return loop.create_task(run(cx, payload, slot))
+            return _start_task(loop, run(cx, payload, slot))
 
         return dispatch
 
@@ -479,9 +489,36 @@ class Agent:
             receiver: _native.StreamReceiver,
             slot: _native.Slot,
         ) -> asyncio.Task[None]:
-            return loop.create_task(run(cx, payload, sender, receiver, slot))
+            return _start_task(loop, run(cx, payload, sender, receiver, slot))
 
         return dispatch
+
+
+_ASK_PLANS: dict[type, tuple[IntentType, IntentType]] = {}
+
+
+def _ask_plan(cls: type, reply: Optional[type[Message]]) -> tuple[IntentType, IntentType]:
+    """The request's and the reply's types (cached for the request's own reply)."""
+    t = intent_type(cls)
+    reply_cls = reply or t.reply
+    if reply_cls is None:
+        raise SchemaError(f"{t.name} names no reply: give reply=..., or the option (tacit.v1.reply)")
+    plan = (t, intent_type(reply_cls))
+    if reply is None:
+        _ASK_PLANS[cls] = plan
+    return plan
+
+
+def _decode_reply(reply_t: IntentType, reply_id: Optional[bytes], payload: bytes) -> Any:
+    if reply_id is not None and reply_id != reply_t.id:
+        raise DecodeError(
+            f"expected a {reply_t.name} reply, the peer sent intent {_native.intent_id_str(reply_id)}",
+            ErrorCode.INVALID_PAYLOAD,
+        )
+    try:
+        return reply_t.cls.FromString(payload)
+    except Exception as error:
+        raise DecodeError(f"cannot decode {reply_t.name}: {error}", ErrorCode.INVALID_PAYLOAD) from error
 
 
 def _named(error: TacitError, t: IntentType) -> TacitError:
@@ -542,8 +579,18 @@ class Peer:
         reply class). Raises :class:`Rejected` if the peer refused or failed,
         :class:`DeadlineExceeded` after ``timeout`` seconds (the peer is told
         to cancel). Cancelling the awaiting task cancels the ask on the wire."""
-        answer = await self.ask_with(request, timeout=timeout, reply=reply)
-        return answer.message
+        # The hot path: one lookup for both types, no Reply built.
+        plan = _ASK_PLANS.get(type(request)) if reply is None else None
+        if plan is None:
+            plan = _ask_plan(type(request), reply)
+        t, reply_t = plan
+        if t.id not in self._offered:
+            await self._offer(t)
+        try:
+            answer = await self._native.ask(t.id, request.SerializeToString(), timeout=timeout)
+        except TacitError as error:
+            raise _named(error, t) from None
+        return _decode_reply(reply_t, answer[1], answer[2])
 
     async def ask_with(
         self,
@@ -564,11 +611,7 @@ class Peer:
         this agent's key (the handler gets a receipt); ``sign_reply`` asks
         for a signed answer, whose receipt :attr:`Reply.receipt` holds (an
         unsigned answer raises :class:`SignatureError`)."""
-        t = intent_type(type(request))
-        reply_cls = reply or t.reply
-        if reply_cls is None:
-            raise SchemaError(f"{t.name} names no reply: give reply=..., or the option (tacit.v1.reply)")
-        reply_t = intent_type(reply_cls)
+        t, reply_t = _ask_plan(type(request), reply)
         if t.id not in self._offered:
             await self._offer(t)
         try:
@@ -585,15 +628,7 @@ class Peer:
             )
         except TacitError as error:
             raise _named(error, t) from None
-        if reply_id is not None and reply_id != reply_t.id:
-            raise DecodeError(
-                f"expected a {reply_t.name} reply, the peer sent intent {_native.intent_id_str(reply_id)}",
-                ErrorCode.INVALID_PAYLOAD,
-            )
-        try:
-            message = reply_t.cls.FromString(payload)
-        except Exception as error:
-            raise DecodeError(f"cannot decode {reply_t.name}: {error}", ErrorCode.INVALID_PAYLOAD) from error
+        message = _decode_reply(reply_t, reply_id, payload)
         return Reply(message, Act(answer_act), message_id, receipt)
 
     async def tell(
