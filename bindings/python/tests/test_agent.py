@@ -410,3 +410,15 @@ async def test_more_error_kinds(client: tacit.Agent) -> None:
     with pytest.raises(tacit.ConfigError, match="not started"):
         await closing.connect(client.addr)
     other.close()
+
+
+async def test_undecodable_input_from_the_network_is_not_understood(client: tacit.Agent) -> None:
+    async with echo_agent("strict") as server:
+        peer = await client.connect(server.addr, server.id)
+        assert (await peer.ask(Echo(text="warm"))).text == "warm"
+        # Bytes that are no Echo (a truncated field), as a broken or hostile peer sends them.
+        with pytest.raises(tacit.Rejected) as raised:
+            await peer._native.ask(tacit.intent_type(Echo).id, b"\x0a\x05ab")
+        assert raised.value.act == Act.NOT_UNDERSTOOD and raised.value.code == ErrorCode.INVALID_PAYLOAD
+        assert "cannot decode echo.v1.Echo" in raised.value.reason
+        assert (await peer.ask(Echo(text="still"))).text == "still"
