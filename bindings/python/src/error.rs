@@ -26,6 +26,16 @@ impl NativeError {
         Self { kind, message: message.into(), code: 0, rejection: None }
     }
 
+    /// No answer within the caller's timeout (`DEADLINE_EXCEEDED`).
+    pub(crate) fn deadline() -> Self {
+        Self {
+            kind: "deadline",
+            message: "a dynamic intent: no reply within the deadline".into(),
+            code: tacit::ErrorCode::DeadlineExceeded as i32,
+            rejection: None,
+        }
+    }
+
     /// The exception: an instance of a `tacit.errors` class.
     pub(crate) fn into_pyerr(self, py: Python<'_>) -> PyErr {
         static FROM_NATIVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

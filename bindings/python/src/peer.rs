@@ -30,6 +30,15 @@ impl PyPeer {
     }
 }
 
+/// Offers `id` to the peer if this session has not negotiated it and its
+/// schema is registered (a no-op once negotiated).
+async fn offer_registered(peer: &Peer, id: IntentId) -> Result<(), NativeError> {
+    match crate::schema::registered(&id) {
+        Some(schema) => peer.offer(&schema).await.map_err(NativeError::from),
+        None => Ok(()),
+    }
+}
+
 fn intent(id: &[u8]) -> PyResult<IntentId> {
     IntentId::try_from(id).map_err(|_| value_error("schema", "an IntentId is 32 bytes"))
 }
@@ -135,11 +144,13 @@ impl PyPeer {
             .act(act(act_value)?)
             .conversation(conversation(conversation_id)?)
             .in_reply_to(in_reply_to);
-        if let Some(seconds) = timeout {
-            let deadline = Duration::try_from_secs_f64(seconds)
-                .map_err(|_| value_error("config", format!("timeout {seconds} is not a duration")))?;
-            options = options.deadline(deadline);
-        }
+        let timeout = timeout
+            .map(|seconds| {
+                Duration::try_from_secs_f64(seconds)
+                    .map_err(|_| value_error("config", format!("timeout {seconds} is not a duration")))
+            })
+            .transpose()?;
+        let started = tokio::time::Instant::now();
         if idempotent {
             options = options.idempotent();
         }
@@ -147,6 +158,20 @@ impl PyPeer {
         let payload = Bytes::copy_from_slice(payload);
         let peer = self.peer.clone();
         call(py, &self.bridge, async move {
+            // The offer (on a session's first use) counts against the timeout.
+            match timeout {
+                Some(limit) => {
+                    tokio::time::timeout_at(started + limit, offer_registered(&peer, id))
+                        .await
+                        .map_err(|_| NativeError::deadline())??;
+                    let left = limit.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        return Err(NativeError::deadline());
+                    }
+                    options = options.deadline(left);
+                }
+                None => offer_registered(&peer, id).await?,
+            }
             let reply = peer.ask_raw(id, payload, options).await.map_err(NativeError::from)?;
             let intent = reply.intent.map(|id| Payload(Bytes::copy_from_slice(id.as_bytes())));
             let receipt = reply.receipt.map(|receipt| Payload(receipt.encode_to_vec().into()));
@@ -171,14 +196,20 @@ impl PyPeer {
             .in_reply_to(in_reply_to);
         let payload = Bytes::copy_from_slice(payload);
         let peer = self.peer.clone();
-        call(py, &self.bridge, async move { peer.tell_raw(id, payload, options).await.map_err(NativeError::from) })
+        call(py, &self.bridge, async move {
+            offer_registered(&peer, id).await?;
+            peer.tell_raw(id, payload, options).await.map_err(NativeError::from)
+        })
     }
 
     fn datagram(&self, py: Python<'_>, intent_id: &[u8], payload: &[u8]) -> PyResult<Py<PyAny>> {
         let id = intent(intent_id)?;
         let payload = Bytes::copy_from_slice(payload);
         let peer = self.peer.clone();
-        call(py, &self.bridge, async move { peer.datagram_raw(id, payload).await.map_err(NativeError::from) })
+        call(py, &self.bridge, async move {
+            offer_registered(&peer, id).await?;
+            peer.datagram_raw(id, payload).await.map_err(NativeError::from)
+        })
     }
 
     /// Opens a stream lane; an awaitable of `(sender, receiver)`.
@@ -188,6 +219,7 @@ impl PyPeer {
         let peer = self.peer.clone();
         let bridge = self.bridge.clone();
         call(py, &self.bridge, async move {
+            offer_registered(&peer, id).await?;
             let (sender, receiver) = peer.stream_raw(id, payload).await.map_err(NativeError::from)?;
             Ok((PyStreamSender::new(sender, bridge.clone()), PyStreamReceiver::new(receiver, bridge)))
         })

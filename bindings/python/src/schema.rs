@@ -1,6 +1,9 @@
 //! Schemas of Python protobuf classes: their IntentIds, computed by the Rust
 //! core from the classes' file descriptors, and the Tacit options they carry.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
+
 use bytes::Bytes;
 use prost_reflect::{DescriptorPool, MessageDescriptor, Value};
 use pyo3::prelude::*;
@@ -16,6 +19,16 @@ pub(crate) fn schema(name: &str, set: &[u8]) -> Result<Schema, NativeError> {
     Schema::new(id, name.to_owned(), Bytes::copy_from_slice(set)).map_err(NativeError::from)
 }
 
+/// The schemas of the classes the Python layer made intents of, by id: the
+/// raw calls offer an intent on first use of each session from here, as
+/// the typed Rust calls do (a session after a reconnect negotiates afresh).
+static REGISTERED: LazyLock<RwLock<HashMap<IntentId, Schema>>> = LazyLock::new(Default::default);
+
+/// The registered schema of `id`, if any.
+pub(crate) fn registered(id: &IntentId) -> Option<Schema> {
+    REGISTERED.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+}
+
 /// A schema argument from Python: `(full name, encoded descriptor set)`.
 pub(crate) type SchemaArg = (String, Vec<u8>);
 
@@ -26,12 +39,14 @@ pub(crate) fn schema_arg((name, set): &SchemaArg) -> PyResult<Schema> {
 /// `(intent id, reply, stream_item, stream_send)`.
 type SchemaInfo<'py> = (Bound<'py, PyBytes>, Option<String>, Option<String>, Option<String>);
 
-/// What the Python layer needs to know of one message class:
+/// What the Python layer needs to know of one message class (which it
+/// registers, see [`registered`]):
 /// `(intent id, reply, stream_item, stream_send)`, the last three the full
 /// names the `(tacit.v1.*)` options give, or `None`.
 #[pyfunction]
 pub(crate) fn schema_info<'py>(py: Python<'py>, name: &str, descriptor_set: &[u8]) -> PyResult<SchemaInfo<'py>> {
     let schema = schema(name, descriptor_set).map_err(|e| e.into_pyerr(py))?;
+    REGISTERED.write().unwrap_or_else(|e| e.into_inner()).entry(schema.id()).or_insert_with(|| schema.clone());
     let message = schema.message_descriptor();
     let pool = message.parent_pool();
     let named = |option: &str| named_message(pool, message, option).map_err(|e| value_error("schema", e));

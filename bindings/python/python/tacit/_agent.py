@@ -532,11 +532,10 @@ class Peer:
     """A connection to another agent (dialed with :meth:`Agent.connect`, or the
     sender of a message, :attr:`Context.peer`)."""
 
-    __slots__ = ("_native", "_offered", "__weakref__")
+    __slots__ = ("_native", "__weakref__")
 
     def __init__(self, native: _native.Peer) -> None:
         self._native = native
-        self._offered: set[bytes] = set()
 
     @property
     def id(self) -> str:
@@ -566,14 +565,6 @@ class Peer:
             for i, n, h, lanes, r in raw
         ]
 
-    async def _offer(self, t: IntentType) -> None:
-        if t.id not in self._offered:
-            try:
-                await self._native.offer(t.schema)
-            except TacitError as error:
-                raise _named(error, t) from None
-            self._offered.add(t.id)
-
     async def ask(self, request: Message, *, timeout: Optional[float] = None, reply: Optional[type[R]] = None) -> Any:
         """Asks the peer and returns its reply (an instance of the request's
         reply class). Raises :class:`Rejected` if the peer refused or failed,
@@ -584,8 +575,6 @@ class Peer:
         if plan is None:
             plan = _ask_plan(type(request), reply)
         t, reply_t = plan
-        if t.id not in self._offered:
-            await self._offer(t)
         try:
             answer = await self._native.ask(t.id, request.SerializeToString(), timeout=timeout)
         except TacitError as error:
@@ -612,8 +601,6 @@ class Peer:
         for a signed answer, whose receipt :attr:`Reply.receipt` holds (an
         unsigned answer raises :class:`SignatureError`)."""
         t, reply_t = _ask_plan(type(request), reply)
-        if t.id not in self._offered:
-            await self._offer(t)
         try:
             answer_act, reply_id, payload, message_id, receipt = await self._native.ask(
                 t.id,
@@ -636,8 +623,6 @@ class Peer:
     ) -> None:
         """Sends ``message`` one way, reliably and in order with other tells."""
         t = intent_type(type(message))
-        if t.id not in self._offered:
-            await self._offer(t)
         try:
             await self._native.tell(
                 t.id, message.SerializeToString(), act_value=int(act), conversation_id=conversation, in_reply_to=in_reply_to
@@ -648,8 +633,6 @@ class Peer:
     async def datagram(self, message: Message) -> None:
         """Sends ``message`` as one QUIC datagram: unreliable, unordered, small."""
         t = intent_type(type(message))
-        if t.id not in self._offered:
-            await self._offer(t)
         try:
             await self._native.datagram(t.id, message.SerializeToString())
         except TacitError as error:
@@ -666,8 +649,6 @@ class Peer:
         peer streams back, ``await stream.send(message)`` sends after the
         opening, ``await stream.finish()`` ends this side."""
         t = intent_type(type(opening))
-        if t.id not in self._offered:
-            await self._offer(t)
         try:
             sender, receiver = await self._native.stream(t.id, opening.SerializeToString())
         except TacitError as error:
