@@ -34,7 +34,11 @@ pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 pub(crate) fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let threads = std::env::var("TACIT_WORKER_THREADS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
+        // One worker by default: a Python process is bound by its event
+        // loop's thread, and each extra worker adds sleep/wake cycles per
+        // ask (BENCHMARKS.md, "Python": 53 µs instead of 72 µs p50 pinned,
+        // the same throughput unpinned). `TACIT_WORKER_THREADS` overrides.
+        let threads = std::env::var("TACIT_WORKER_THREADS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("tacit-worker")
