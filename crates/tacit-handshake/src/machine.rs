@@ -488,11 +488,27 @@ impl Handshake {
         }
     }
 
+    /// This side's capabilities as they are now (with its updates).
+    pub(crate) fn local(&self) -> &Capabilities {
+        &self.local
+    }
+
     /// After the handshake: tells the peer this agent now also offers
     /// `offers` (appended to its list, so existing aliases do not change).
     pub fn add_intents(&mut self, offers: Vec<IntentOffer>) -> Result<(), Refusal> {
         if self.state != State::Established {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "capabilities can change only after the handshake"));
+        }
+        // Offering again what this side already sends is a no-op, so that
+        // callers racing to offer one intent on first use all succeed (the
+        // first update is on the ordered control stream before anything
+        // they send after it).
+        let offers: Vec<IntentOffer> = offers
+            .into_iter()
+            .filter(|offer| !(offer.emits && self.local.intents.iter().any(|own| own.id == offer.id && own.emits)))
+            .collect();
+        if offers.is_empty() {
+            return Ok(());
         }
         check_intent_count(self.local.intents.len().saturating_add(offers.len()))?;
         let mut candidate = Capabilities::clone(&self.local);

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tacit_handshake::{AgentId, Negotiated, Refusal};
+use tacit_handshake::{AgentId, IntentOffer, Negotiated, Refusal};
 use tacit_wire::{Envelope, ErrorCode, IntentId};
 use tokio::sync::{Notify, watch};
 
@@ -165,6 +165,9 @@ struct LinkInner {
     /// Set by [`Link::close`].
     closed: AtomicBool,
     signals: Arc<Signals>,
+    /// What [`Link::add_intents`] added to the sessions: added again to
+    /// each new session before it is used.
+    added: Mutex<Vec<IntentOffer>>,
 }
 
 /// How handles reach the supervisor, which holds no strong reference to the link.
@@ -212,6 +215,7 @@ impl Link {
             rounds: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             signals: Arc::default(),
+            added: Mutex::new(Vec::new()),
         });
         tokio::spawn(supervise(Arc::downgrade(&inner), inner.signals.clone(), session.downgrade()));
         Self { inner }
@@ -260,6 +264,23 @@ impl Link {
         self.session().close(ErrorCode::Closed, reason);
         self.inner.state.send_replace(LinkState::Closed);
         self.inner.signals.stop.notify_one();
+    }
+
+    /// Tells the peer this agent now also offers `offers` (a capability
+    /// update, [`Session::add_intents`]) on this session and on every later
+    /// one: a session re-established after a lost connection gets them
+    /// before any ask is re-sent on it, so an intent offered on first use
+    /// stays usable across reconnects.
+    pub fn add_intents(&self, offers: Vec<IntentOffer>) -> Result<(), Refusal> {
+        {
+            let mut added = self.inner.added.lock().unwrap_or_else(|e| e.into_inner());
+            for offer in &offers {
+                if !added.iter().any(|known| known.id == offer.id) {
+                    added.push(offer.clone());
+                }
+            }
+        }
+        self.session().add_intents(offers)
     }
 
     /// The session, re-established first if it was lost, waiting at most
@@ -568,6 +589,9 @@ async fn supervise(link: Weak<LinkInner>, signals: Arc<Signals>, first: WeakSess
                     }
                 }
             }
+            if let Some(new) = &connected {
+                readd_intents(&link, new, policy.connect_timeout).await;
+            }
             let Some(inner) = link.upgrade() else { return };
             if let Some(new) = connected {
                 if inner.closed.load(Ordering::SeqCst) {
@@ -593,4 +617,26 @@ async fn supervise(link: Weak<LinkInner>, signals: Arc<Signals>, first: WeakSess
             }
         }
     }
+}
+
+/// Adds what [`Link::add_intents`] added before to a re-established
+/// session, and waits (at most `timeout`) until the peer has applied it:
+/// the control stream is ordered, so once a schema request sent after the
+/// update is answered, the update is in force, and asks re-sent on the
+/// session find the intents negotiated.
+async fn readd_intents(link: &Weak<LinkInner>, session: &Session, timeout: Duration) {
+    let Some(inner) = link.upgrade() else { return };
+    let added = inner.added.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    drop(inner);
+    let Some(first) = added.first().map(|offer| offer.id) else { return };
+    // Capabilities change only once the handshake is done (a dial returns
+    // before the peer's answer arrives: early asks need not wait for it).
+    if !matches!(tokio::time::timeout(timeout, session.ready()).await, Ok(Ok(_))) {
+        return;
+    }
+    if let Err(refusal) = session.add_intents(added) {
+        tracing::debug!(%refusal, "could not offer the intents again on the new session");
+        return;
+    }
+    let _ = tokio::time::timeout(timeout, session.describe(first)).await;
 }

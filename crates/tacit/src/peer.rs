@@ -41,6 +41,12 @@ pub(crate) struct PeerInner {
     /// first message a policy naming organisations or roles checks (its
     /// credentials do not change within the session).
     subject: std::sync::OnceLock<crate::policy::Subject>,
+    /// Intents this agent offered the peer on first use whose update the
+    /// peer has applied (sorted): asks of them go out at once.
+    offered: std::sync::RwLock<Vec<IntentId>>,
+    /// Held while offering one: concurrent first uses wait for the first
+    /// offer's round trip instead of sending before the peer applied it.
+    offering: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -59,6 +65,8 @@ impl Peer {
                 id: link.peer_id(),
                 conn: Conn::Link(link),
                 subject: Default::default(),
+                offered: Default::default(),
+                offering: Default::default(),
             }),
         }
     }
@@ -70,6 +78,8 @@ impl Peer {
                 id: session.peer_id(),
                 conn: Conn::Session(session),
                 subject: Default::default(),
+                offered: Default::default(),
+                offering: Default::default(),
             }),
         }
     }
@@ -339,6 +349,11 @@ impl Peer {
         self.offer_id(schema.id(), "a dynamic intent", || schema.descriptor_set().clone(), None).await
     }
 
+    /// Whether this agent's offer of `id` on first use is in force.
+    fn offered(&self, id: &IntentId) -> bool {
+        self.inner.offered.read().unwrap_or_else(|e| e.into_inner()).binary_search(id).is_ok()
+    }
+
     async fn offer_id(
         &self,
         id: IntentId,
@@ -346,24 +361,39 @@ impl Peer {
         descriptor_set: impl FnOnce() -> Bytes,
         deadline: Option<Instant>,
     ) -> Result<()> {
-        if self.inner.core.emits(&id) {
+        if self.inner.core.emits(&id) || self.offered(&id) {
             return Ok(());
         }
         let ready = async {
-            let negotiated = self.ready().await?;
-            if negotiated.send_alias(&id).is_some() {
+            let _offering = self.inner.offering.lock().await;
+            if self.offered(&id) {
                 return Ok(());
             }
-            let Some(peer_offer) = negotiated.peer_offers.iter().find(|offer| offer.id == id && offer.handles) else {
-                return Err(Error::NotNegotiated { intent: name });
-            };
-            let session = self.session();
-            let offer = IntentOffer::emits(id, peer_offer.name.clone()).with_descriptor_set(descriptor_set());
-            session.add_intents(vec![offer]).map_err(Error::Refused)?;
-            // The control stream is ordered: once the peer answers a request
-            // sent after the update, it has applied the update.
-            let _ = session.describe(id).await;
-            tracing::debug!(peer = %self.inner.id, intent = %id, "offered an intent on first use");
+            let negotiated = self.ready().await?;
+            // No offer of ours is in flight (the lock): an alias means the
+            // peer negotiated it.
+            if negotiated.send_alias(&id).is_none() {
+                let Some(peer_offer) = negotiated.peer_offers.iter().find(|offer| offer.id == id && offer.handles)
+                else {
+                    return Err(Error::NotNegotiated { intent: name });
+                };
+                let session = self.session();
+                let offer = IntentOffer::emits(id, peer_offer.name.clone()).with_descriptor_set(descriptor_set());
+                // Through the link, a dialed peer's later sessions get it too.
+                match &self.inner.conn {
+                    Conn::Link(link) => link.add_intents(vec![offer]),
+                    Conn::Session(session) => session.add_intents(vec![offer]),
+                }
+                .map_err(Error::Refused)?;
+                // The control stream is ordered: once the peer answers a request
+                // sent after the update, it has applied the update.
+                let _ = session.describe(id).await;
+                tracing::debug!(peer = %self.inner.id, intent = %id, "offered an intent on first use");
+            }
+            let mut offered = self.inner.offered.write().unwrap_or_else(|e| e.into_inner());
+            if let Err(at) = offered.binary_search(&id) {
+                offered.insert(at, id);
+            }
             Ok(())
         };
         match deadline {
