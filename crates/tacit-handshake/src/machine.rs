@@ -489,6 +489,7 @@ impl Handshake {
     }
 
     /// This side's capabilities as they are now (with its updates).
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn local(&self) -> &Capabilities {
         &self.local
     }
