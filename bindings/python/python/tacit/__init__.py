@@ -7,21 +7,9 @@ agents and computes the same IntentIds.
 """
 
 from tacit import intents
-from tacit._agent import (
-    Agent,
-    Bid,
-    Card,
-    Context,
-    ContractNet,
-    Conversation,
-    Credential,
-    Offer,
-    Peer,
-    Reply,
-    Round,
-    Stream,
-    register_detail,
-)
+from tacit._agent import Agent, Context, register_detail
+from tacit._contract import Bid, ContractNet, Round
+from tacit._peer import Card, Conversation, Credential, Offer, Peer, Reply, Stream
 from tacit._native import __version__
 from tacit._schema import IntentType, Schema, intent_id, intent_type
 from tacit.errors import (
