@@ -188,7 +188,10 @@ async fn a_tacit_agent_asks_an_a2a_agent() {
         assert!(!result.task_id.is_empty());
         assert!(!result.context_id.is_empty());
 
-        // The bridge's card (known once the handshake is done) comes from the A2A card.
+        // The bridge's card (known once the handshake is done: the ask above
+        // went out early, and its answer can come before the handshake's end)
+        // comes from the A2A card.
+        peer.ready().await.unwrap();
         let card = peer.card().expect("the bridge's card");
         assert_eq!(card.name, "echo-agent");
         assert_eq!(card.description, "echoes text and data");
