@@ -353,6 +353,11 @@ impl SignedCredential {
         &self.body
     }
 
+    /// The organisation's signature over the body.
+    pub fn signature_bytes(&self) -> [u8; 64] {
+        self.signature
+    }
+
     /// Decodes and checks the body without checking the signature, trust,
     /// time or revocation: what it claims, and who claims it.
     pub fn credential(&self) -> Result<(OrgKey, Credential), CredentialError> {

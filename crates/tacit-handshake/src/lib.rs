@@ -62,6 +62,7 @@ mod lanes;
 mod machine;
 mod negotiate;
 mod receipt;
+pub mod record;
 
 pub use capabilities::{
     Capabilities, IntentOffer, Limits, MAX_INTENT_NAME_LEN, MAX_INTENTS, PROTOCOL_VERSION, TypeSchema,

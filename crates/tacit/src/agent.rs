@@ -24,6 +24,7 @@ use tracing::Instrument as _;
 
 use crate::context::Context;
 use crate::core::{Core, States};
+use crate::discovery::{Discovery, DiscoveryConfig, Lookup};
 use crate::error::{Error, Rejection, Result};
 use crate::handler::{self, Handlers, IntoReply, TellFn};
 use crate::intent::{Intent, IntentType, Request, Subscription};
@@ -77,6 +78,7 @@ pub struct AgentBuilder {
     trust: Option<TrustStore>,
     policy: Policy,
     policy_file: Option<PathBuf>,
+    pub(crate) discovery: DiscoveryConfig,
 }
 
 /// How often an agent with a policy file checks it for changes.
@@ -99,6 +101,7 @@ impl AgentBuilder {
             trust: None,
             policy: Policy::allow_all(),
             policy_file: None,
+            discovery: DiscoveryConfig::default(),
         };
         // The standard intents every agent answers (an application's own
         // handler for one of them replaces the built-in one).
@@ -493,6 +496,37 @@ impl AgentBuilder {
         self
     }
 
+    /// Adds `addr` to the addresses known for `id`: the memory lookup of
+    /// [`Agent::connect_id`], asked before any other.
+    pub fn known_addr(mut self, id: AgentId, addr: SocketAddr) -> Self {
+        self.discovery.known.entry(id).or_default().push(addr);
+        self
+    }
+
+    /// Adds a lookup to the chain [`Agent::connect_id`] asks, after memory
+    /// and the lookups added before ([`discovery`](crate::discovery)).
+    pub fn lookup(mut self, lookup: impl Lookup) -> Self {
+        self.discovery.lookups.push(Arc::new(lookup));
+        self
+    }
+
+    /// Adds an address the agent's [record](Agent::record) gives as where it
+    /// listens (for peers on other hosts: a public or LAN address, not the
+    /// `0.0.0.0` it may be bound to). Without any, the record gives the
+    /// bound address, with loopback for an unspecified one.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.discovery.advertise.push(addr);
+        self
+    }
+
+    /// How long the agent's [record](Agent::record) holds (default
+    /// [`DEFAULT_RECORD_TTL`](crate::discovery::DEFAULT_RECORD_TTL)); a
+    /// directory it registers with is refreshed every half of it.
+    pub fn record_ttl(mut self, ttl: Duration) -> Self {
+        self.discovery.record_ttl = Some(ttl);
+        self
+    }
+
     /// Binds the agent's UDP socket (e.g. `127.0.0.1:0`) and starts serving.
     pub async fn bind(mut self, addr: SocketAddr) -> Result<Agent> {
         if let Some(path) = &self.policy_file {
@@ -524,6 +558,9 @@ impl AgentBuilder {
             (None, None) => Identity::generate()?,
         };
         let policy = Arc::new(RwLock::new(Arc::new(self.policy)));
+        let credentials = self.credentials.clone();
+        let discovery = Discovery::new(self.discovery.take_for_bind(), identity.clone(), credentials);
+        let on_bind = std::mem::take(&mut self.discovery.on_bind);
         let endpoint = Endpoint::builder()
             .identity(identity)
             .card(self.card.clone())
@@ -562,10 +599,14 @@ impl AgentBuilder {
             }),
         });
         let accept = tokio::spawn(accept_loop(core.clone()));
-        let agent = Agent { inner: Arc::new(AgentInner { core, accept }) };
+        let agent = Agent { inner: Arc::new(AgentInner { core, accept, discovery }) };
         if agent.inner.core.policy_file.is_some() {
             tokio::spawn(watch_policy_file(Arc::downgrade(&agent.inner)));
         }
+        for start in on_bind {
+            start(&agent)?;
+        }
+        crate::directory::start_registration(&agent);
         Ok(agent)
     }
 }
@@ -580,9 +621,22 @@ pub struct Agent {
 }
 
 #[derive(Debug)]
-struct AgentInner {
+pub(crate) struct AgentInner {
     core: Arc<Served>,
     accept: JoinHandle<()>,
+    pub(crate) discovery: Discovery,
+}
+
+/// A handle on an [`Agent`] that does not keep it alive (background work
+/// holds one).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakAgent(std::sync::Weak<AgentInner>);
+
+impl WeakAgent {
+    /// The agent, if a clone of it is still held.
+    pub(crate) fn upgrade(&self) -> Option<Agent> {
+        self.0.upgrade().map(|inner| Agent { inner })
+    }
 }
 
 impl Drop for AgentInner {
@@ -595,6 +649,28 @@ impl Agent {
     /// Starts building an agent.
     pub fn builder() -> AgentBuilder {
         AgentBuilder::new()
+    }
+
+    pub(crate) fn inner(&self) -> &AgentInner {
+        &self.inner
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakAgent {
+        WeakAgent(Arc::downgrade(&self.inner))
+    }
+
+    /// The intents this agent handles, with their names, sorted by id.
+    pub(crate) fn handled_intents(&self) -> Vec<(IntentId, String)> {
+        let core = &self.inner.core.core;
+        let mut intents: Vec<(IntentId, String)> = core
+            .offers
+            .iter()
+            .filter(|offer| offer.handles && !builtin::is_universal(&offer.id))
+            .map(|offer| (offer.id, offer.name.to_string()))
+            .collect();
+        intents.sort_unstable_by_key(|(id, _)| *id);
+        intents.dedup_by_key(|(id, _)| *id);
+        intents
     }
 
     /// The agent's id (its public key).

@@ -17,6 +17,13 @@ use crate::intents::{
     RevocationsApplied, health, revocations_applied,
 };
 
+/// Whether every agent answers `id` (a standard intent the builder
+/// installs): such intents are left out of an agent's record.
+pub(crate) fn is_universal(id: &tacit_wire::IntentId) -> bool {
+    use crate::intents::Revocations;
+    [Ping::ID, HealthCheck::ID, DescribeAgent::ID, RejectProposal::ID, Revocations::ID].contains(id)
+}
+
 pub(crate) async fn ping(_: Context, ping: Ping) -> Result<Pong, Rejection> {
     Ok(Pong { nonce: ping.nonce })
 }

@@ -151,6 +151,15 @@ pub enum Error {
     /// The identity could not be loaded or created.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// [`Agent::connect_id`](crate::Agent::connect_id) found no address that
+    /// leads to the agent. `tried` names each lookup and what it said.
+    #[error("agent {id} not found: {tried}")]
+    NotFound {
+        /// The agent looked for.
+        id: AgentId,
+        /// Each lookup asked, in order, and its outcome.
+        tried: crate::discovery::Attempts,
+    },
     /// The agent has been shut down ([`Agent::shutdown`](crate::Agent::shutdown)).
     #[error("the agent is shut down")]
     Shutdown,
@@ -193,6 +202,7 @@ impl Error {
             Self::Refused(refusal) => refusal.code,
             Self::Schema { .. } => ErrorCode::SchemaMismatch,
             Self::Shutdown => ErrorCode::Shutdown,
+            Self::NotFound { .. } => ErrorCode::NotFound,
             Self::ReplyUnsigned { .. } => ErrorCode::SignatureRequired,
             Self::ReplySignatureInvalid { .. } => ErrorCode::SignatureInvalid,
             Self::Unknown { .. }

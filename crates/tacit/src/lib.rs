@@ -92,6 +92,8 @@ mod builtin;
 mod context;
 mod conversation;
 mod core;
+pub mod directory;
+pub mod discovery;
 mod error;
 mod handler;
 mod intent;

@@ -41,7 +41,12 @@ enum Generator {
 
 const TARGETS: &[Target] = &[
     Target {
-        protos: &["tacit/v1/envelope.proto", "tacit/v1/handshake.proto", "tacit/v1/credential.proto"],
+        protos: &[
+            "tacit/v1/envelope.proto",
+            "tacit/v1/handshake.proto",
+            "tacit/v1/credential.proto",
+            "tacit/v1/record.proto",
+        ],
         out_dir: "crates/tacit-wire/src/generated",
         generator: Generator::Prost { bytes: &["."], non_exhaustive_enums: &[".tacit.v1.Act", ".tacit.v1.ErrorCode"] },
     },
@@ -70,6 +75,7 @@ const TARGETS: &[Target] = &[
             "tacit/intents/v1/contract_net.proto",
             "tacit/intents/v1/revocation.proto",
             "tacit/intents/v1/text.proto",
+            "tacit/intents/v1/directory.proto",
         ],
         out_dir: "crates/tacit/src/generated",
         // The tacit crate generates its own standard intents.

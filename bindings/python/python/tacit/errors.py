@@ -62,6 +62,10 @@ class ErrorCode(enum.IntEnum):
     QUOTA_EXCEEDED = 786
     SIGNATURE_INVALID = 796
     SIGNATURE_REQUIRED = 797
+    RECORD_INVALID = 1025
+    RECORD_EXPIRED = 1026
+    RECORD_STALE = 1027
+    NOT_FOUND = 1028
 
     @classmethod
     def _missing_(cls, value: object) -> Optional[ErrorCode]:

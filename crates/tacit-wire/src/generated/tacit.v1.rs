@@ -298,6 +298,16 @@ pub enum ErrorCode {
     /// The receiver demands a signature on this intent (its policy), or the
     /// asker asked for a signed answer and the answer came unsigned.
     SignatureRequired = 797,
+    /// Discovery (0x4xx).
+    /// A signed agent record that does not decode, breaks a bound, or whose
+    /// signature does not verify with the AgentId it names.
+    RecordInvalid = 1025,
+    /// A signed agent record past its TTL, or issued too far in the future.
+    RecordExpired = 1026,
+    /// A signed agent record no newer than the one held for its agent.
+    RecordStale = 1027,
+    /// No agent record matches (a lookup by AgentId that finds nothing).
+    NotFound = 1028,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -353,6 +363,10 @@ impl ErrorCode {
             Self::QuotaExceeded => "ERROR_CODE_QUOTA_EXCEEDED",
             Self::SignatureInvalid => "ERROR_CODE_SIGNATURE_INVALID",
             Self::SignatureRequired => "ERROR_CODE_SIGNATURE_REQUIRED",
+            Self::RecordInvalid => "ERROR_CODE_RECORD_INVALID",
+            Self::RecordExpired => "ERROR_CODE_RECORD_EXPIRED",
+            Self::RecordStale => "ERROR_CODE_RECORD_STALE",
+            Self::NotFound => "ERROR_CODE_NOT_FOUND",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -405,6 +419,10 @@ impl ErrorCode {
             "ERROR_CODE_QUOTA_EXCEEDED" => Some(Self::QuotaExceeded),
             "ERROR_CODE_SIGNATURE_INVALID" => Some(Self::SignatureInvalid),
             "ERROR_CODE_SIGNATURE_REQUIRED" => Some(Self::SignatureRequired),
+            "ERROR_CODE_RECORD_INVALID" => Some(Self::RecordInvalid),
+            "ERROR_CODE_RECORD_EXPIRED" => Some(Self::RecordExpired),
+            "ERROR_CODE_RECORD_STALE" => Some(Self::RecordStale),
+            "ERROR_CODE_NOT_FOUND" => Some(Self::NotFound),
             _ => None,
         }
     }
@@ -713,6 +731,57 @@ pub struct SignedRevocationList {
     #[prost(bytes = "bytes", tag = "1")]
     pub body: ::prost::bytes::Bytes,
     /// Ed25519 signature, 64 bytes, over "tacit revocations v1\0" || body.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub signature: ::prost::bytes::Bytes,
+}
+/// One intent the agent handles, by id and by name.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecordIntent {
+    /// The 32-byte IntentId.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub intent_id: ::prost::bytes::Bytes,
+    /// Fully qualified protobuf message name, at most 128 bytes.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+}
+/// What an agent says about itself. At most 16 KiB encoded (signed).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AgentRecord {
+    /// The agent: its AgentId, 32 bytes. The key that signs the record.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub agent_id: ::prost::bytes::Bytes,
+    /// Where it listens: socket addresses as text ("192.0.2.7:4433",
+    /// "\[2001:db8::1\]:4433"), at most 16, no duplicates.
+    #[prost(string, repeated, tag = "2")]
+    pub addrs: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Its card's name, at most 64 bytes.
+    #[prost(string, tag = "3")]
+    pub name: ::prost::alloc::string::String,
+    /// Its card's roles, used as tags: at most 32, each 1 to 64 bytes.
+    #[prost(string, repeated, tag = "4")]
+    pub tags: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The intents it handles, at most 256, no duplicate ids.
+    #[prost(message, repeated, tag = "5")]
+    pub intents: ::prost::alloc::vec::Vec<RecordIntent>,
+    /// Organisation credentials naming this agent, at most 4.
+    #[prost(message, repeated, tag = "6")]
+    pub credentials: ::prost::alloc::vec::Vec<SignedCredential>,
+    /// When the agent signed the record (Unix milliseconds). Of two records
+    /// for one agent, the later replaces the earlier.
+    #[prost(uint64, tag = "7")]
+    pub issued_at_unix_ms: u64,
+    /// How long the record holds after issued_at_unix_ms, 1 to 86400 seconds.
+    #[prost(uint32, tag = "8")]
+    pub ttl_s: u32,
+}
+/// A record and its agent's signature over it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignedAgentRecord {
+    /// An encoded AgentRecord, verified and decoded exactly as carried.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub body: ::prost::bytes::Bytes,
+    /// Ed25519 signature, 64 bytes, by the key agent_id names, over
+    /// "tacit agent record v1\0" || body.
     #[prost(bytes = "bytes", tag = "2")]
     pub signature: ::prost::bytes::Bytes,
 }

@@ -434,6 +434,138 @@ pub struct TextResult {
     #[prost(string, tag = "5")]
     pub context_id: ::prost::alloc::string::String,
 }
+/// Asks the directory to keep a record, replacing the one it holds for the
+/// same agent if this one is newer. Refused with RECORD_INVALID,
+/// RECORD_EXPIRED, RECORD_STALE or QUOTA_EXCEEDED.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RegisterAgent {
+    /// An encoded tacit.v1.SignedAgentRecord, at most 16384 bytes, exactly as
+    /// its agent signed it.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub signed_record: ::prost::bytes::Bytes,
+}
+/// The answer to RegisterAgent, sent once the record is stored durably.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AgentRegistered {
+    /// When the directory drops the record unless it is refreshed (Unix ms).
+    #[prost(uint64, tag = "1")]
+    pub expires_at_unix_ms: u64,
+}
+/// Which records a lookup or watch matches. Every field set must match (AND);
+/// an empty query matches every record.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AgentQuery {
+    /// The agent, 32 bytes.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub agent_id: ::prost::bytes::Bytes,
+    /// An intent the agent handles, by 32-byte IntentId.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub intent_id: ::prost::bytes::Bytes,
+    /// An intent the agent handles, by fully qualified name.
+    #[prost(string, tag = "3")]
+    pub intent_name: ::prost::alloc::string::String,
+    /// One of the agent's tags.
+    #[prost(string, tag = "4")]
+    pub tag: ::prost::alloc::string::String,
+    /// An organisation (32-byte key) with a credential for the agent that
+    /// verifies.
+    #[prost(bytes = "bytes", tag = "5")]
+    pub org_key: ::prost::bytes::Bytes,
+    /// A role of such a credential (of org_key's organisation when set).
+    #[prost(string, tag = "6")]
+    pub role: ::prost::alloc::string::String,
+}
+/// Asks for the records matching a query.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FindAgents {
+    /// What to match.
+    #[prost(message, optional, tag = "1")]
+    pub query: ::core::option::Option<AgentQuery>,
+    /// At most this many records, 1 to 1000; 0 means 100.
+    #[prost(uint32, tag = "2")]
+    pub limit: u32,
+}
+/// The answer to FindAgents.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AgentsFound {
+    /// Encoded tacit.v1.SignedAgentRecords, ordered by AgentId.
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub records: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
+    /// More records matched than the limit.
+    #[prost(bool, tag = "2")]
+    pub truncated: bool,
+}
+/// Opens a stream of the changes to the records a query matches: first every
+/// record that matches now (PRESENT), then one change per event.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchAgents {
+    /// What to match.
+    #[prost(message, optional, tag = "1")]
+    pub query: ::core::option::Option<AgentQuery>,
+}
+/// One change to a watched record.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AgentChange {
+    /// What happened.
+    #[prost(enumeration = "agent_change::Kind", tag = "1")]
+    pub kind: i32,
+    /// The agent, 32 bytes (empty for SYNCED).
+    #[prost(bytes = "bytes", tag = "2")]
+    pub agent_id: ::prost::bytes::Bytes,
+    /// With PRESENT: the encoded tacit.v1.SignedAgentRecord.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub signed_record: ::prost::bytes::Bytes,
+}
+/// Nested message and enum types in `AgentChange`.
+pub mod agent_change {
+    /// What happened.
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        ::prost::Enumeration
+    )]
+    #[repr(i32)]
+    pub enum Kind {
+        /// Not reported.
+        Unspecified = 0,
+        /// The record is new, or replaced an older one.
+        Present = 1,
+        /// The record's TTL ran out.
+        Expired = 2,
+        /// The snapshot of records present at the start of the watch ends here.
+        Synced = 3,
+    }
+    impl Kind {
+        /// String value of the enum field names used in the ProtoBuf definition.
+        ///
+        /// The values are not transformed in any way and thus are considered stable
+        /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+        pub fn as_str_name(&self) -> &'static str {
+            match self {
+                Self::Unspecified => "KIND_UNSPECIFIED",
+                Self::Present => "PRESENT",
+                Self::Expired => "EXPIRED",
+                Self::Synced => "SYNCED",
+            }
+        }
+        /// Creates an enum from field names used in the ProtoBuf definition.
+        pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+            match value {
+                "KIND_UNSPECIFIED" => Some(Self::Unspecified),
+                "PRESENT" => Some(Self::Present),
+                "EXPIRED" => Some(Self::Expired),
+                "SYNCED" => Some(Self::Synced),
+                _ => None,
+            }
+        }
+    }
+}
 
 // Intents: generated by tacit-build.
 
@@ -454,6 +586,16 @@ impl crate::Request for AcceptProposal {
     type Reply = ContractResult;
 }
 
+// tacit.intents.v1.AgentChange: eaa9d120f02b392a8cd006f5a133f677571380d65d2e1c0bc544cda4e0705265
+impl crate::Intent for AgentChange {
+    const ID: crate::IntentId = crate::IntentId::from_bytes([
+        0xea, 0xa9, 0xd1, 0x20, 0xf0, 0x2b, 0x39, 0x2a, 0x8c, 0xd0, 0x06, 0xf5, 0xa1, 0x33, 0xf6, 0x77,
+        0x57, 0x13, 0x80, 0xd6, 0x5d, 0x2e, 0x1c, 0x0b, 0xc5, 0x44, 0xcd, 0xa4, 0xe0, 0x70, 0x52, 0x65,
+    ]);
+    const NAME: &'static str = "tacit.intents.v1.AgentChange";
+    const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
+}
+
 // tacit.intents.v1.AgentDescription: 5eeecaef43fef7b82389d044991449df7667f390b58f19c56a75924b2680535a
 impl crate::Intent for AgentDescription {
     const ID: crate::IntentId = crate::IntentId::from_bytes([
@@ -461,6 +603,36 @@ impl crate::Intent for AgentDescription {
         0x76, 0x67, 0xf3, 0x90, 0xb5, 0x8f, 0x19, 0xc5, 0x6a, 0x75, 0x92, 0x4b, 0x26, 0x80, 0x53, 0x5a,
     ]);
     const NAME: &'static str = "tacit.intents.v1.AgentDescription";
+    const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
+}
+
+// tacit.intents.v1.AgentQuery: 511553142c4f06fd310b1367ad6e239fe8fab03e2dbea417c2b3388a404f65fa
+impl crate::Intent for AgentQuery {
+    const ID: crate::IntentId = crate::IntentId::from_bytes([
+        0x51, 0x15, 0x53, 0x14, 0x2c, 0x4f, 0x06, 0xfd, 0x31, 0x0b, 0x13, 0x67, 0xad, 0x6e, 0x23, 0x9f,
+        0xe8, 0xfa, 0xb0, 0x3e, 0x2d, 0xbe, 0xa4, 0x17, 0xc2, 0xb3, 0x38, 0x8a, 0x40, 0x4f, 0x65, 0xfa,
+    ]);
+    const NAME: &'static str = "tacit.intents.v1.AgentQuery";
+    const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
+}
+
+// tacit.intents.v1.AgentRegistered: a2f928b8ea7777017bf98ed7b7bdbf4f6380e4a7364948c88270dfc74164be60
+impl crate::Intent for AgentRegistered {
+    const ID: crate::IntentId = crate::IntentId::from_bytes([
+        0xa2, 0xf9, 0x28, 0xb8, 0xea, 0x77, 0x77, 0x01, 0x7b, 0xf9, 0x8e, 0xd7, 0xb7, 0xbd, 0xbf, 0x4f,
+        0x63, 0x80, 0xe4, 0xa7, 0x36, 0x49, 0x48, 0xc8, 0x82, 0x70, 0xdf, 0xc7, 0x41, 0x64, 0xbe, 0x60,
+    ]);
+    const NAME: &'static str = "tacit.intents.v1.AgentRegistered";
+    const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
+}
+
+// tacit.intents.v1.AgentsFound: 796baeaeeefde9b3a782b1accb8fc0cb45ba12526c03157563a031d24ba99813
+impl crate::Intent for AgentsFound {
+    const ID: crate::IntentId = crate::IntentId::from_bytes([
+        0x79, 0x6b, 0xae, 0xae, 0xee, 0xfd, 0xe9, 0xb3, 0xa7, 0x82, 0xb1, 0xac, 0xcb, 0x8f, 0xc0, 0xcb,
+        0x45, 0xba, 0x12, 0x52, 0x6c, 0x03, 0x15, 0x75, 0x63, 0xa0, 0x31, 0xd2, 0x4b, 0xa9, 0x98, 0x13,
+    ]);
+    const NAME: &'static str = "tacit.intents.v1.AgentsFound";
     const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
 }
 
@@ -524,6 +696,19 @@ impl crate::Intent for DescribeAgent {
 }
 impl crate::Request for DescribeAgent {
     type Reply = AgentDescription;
+}
+
+// tacit.intents.v1.FindAgents: da466fd9596ff4f08bdd29140a8dcfbae601b55df6ac50c1f8ef1415dbd5abcd
+impl crate::Intent for FindAgents {
+    const ID: crate::IntentId = crate::IntentId::from_bytes([
+        0xda, 0x46, 0x6f, 0xd9, 0x59, 0x6f, 0xf4, 0xf0, 0x8b, 0xdd, 0x29, 0x14, 0x0a, 0x8d, 0xcf, 0xba,
+        0xe6, 0x01, 0xb5, 0x5d, 0xf6, 0xac, 0x50, 0xc1, 0xf8, 0xef, 0x14, 0x15, 0xdb, 0xd5, 0xab, 0xcd,
+    ]);
+    const NAME: &'static str = "tacit.intents.v1.FindAgents";
+    const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
+}
+impl crate::Request for FindAgents {
+    type Reply = AgentsFound;
 }
 
 // tacit.intents.v1.GetTask: fc888116a2f852cd0133fc628156e1ab770476e1ab466aa5b35712aeacddcfe8
@@ -618,6 +803,19 @@ impl crate::Request for ProvideInput {
     type Reply = TaskStatus;
 }
 
+// tacit.intents.v1.RegisterAgent: 4c5aaf86499d313613f6f949a0bcfbde8210d7b27dda1ebf7d3e72f93e57558c
+impl crate::Intent for RegisterAgent {
+    const ID: crate::IntentId = crate::IntentId::from_bytes([
+        0x4c, 0x5a, 0xaf, 0x86, 0x49, 0x9d, 0x31, 0x36, 0x13, 0xf6, 0xf9, 0x49, 0xa0, 0xbc, 0xfb, 0xde,
+        0x82, 0x10, 0xd7, 0xb2, 0x7d, 0xda, 0x1e, 0xbf, 0x7d, 0x3e, 0x72, 0xf9, 0x3e, 0x57, 0x55, 0x8c,
+    ]);
+    const NAME: &'static str = "tacit.intents.v1.RegisterAgent";
+    const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
+}
+impl crate::Request for RegisterAgent {
+    type Reply = AgentRegistered;
+}
+
 // tacit.intents.v1.RejectProposal: 11b996a9786b0c1249dbb5f0b9fca97e060fae2f163b2a85ca1531e8831915b2
 impl crate::Intent for RejectProposal {
     const ID: crate::IntentId = crate::IntentId::from_bytes([
@@ -697,4 +895,19 @@ impl crate::Subscription for TextTask {
     type Send = ();
     type Item = TextResult;
     const ITEM_TYPE: Option<crate::IntentType> = Some(crate::IntentType::of::<TextResult>());
+}
+
+// tacit.intents.v1.WatchAgents: 4378411a8fc70cb4a359ba02fcf85f0e9ecb4f8d829f237efa2a42e579f77452
+impl crate::Intent for WatchAgents {
+    const ID: crate::IntentId = crate::IntentId::from_bytes([
+        0x43, 0x78, 0x41, 0x1a, 0x8f, 0xc7, 0x0c, 0xb4, 0xa3, 0x59, 0xba, 0x02, 0xfc, 0xf8, 0x5f, 0x0e,
+        0x9e, 0xcb, 0x4f, 0x8d, 0x82, 0x9f, 0x23, 0x7e, 0xfa, 0x2a, 0x42, 0xe5, 0x79, 0xf7, 0x74, 0x52,
+    ]);
+    const NAME: &'static str = "tacit.intents.v1.WatchAgents";
+    const DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
+}
+impl crate::Subscription for WatchAgents {
+    type Send = ();
+    type Item = AgentChange;
+    const ITEM_TYPE: Option<crate::IntentType> = Some(crate::IntentType::of::<AgentChange>());
 }
