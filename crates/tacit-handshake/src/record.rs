@@ -140,6 +140,20 @@ impl AgentRecord {
         self.issued_at + self.ttl
     }
 
+    /// The credentials that verify at `now` for this agent, each by the
+    /// organisation it names (see [`VerifiedRecord::credentials`]).
+    pub fn verified_credentials(&self, now: SystemTime) -> Vec<VerifiedCredential> {
+        self.credentials
+            .iter()
+            .filter_map(|signed| {
+                let (org, _) = signed.credential().ok()?;
+                let mut store = TrustStore::new();
+                store.trust(org);
+                store.verify(signed, &self.agent_id, now).ok()
+            })
+            .collect()
+    }
+
     /// The encoded `AgentRecord` body, as signed.
     pub fn encode(&self) -> Vec<u8> {
         pb::AgentRecord {
@@ -370,16 +384,7 @@ impl VerifiedRecord {
     /// is trusted is the reader's choice, and revocations are not known
     /// here). Credentials that fail are left out.
     pub fn credentials(&self, now: SystemTime) -> Vec<VerifiedCredential> {
-        self.record
-            .credentials
-            .iter()
-            .filter_map(|signed| {
-                let (org, _) = signed.credential().ok()?;
-                let mut store = TrustStore::new();
-                store.trust(org);
-                store.verify(signed, &self.record.agent_id, now).ok()
-            })
-            .collect()
+        self.record.verified_credentials(now)
     }
 
     /// The record's credentials that `trusted` accepts at `now`.

@@ -117,6 +117,7 @@ pub use policy::Policy;
 pub use reply::{Reply, StreamReceiver, StreamSender};
 pub use schema::Schema;
 pub use tacit_handshake::credential;
+pub use tacit_handshake::record;
 pub use tacit_handshake::{
     AgentCard, AgentId, Identity, IdentityError, KeyFileStatus, Lane, Lanes, Receipt, ReceiptError,
 };
