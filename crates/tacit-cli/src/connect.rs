@@ -14,9 +14,14 @@ use crate::error::{self, CliError, Exit};
 /// Where and whom to dial.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectArgs {
-    /// The agent's address, HOST:PORT (UDP), e.g. 127.0.0.1:4433.
-    #[arg(value_name = "ADDR")]
+    /// The agent: its address, HOST:PORT (UDP), e.g. 127.0.0.1:4433, or its AgentId (52 base32
+    /// characters), found through the lookups given (--directory; memory of this run first).
+    #[arg(value_name = "ADDR|ID")]
     pub(crate) addr: String,
+    /// Find agents given by AgentId through this directory agent, as ID@HOST:PORT (repeatable; asked
+    /// in order after the other lookups).
+    #[arg(long, value_name = "ID@HOST:PORT", value_parser = parse_directory)]
+    pub(crate) directory: Vec<(AgentId, String)>,
     /// Insist that the agent holds this AgentId (52 base32 characters); fail with exit 4 otherwise.
     #[arg(long, value_name = "AGENT_ID")]
     pub(crate) expect: Option<AgentId>,
@@ -35,6 +40,21 @@ pub(crate) fn parse_secs(text: &str) -> Result<Duration, String> {
         Ok(duration) if !duration.is_zero() => Ok(duration),
         _ => Err(format!("{text} is not a positive number of seconds")),
     }
+}
+
+/// Parses `ID@HOST:PORT`.
+pub(crate) fn parse_directory(text: &str) -> Result<(AgentId, String), String> {
+    let (id, addr) = text.split_once('@').ok_or_else(|| format!("{text:?} is not ID@HOST:PORT"))?;
+    let id = id.parse::<AgentId>().map_err(|e| format!("{id:?}: {e}"))?;
+    Ok((id, addr.to_owned()))
+}
+
+/// Adds the lookups of `args` to `builder`.
+pub(crate) fn with_lookups(args: &ConnectArgs, mut builder: AgentBuilder) -> Result<AgentBuilder, CliError> {
+    for (id, addr) in &args.directory {
+        builder = builder.directory(resolve(addr)?, *id);
+    }
+    Ok(builder)
 }
 
 /// Resolves `HOST:PORT` to one socket address.
@@ -86,6 +106,9 @@ pub(crate) async fn dial(
     builder: AgentBuilder,
     expect: Option<AgentId>,
 ) -> Result<Connection, CliError> {
+    if let Ok(id) = args.addr.parse::<AgentId>() {
+        return dial_id(args, builder, id).await;
+    }
     let target = resolve(&args.addr)?;
     let mut builder = builder
         .card(AgentCard::new("tacit-cli").with_software_version(env!("CARGO_PKG_VERSION")))
@@ -110,6 +133,48 @@ pub(crate) async fn dial(
         Err(_) => {
             Err(error::unreachable(&args.addr, &format!("no answer within {}", show_duration(args.connect_timeout))))
         }
+    }
+}
+
+/// [`dial`] of an agent given by AgentId, through the lookups of `args`.
+async fn dial_id(args: &ConnectArgs, builder: AgentBuilder, id: AgentId) -> Result<Connection, CliError> {
+    if args.expect.is_some_and(|expected| expected != id) {
+        return Err(CliError::failure(format!("--expect names another agent than {id}")));
+    }
+    let mut builder = with_lookups(args, builder)?
+        .card(AgentCard::new("tacit-cli").with_software_version(env!("CARGO_PKG_VERSION")))
+        .reconnect(ReconnectPolicy::never())
+        .connect_timeout(args.connect_timeout);
+    if let Some(key) = &args.key {
+        let identity = Identity::load(key)
+            .map_err(|e| CliError::failure(e.to_string()).hint("make a key file with `tacit keygen --out FILE`"))?;
+        builder = builder.identity(identity);
+    }
+    // Dial from the family of the first directory (IPv4 without one).
+    let from = match args.directory.first().map(|(_, addr)| resolve(addr)).transpose()? {
+        Some(directory) => local_for(directory),
+        None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+    };
+    let agent = builder
+        .bind(from)
+        .await
+        .map_err(|e| CliError::failure(format!("cannot open a UDP socket to dial from: {e}")))?;
+    // Each lookup and each dial is bounded by the connect timeout; the
+    // whole by that times the lookups asked (and memory).
+    let limit = args.connect_timeout * (2 + u32::try_from(args.directory.len()).unwrap_or(u32::MAX / 4));
+    let connecting = async {
+        let peer = agent.connect_id(id).await?;
+        peer.ready().await?;
+        Ok::<_, tacit::Error>(peer)
+    };
+    match tokio::time::timeout(limit, connecting).await {
+        Ok(Ok(peer)) => Ok(Connection { agent, peer }),
+        Ok(Err(tacit::Error::NotFound { id, tried })) => {
+            Err(CliError::new(Exit::Unreachable, format!("agent {id} not found; tried {tried}"))
+                .hint("give its address instead, or a lookup that knows it (--directory ID@HOST:PORT)"))
+        }
+        Ok(Err(e)) => Err(CliError::from_tacit(e, &args.addr)),
+        Err(_) => Err(error::unreachable(&args.addr, &format!("not found within {}", show_duration(limit)))),
     }
 }
 

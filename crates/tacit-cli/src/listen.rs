@@ -48,6 +48,12 @@ pub(crate) struct Args {
     /// authority agents may send revocation lists (`tacit org revoke --send`).
     #[arg(long = "trust", value_name = "ORG")]
     trust: Vec<tacit::credential::OrgKey>,
+    /// Register with this directory agent (ID@HOST:PORT; repeatable), refreshing the record while running.
+    #[arg(long, value_name = "ID@HOST:PORT", value_parser = crate::connect::parse_directory)]
+    directory: Vec<(tacit::AgentId, String)>,
+    /// The address the record given to directories names (default: the one listened on).
+    #[arg(long, value_name = "ADDR")]
+    advertise: Vec<SocketAddr>,
     /// Present this credential to peers (a file of `tacit org issue`; repeatable).
     #[arg(long = "credential", value_name = "FILE")]
     credentials: Vec<PathBuf>,
@@ -72,6 +78,12 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let on_tell = listener.clone();
     let on_ask = listener.clone();
     let mut builder = Agent::builder();
+    for (id, addr) in &args.directory {
+        builder = builder.directory(crate::connect::resolve(addr)?, *id);
+    }
+    for addr in &args.advertise {
+        builder = builder.advertise(*addr);
+    }
     if let Some(path) = &args.policy {
         builder = builder.policy_file(path);
     }

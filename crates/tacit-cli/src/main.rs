@@ -75,6 +75,7 @@ mod bridge;
 mod conformance;
 mod connect;
 mod describe;
+mod directory;
 mod error;
 mod inspect;
 mod json;
@@ -159,6 +160,11 @@ enum Command {
     /// Organisation keys, credentials and revocation lists.
     #[command(subcommand)]
     Org(org::Command),
+    /// Run a directory agent (`tacit directory serve`), where agents register and are found.
+    #[command(subcommand)]
+    Directory(directory::Command),
+    /// Ask a directory which agents handle an intent, hold a tag, an organisation's credential or a role.
+    Find(directory::FindArgs),
     /// Bridges to A2A: `tacit a2a connect URL` puts an A2A agent on the Tacit network, `tacit a2a serve`
     /// serves Tacit agents to A2A clients.
     #[cfg(feature = "a2a")]
@@ -203,6 +209,8 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Tell(args) => send::tell(args).await,
         Command::Stream(args) => stream::run(args).await,
         Command::Ping(args) => ping::run(args).await,
+        Command::Directory(command) => directory::run(command).await,
+        Command::Find(args) => directory::find(args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Conformance(args) => conformance::run(args).await,
         #[cfg(feature = "mcp")]

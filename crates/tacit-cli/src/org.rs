@@ -174,6 +174,7 @@ async fn publish(
         expect: send.expect,
         key: Some(send.key.clone().unwrap_or_else(|| org_key.to_path_buf())),
         connect_timeout: send.timeout,
+        directory: Vec::new(),
     };
     let connection = connect::dial(&connect, builder, send.expect).await?;
     let request = Revocations { signed_list: signed.encode().into() };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tacit::intents::{DelegateTask, TaskStatus};
-use tacit::{Agent, AgentId, Intent};
+use tacit::{Agent, AgentId, Identity, Intent};
 use tacit_testkit::LOCALHOST;
 use tacit_testkit::process::ChildGuard;
 
@@ -766,7 +766,7 @@ fn org_keygen_issue_revoke_show() {
     let again = tacit(&["org", "keygen", "--out", &org_file]);
     assert_eq!(again.code(), Some(1), "{again:#?}");
 
-    let agent = tacit::Identity::generate().unwrap().agent_id();
+    let agent = Identity::generate().unwrap().agent_id();
     let subject = agent.to_string();
     let issued = tacit(&[
         "org",
@@ -950,7 +950,7 @@ async fn org_revoke_send_to_a_listening_agent() {
 
         let credential = SignedCredential::decode(&std::fs::read(&member_cred).unwrap()).unwrap();
         let member = Agent::builder()
-            .identity(tacit::Identity::load(&member_key).unwrap())
+            .identity(Identity::load(&member_key).unwrap())
             .credential(credential)
             .bind(LOCALHOST)
             .await
@@ -1024,4 +1024,83 @@ fn describe_under_a_policy_shows_the_callers_view() {
     let table = tacit(&["describe", listen.addr.as_str()]).ok();
     let ping = table.stdout.lines().find(|l| l.contains("tacit.intents.v1.Ping")).unwrap_or_default().to_owned();
     assert!(ping.contains(" ask "), "{table:#?}");
+}
+
+/// A running `tacit directory serve`: its `ID@ADDR`.
+fn serve_directory(data: &std::path::Path) -> (ChildGuard, String) {
+    let key = data.with_extension("key");
+    let child = Command::new(TACIT)
+        .args(["directory", "serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tacit directory serve starts");
+    let mut guard = ChildGuard(child);
+    let stderr = guard.0.stderr.take().unwrap();
+    let (ready_tx, ready) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("agents register with --directory ") {
+                let _ = ready_tx.send(rest.to_owned());
+            }
+        }
+    });
+    let directory = ready.recv_timeout(LINE_LIMIT).expect("the directory announces itself");
+    (guard, directory)
+}
+
+/// `tacit directory serve`, `tacit listen --directory`, `tacit find` (table
+/// and JSON), and `tacit ping ID` / `tacit ask ID` found through the
+/// directory; an unknown id names the lookups tried; a restart of the
+/// directory keeps the registration.
+#[test]
+fn directory_find_and_ask_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("directory.redb");
+    let (guard, directory) = serve_directory(&data);
+    let listen = Listen::start(&["--directory", &directory]);
+    // The listener registers once bound; wait for its record.
+    let deadline = Instant::now() + LINE_LIMIT;
+    let found = loop {
+        let out = tacit(&["find", "--directory", &directory, "--agent", &listen.id, "--json"]).ok();
+        let value: Value = serde_json::from_str(&out.stdout).unwrap();
+        if !value["agents"].as_array().unwrap().is_empty() {
+            break value;
+        }
+        assert!(Instant::now() < deadline, "never registered: {value}");
+        thread::sleep(Duration::from_millis(100));
+    };
+    let agent = &found["agents"][0];
+    assert_eq!(agent["agent_id"], listen.id.as_str());
+    assert_eq!(agent["addrs"][0], listen.addr.as_str());
+    assert_eq!(agent["name"], "tacit-listen");
+    let table = tacit(&["find", "--directory", &directory]).ok();
+    assert!(table.stdout.starts_with("AGENT"), "{table:#?}");
+    assert!(table.stdout.contains(&listen.id) && table.stdout.contains(&listen.addr), "{table:#?}");
+    let none = tacit(&["find", "--directory", &directory, "--intent", "market.v1.Nothing", "--json"]).ok();
+    assert_eq!(serde_json::from_str::<Value>(&none.stdout).unwrap()["agents"], serde_json::json!([]));
+
+    // By id alone.
+    tacit(&["ping", &listen.id, "--directory", &directory, "--count", "2"]).ok();
+    let asked =
+        tacit(&["ask", &listen.id, "--directory", &directory, "tacit.intents.v1.Ping", r#"{"nonce":"5"}"#]).ok();
+    assert!(asked.stdout.contains(r#""nonce":"5""#), "{asked:#?}");
+    let stranger = Identity::generate().unwrap().agent_id().to_string();
+    let missing = tacit(&["ping", &stranger, "--directory", &directory]);
+    assert_eq!(missing.code(), Some(3), "{missing:#?}");
+    assert!(missing.stderr.contains("not found"), "{missing:#?}");
+    assert!(missing.stderr.contains("memory: no address"), "{missing:#?}");
+    assert!(missing.stderr.contains("directory "), "{missing:#?}");
+
+    // The directory restarts from its file: the record is still there.
+    drop(guard);
+    let (_guard, again) = serve_directory(&data);
+    assert_eq!(again.split('@').next(), directory.split('@').next(), "the same key, so the same directory");
+    let out = tacit(&["find", "--directory", &again, "--agent", &listen.id, "--json"]).ok();
+    let value: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(value["agents"][0]["agent_id"], listen.id.as_str(), "{value}");
 }
