@@ -51,7 +51,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use data_encoding::BASE32_NOPAD;
-use mdns_sd::{IfKind, ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent, ServiceInfo, TxtProperties};
+use mdns_sd::{
+    IfKind, IfPredicate, ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent, ServiceInfo, TxtProperties,
+};
 use tacit_handshake::AgentId;
 use tacit_handshake::record::{MAX_ADDRS, MAX_NAME_LEN, MAX_TAG_LEN, MAX_TAGS};
 use tacit_wire::IntentId;
@@ -538,30 +540,41 @@ fn mdns_error(what: &str, e: mdns_sd::Error) -> Error {
 /// Starts announcing `agent` (the bind hook of [`AgentBuilder::mdns`]).
 fn announce(agent: &Agent, shared: Arc<Shared>) -> Result<()> {
     let instance = agent.id().to_string();
-    let port = agent.local_addr()?.port();
-    let ips: Vec<IpAddr> = agent
+    let local = agent.local_addr()?;
+    let advertised: Vec<IpAddr> = agent
         .advertised_addrs()
         .iter()
         .map(SocketAddr::ip)
         .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
         .collect();
+    // The advertised addresses; else the one the agent is bound to (it
+    // listens on no other); else, bound to an unspecified address, the
+    // host's (IPv4 ones only for 0.0.0.0), kept up to date by the daemon.
+    let (ips, auto) = match (advertised.is_empty(), local.ip().is_unspecified()) {
+        (false, _) => (advertised, false),
+        (true, false) => (vec![local.ip()], false),
+        (true, true) => (Vec::new(), true),
+    };
     let properties = properties(agent);
     let host = format!("{instance}.local.");
-    let mut info = ServiceInfo::new(SERVICE_TYPE, &instance, &host, &ips[..], port, &properties[..])
+    let mut info = ServiceInfo::new(SERVICE_TYPE, &instance, &host, &ips[..], local.port(), &properties[..])
         .map_err(|e| mdns_error("the announcement", e))?;
-    if ips.is_empty() {
-        // The host's interface addresses, kept up to date by the daemon.
-        info = info.enable_addr_auto();
-    }
     // The instance name is the AgentId: unique by construction, so no
     // probing for a conflict (which would only delay the announcement).
     info.set_requires_probe(false);
-    if !shared.config.interfaces.is_empty() {
-        info.set_interfaces(shared.config.interfaces.iter().map(IfKind::from).collect());
+    let names = shared.config.interfaces.clone();
+    if auto {
+        info = info.enable_addr_auto();
+        let v4_only = local.is_ipv4();
+        info.set_interfaces(vec![IfKind::Predicate(IfPredicate::new(move |intf| {
+            (names.is_empty() || names.contains(&intf.name)) && (!v4_only || intf.ip().is_ipv4())
+        }))]);
+    } else if !names.is_empty() {
+        info.set_interfaces(names.iter().map(IfKind::from).collect());
     }
     let fullname = info.get_fullname().to_owned();
     shared.daemon().and_then(|daemon| daemon.register(info)).map_err(|e| mdns_error("announcing", e))?;
-    tracing::debug!(%fullname, port, "announcing on mDNS");
+    tracing::debug!(%fullname, port = local.port(), ?ips, "announcing on mDNS");
     // Browse from now on, so that lookups find the agents announced since
     // at once (one announced before answers within a second or so).
     if let Err(e) = shared.browser() {

@@ -139,16 +139,26 @@ fn inner_two_agents_discover_connect_and_leave() {
             assert!(!discovery.agents().iter().any(|agent| agent.id == b_id));
 
             // A shut-down agent leaves too (it is still held).
-            // (Announced on `lo` only: the interface setting.)
-            let d = worker("dee", Mdns::new().interface("lo")).bind(LOCALHOST).await.unwrap();
+            // Bound to 0.0.0.0: announced with the host's IPv4 addresses
+            // (here, the namespace's loopback only), on `lo` only (the
+            // interface setting).
+            let d = worker("dee", Mdns::new().interface("lo")).bind("0.0.0.0:0".parse().unwrap()).await.unwrap();
             let d_id = d.id();
-            next_matching(
+            let event = next_matching(
                 &mut discovery,
                 Duration::from_secs(10),
                 "D appearing",
                 |e| matches!(e, Discovered::Appeared(agent) if agent.id == d_id),
             )
             .await;
+            let d_port = d.local_addr().unwrap().port();
+            let expected_addrs = vec![std::net::SocketAddr::from(([127, 0, 0, 1], d_port))];
+            assert!(matches!(&event, Discovered::Appeared(agent) if agent.addrs == expected_addrs), "{event:?}");
+            let peer = a.connect_id(d_id).await.unwrap();
+            let status: TaskStatus =
+                peer.ask(DelegateTask { task_id: "t2".into(), ..Default::default() }).await.unwrap();
+            assert_eq!(status.task_id, "t2");
+            drop(peer);
             d.shutdown(Duration::from_millis(100)).await;
             next_matching(&mut discovery, Duration::from_secs(10), "D leaving at shutdown", |e| {
                 *e == Discovered::Left(d_id)
