@@ -49,6 +49,19 @@ fn inner_buyer_finds_three_sellers_by_mdns_and_trades() {
             expected.sort();
             assert_eq!(found, expected, "the buyer did not find exactly the three sellers");
             assert!(!found.contains(&bystander.id()));
+            // The bystander (no roles: an empty `tags`) is seen, just not taken.
+            let mut discovery = buyer.discover().unwrap();
+            let bystander_seen = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match discovery.next().await.expect("the discovery ended") {
+                        tacit::mdns::Discovered::Appeared(agent) if agent.id == bystander.id() => return agent,
+                        _ => {}
+                    }
+                }
+            })
+            .await
+            .expect("the bystander was not seen");
+            assert!(bystander_seen.tags.is_empty() && !lan::is_seller(&bystander_seen));
             for peer in &peers {
                 // Reached through mDNS: the lookup's address is remembered.
                 assert!(!buyer.known_addrs(&peer.id()).is_empty());
