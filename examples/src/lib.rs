@@ -5,7 +5,8 @@
 //! - `marketplace`: one buyer and several seller agents trading through FIPA
 //!   contract-net rounds ([`tacit::ContractNet`]) with the typed contents of
 //!   [`market::v1`]; in one process (the default) or as separate processes
-//!   (`marketplace seller`, `marketplace buyer`).
+//!   (`marketplace seller`, `marketplace buyer`); [`lan`] finds the sellers
+//!   on the local network by mDNS.
 //!
 //! The intents are generated from `proto/` by `tacit-build` in `build.rs`.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 
 pub mod buyer;
 pub mod echo_service;
+pub mod lan;
 pub mod net;
 pub mod report;
 pub mod seller;

@@ -8,6 +8,9 @@
 //! - [`corpus`]: replays the committed fuzz corpus (`fuzz/corpus/<target>/`,
 //!   `fuzz/regressions/<target>/`) through a fuzz target's entry point, so a
 //!   stable `cargo test` runs it.
+//! - [`netns`]: a network namespace of the test's own (multicast on its
+//!   loopback, deleted on drop) and the re-execution of an inner test in it,
+//!   for mDNS tests.
 //! - [`process`]: a guard that kills and reaps a child process when dropped,
 //!   a failed test included.
 //! - `pair` (feature `handshake`): a dialer and an acceptor handshake joined
@@ -44,6 +47,7 @@ pub mod corpus;
 pub mod echo;
 #[cfg(feature = "quic")]
 pub mod fault;
+pub mod netns;
 #[cfg(feature = "handshake")]
 pub mod pair;
 pub mod process;

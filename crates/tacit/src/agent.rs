@@ -731,6 +731,7 @@ impl Agent {
     /// still running when the drain ended.
     pub async fn shutdown(&self, drain: Duration) -> usize {
         self.inner.accept.abort();
+        self.release_attached();
         self.inner.core.endpoint.shutdown(drain).await
     }
 

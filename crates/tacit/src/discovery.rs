@@ -227,6 +227,20 @@ impl Agent {
         self.discovery().resources.lock().unwrap_or_else(|e| e.into_inner()).push(resource);
     }
 
+    /// Calls `f` with the first attached resource of type `T`, if any.
+    #[cfg(feature = "mdns")]
+    pub(crate) fn with_attached<T: Any, R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let resources = self.discovery().resources.lock().unwrap_or_else(|e| e.into_inner());
+        resources.iter().find_map(|r| r.downcast_ref::<T>()).map(f)
+    }
+
+    /// Drops the attached resources (at shutdown: an mDNS announcement says
+    /// goodbye then, not only when the agent is dropped).
+    pub(crate) fn release_attached(&self) {
+        let released = std::mem::take(&mut *self.discovery().resources.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(released);
+    }
+
     /// Runs `task` until the agent is dropped. The task should hold the
     /// agent only through a [`WeakAgent`](crate::agent::WeakAgent), or it
     /// keeps the agent alive.

@@ -98,6 +98,8 @@ mod error;
 mod handler;
 mod intent;
 pub mod intents;
+#[cfg(feature = "mdns")]
+pub mod mdns;
 mod metrics;
 mod peer;
 pub mod policy;
