@@ -16,6 +16,7 @@ pub mod buyer;
 pub mod echo_service;
 pub mod lan;
 pub mod net;
+pub mod registry;
 pub mod report;
 pub mod seller;
 pub mod stats;

@@ -108,6 +108,21 @@ pub struct CounterCheck {
     pub detail: Vec<String>,
 }
 
+/// What an agent's counters add up to since `before`: the market's
+/// traffic alone, without the directory lookup that came before it.
+pub fn since(mut after: MetricsSnapshot, before: &MetricsSnapshot) -> MetricsSnapshot {
+    after.asks_sent -= before.asks_sent;
+    after.replies_received -= before.replies_received;
+    after.rejections_received -= before.rejections_received;
+    after.tells_sent -= before.tells_sent;
+    for (code, n) in &before.errors {
+        if let Some(count) = after.errors.get_mut(code) {
+            *count -= n;
+        }
+    }
+    after
+}
+
 impl Counters {
     /// Adds up the messages the counters saw and compares them with `expected`.
     pub fn check(&self, expected: u64) -> CounterCheck {

@@ -281,6 +281,63 @@ fn marketplace_writes_verifiable_receipts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--directory`: the sellers register with an in-process directory and
+/// the buyer finds them there by intent, dialing each by AgentId.
+#[test]
+fn marketplace_through_a_directory() {
+    let output = run_ok(
+        MARKETPLACE,
+        &["--directory", "--rounds", "10", "--sellers", "3", "--show-rounds", "0", "--deadline-ms", "10000"],
+    );
+    let found = output.lines().find(|line| line.starts_with("the buyer found ")).expect("no directory line");
+    assert!(found.starts_with("the buyer found 3 sellers through the directory"), "{found}");
+    check_summary(&output, 10, 3);
+}
+
+/// Sellers in their own processes register with a directory agent (run
+/// here, in the test's process); the buyer, given only the directory, finds
+/// both and trades with them.
+#[test]
+fn marketplace_sellers_found_through_a_directory_in_separate_processes() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (directory, agent) = runtime.block_on(async {
+        // The directory starts its expiry task: inside the runtime.
+        let directory = tacit_directory::Directory::in_memory(tacit_directory::Limits::default());
+        let agent = directory.serve(tacit::Agent::builder()).bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        (directory, agent)
+    });
+    let spec = format!("{}@{}", agent.id(), agent.local_addr().unwrap());
+    let sellers: Vec<Server> = (0..2)
+        .map(|profile| {
+            let profile = profile.to_string();
+            Server::start(
+                MARKETPLACE,
+                &["seller", "--addr", "127.0.0.1:0", "--profile", &profile, "--directory", &spec],
+            )
+        })
+        .collect();
+    // Wait until both have registered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while directory.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the sellers did not register");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let output = run_ok(
+        MARKETPLACE,
+        &["buyer", "--directory", &spec, "--rounds", "5", "--show-rounds", "0", "--deadline-ms", "10000"],
+    );
+    assert!(output.contains(": 2 sellers, 5 contract-net rounds over QUIC"), "{output}");
+    for seller in &sellers {
+        let id = seller.spec();
+        let id = &id[id.find('@').unwrap() + 1..];
+        assert!(output.contains(&id[..10]), "{id} not in {output}");
+    }
+    check_summary(&output, 5, 2);
+    drop(sellers);
+    drop(agent);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
 #[test]
 fn marketplace_in_separate_processes() {
     // The market organisation and the buyer's credential, made as `tacit org

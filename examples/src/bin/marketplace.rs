@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use tacit::credential::{OrgKey, SignedCredential};
-use tacit::{Agent, Identity, MetricsSnapshot, Peer, Receipt};
+use tacit::{Agent, AgentCard, AgentId, Identity, MetricsSnapshot, Peer, Receipt};
+use tacit_directory::{Directory, Limits};
 use tacit_examples::buyer::{self, BuyerConfig, BuyerReport};
 use tacit_examples::market::v1::RequestQuote;
 use tacit_examples::net::{self, Failure, PeerSpec};
+use tacit_examples::registry;
 use tacit_examples::report::{self, Counters, Figures, SellerRow};
 use tacit_examples::seller::{Profile, Seller};
 use tacit_examples::stats::{cents, count, duration};
@@ -73,6 +75,11 @@ struct DemoArgs {
     /// order-N.confirmation.receipt), to check with `tacit verify`.
     #[arg(long, value_name = "DIR")]
     receipts: Option<PathBuf>,
+    /// Also runs a directory agent: the sellers register with it, and the
+    /// buyer finds them there (who handles market.v1.RequestQuote) and dials
+    /// each by AgentId, with no address given.
+    #[arg(long)]
+    directory: bool,
     #[command(flatten)]
     trade: TradeArgs,
 }
@@ -126,14 +133,22 @@ struct SellerArgs {
     /// as `tacit org keygen` printed it); without it the seller serves anyone.
     #[arg(long, value_name = "ORG_KEY")]
     market: Option<OrgKey>,
+    /// Registers with this directory agent (`tacit directory serve`), as
+    /// ID@HOST:PORT, so buyers can find the seller there.
+    #[arg(long, value_name = "ID@HOST:PORT", value_parser = parse_directory)]
+    directory: Option<(AgentId, SocketAddr)>,
 }
 
 #[derive(Debug, Args)]
 struct BuyerArgs {
     /// A seller to trade with, as ADDR or ADDR@AGENT_ID (what `marketplace
     /// seller` printed); repeat for each seller.
-    #[arg(long = "seller", value_name = "ADDR[@ID]", required = true)]
+    #[arg(long = "seller", value_name = "ADDR[@ID]", required_unless_present = "directory")]
     sellers: Vec<PeerSpec>,
+    /// Finds the sellers through this directory agent instead (ID@HOST:PORT):
+    /// every agent registered there that handles market.v1.RequestQuote.
+    #[arg(long, value_name = "ID@HOST:PORT", value_parser = parse_directory)]
+    directory: Option<(AgentId, SocketAddr)>,
     /// A key file holding the buyer's identity, created if missing.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
@@ -181,21 +196,58 @@ async fn demo(args: DemoArgs) -> Result<(), Failure> {
     let setup = Instant::now();
     let market = Market::generate().map_err(|e| Failure(format!("cannot make the market's key: {e}")))?;
     let sellers: Vec<Seller> = (0..usize::from(args.sellers)).map(|i| Seller::new(Profile::builtin(i))).collect();
+    let directory = match args.directory {
+        true => {
+            let directory = Directory::in_memory(Limits::default());
+            let builder = directory.serve(Agent::builder().card(AgentCard::new("directory").with_role("directory")));
+            Some((directory, net::bind(builder, loopback()).await?))
+        }
+        false => None,
+    };
     let mut seller_agents = Vec::with_capacity(sellers.len());
     for seller in &sellers {
-        let builder = net::with_timeout(seller.agent(Some(&market.key())), LOCAL_TIMEOUT);
+        let mut builder = net::with_timeout(seller.agent(Some(&market.key())), LOCAL_TIMEOUT);
+        if let Some((_, agent)) = &directory {
+            builder = registry::registered(builder, local_addr(agent)?, agent.id());
+        }
         seller_agents.push(net::bind(builder, loopback()).await?);
     }
     let identity = Identity::generate().map_err(|e| Failure(format!("cannot make the buyer's key: {e}")))?;
     let credential = market.credential(identity.agent_id());
     let buyer_builder = buyer::agent().identity(identity).credential(credential);
     let buyer = net::bind(net::with_timeout(buyer_builder, LOCAL_TIMEOUT), loopback()).await?;
-    let mut peers = Vec::with_capacity(seller_agents.len());
-    for agent in &seller_agents {
-        let spec = PeerSpec { addr: local_addr(agent)?, id: Some(agent.id()) };
-        peers.push(net::connect::<RequestQuote>(&buyer, spec, "a seller").await?);
-    }
+    let peers = match &directory {
+        Some((_, directory)) => {
+            for agent in &seller_agents {
+                tokio::time::timeout(LOCAL_TIMEOUT, agent.registered())
+                    .await
+                    .map_err(|_| Failure("a seller did not register with the directory in time".into()))?;
+            }
+            let found = Instant::now();
+            let peers = sellers_from_directory(&buyer, directory.id(), local_addr(directory)?).await?;
+            if peers.len() != seller_agents.len() {
+                return Err(Failure(format!("the directory gave {} sellers of {}", peers.len(), seller_agents.len())));
+            }
+            println!(
+                "the buyer found {} sellers through the directory {:.10}… (by intent market.v1.RequestQuote) and dialed each by AgentId in {}",
+                peers.len(),
+                directory.id(),
+                duration(found.elapsed())
+            );
+            peers
+        }
+        None => {
+            let mut peers = Vec::with_capacity(seller_agents.len());
+            for agent in &seller_agents {
+                let spec = PeerSpec { addr: local_addr(agent)?, id: Some(agent.id()) };
+                peers.push(net::connect::<RequestQuote>(&buyer, spec, "a seller").await?);
+            }
+            peers
+        }
+    };
     let setup = setup.elapsed();
+    // The counters checked below are the market's: from here on.
+    let baseline = buyer.metrics();
 
     let config = args.trade.config();
     println!(
@@ -233,8 +285,10 @@ async fn demo(args: DemoArgs) -> Result<(), Failure> {
     // Rejections are tells: give the last ones a moment to be handled.
     settle(&buyer, &seller_agents).await;
     print_rounds(&report);
-    let counters =
-        Counters::All { buyer: buyer.metrics(), sellers: seller_agents.iter().map(Agent::metrics).collect() };
+    let counters = Counters::All {
+        buyer: report::since(buyer.metrics(), &baseline),
+        sellers: seller_agents.iter().map(Agent::metrics).collect(),
+    };
     let seller_rows = sellers.iter().map(|seller| SellerRow::of(&seller.state())).collect();
     let awards: Vec<Receipt> = sellers.iter().flat_map(|seller| seller.state().awards().to_vec()).collect();
     let pairs = trust::check_pairs(buyer.id(), &awards, &report.confirmations);
@@ -358,7 +412,10 @@ fn healthy(report: &BuyerReport) -> Result<(), Failure> {
 /// One seller, until interrupted.
 async fn seller(args: SellerArgs) -> Result<(), Failure> {
     let seller = Seller::new(Profile::builtin(usize::from(args.profile)));
-    let builder = net::with_key(seller.agent(args.market.as_ref()), args.key.as_deref())?;
+    let mut builder = net::with_key(seller.agent(args.market.as_ref()), args.key.as_deref())?;
+    if let Some((id, addr)) = args.directory {
+        builder = registry::registered(builder, addr, id);
+    }
     let agent = net::bind(builder, args.addr).await?;
     let addr = local_addr(&agent)?;
     let (name, strategy) = {
@@ -388,6 +445,26 @@ async fn seller(args: SellerArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Parses `ID@HOST:PORT`.
+fn parse_directory(text: &str) -> Result<(AgentId, SocketAddr), String> {
+    let (id, addr) = text.split_once('@').ok_or_else(|| format!("{text:?} is not ID@HOST:PORT"))?;
+    let id = id.parse::<AgentId>().map_err(|e| format!("{id:?}: {e}"))?;
+    let addr = addr.parse::<SocketAddr>().map_err(|e| format!("{addr:?}: {e}"))?;
+    Ok((id, addr))
+}
+
+/// The sellers the directory knows, connected by AgentId; unreachable ones
+/// are reported and left out.
+async fn sellers_from_directory(buyer: &Agent, id: AgentId, addr: SocketAddr) -> Result<Vec<Peer>, Failure> {
+    let (peers, failures) = registry::find_sellers(buyer, addr, id, 64)
+        .await
+        .map_err(|e| Failure(format!("cannot ask the directory {addr}: {e}")))?;
+    for (seller, error) in failures {
+        eprintln!("left out seller {seller}: {error}");
+    }
+    Ok(peers)
+}
+
 /// The buyer, against sellers elsewhere.
 async fn buyer(args: BuyerArgs) -> Result<(), Failure> {
     let timeout = Duration::from_millis(args.connect_timeout_ms);
@@ -408,6 +485,13 @@ async fn buyer(args: BuyerArgs) -> Result<(), Failure> {
         let peer = net::connect::<RequestQuote>(&agent, *spec, "a marketplace seller").await?;
         peers.push(peer);
     }
+    if let Some((id, addr)) = args.directory {
+        peers.extend(sellers_from_directory(&agent, id, addr).await?);
+    }
+    if peers.is_empty() {
+        return Err(Failure("no seller to trade with".into()));
+    }
+    let baseline = agent.metrics();
     let config = args.trade.config();
     println!(
         "Tacit marketplace buyer {:.10}…: {} sellers, {} contract-net rounds over QUIC",
@@ -416,9 +500,9 @@ async fn buyer(args: BuyerArgs) -> Result<(), Failure> {
         count(u64::from(config.rounds))
     );
     let mut rows = Vec::new();
-    for (peer, spec) in peers.iter().zip(&args.sellers) {
+    for peer in &peers {
         let name = peer.card().map(|card| card.name).unwrap_or_default();
-        rows.push(vec![format!("  {name}"), format!("{:.10}…", peer.id()), spec.addr.to_string()]);
+        rows.push(vec![format!("  {name}"), format!("{:.10}…", peer.id()), peer.addr().to_string()]);
     }
     print!("{}", report::table(&rows, 3));
     println!("connected in {}", duration(setup.elapsed()));
@@ -426,7 +510,7 @@ async fn buyer(args: BuyerArgs) -> Result<(), Failure> {
 
     let report = buyer::trade(&peers, &config).await;
     print_rounds(&report);
-    let buyer_metrics: MetricsSnapshot = agent.metrics();
+    let buyer_metrics: MetricsSnapshot = report::since(agent.metrics(), &baseline);
     let receipts = format!(
         "{} orders, {} signed confirmations kept (each verified on arrival against its seller's AgentId)",
         count(report.orders),
