@@ -317,9 +317,9 @@ fn marketplace_sellers_found_through_a_directory_in_separate_processes() {
         })
         .collect();
     // Wait until both have registered.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while directory.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the sellers did not register");
+        assert!(Instant::now() < deadline, "the sellers did not register");
         thread::sleep(Duration::from_millis(20));
     }
     let output = run_ok(
