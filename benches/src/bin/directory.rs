@@ -58,7 +58,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn show(d: Duration) -> String {
-    if d < Duration::from_millis(1) { format!("{:.1} µs", d.as_secs_f64() * 1e6) } else { format!("{:.2} ms", d.as_secs_f64() * 1e3) }
+    if d < Duration::from_millis(1) {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
 }
 
 fn intent(i: usize) -> (IntentId, String) {
@@ -86,9 +90,10 @@ fn records(n: usize) -> Vec<Vec<u8>> {
                 r = r.intent(id, name);
             }
             if i % 10 == 0 {
-                r = r.credential(org.issue(
-                    &Credential::new(identity.agent_id(), now, now + Duration::from_secs(3600)).role("seller"),
-                ));
+                r =
+                    r.credential(org.issue(
+                        &Credential::new(identity.agent_id(), now, now + Duration::from_secs(3600)).role("seller"),
+                    ));
             }
             r.sign(&identity).encode()
         })
@@ -116,44 +121,68 @@ async fn run(args: Args) {
     println!("  made and signed {} records in {}", signed.len(), show(started.elapsed()));
     let mean_len = signed.iter().map(Vec::len).sum::<usize>() / signed.len().max(1);
 
-    // Registration, in process: every record from many concurrent tasks.
-    let rss_before = rss_bytes();
-    let directory = Directory::open(&path, unlimited()).unwrap();
-    let registrant = Identity::generate().unwrap().agent_id();
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
+    // Registration, in process: every record from many concurrent tasks;
+    // first into a directory in memory (what the index costs), then into
+    // the redb-backed one.
     const WORKERS: usize = 256;
-    let chunks: Vec<Vec<Vec<u8>>> = {
+    let chunks = || -> Vec<Vec<Vec<u8>>> {
         let mut chunks = vec![Vec::new(); WORKERS];
         for (i, r) in signed.iter().enumerate() {
             chunks[i % WORKERS].push(r.clone());
         }
         chunks
     };
-    for chunk in chunks {
-        let directory = directory.clone();
-        tasks.spawn(async move {
-            for r in chunk {
-                directory.register(registrant, &r).await.unwrap();
-            }
-        });
+    let registrant = Identity::generate().unwrap().agent_id();
+    async fn register_all(directory: &Directory, registrant: AgentId, chunks: Vec<Vec<Vec<u8>>>) -> Duration {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in chunks {
+            let directory = directory.clone();
+            tasks.spawn(async move {
+                for r in chunk {
+                    directory.register(registrant, &r).await.unwrap();
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        started.elapsed()
     }
-    while tasks.join_next().await.is_some() {}
-    let took = started.elapsed();
+    {
+        let work = chunks();
+        let rss_before = rss_bytes();
+        let memory = Directory::in_memory(unlimited());
+        let took = register_all(&memory, registrant, work).await;
+        assert_eq!(memory.len(), args.records);
+        let grown = rss_bytes().saturating_sub(rss_before);
+        println!(
+            "  registration in process, in memory (verify + index): {:.0} records/s ({} for {})",
+            args.records as f64 / took.as_secs_f64(),
+            show(took),
+            args.records
+        );
+        println!(
+            "  memory: {:.0} bytes per record held in memory (RSS +{:.1} MiB for {}; a signed record is {} bytes on average)",
+            grown as f64 / args.records as f64,
+            grown as f64 / (1 << 20) as f64,
+            args.records,
+            mean_len
+        );
+    }
+    let work = chunks();
+    let rss_before = rss_bytes();
+    let directory = Directory::open(&path, unlimited()).unwrap();
+    let took = register_all(&directory, registrant, work).await;
     assert_eq!(directory.len(), args.records);
     println!(
-        "  registration in process (verify + durable group commit): {:.0} records/s ({} for {})",
+        "  registration in process, redb (verify + index + durable group commit): {:.0} records/s ({} for {})",
         args.records as f64 / took.as_secs_f64(),
         show(took),
         args.records
     );
-    let rss_after = rss_bytes();
     println!(
-        "  memory: {:.0} bytes per record (RSS +{:.1} MiB for {}; a signed record is {} bytes on average)",
-        (rss_after.saturating_sub(rss_before)) as f64 / args.records as f64,
-        rss_after.saturating_sub(rss_before) as f64 / (1 << 20) as f64,
-        args.records,
-        mean_len
+        "  memory with redb: RSS +{:.1} MiB ({:.0} bytes per record, with redb's page cache)",
+        rss_bytes().saturating_sub(rss_before) as f64 / (1 << 20) as f64,
+        rss_bytes().saturating_sub(rss_before) as f64 / args.records as f64
     );
 
     // In-process lookups.
@@ -282,13 +311,7 @@ async fn run(args: Args) {
     let started = Instant::now();
     let mut agents = Vec::with_capacity(args.agents);
     for _ in 0..args.agents {
-        agents.push(
-            Agent::builder()
-                .directory(addr, id)
-                .bind("127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap(),
-        );
+        agents.push(Agent::builder().directory(addr, id).bind("127.0.0.1:0".parse().unwrap()).await.unwrap());
     }
     let bound = started.elapsed();
     let mut waits = tokio::task::JoinSet::new();
@@ -296,7 +319,8 @@ async fn run(args: Args) {
         let agent = agent.clone();
         waits.spawn(async move { agent.registered().await });
     }
-    let done = tokio::time::timeout(Duration::from_secs(120), async { while waits.join_next().await.is_some() {} }).await;
+    let done =
+        tokio::time::timeout(Duration::from_secs(120), async { while waits.join_next().await.is_some() {} }).await;
     assert!(done.is_ok(), "not every agent registered within 120 s");
     println!(
         "  {} agents registering at once: all acknowledged {} after the first bind ({} to bind them all)",

@@ -241,15 +241,15 @@ impl Directory {
         let id = verified.record.agent_id;
         {
             let index = shared.store.index.read().unwrap_or_else(|e| e.into_inner());
-            let replaces_own = index.get(&id).is_some_and(|held| held.registrant == registrant);
-            if !replaces_own && index.held_by(&registrant) >= shared.limits.records_per_peer {
+            let replaces_own = index.get(&id).is_some_and(|held| held.registrant == *registrant.as_bytes());
+            if !replaces_own && index.held_by(registrant.as_bytes()) >= shared.limits.records_per_peer {
                 return Err(Rejection::refuse(
                     ErrorCode::QuotaExceeded,
                     format!("this peer already holds {} records here", shared.limits.records_per_peer),
                 ));
             }
         }
-        let entry = Arc::new(Entry::new(verified.signed.encode().into(), verified.record, registrant, now));
+        let entry = Arc::new(Entry::new(verified.signed.encode().into(), verified.record, *registrant.as_bytes(), now));
         let (ack, answer) = oneshot::channel();
         shared
             .ops

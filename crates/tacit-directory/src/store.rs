@@ -34,14 +34,16 @@ pub(crate) struct Entry {
     /// Its credentials that verified when it was registered.
     pub(crate) credentials: Vec<VerifiedCredential>,
     pub(crate) expires_at: SystemTime,
-    /// The peer that registered it (its quota is charged).
-    pub(crate) registrant: AgentId,
+    /// The AgentId bytes of the peer that registered it (its quota is
+    /// charged). Raw bytes: only compared, and decoding a key costs a
+    /// point decompression per record on load.
+    pub(crate) registrant: [u8; 32],
 }
 
 impl Entry {
     /// A record verified before (on registration: its signature is not
     /// checked again), with its credentials verified at `now`.
-    pub(crate) fn new(signed: Bytes, record: AgentRecord, registrant: AgentId, now: SystemTime) -> Self {
+    pub(crate) fn new(signed: Bytes, record: AgentRecord, registrant: [u8; 32], now: SystemTime) -> Self {
         let credentials = record.verified_credentials(now);
         let expires_at = record.expires_at();
         Self { signed, record, credentials, expires_at, registrant }
@@ -70,7 +72,7 @@ pub(crate) struct Index {
     by_role: HashMap<Box<str>, BTreeSet<AgentId>>,
     expiry: BTreeSet<(SystemTime, AgentId)>,
     /// Records held per registrant.
-    per_registrant: HashMap<AgentId, usize>,
+    per_registrant: HashMap<[u8; 32], usize>,
 }
 
 fn add<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<AgentId>>, key: K, id: AgentId) {
@@ -95,7 +97,7 @@ impl Index {
         self.records.get(id)
     }
 
-    pub(crate) fn held_by(&self, registrant: &AgentId) -> usize {
+    pub(crate) fn held_by(&self, registrant: &[u8; 32]) -> usize {
         self.per_registrant.get(registrant).copied().unwrap_or(0)
     }
 
@@ -284,14 +286,13 @@ fn storage(e: impl std::fmt::Display) -> DirectoryError {
 
 /// A stored value: the signed record, then the registrant's 32 bytes.
 fn stored_value(entry: &Entry) -> Vec<u8> {
-    [entry.signed.as_ref(), entry.registrant.as_bytes()].concat()
+    [entry.signed.as_ref(), entry.registrant.as_slice()].concat()
 }
 
-fn split_value(value: &[u8]) -> Option<(&[u8], AgentId)> {
+fn split_value(value: &[u8]) -> Option<(&[u8], [u8; 32])> {
     let at = value.len().checked_sub(32)?;
     let (signed, registrant) = value.split_at(at);
-    let registrant = AgentId::from_bytes(registrant.try_into().ok()?).ok()?;
-    Some((signed, registrant))
+    Some((signed, registrant.try_into().ok()?))
 }
 
 /// The writer: takes operations in batches, commits each batch in one

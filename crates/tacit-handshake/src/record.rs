@@ -517,3 +517,43 @@ mod tests {
         assert!(verified.trusted_credentials(&TrustStore::new(), now).is_empty());
     }
 }
+
+#[cfg(test)]
+mod vectors {
+    use super::*;
+
+    /// The vector of docs/PROTOCOL.md ("Agent records"): secret key 32 bytes
+    /// of 0x01, one address, a name, a tag, one intent, issued at
+    /// 1,800,000,000,000 ms with a TTL of 300 s.
+    pub(super) fn vector() -> (Identity, AgentRecord) {
+        let identity = Identity::from_secret_bytes(&[1; 32]);
+        let record = AgentRecord::new(
+            identity.agent_id(),
+            UNIX_EPOCH + Duration::from_millis(1_800_000_000_000),
+            Duration::from_secs(300),
+        )
+        .addr("192.0.2.7:4433".parse().unwrap_or_else(|_| unreachable!()))
+        .name("seller")
+        .tag("gpu")
+        .intent(IntentId::from_bytes([0xab; 32]), "market.v1.ReserveSlot");
+        (identity, record)
+    }
+
+    #[test]
+    fn protocol_vector() {
+        let (identity, record) = vector();
+        let body = data_encoding::HEXLOWER.encode(&record.encode());
+        let signed = data_encoding::HEXLOWER.encode(&record.sign(&identity).encode());
+        println!("agent_id {}\nbody {body}\nsigned {signed}", identity.agent_id());
+        assert_eq!(body, BODY_HEX);
+        assert_eq!(signed, SIGNED_HEX);
+        let decoded =
+            SignedAgentRecord::decode(&data_encoding::HEXLOWER.decode(SIGNED_HEX.as_bytes()).unwrap()).unwrap();
+        let at = UNIX_EPOCH + Duration::from_millis(1_800_000_000_000);
+        assert_eq!(decoded.verify(at).unwrap().record, record);
+        assert!(decoded.verify(at + Duration::from_secs(300)).is_err(), "expired at issued_at + ttl");
+    }
+
+    const BODY_HEX: &str = "0a208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c120e3139322e302e322e373a343433331a0673656c6c657222036770752a390a20abababababababababababababababababababababababababababababababab12156d61726b65742e76312e52657365727665536c6f743880a0f1c2b13440ac02";
+    const SIGNED_HEX: &str = "0a84010a208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c120e3139322e302e322e373a343433331a0673656c6c657222036770752a390a20abababababababababababababababababababababababababababababababab12156d61726b65742e76312e52657365727665536c6f743880a0f1c2b13440ac02124039beb13fc6b3b579daa44628b17bdb4d89ff2a15f0f38f97b6a297920ac93ceec2b2824eb971b2f506764134e7fa9f035f3a65a22748f452c3256b550b922500";
+}
