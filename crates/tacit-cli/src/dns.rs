@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use tacit::Identity;
-use tacit::dns::zone_lines;
+use tacit::dns::{normalize_origin, zone_lines};
 use tacit_handshake::record::{AgentRecord, MAX_TTL};
 
 use crate::error::CliError;
@@ -56,6 +56,7 @@ fn record(args: RecordArgs) -> Result<(), CliError> {
     if args.ttl == 0 || u64::from(args.ttl) > MAX_TTL.as_secs() {
         return Err(CliError::failure(format!("--ttl must be 1 to {} seconds", MAX_TTL.as_secs())));
     }
+    let origin = normalize_origin(&args.origin).map_err(|e| CliError::failure(format!("--origin: {e}")))?;
     let identity = Identity::load(&args.key).map_err(|e| CliError::failure(e.to_string()))?;
     let mut record = AgentRecord::new(identity.agent_id(), SystemTime::now(), Duration::from_secs(args.ttl.into()));
     record.addrs = args.addrs;
@@ -66,7 +67,7 @@ fn record(args: RecordArgs) -> Result<(), CliError> {
     // an over-long name or tag, ...).
     signed.verify(SystemTime::now()).map_err(|e| CliError::failure(format!("the record would not verify: {e}")))?;
     let dns_ttl = args.dns_ttl.unwrap_or_else(|| (args.ttl / 10).max(60).min(args.ttl));
-    let lines = zone_lines(&signed, &args.origin, dns_ttl);
+    let lines = zone_lines(&signed, &origin, dns_ttl);
     print!("{lines}");
     Ok(())
 }

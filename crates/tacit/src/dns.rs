@@ -97,8 +97,9 @@ pub enum DnsSetupError {
     NoServers,
 }
 
-/// The origin as written in names: lowercase, without the final dot.
-fn normalize_origin(origin: &str) -> Result<String, DnsSetupError> {
+/// `origin` as Tacit writes it in names — lowercase, without the final
+/// dot — or why it is not a domain name that can hold Tacit names.
+pub fn normalize_origin(origin: &str) -> Result<String, DnsSetupError> {
     let normalized = origin.trim().trim_end_matches('.').to_ascii_lowercase();
     let bad = |reason: &str| DnsSetupError::Origin { origin: origin.to_owned(), reason: reason.to_owned() };
     if normalized.is_empty() {

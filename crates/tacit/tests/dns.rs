@@ -140,6 +140,9 @@ async fn the_newest_valid_record_wins_and_other_txt_is_ignored() {
     assert_eq!(within("connect_id", buyer.connect_id(id)).await.unwrap().id(), id);
 }
 
+/// The TXT records (each its character-strings) to publish under a victim's name.
+type MakeTxt = dyn Fn(&Identity) -> Vec<Vec<Vec<u8>>>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_expired_and_malformed_records_are_refused() {
     let server = DnsServer::start(ORIGIN).await;
@@ -148,7 +151,7 @@ async fn forged_expired_and_malformed_records_are_refused() {
     let somewhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
 
     // (what is published under a fresh id's name, what the error must say)
-    let mut cases: Vec<(&str, Box<dyn Fn(&Identity) -> Vec<Vec<Vec<u8>>>>, &str)> = Vec::new();
+    let mut cases: Vec<(&str, Box<MakeTxt>, &str)> = Vec::new();
     cases.push((
         "signed by another key",
         Box::new(move |victim| vec![strings(&record(victim, &[somewhere]).sign(&identity()))]),
@@ -202,7 +205,7 @@ async fn forged_expired_and_malformed_records_are_refused() {
     ));
     cases.push((
         "20 TXT records",
-        Box::new(|victim| (0..20).map(|_| strings(&record(victim, &[somewhere]).sign(&identity()))).collect()),
+        Box::new(move |victim| (0..20).map(|_| strings(&record(victim, &[somewhere]).sign(&identity()))).collect()),
         "8 TXT records at",
     ));
 
