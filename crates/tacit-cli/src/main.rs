@@ -25,6 +25,8 @@
 //!                                           run the protocol's conformance checks against an implementation
 //! tacit conformance --serve ADDR [--once] [--json]
 //!                                           play the acceptor and check the implementations that dial it
+//! tacit dns record --key FILE --origin DOMAIN --addr ADDR... [--name N] [--tag T]... [--ttl SECS] [--dns-ttl SECS]
+//!                                           print the zone-file line that publishes the agent under DOMAIN
 //! tacit verify FILE                         check a signed receipt offline; exit 1 if it does not verify
 //! tacit mcp --peer ADDR[=ID]... [--key FILE] [--credential FILE]... [--http ADDR [--bearer-token-file FILE]]
 //!                                           serve MCP on stdio (or streamable HTTP): the peers' intents as tools,
@@ -76,6 +78,7 @@ mod conformance;
 mod connect;
 mod describe;
 mod directory;
+mod dns;
 mod error;
 mod inspect;
 mod json;
@@ -170,6 +173,9 @@ enum Command {
     #[cfg(feature = "a2a")]
     #[command(subcommand)]
     A2a(a2a::Command),
+    /// DNS discovery: publish agents' signed records as TXT records under a domain.
+    #[command(subcommand)]
+    Dns(dns::Command),
     /// Check a signed receipt file offline: print its sender, receiver, intent, ids and time, then OK or the failure.
     Verify {
         /// The receipt file (a `tacit.v1.Receipt`).
@@ -218,6 +224,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Org(command) => org::run(command).await,
         #[cfg(feature = "a2a")]
         Command::A2a(command) => a2a::run(command).await,
+        Command::Dns(command) => dns::run(command),
         Command::Verify { file } => verify::run(&file),
     }
 }

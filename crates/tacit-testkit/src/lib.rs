@@ -18,6 +18,8 @@
 //! - `fault` (feature `quic`): a UDP socket for quinn that loses, duplicates,
 //!   reorders, delays, corrupts and truncates datagrams, its seeded RNG and
 //!   the per-seed test runner.
+//! - `dns` (feature `dns`): an authoritative DNS server in process
+//!   (hickory-server) on loopback, UDP and TCP, one zone in memory.
 //! - `echo` (feature `quic`): one echo endpoint, which keeps accepting after a
 //!   failed handshake and keeps serving after a tell.
 //!
@@ -43,6 +45,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub mod corpus;
+#[cfg(feature = "dns")]
+pub mod dns;
 #[cfg(feature = "quic")]
 pub mod echo;
 #[cfg(feature = "quic")]

@@ -94,6 +94,8 @@ mod conversation;
 mod core;
 pub mod directory;
 pub mod discovery;
+#[cfg(feature = "dns")]
+pub mod dns;
 mod error;
 mod handler;
 mod intent;
