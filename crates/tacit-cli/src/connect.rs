@@ -18,6 +18,17 @@ pub(crate) struct ConnectArgs {
     /// characters), found through the lookups given (--directory; memory of this run first).
     #[arg(value_name = "ADDR|ID")]
     pub(crate) addr: String,
+    /// Find agents given by AgentId on the local network by mDNS (`_tacit._udp.local`), asked
+    /// after this run's memory.
+    #[arg(long)]
+    pub(crate) mdns: bool,
+    /// Find agents given by AgentId through signed TXT records under this domain
+    /// (`_tacit.<ID>.<DOMAIN>`, see `tacit dns record`; repeatable), asked after mDNS.
+    #[arg(long, value_name = "DOMAIN")]
+    pub(crate) dns: Vec<String>,
+    /// The DNS servers --dns asks (HOST:PORT, repeatable; default: the system's resolver configuration).
+    #[arg(long, value_name = "HOST:PORT", requires = "dns")]
+    pub(crate) dns_server: Vec<String>,
     /// Find agents given by AgentId through this directory agent, as ID@HOST:PORT (repeatable; asked
     /// in order after the other lookups).
     #[arg(long, value_name = "ID@HOST:PORT", value_parser = parse_directory)]
@@ -51,6 +62,20 @@ pub(crate) fn parse_directory(text: &str) -> Result<(AgentId, String), String> {
 
 /// Adds the lookups of `args` to `builder`.
 pub(crate) fn with_lookups(args: &ConnectArgs, mut builder: AgentBuilder) -> Result<AgentBuilder, CliError> {
+    // Nearest and cheapest first: memory (built in), mDNS, DNS, directories.
+    if args.mdns {
+        builder = builder.lookup(tacit::mdns::MdnsLookup::new());
+    }
+    let servers = args.dns_server.iter().map(|s| resolve(s)).collect::<Result<Vec<_>, _>>()?;
+    for origin in &args.dns {
+        let lookup = if servers.is_empty() {
+            tacit::dns::DnsLookup::new(origin)
+        } else {
+            tacit::dns::DnsLookup::with_nameservers(origin, &servers)
+        }
+        .map_err(|e| CliError::failure(format!("--dns {origin}: {e}")))?;
+        builder = builder.lookup(lookup.timeout(args.connect_timeout));
+    }
     for (id, addr) in &args.directory {
         builder = builder.directory(resolve(addr)?, *id);
     }
@@ -161,7 +186,8 @@ async fn dial_id(args: &ConnectArgs, builder: AgentBuilder, id: AgentId) -> Resu
         .map_err(|e| CliError::failure(format!("cannot open a UDP socket to dial from: {e}")))?;
     // Each lookup and each dial is bounded by the connect timeout; the
     // whole by that times the lookups asked (and memory).
-    let limit = args.connect_timeout * (2 + u32::try_from(args.directory.len()).unwrap_or(u32::MAX / 4));
+    let lookups = args.directory.len() + args.dns.len() + usize::from(args.mdns);
+    let limit = args.connect_timeout * (2 + u32::try_from(lookups).unwrap_or(u32::MAX / 4));
     let connecting = async {
         let peer = agent.connect_id(id).await?;
         peer.ready().await?;

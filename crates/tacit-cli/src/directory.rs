@@ -149,6 +149,9 @@ pub(crate) async fn find(args: FindArgs) -> Result<(), CliError> {
         key: args.key.clone(),
         connect_timeout: args.timeout,
         directory: Vec::new(),
+        mdns: false,
+        dns: Vec::new(),
+        dns_server: Vec::new(),
     };
     let connection = connect::dial(&connect, Agent::builder(), Some(*id)).await?;
     let client = DirectoryClient::new(connection.peer.clone());

@@ -175,6 +175,9 @@ async fn publish(
         key: Some(send.key.clone().unwrap_or_else(|| org_key.to_path_buf())),
         connect_timeout: send.timeout,
         directory: Vec::new(),
+        mdns: false,
+        dns: Vec::new(),
+        dns_server: Vec::new(),
     };
     let connection = connect::dial(&connect, builder, send.expect).await?;
     let request = Revocations { signed_list: signed.encode().into() };

@@ -97,3 +97,39 @@ fn dns_record_refuses_bad_arguments() {
     let custom = run(&["--addr", "127.0.0.1:1", "--dns-ttl", "30"]);
     assert!(String::from_utf8_lossy(&custom.stdout).contains(" 30 IN TXT "), "{custom:?}");
 }
+
+/// `tacit ping ID --dns DOMAIN --dns-server ADDR`: dialing by AgentId alone
+/// through the record `tacit dns record` printed; an id with no record names
+/// the DNS lookup in its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_by_id_through_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("agent.key");
+    let key = key.to_str().unwrap().to_owned();
+    assert!(tacit(&["keygen", "--out", &key]).status.success());
+    let agent = Agent::builder().identity(Identity::load(&key).unwrap()).bind(LOCALHOST).await.unwrap();
+    let addr = agent.local_addr().unwrap().to_string();
+    let out = tacit(&["dns", "record", "--key", &key, "--origin", "example.test", "--addr", &addr]);
+    assert!(out.status.success(), "{out:?}");
+    let server = DnsServer::start_with_zone("example.test.", &String::from_utf8(out.stdout).unwrap()).await;
+    let dns_server = server.addr().to_string();
+    let id = agent.id().to_string();
+    let stranger = Identity::generate().unwrap().agent_id().to_string();
+    let (found, missing) = tokio::time::timeout(
+        LIMIT,
+        tokio::task::spawn_blocking(move || {
+            let found = tacit(&["ping", &id, "--dns", "example.test", "--dns-server", &dns_server, "--count", "2"]);
+            let missing = tacit(&["ping", &stranger, "--dns", "example.test", "--dns-server", &dns_server]);
+            (found, missing)
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(found.status.success(), "{found:?}");
+    assert!(String::from_utf8_lossy(&found.stdout).contains("2 received"), "{found:?}");
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("memory: no address; dns example.test: no address"), "{stderr}");
+    drop(server);
+}
