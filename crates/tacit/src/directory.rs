@@ -4,9 +4,9 @@
 //!
 //! This module is the client side; the directory agent itself is the
 //! `tacit-directory` crate (`tacit directory serve`). The intents are the
-//! standard [`RegisterAgent`](crate::intents::RegisterAgent),
-//! [`FindAgents`](crate::intents::FindAgents) and
-//! [`WatchAgents`](crate::intents::WatchAgents) (`docs/PROTOCOL.md`, "The
+//! standard [`RegisterAgent`],
+//! [`FindAgents`] and
+//! [`WatchAgents`] (`docs/PROTOCOL.md`, "The
 //! directory").
 //!
 //! - An agent built with [`AgentBuilder::directory`] registers its

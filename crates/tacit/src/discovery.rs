@@ -17,7 +17,7 @@
 //! A lookup's answer is a hint, never trusted: every address is dialed with
 //! the AgentId expected, so the TLS handshake proves the key, and a wrong or
 //! malicious answer can waste a connect timeout but never impersonate. When
-//! nothing answers, [`Error::NotFound`](crate::Error::NotFound) names every
+//! nothing answers, [`Error::NotFound`] names every
 //! lookup tried and what each said.
 //!
 //! An agent also describes itself for others to find: [`Agent::record`]
