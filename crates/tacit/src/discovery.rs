@@ -41,6 +41,7 @@ use tacit_handshake::{AgentId, Identity};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::error::BoxError;
+pub use crate::error::{Attempt, Attempts};
 use crate::{Agent, Error, Peer, Result};
 
 /// What a [`Lookup`] returns: the addresses it found for an AgentId (empty
@@ -62,38 +63,6 @@ pub trait Lookup: Send + Sync + fmt::Debug + 'static {
     /// The addresses of `id`. `agent` is the agent looking (a directory
     /// lookup asks through it).
     fn lookup<'a>(&'a self, agent: &'a Agent, id: AgentId) -> LookupFuture<'a>;
-}
-
-/// One lookup asked by [`Agent::connect_id`], and what came of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    /// The lookup's [`name`](Lookup::name) (`"memory"` for known addresses).
-    pub lookup: String,
-    /// What it said: "no address", its error, or each address tried and why
-    /// the dial failed.
-    pub outcome: String,
-}
-
-impl fmt::Display for Attempt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.lookup, self.outcome)
-    }
-}
-
-/// The attempts of a failed [`Agent::connect_id`], printed `a: …; b: …`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempts(pub Vec<Attempt>);
-
-impl fmt::Display for Attempts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, attempt) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{attempt}")?;
-        }
-        Ok(())
-    }
 }
 
 /// The default TTL of the agent's own record ([`Agent::record`]).

@@ -6,6 +6,7 @@
 //! kept as text and as the [`source`](std::error::Error::source) behind it,
 //! so a bump of those crates is not a breaking change of `tacit`.
 
+use std::fmt;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -158,7 +159,7 @@ pub enum Error {
         /// The agent looked for.
         id: AgentId,
         /// Each lookup asked, in order, and its outcome.
-        tried: crate::discovery::Attempts,
+        tried: Attempts,
     },
     /// The agent has been shut down ([`Agent::shutdown`](crate::Agent::shutdown)).
     #[error("the agent is shut down")]
@@ -379,8 +380,8 @@ impl Rejection {
     }
 }
 
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} ({:#x}): {}",
@@ -402,3 +403,35 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Rejection {
 
 /// The result type of the agent API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One lookup asked by [`Agent::connect_id`](crate::Agent::connect_id), and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The lookup's [`name`](crate::discovery::Lookup::name) (`"memory"` for known addresses).
+    pub lookup: String,
+    /// What it said: "no address", its error, or each address tried and why
+    /// the dial failed.
+    pub outcome: String,
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.lookup, self.outcome)
+    }
+}
+
+/// The attempts of a failed [`Agent::connect_id`](crate::Agent::connect_id), printed `a: …; b: …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempts(pub Vec<Attempt>);
+
+impl fmt::Display for Attempts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, attempt) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{attempt}")?;
+        }
+        Ok(())
+    }
+}
