@@ -220,7 +220,7 @@ impl Directory {
             })
             .on_stream(move |cx: Context, request: WatchAgents, sender, receiver| {
                 let directory = watch.clone();
-                async move { directory.handle_watch(cx.peer_id(), request, sender, receiver).await }
+                async move { directory.handle_watch(cx.peer_id(), cx.peer().session(), request, sender, receiver).await }
             })
     }
 
@@ -297,23 +297,30 @@ impl Directory {
     async fn handle_watch(
         &self,
         peer: AgentId,
+        cx_session: tacit::transport::Session,
         request: WatchAgents,
         mut sender: StreamSender<AgentChange>,
         _receiver: StreamReceiver<()>,
     ) {
         let Some(_slot) = WatchSlot::take(&self.shared, peer) else {
             tracing::debug!(%peer, "refused a watch over the per-peer limit");
+            sender.reset(ErrorCode::QuotaExceeded);
             return;
         };
         let query = match Query::from_wire(&request.query.unwrap_or_default()) {
             Ok(query) => query,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "refused a malformed watch");
+                sender.reset(ErrorCode::InvalidPayload);
                 return;
             }
         };
         // Subscribe before the snapshot, so nothing falls between them.
         let mut events = self.shared.store.events.subscribe();
+        // The watch ends with the watcher's connection. (A watch dropped on a
+        // live connection is noticed at its next matching change, when the
+        // send fails.)
+        let session = cx_session;
         let now = SystemTime::now();
         let snapshot = {
             let index = self.shared.store.index.read().unwrap_or_else(|e| e.into_inner());
@@ -329,7 +336,11 @@ impl Directory {
             return;
         }
         loop {
-            let change = match events.recv().await {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                _ = session.closed() => return,
+            };
+            let change = match event {
                 Ok(Event::Present(entry)) if store::matches(&query, &entry, SystemTime::now()) => present(&entry),
                 Ok(Event::Expired(entry))
                     if store::matches(&query, &entry, entry.expires_at - Duration::from_millis(1)) =>

@@ -341,3 +341,45 @@ async fn a_lying_directory_cannot_impersonate() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn watches_over_the_per_peer_limit_are_refused_with_a_code() {
+    timeout(LIMIT, async {
+        let directory = Directory::in_memory(Limits::default().watches_per_peer(2));
+        let server = directory_agent(&directory).await;
+        let (agent, client) = client_of(&server).await;
+        let (_other_agent, other) = client_of(&server).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut watch = client.watch(&Query::new()).await.unwrap();
+            assert!(matches!(watch.next().await.unwrap().unwrap(), Change::Synced));
+            held.push(watch);
+        }
+        let mut third = client.watch(&Query::new()).await.unwrap();
+        let error = third.next().await.unwrap().unwrap_err();
+        assert_eq!(error.code(), ErrorCode::QuotaExceeded, "{error}");
+        // Another peer still watches.
+        let mut theirs = other.watch(&Query::new()).await.unwrap();
+        assert!(matches!(theirs.next().await.unwrap().unwrap(), Change::Synced));
+        // The watches end with their connection: the same agent, connected
+        // again, watches again.
+        drop(held);
+        drop(third);
+        client.peer().close();
+        let peer = agent.connect(server.local_addr().unwrap(), server.id()).await.unwrap();
+        let again = DirectoryClient::new(peer);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut watch = again.watch(&Query::new()).await.unwrap();
+            match watch.next().await.unwrap() {
+                Ok(Change::Synced) => break,
+                Err(e) if e.code() == ErrorCode::QuotaExceeded && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+}

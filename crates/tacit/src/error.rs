@@ -206,6 +206,9 @@ impl Error {
             Self::NotFound { .. } => ErrorCode::NotFound,
             Self::ReplyUnsigned { .. } => ErrorCode::SignatureRequired,
             Self::ReplySignatureInvalid { .. } => ErrorCode::SignatureInvalid,
+            Self::Stream(StreamError::Reset(code)) => {
+                i32::try_from(*code).ok().and_then(|c| ErrorCode::try_from(c).ok()).unwrap_or(ErrorCode::Unspecified)
+            }
             Self::Unknown { .. }
             | Self::DatagramsUnsupported
             | Self::Stream(_)

@@ -72,6 +72,14 @@ impl<T: prost::Message> StreamSender<T> {
     pub async fn finish(self) -> Result<()> {
         Ok(self.inner.finish().await?)
     }
+
+    /// Abandons this direction with a stream error: the peer's receiver
+    /// fails with `code` ([`Error::code`](crate::Error::code)), and messages
+    /// not yet delivered may be lost. For a handler that refuses a stream
+    /// (a quota, a malformed opening) with a code on the wire.
+    pub fn reset(self, code: tacit_wire::ErrorCode) {
+        self.inner.reset(code);
+    }
 }
 
 /// Receives typed messages from a stream lane.
