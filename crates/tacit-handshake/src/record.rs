@@ -90,9 +90,12 @@ pub struct AgentRecord {
 }
 
 impl AgentRecord {
-    /// A record for `agent_id` issued at `issued_at`, holding for `ttl`, with
-    /// no addresses, name, tags, intents or credentials yet.
+    /// A record for `agent_id` issued at `issued_at` (truncated to the
+    /// millisecond, the wire's precision, so that a record decodes equal to
+    /// what was signed), holding for `ttl`, with no addresses, name, tags,
+    /// intents or credentials yet.
     pub fn new(agent_id: AgentId, issued_at: SystemTime, ttl: Duration) -> Self {
+        let issued_at = UNIX_EPOCH + Duration::from_millis(unix_ms(issued_at));
         Self {
             agent_id,
             addrs: Vec::new(),
