@@ -193,7 +193,7 @@ async fn run(args: Args) {
         by_id.push(t.elapsed());
         assert_eq!(found.len(), 1);
         let t = Instant::now();
-        let (found, _) = directory.find(&Query::new().intent(intent(i % 1000).0), 100);
+        let (found, _) = directory.find(&Query::new().intent(intent(i * 13 % 1000).0), 100);
         by_intent.push(t.elapsed());
         assert!(!found.is_empty());
     }
@@ -222,7 +222,7 @@ async fn run(args: Args) {
         let found = peer.ask(FindAgents { query: Some(q), limit: 1 }).await.unwrap();
         by_id.push(t.elapsed());
         assert_eq!(found.records.len(), 1);
-        let q = Query::new().intent(intent(i % 1000).0).to_wire();
+        let q = Query::new().intent(intent(i * 13 % 1000).0).to_wire();
         let t = Instant::now();
         let found = peer.ask(FindAgents { query: Some(q), limit: 100 }).await.unwrap();
         by_intent.push(t.elapsed());
@@ -243,7 +243,7 @@ async fn run(args: Args) {
     let mut verified = Vec::new();
     for i in 0..200 {
         let t = Instant::now();
-        let found = client.find(&Query::new().intent(intent(i % 1000).0), 100).await.unwrap();
+        let found = client.find(&Query::new().intent(intent(i % ids.len().max(1) * 13 % 1000).0), 100).await.unwrap();
         verified.push(t.elapsed());
         assert_eq!(found.rejected, 0);
     }
